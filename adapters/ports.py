@@ -1,0 +1,79 @@
+"""The interfaces the engine needs from the outside world.
+
+Each port has two adapters (embedded and at scale) that pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from domain.envelope import EventEnvelope
+
+
+class EventSource(Protocol):
+    """A consumer's cursor on the event stream (Kafka group, or the notification log)."""
+
+    def poll(self, max_records: int, timeout: float) -> list[EventEnvelope]:
+        """Next envelopes after the last ones returned; waits up to ``timeout`` seconds."""
+        ...
+
+    def commit(self) -> None:
+        """Make everything returned so far count as processed. Call only once effects are durable."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Where the relay puts events for consumers in other processes."""
+
+    def publish(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Returns only when every envelope is acknowledged by the broker."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ReportingStore(Protocol):
+    """A ClickHouse engine: chdb in-process, or a server through clickhouse-connect."""
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None: ...
+
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts. Parameters are bound with ``{name:Type}`` placeholders, never formatted in."""
+        ...
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpOutcome:
+    """What the receiving server said about one recipient of one message."""
+
+    code: int  # the SMTP reply code; 0 when no server answered (connection failure)
+    enhanced_status: str  # RFC 3463 "x.y.z", or "" when the server gave none
+    text: str
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def is_permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+
+class MailTransport(Protocol):
+    """Hands finished MIME messages to the next hop."""
+
+    async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
+        """Never raises for SMTP or network trouble: it is reported in the outcome."""
+        ...
+
+    async def close(self) -> None: ...

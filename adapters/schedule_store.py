@@ -1,0 +1,158 @@
+"""Durable timers for messages: SendAt times and retry times.
+
+A small table (message id → due time) plus the scheduler's stream position,
+written in one transaction so that a crash neither loses a timer nor applies
+an event twice. SQLite (a file beside the event store) or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+from uuid import UUID
+
+
+class ScheduleStore(Protocol):
+    def apply(
+        self,
+        set_due: Iterable[tuple[UUID, datetime]],
+        clear: Iterable[UUID],
+        position: int | None,
+    ) -> None:
+        """Set and clear timers and record the stream position, atomically."""
+        ...
+
+    def position(self) -> int | None: ...
+
+    def due(self, now: datetime, limit: int) -> list[UUID]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteScheduleStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS timers (message_id TEXT PRIMARY KEY, due_at REAL NOT NULL)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS position (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "notification_id INTEGER NOT NULL)"
+        )
+
+    def apply(
+        self,
+        set_due: Iterable[tuple[UUID, datetime]],
+        clear: Iterable[UUID],
+        position: int | None,
+    ) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO timers VALUES (?, ?) "
+                    "ON CONFLICT (message_id) DO UPDATE SET due_at = excluded.due_at",
+                    [(str(m), due.timestamp()) for m, due in set_due],
+                )
+                self._db.executemany(
+                    "DELETE FROM timers WHERE message_id = ?", [(str(m),) for m in clear]
+                )
+                if position is not None:
+                    self._db.execute(
+                        "INSERT INTO position VALUES (1, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET notification_id = excluded.notification_id",
+                        (position,),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def position(self) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT notification_id FROM position").fetchone()
+        return None if row is None else int(row[0])
+
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT message_id FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                (now.timestamp(), limit),
+            ).fetchall()
+        return [UUID(r[0]) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class PostgresScheduleStore:
+    def __init__(self, conninfo: str, consumer: str = "scheduler") -> None:
+        import psycopg
+
+        self._consumer = consumer
+        self._lock = threading.Lock()
+        self._db = psycopg.connect(conninfo, autocommit=True)
+        with self._db.transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS sendstream_timers "
+                "(message_id uuid PRIMARY KEY, due_at timestamptz NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS sendstream_timers_due ON sendstream_timers (due_at)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS sendstream_timer_position "
+                "(consumer text PRIMARY KEY, notification_id bigint NOT NULL)"
+            )
+
+    def apply(
+        self,
+        set_due: Iterable[tuple[UUID, datetime]],
+        clear: Iterable[UUID],
+        position: int | None,
+    ) -> None:
+        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO sendstream_timers VALUES (%s, %s) "
+                "ON CONFLICT (message_id) DO UPDATE SET due_at = excluded.due_at",
+                list(set_due),
+            )
+            cursor.executemany(
+                "DELETE FROM sendstream_timers WHERE message_id = %s", [(m,) for m in clear]
+            )
+            if position is not None:
+                cursor.execute(
+                    "INSERT INTO sendstream_timer_position VALUES (%s, %s) ON CONFLICT (consumer) "
+                    "DO UPDATE SET notification_id = excluded.notification_id",
+                    (self._consumer, position),
+                )
+
+    def position(self) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT notification_id FROM sendstream_timer_position WHERE consumer = %s",
+                (self._consumer,),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT message_id FROM sendstream_timers WHERE due_at <= %s "
+                "ORDER BY due_at LIMIT %s",
+                (now, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

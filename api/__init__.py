@@ -1,0 +1,1 @@
+"""The HTTP surface: request parsing, authentication, response shapes and error mapping."""

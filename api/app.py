@@ -1,0 +1,249 @@
+"""The FastAPI application: thin translation between HTTP and the engine's services."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qsl
+from typing import Any
+from uuid import UUID
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import JSONResponse, rest_error_response
+from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendEmailResponse
+from domain.errors import Extensions, GetEvents, RequestRejected, SendEmail
+from engine.runtime import Engine
+from engine.send_request import parse_timestamp
+from projections.events import EVENT_TYPE_NAMES, list_events
+
+MAX_RETRIEVE_COUNT = 100
+DEFAULT_RETRIEVE_COUNT = 5
+
+
+class TrailingSlashMiddleware:
+    """``/api/v1/email/`` is ``/api/v1/email`` (003: trailing slashes are ignored)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.app(scope, receive, send)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type.split(";")[0].lower():
+        raise RequestRejected(Extensions.UNSUPPORTED_MEDIA_TYPE)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestRejected(Extensions.MALFORMED_BODY) from None
+    if not isinstance(parsed, dict):
+        raise RequestRejected(Extensions.MALFORMED_BODY)
+    return parsed
+
+
+async def read_parameters(request: Request, limit: int) -> dict[str, Any]:
+    """GET parameters from the query string, or from a body as ``curl -X GET -d`` sends them."""
+    params: dict[str, Any] = dict(request.query_params)
+    content_type = request.headers.get("content-type", "").split(";")[0].lower()
+    has_body = request.headers.get("content-length", "0") not in ("", "0") or (
+        "transfer-encoding" in request.headers
+    )
+    if has_body:
+        if "json" in content_type:
+            params.update(await read_json_object(request, limit))
+        else:
+            raw = bytearray()
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > limit:
+                    raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+            try:
+                params.update(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                raise RequestRejected(Extensions.MALFORMED_BODY) from None
+    return params
+
+
+def _int_param(value: Any, default: int, error: Any) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise RequestRejected(error)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RequestRejected(error) from None
+    if not 0 <= number < 2**31:
+        raise RequestRejected(error)
+    return number
+
+
+def create_app(engine: Engine) -> FastAPI:
+    settings = engine.settings
+    app = FastAPI(
+        title="Sendstream",
+        version="0.1.0",
+        description="Event-sourced email delivery engine. REST endpoints of the Email Gateway "
+        "API; errors follow its catalogue.",
+        default_response_class=JSONResponse,
+    )
+    app.add_middleware(TrailingSlashMiddleware)
+
+    @app.exception_handler(RequestRejected)
+    async def rejected(_: Request, error: RequestRejected) -> JSONResponse:
+        return rest_error_response(error)
+
+    @app.exception_handler(404)
+    async def not_found(_: Request, __: Exception) -> JSONResponse:
+        return rest_error_response(RequestRejected(Extensions.NOT_FOUND))
+
+    @app.exception_handler(405)
+    async def not_allowed(_: Request, __: Exception) -> JSONResponse:
+        return rest_error_response(RequestRejected(Extensions.METHOD_NOT_ALLOWED))
+
+    @app.exception_handler(Exception)
+    async def unknown(_: Request, __: Exception) -> JSONResponse:
+        return rest_error_response(RequestRejected(Extensions.INTERNAL))
+
+    @app.post(
+        "/api/v1/email",
+        response_model=SendEmailResponse,
+        responses=ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": SendEmailRequest.model_json_schema()}},
+            }
+        },
+        summary="Send Email",
+        tags=["email"],
+    )
+    async def send_email(request: Request) -> JSONResponse:
+        body = await read_json_object(request, settings.max_request_bytes)
+        key = bearer_token(request) or _text_or_none(body.get("SenderAPIKey"))
+        sender = engine.sending.authenticate(
+            key,
+            too_many=SendEmail.TOO_MANY_REQUESTS,
+            missing=SendEmail.MISSING_SENDER_API_KEY,
+            invalid=SendEmail.INVALID_SENDER_API_KEY,
+        )
+        message_id = await engine.sending.send(sender, body)
+        return JSONResponse({"MessageID": message_id})
+
+    @app.get(
+        "/api/v1/events",
+        response_model=EventsResponse,
+        responses=ERROR_RESPONSES,
+        summary="Retrieve Email Events",
+        tags=["events"],
+    )
+    async def get_events(request: Request) -> JSONResponse:
+        params = await read_parameters(request, 64 * 1024)
+        sender = engine.sending.authenticate(
+            bearer_token(request) or _text_or_none(params.get("SenderAPIKey")),
+            too_many=GetEvents.TOO_MANY_REQUESTS,
+            missing=GetEvents.MISSING_SENDER_API_KEY,
+            invalid=GetEvents.INVALID_SENDER_API_KEY,
+        )
+        if not sender.account_active:
+            raise RequestRejected(GetEvents.INVALID_USER_ACCOUNT)
+        start_from = _int_param(params.get("StartFrom"), 0, GetEvents.MISSING_START_FROM)
+        # More than the documented maximum is served as the maximum, as paging APIs do.
+        retrieve_count = min(
+            _int_param(
+                params.get("RetrieveCount"),
+                DEFAULT_RETRIEVE_COUNT,
+                GetEvents.MISSING_RETRIEVE_COUNT,
+            ),
+            MAX_RETRIEVE_COUNT,
+        )
+        start = _date_param(params.get("StartDate"), end_of_day=False)
+        end = _date_param(params.get("EndDate"), end_of_day=True)
+        event_type = _event_param(params.get("Event"))
+        submission_id = _uuid_param(params.get("MessageID"), "MessageID")
+        total, events = await asyncio.to_thread(
+            list_events,
+            engine.reporting,
+            domain_id=sender.domain_id,
+            start_from=start_from,
+            retrieve_count=retrieve_count,
+            start=start,
+            end=end,
+            event_type=event_type,
+            submission_id=submission_id,
+        )
+        return JSONResponse({"TotalRecords": total, "Events": events})
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return app
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _date_param(value: Any, *, end_of_day: bool) -> Any:
+    if value is None or value == "":
+        return None
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise RequestRejected(Extensions.INVALID_DATE)
+    text = str(value).strip()
+    if end_of_day and len(text) == 10 and text[4] == "-":
+        # A bare date as the end of a range means the whole of that day (inclusive end).
+        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999_000)
+    return parsed
+
+
+_EVENT_SYNONYMS = {
+    "delivery": "delivered",
+    "bounce": "bounced",
+    "send": "sent",
+    "defer": "deferred",
+}
+
+
+def _event_param(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    name = str(value).strip().lower()
+    name = _EVENT_SYNONYMS.get(name, name)
+    if name not in EVENT_TYPE_NAMES:
+        raise RequestRejected(Extensions.INVALID_PARAMETER.format(name="Event"))
+    return name
+
+
+def _uuid_param(value: Any, name: str) -> UUID | None:
+    if value is None or value == "":
+        return None
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise RequestRejected(Extensions.INVALID_PARAMETER.format(name=name)) from None

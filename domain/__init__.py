@@ -1,0 +1,1 @@
+"""Sendstream's domain: aggregates, value objects and pure rules. No I/O lives here."""

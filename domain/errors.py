@@ -1,0 +1,114 @@
+"""The error catalogue of the API documents in ``shared/seeds``.
+
+Each endpoint numbers its errors on its own, and the same number can carry a
+different text on another endpoint, so the catalogue is grouped by endpoint.
+Texts are copied from the documents letter for letter; HTTP statuses are the
+API layer's business (see ``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorText:
+    """One documented error: its number and its exact text (maybe a template)."""
+
+    code: int
+    message: str
+
+    def format(self, **values: object) -> ErrorText:
+        return ErrorText(self.code, self.message.format(**values))
+
+
+class RequestRejected(Exception):
+    """A request broke one or more documented rules; nothing was recorded."""
+
+    def __init__(self, *errors: ErrorText, retry_after: int | None = None) -> None:
+        super().__init__("; ".join(f"{e.code}: {e.message}" for e in errors))
+        self.errors: tuple[ErrorText, ...] = errors
+        self.retry_after = retry_after
+
+
+class SendEmail:
+    """``POST /api/v1/email`` ("Send Email" in 002)."""
+
+    MISSING_SENDER_API_KEY = ErrorText(1, "Missing SenderAPIKey")
+    INVALID_DOMAIN_ID = ErrorText(2, "Invalid DomainID")
+    INVALID_FROM = ErrorText(
+        3,
+        "From parameter is either missing or invalid. Make sure you pass both name and "
+        "email address for the from field",
+    )
+    MISSING_SUBJECT = ErrorText(8, "Missing Subject")
+    MISSING_CONTENT_TYPE = ErrorText(9, "Missing ContentType")
+    MISSING_HTML_CONTENT = ErrorText(10, "Missing HTMLContent")
+    MISSING_PLAIN_CONTENT = ErrorText(11, "Missing PlainContent")
+    ACCOUNT_DEACTIVATED = ErrorText(12, "Invalid or deactivated user account")
+    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
+    SUPPRESSED = ErrorText(
+        14, "Email address is in the suppression list. Email delivery is blocked."
+    )
+    INVALID_TEMPLATE_ID = ErrorText(15, "Invalid TemplateID")
+    INVALID_TARGET_LIST_ID = ErrorText(16, "Invalid TargetListID")
+    SENDING_LIMIT_REACHED = ErrorText(17, "Email sending limit reached")
+    RECIPIENT_MISSING = ErrorText(18, "Recipient name or email address is missing")
+    RECIPIENT_INVALID = ErrorText(19, "Recipient email address is invalid.")
+    NO_RECIPIENT = ErrorText(20, "There is no recipient set for the email.")
+    CC_MISSING = ErrorText(21, "CC name or email address is missing")
+    CC_INVALID = ErrorText(22, "CC email address is invalid.")
+    FROM_EMAIL_INVALID = ErrorText(23, "Invalid from email address format")
+    BCC_NOT_ARRAY = ErrorText(24, "BCC email addresses must be set as an array")
+    BCC_MISSING = ErrorText(25, "BCC name or email address is missing")
+    BCC_INVALID = ErrorText(26, "BCC email address is invalid.")
+    BCC_TOO_MANY = ErrorText(
+        27, "The number of BCC email addresses exceed the allowed email address count"
+    )
+    REPLY_TO_NOT_ARRAY = ErrorText(28, "Reply-To email addresses must be set as an array")
+    REPLY_TO_MISSING = ErrorText(29, "Reply-To name or email address is missing")
+    REPLY_TO_INVALID = ErrorText(30, "Reply-To email address is invalid.")
+    REPLY_TO_TOO_MANY = ErrorText(
+        31, "The number of Reply-To email addresses exceed the allowed email address count"
+    )
+    DOMAIN_NOT_ACTIVATED = ErrorText(32, "Domain is not activated")
+    ACCOUNT_NOT_VERIFIED = ErrorText(34, "User account is not verified")
+    TOO_MANY_REQUESTS = ErrorText(
+        429, "Too many requests. Wait for {seconds} seconds for another {attempts} attempts."
+    )
+    SEND_RATE_EXCEEDED = ErrorText(
+        429, "You have exceeded your send rate limits. Please wait before sending another email."
+    )
+
+
+class GetEvents:
+    """``GET /api/v1/events`` ("Retrieve Email Events (End User Friendly)" in 002)."""
+
+    MISSING_SENDER_API_KEY = ErrorText(1, "Missing SenderAPIKey")
+    INVALID_USER_ACCOUNT = ErrorText(2, "Invalid user account")
+    MISSING_START_FROM = ErrorText(4, "Missing StartFrom")
+    MISSING_RETRIEVE_COUNT = ErrorText(5, "Missing RetrieveCount")
+    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
+    TOO_MANY_REQUESTS = ErrorText(
+        429, "Too many requests. Please wait for {seconds} seconds before trying again."
+    )
+
+
+class Extensions:
+    """Errors the documents do not number. Their code is the HTTP status they travel with,
+    as the documents themselves do for 429, and each is listed in the README."""
+
+    MALFORMED_BODY = ErrorText(400, "The request body is not a valid JSON object")
+    NOT_FOUND = ErrorText(404, "Not found")
+    METHOD_NOT_ALLOWED = ErrorText(405, "Method not allowed")
+    TOO_LARGE = ErrorText(413, "The request body exceeds the limit of {limit} bytes")
+    UNSUPPORTED_MEDIA_TYPE = ErrorText(415, "Content-Type must be application/json")
+    TOO_MANY_RECIPIENTS = ErrorText(
+        422, "The number of recipients exceeds the allowed count of {limit}"
+    )
+    INVALID_HEADERS = ErrorText(422, "Invalid Headers: {reason}")
+    INVALID_ATTACHMENTS = ErrorText(422, "Invalid Attachments: {reason}")
+    INVALID_TAGS = ErrorText(422, "Invalid Tags: tags must be an array of strings")
+    INVALID_DATE = ErrorText(422, "Date specified is invalid.")  # InvalidDateException (000)
+    INVALID_PARAMETER = ErrorText(422, "Invalid {name}")
+    INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException

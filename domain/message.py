@@ -1,0 +1,172 @@
+"""The Message aggregate: one recipient's copy of a submitted email, and its delivery story.
+
+A submission with three recipients becomes three Messages, so that each
+recipient's delivery, bounce or deferral is recorded on its own and can be
+replayed exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+
+class MessageStatus(StrEnum):
+    ACCEPTED = "accepted"  # recorded, waiting for its SendAt time
+    QUEUED = "queued"  # ready for a delivery worker
+    SENDING = "sending"  # a worker has claimed it and is talking SMTP
+    DEFERRED = "deferred"  # temporary failure, waiting for the next attempt
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED})
+
+
+class IllegalTransition(Exception):
+    """A command does not apply to the message in its present status."""
+
+
+def message_id_for(submission_id: UUID, recipient_index: int) -> UUID:
+    """Each recipient's Message has an id derived from the submission, so retries are idempotent."""
+    return uuid5(submission_id, f"recipient:{recipient_index}")
+
+
+class Message(Aggregate):
+    """One recipient's delivery of a submission."""
+
+    @event("Accepted")
+    def __init__(
+        self,
+        id: UUID,
+        submission_id: UUID,
+        account_id: UUID,
+        domain_id: UUID,
+        recipient: str,
+        recipient_kind: str,
+        sender: str,
+        subject: str,
+        tags: list[str],
+        send_at: datetime | None,
+    ) -> None:
+        self._id = id
+        self.submission_id = submission_id
+        self.account_id = account_id
+        self.domain_id = domain_id
+        self.recipient = recipient
+        self.recipient_kind = recipient_kind
+        self.sender = sender
+        self.subject = subject
+        self.tags = tags
+        self.send_at = send_at
+        self.status = MessageStatus.ACCEPTED
+        self.attempts = 0
+        self.next_attempt_at: datetime | None = None
+        self.last_reply: dict[str, Any] | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    # Commands: each checks the rule, then records exactly one event.
+
+    def queue(self) -> None:
+        if self.status not in (MessageStatus.ACCEPTED, MessageStatus.DEFERRED):
+            raise IllegalTransition(f"cannot queue a {self.status} message")
+        self._queued()
+
+    def start_attempt(self) -> None:
+        if self.status is not MessageStatus.QUEUED:
+            raise IllegalTransition(f"cannot attempt delivery of a {self.status} message")
+        self._delivery_attempted(attempt=self.attempts + 1)
+
+    def record_delivered(self, code: int, enhanced_status: str, reply_text: str) -> None:
+        self._require_sending()
+        self._delivered(code=code, enhanced_status=enhanced_status, reply_text=reply_text)
+
+    def record_deferred(
+        self,
+        code: int,
+        enhanced_status: str,
+        reply_text: str,
+        now: datetime,
+        first_accepted_at: datetime,
+        retry_schedule: list[timedelta],
+        lifetime: timedelta,
+    ) -> None:
+        """A temporary failure: wait and retry, unless the message has lived too long."""
+        self._require_sending()
+        delay = retry_schedule[min(self.attempts - 1, len(retry_schedule) - 1)]
+        retry_at = now + delay
+        if retry_at - first_accepted_at > lifetime:
+            self._failed(
+                reason="expired",
+                code=code,
+                enhanced_status=enhanced_status,
+                reply_text=reply_text,
+            )
+            return
+        self._deferred(
+            code=code,
+            enhanced_status=enhanced_status,
+            reply_text=reply_text,
+            retry_at=retry_at,
+        )
+
+    def record_bounced(self, code: int, enhanced_status: str, reply_text: str) -> None:
+        self._require_sending()
+        self._bounced(code=code, enhanced_status=enhanced_status, reply_text=reply_text)
+
+    def fail(
+        self, reason: str, code: int = 0, enhanced_status: str = "", reply_text: str = ""
+    ) -> None:
+        if self.is_final:
+            raise IllegalTransition(f"cannot fail a {self.status} message")
+        self._failed(
+            reason=reason, code=code, enhanced_status=enhanced_status, reply_text=reply_text
+        )
+
+    def _require_sending(self) -> None:
+        if self.status is not MessageStatus.SENDING:
+            raise IllegalTransition(f"no delivery attempt is open on a {self.status} message")
+
+    # Events: bodies only assign state.
+
+    @event("Queued")
+    def _queued(self) -> None:
+        self.status = MessageStatus.QUEUED
+        self.next_attempt_at = None
+
+    @event("DeliveryAttempted")
+    def _delivery_attempted(self, attempt: int) -> None:
+        self.status = MessageStatus.SENDING
+        self.attempts = attempt
+
+    @event("Delivered")
+    def _delivered(self, code: int, enhanced_status: str, reply_text: str) -> None:
+        self.status = MessageStatus.DELIVERED
+        self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
+
+    @event("Deferred")
+    def _deferred(
+        self, code: int, enhanced_status: str, reply_text: str, retry_at: datetime
+    ) -> None:
+        self.status = MessageStatus.DEFERRED
+        self.next_attempt_at = retry_at
+        self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
+
+    @event("Bounced")
+    def _bounced(self, code: int, enhanced_status: str, reply_text: str) -> None:
+        self.status = MessageStatus.BOUNCED
+        self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
+
+    @event("Failed")
+    def _failed(self, reason: str, code: int, enhanced_status: str, reply_text: str) -> None:
+        self.status = MessageStatus.FAILED
+        self.next_attempt_at = None
+        self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}

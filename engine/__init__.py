@@ -1,0 +1,1 @@
+"""The composition root: settings, application services, the relay and the worker loops."""

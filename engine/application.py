@@ -1,0 +1,186 @@
+"""The event-sourced application: commands that load aggregates, change them and save them."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from domain.account import (
+    Account,
+    SenderApiKey,
+    SenderDomain,
+    aggregate_id_for_key,
+    key_digest,
+)
+from domain.content import EmailContent
+from domain.message import Message, message_id_for
+from domain.submission import Submission
+from domain.suppression import SuppressionList, suppression_list_id
+from engine.settings import Settings
+
+SENDER_KEY_KIND = "sender-api-key"
+ACCOUNT_KEY_KIND = "account-api-key"
+
+
+@dataclass(frozen=True)
+class SenderContext:
+    """Who is sending: resolved from a sender API key, checked on every request."""
+
+    key_id: UUID
+    account_id: UUID
+    domain_id: UUID
+    domain_name: str
+    account_active: bool
+    account_verified: bool
+    domain_active: bool
+    daily_send_limit: int | None
+
+
+class Sendstream(Application[UUID]):
+    """All aggregates of one installation share one event store and one notification log."""
+
+    name = "sendstream"
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        super().__init__(env={**settings.eventstore_env(), **(env or {})})
+
+    # Accounts, domains and keys.
+
+    def bootstrap(self, domain_name: str, now: datetime | None = None) -> dict[str, Any]:
+        """Open an account with one sender domain and one sender key; secrets are shown only here."""
+        now = now or datetime.now(UTC)
+        account_key = "acc_" + secrets.token_urlsafe(32)
+        sender_key = "snd_" + secrets.token_urlsafe(32)
+        account = Account(
+            id=aggregate_id_for_key(ACCOUNT_KEY_KIND, key_digest(account_key)),
+            name=domain_name,
+            api_key_digest=key_digest(account_key),
+            opened_at=now,
+        )
+        domain = SenderDomain(id=uuid4(), account_id=account.id, name=domain_name.lower())
+        account.attach_domain(domain.id)
+        key = SenderApiKey(
+            id=aggregate_id_for_key(SENDER_KEY_KIND, key_digest(sender_key)),
+            account_id=account.id,
+            domain_id=domain.id,
+            digest=key_digest(sender_key),
+            description="created by bootstrap",
+            permissions=["send", "events", "webhooks"],
+            issued_at=now,
+        )
+        self.save(account, domain, key)
+        return {
+            "AccountID": str(account.id),
+            "AccountAPIKey": account_key,
+            "DomainID": str(domain.id),
+            "DomainName": domain.name,
+            "SenderAPIKeyID": str(key.id),
+            "SenderAPIKey": sender_key,
+        }
+
+    def sender_context(self, secret: str) -> SenderContext | None:
+        """The sender behind a key, or None when the key is unknown or revoked."""
+        digest = key_digest(secret)
+        try:
+            key = self.repository.get(aggregate_id_for_key(SENDER_KEY_KIND, digest))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(key, SenderApiKey)
+        if key.is_revoked or not hmac.compare_digest(key.digest, digest):
+            return None
+        domain = self.repository.get(key.domain_id)
+        account = self.repository.get(key.account_id)
+        assert isinstance(domain, SenderDomain) and isinstance(account, Account)
+        return SenderContext(
+            key_id=key.id,
+            account_id=account.id,
+            domain_id=domain.id,
+            domain_name=domain.name,
+            account_active=account.is_active,
+            account_verified=account.is_verified,
+            domain_active=domain.is_active and not domain.is_deleted,
+            daily_send_limit=account.daily_send_limit,
+        )
+
+    def account(self, account_id: UUID) -> Account:
+        account = self.repository.get(account_id)
+        assert isinstance(account, Account)
+        return account
+
+    def domain(self, domain_id: UUID) -> SenderDomain:
+        domain = self.repository.get(domain_id)
+        assert isinstance(domain, SenderDomain)
+        return domain
+
+    # Messages.
+
+    def prepare_submission(
+        self,
+        sender: SenderContext,
+        content: EmailContent,
+        now: datetime,
+        source: str = "api",
+        submission_id: UUID | None = None,
+    ) -> tuple[Submission, list[Message]]:
+        """Build (not save) the submission and one Message per recipient, queued unless scheduled."""
+        submission_id = submission_id or uuid4()
+        messages: list[Message] = []
+        for index, (kind, address) in enumerate(content.recipients()):
+            message = Message(
+                id=message_id_for(submission_id, index),
+                submission_id=submission_id,
+                account_id=sender.account_id,
+                domain_id=sender.domain_id,
+                recipient=address.email,
+                recipient_kind=kind.value,
+                sender=content.sender.email,
+                subject=content.subject,
+                tags=list(content.tags),
+                send_at=content.send_at,
+            )
+            if content.send_at is None or content.send_at <= now:
+                message.queue()
+            messages.append(message)
+        submission = Submission(
+            id=submission_id,
+            account_id=sender.account_id,
+            domain_id=sender.domain_id,
+            source=source,
+            content=content.to_dict(),
+            message_ids=[m.id for m in messages],
+        )
+        return submission, messages
+
+    def message(self, message_id: UUID) -> Message:
+        message = self.repository.get(message_id)
+        assert isinstance(message, Message)
+        return message
+
+    def submission(self, submission_id: UUID) -> Submission:
+        submission = self.repository.get(submission_id)
+        assert isinstance(submission, Submission)
+        return submission
+
+    # Suppression.
+
+    def suppression_list(self, account_id: UUID) -> SuppressionList | None:
+        try:
+            found = self.repository.get(suppression_list_id(account_id))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(found, SuppressionList)
+        return found
+
+    def suppress(self, account_id: UUID, email: str, reason: str, now: datetime) -> None:
+        suppressions = self.suppression_list(account_id) or SuppressionList(
+            id=suppression_list_id(account_id), account_id=account_id
+        )
+        suppressions.add(email, reason, now)
+        self.save(suppressions)

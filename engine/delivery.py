@@ -1,0 +1,175 @@
+"""The delivery worker: turns Queued events into SMTP transactions and records the outcome.
+
+Exactly-once towards the recipient rests on the Message aggregate, not on the
+stream: a worker claims a batch of messages (one DeliveryAttempted event each,
+saved in one transaction, guarded by optimistic concurrency) before it opens any
+SMTP transaction, and records each reply as an event. A message re-read after a
+restart is therefore never sent again. The one case the claim cannot settle is a
+worker killed between the server's reply and our record of it: such a message is
+recorded as Failed with reason ``interrupted`` (it may have arrived) rather than
+risking a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from adapters.mime import build_message
+from adapters.ports import EventSource, MailTransport, SmtpOutcome
+from domain.content import Address, EmailContent
+from domain.message import Message, MessageStatus
+from engine.application import Sendstream
+from engine.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+
+
+class ContentCache:
+    """Submissions are immutable, so their decoded content can be kept without invalidation."""
+
+    def __init__(self, app: Sendstream, size: int = 4096) -> None:
+        self._app = app
+        self._size = size
+        self._items: OrderedDict[UUID, EmailContent] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, submission_id: UUID) -> EmailContent:
+        with self._lock:
+            content = self._items.get(submission_id)
+            if content is not None:
+                self._items.move_to_end(submission_id)
+                return content
+        content = EmailContent.from_dict(self._app.submission(submission_id).content)
+        with self._lock:
+            self._items[submission_id] = content
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return content
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        app: Sendstream,
+        writer: BatchWriter,
+        source: EventSource,
+        transport: MailTransport,
+        batch_size: int = 500,
+    ) -> None:
+        self._app = app
+        self._writer = writer
+        self._source = source
+        self._transport = transport
+        self._batch_size = batch_size
+        self._contents = ContentCache(app)
+        self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
+        self.delivered_count = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once(timeout=0.5)
+            except Exception:
+                log.exception("delivery: batch failed; it will be read again")
+                await asyncio.sleep(1.0)
+
+    async def run_once(self, timeout: float = 0.5) -> int:
+        envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, timeout)
+        queued = [e.aggregate_id for e in envelopes if e.event_type == "Message.Queued"]
+        handled = 0
+        if queued:
+            claimed = await asyncio.to_thread(self._claim, list(dict.fromkeys(queued)))
+            results = await asyncio.gather(*(self._deliver(m) for m in claimed))
+            handled = sum(results)
+        # Only now is every effect of the batch durable, so only now may the position move.
+        await asyncio.to_thread(self._source.commit)
+        return handled
+
+    def _claim(self, message_ids: list[UUID]) -> list[Message]:
+        """Record a delivery attempt on every message still queued; return those claimed."""
+        claimable: list[Message] = []
+        interrupted: list[Message] = []
+        for message_id in message_ids:
+            message = self._app.message(message_id)
+            if message.status is MessageStatus.QUEUED:
+                message.start_attempt()
+                claimable.append(message)
+            elif message.status is MessageStatus.SENDING:
+                # Claimed by a worker that died before it recorded the reply.
+                message.fail(
+                    reason=INTERRUPTED,
+                    reply_text="the delivery worker stopped during the SMTP transaction; "
+                    "not retried, to avoid a duplicate",
+                )
+                interrupted.append(message)
+        if interrupted:
+            self._writer.save(interrupted)
+        if not claimable:
+            return []
+        try:
+            self._writer.save(claimable)
+            return claimable
+        except IntegrityError:
+            # Something else (a queue clear, another worker) got there first for some of
+            # them: claim one by one and keep the ones that are still ours.
+            return [m for m in (self._claim_one(m.id) for m in claimable) if m is not None]
+
+    def _claim_one(self, message_id: UUID) -> Message | None:
+        message = self._app.message(message_id)
+        if message.status is not MessageStatus.QUEUED:
+            return None
+        message.start_attempt()
+        try:
+            self._writer.save([message])
+        except IntegrityError:
+            return None
+        return message
+
+    async def _deliver(self, message: Message) -> int:
+        async with self._semaphore:
+            try:
+                content = await asyncio.to_thread(self._contents.get, message.submission_id)
+                domain = content.sender.email.rpartition("@")[2]
+                raw = build_message(
+                    content,
+                    recipient=Address(message.recipient),
+                    message_id=str(message.submission_id),
+                    domain=domain,
+                )
+            except Exception as error:
+                log.exception("delivery: cannot render %s", message.id)
+                outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
+            else:
+                outcome = await self._transport.send(content.sender.email, message.recipient, raw)
+        await asyncio.wrap_future(self._writer.submit([self._record(message, outcome)]))
+        if outcome.is_success:
+            self.delivered_count += 1
+        return 1
+
+    def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
+        settings = self._app.settings
+        if outcome.is_success:
+            message.record_delivered(outcome.code, outcome.enhanced_status, outcome.text)
+        elif outcome.is_permanent:
+            message.record_bounced(outcome.code, outcome.enhanced_status, outcome.text)
+        else:
+            now = datetime.now(UTC)
+            message.record_deferred(
+                outcome.code,
+                outcome.enhanced_status,
+                outcome.text,
+                now=now,
+                first_accepted_at=message.created_on,
+                retry_schedule=settings.retry_schedule,
+                lifetime=settings.message_lifetime,
+            )
+        return message

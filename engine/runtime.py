@@ -1,0 +1,153 @@
+"""Builds a running engine from settings: the event store, the writer and the worker roles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from eventsourcing.persistence import TrackingRecorder
+
+from adapters.ports import MailTransport, ReportingStore
+from adapters.sandbox import SandboxTransport
+from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
+from engine.application import Sendstream
+from engine.delivery import DeliveryWorker
+from engine.projector import Projector
+from engine.relay import ALL_STREAMS, Relay
+from engine.scheduler import Scheduler
+from engine.sending import SendingService
+from engine.settings import Settings
+from engine.stream import NewEventSignal, NotificationLogSource, open_event_source
+from engine.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+class Role(StrEnum):
+    API = "api"
+    RELAY = "relay"
+    DELIVERY = "delivery"
+    PROJECTOR = "projector"
+    SCHEDULER = "scheduler"
+
+
+ALL_ROLES = frozenset(Role)
+
+
+def open_transport(settings: Settings) -> MailTransport:
+    if not settings.smtp_relay_url:
+        return SandboxTransport()
+    from adapters.smtp_out import SmtpRelayTransport
+
+    return SmtpRelayTransport(settings.smtp_relay_url, pool_size=settings.smtp_pool_size)
+
+
+def open_schedule_store(settings: Settings) -> ScheduleStore:
+    if settings.eventstore_url.startswith(("postgresql://", "postgres://")):
+        return PostgresScheduleStore(settings.eventstore_url)
+    return SqliteScheduleStore(Path(settings.data_dir) / "schedule.sqlite")
+
+
+@dataclass
+class Engine:
+    """One process's share of Sendstream: what its roles need, started and stopped together."""
+
+    settings: Settings
+    roles: frozenset[Role] = ALL_ROLES
+    app: Sendstream = field(init=False)
+    writer: BatchWriter = field(init=False)
+    signal: NewEventSignal = field(init=False)
+    tracking: TrackingRecorder = field(init=False)
+    sending: SendingService = field(init=False)
+    _reporting: ReportingStore | None = field(init=False, default=None)
+    _stop: threading.Event = field(init=False, default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(init=False, default_factory=list)
+    delivery: DeliveryWorker | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.app = Sendstream(self.settings)
+        self.signal = NewEventSignal()
+        self.writer = BatchWriter(self.app, on_commit=self.signal.notify)
+        tracking = self.app.factory.tracking_recorder()
+        assert isinstance(tracking, TrackingRecorder)
+        self.tracking = tracking
+        self.sending = SendingService(self.app, self.writer)
+
+    @property
+    def reporting(self) -> ReportingStore:
+        if self._reporting is None:
+            from adapters.clickhouse import open_reporting_store
+            from projections.events import ensure_schema
+
+            store = open_reporting_store(
+                self.settings.clickhouse_url or None, str(self.settings.chdb_path)
+            )
+            ensure_schema(store)
+            self._reporting = store
+        return self._reporting
+
+    def start_workers(self) -> None:
+        """Start every worker role of this process in its own thread."""
+        if Role.RELAY in self.roles and self.settings.uses_kafka:
+            from adapters.kafka import KafkaEventPublisher
+
+            publisher = KafkaEventPublisher(
+                self.settings.kafka_bootstrap_servers, topic_prefix=self.settings.kafka_topic_prefix
+            )
+            source = NotificationLogSource(
+                self.app, self.tracking, "relay", ALL_STREAMS, self.signal
+            )
+            self._spawn("relay", Relay(source, publisher).run)
+        if Role.SCHEDULER in self.roles:
+            scheduler = Scheduler(self.app, self.writer, open_schedule_store(self.settings))
+            self._spawn("scheduler", scheduler.run)
+        if Role.PROJECTOR in self.roles:
+            projector = Projector(self.app, self._source("projector"), self.reporting)
+            self._spawn("projector", projector.run)
+        if Role.DELIVERY in self.roles:
+            self._spawn("delivery", self._run_delivery)
+
+    def _source(self, consumer: str, streams: Iterable[str] = ("message",)):  # type: ignore[no-untyped-def]
+        return open_event_source(
+            self.settings, self.app, self.tracking, consumer, tuple(streams), self.signal
+        )
+
+    def _run_delivery(self, stop: threading.Event) -> None:
+        async def main() -> None:
+            transport = open_transport(self.settings)
+            worker = DeliveryWorker(self.app, self.writer, self._source("delivery"), transport)
+            self.delivery = worker
+            stopped = asyncio.Event()
+
+            async def watch() -> None:
+                await asyncio.to_thread(stop.wait)
+                stopped.set()
+
+            watcher = asyncio.create_task(watch())
+            try:
+                await worker.run(stopped)
+            finally:
+                watcher.cancel()
+                await transport.close()
+
+        asyncio.run(main())
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self.writer.close()
+        if self._reporting is not None:
+            self._reporting.close()
+        self.app.close()

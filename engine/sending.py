@@ -1,0 +1,139 @@
+"""The send service: everything between an authenticated request and durable Messages."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from domain.errors import ErrorText, RequestRejected, SendEmail
+from engine.application import SenderContext, Sendstream
+from engine.send_request import parse_send_request
+from engine.writer import BatchWriter
+
+_AUTH_CACHE_SECONDS = 2.0
+
+
+class RateLimiter:
+    """Requests per key, from the ``API_RATE_LIMIT`` setting (``limits`` notation: ``100/second``)."""
+
+    def __init__(self, rule: str) -> None:
+        self._item: RateLimitItem = parse(rule)
+        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+
+    def check(self, key: str, too_many: ErrorText) -> None:
+        if self._limiter.hit(self._item, key):
+            return
+        stats = self._limiter.get_window_stats(self._item, key)
+        seconds = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RequestRejected(
+            too_many.format(seconds=seconds, attempts=self._item.amount), retry_after=seconds
+        )
+
+
+class DailyQuota:
+    """Messages accepted per account per UTC day, for the account's daily send limit.
+
+    Counted in this process; a deployment with several API processes gives each its share.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._day: date | None = None
+        self._counts: defaultdict[UUID, int] = defaultdict(int)
+
+    def take(self, account_id: UUID, amount: int, limit: int | None, today: date) -> bool:
+        with self._lock:
+            if self._day != today:
+                self._day, self._counts = today, defaultdict(int)
+            if limit is not None and self._counts[account_id] + amount > limit:
+                return False
+            self._counts[account_id] += amount
+            return True
+
+    def give_back(self, account_id: UUID, amount: int) -> None:
+        with self._lock:
+            self._counts[account_id] = max(0, self._counts[account_id] - amount)
+
+
+class SendingService:
+    def __init__(self, app: Sendstream, writer: BatchWriter) -> None:
+        self._app = app
+        self._writer = writer
+        settings = app.settings
+        self._request_limiter = RateLimiter(settings.api_rate_limit)
+        self._send_limiter = RateLimiter(settings.send_rate_limit)
+        self._quota = DailyQuota()
+        self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
+
+    def authenticate(
+        self, secret: str | None, too_many: ErrorText, missing: ErrorText, invalid: ErrorText
+    ) -> SenderContext:
+        """The sender behind a key, after its rate limit; raises the endpoint's own errors."""
+        if not secret:
+            raise RequestRejected(missing)
+        now = time.monotonic()
+        cached = self._auth_cache.get(secret)
+        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
+            sender = cached[1]
+        else:
+            sender = self._app.sender_context(secret)
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[secret] = (now, sender)
+        if sender is None:
+            raise RequestRejected(invalid)
+        self._request_limiter.check(str(sender.key_id), too_many)
+        return sender
+
+    def forget_key(self, secret: str) -> None:
+        self._auth_cache.pop(secret, None)
+
+    async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
+        """Accept one email; returns its MessageID once every recipient's Message is durable."""
+        if not sender.account_active:
+            raise RequestRejected(SendEmail.ACCOUNT_DEACTIVATED)
+        if not sender.account_verified:
+            raise RequestRejected(SendEmail.ACCOUNT_NOT_VERIFIED)
+        if not sender.domain_active:
+            raise RequestRejected(SendEmail.DOMAIN_NOT_ACTIVATED)
+        now = datetime.now(UTC)
+        settings = self._app.settings
+        content = parse_send_request(
+            body,
+            max_recipients=settings.max_recipients,
+            max_reply_to=settings.max_reply_to,
+            now=now,
+        )
+        if not self._sender_domain_matches(sender, content.sender.email):
+            raise RequestRejected(SendEmail.INVALID_FROM)
+        suppressions = self._app.suppression_list(sender.account_id)
+        recipients = content.recipients()
+        if suppressions is not None and any(suppressions.contains(a.email) for _, a in recipients):
+            raise RequestRejected(SendEmail.SUPPRESSED)
+        self._send_limiter.check(str(sender.account_id), SendEmail.SEND_RATE_EXCEEDED)
+        if not self._quota.take(
+            sender.account_id, len(recipients), sender.daily_send_limit, now.date()
+        ):
+            raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
+        submission, messages = self._app.prepare_submission(sender, content, now)
+        try:
+            await asyncio.wrap_future(self._writer.submit([submission, *messages]))
+        except BaseException:
+            self._quota.give_back(sender.account_id, len(recipients))
+            raise
+        return str(submission.id)
+
+    @staticmethod
+    def _sender_domain_matches(sender: SenderContext, email: str) -> bool:
+        host = email.rpartition("@")[2].lower().rstrip(".")
+        return host == sender.domain_name or host.endswith("." + sender.domain_name)

@@ -1,0 +1,78 @@
+"""Every knob of the engine, read once from the environment at start (see the README table)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), alias="SENDSTREAM_DATA_DIR")
+    eventstore_url: str = Field(default="", alias="EVENTSTORE_URL")
+    kafka_bootstrap_servers: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_topic_prefix: str = Field(default="sendstream", alias="KAFKA_TOPIC_PREFIX")
+    clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
+    smtp_relay_url: str = Field(default="", alias="SMTP_RELAY_URL")
+    smtp_pool_size: int = Field(default=8, alias="SMTP_POOL_SIZE")
+    delivery_concurrency: int = Field(default=64, alias="DELIVERY_CONCURRENCY")
+    delivery_retry_schedule: str = Field(
+        default="60,300,900,1800,3600,7200,14400", alias="DELIVERY_RETRY_SCHEDULE"
+    )
+    message_lifetime_seconds: int = Field(default=3 * 24 * 3600, alias="MESSAGE_LIFETIME_SECONDS")
+    public_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_URL")
+    mail_hostname: str = Field(default="sendstream.localhost", alias="MAIL_HOSTNAME")
+    api_rate_limit: str = Field(default="3000/second", alias="API_RATE_LIMIT")
+    send_rate_limit: str = Field(default="3000/second", alias="SEND_RATE_LIMIT")
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, alias="MAX_REQUEST_BYTES")
+    max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
+    max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
+
+    @property
+    def retry_schedule(self) -> list[timedelta]:
+        return [timedelta(seconds=int(s)) for s in self.delivery_retry_schedule.split(",") if s]
+
+    @property
+    def message_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.message_lifetime_seconds)
+
+    @property
+    def uses_kafka(self) -> bool:
+        return bool(self.kafka_bootstrap_servers)
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "chdb"
+
+    def eventstore_env(self) -> dict[str, str]:
+        """The ``eventsourcing`` environment for the chosen event store."""
+        url = self.eventstore_url or f"sqlite:///{self.data_dir / 'events.sqlite'}"
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            # sqlite:///var/events.sqlite is relative, sqlite:////srv/events.sqlite absolute.
+            path = url.removeprefix("sqlite:///")
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": path,
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        if parts.scheme in ("postgresql", "postgres"):
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": parts.path.lstrip("/") or "sendstream",
+                "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+                "POSTGRES_PORT": str(parts.port or 5432),
+                "POSTGRES_USER": unquote(parts.username or "postgres"),
+                "POSTGRES_PASSWORD": unquote(parts.password or ""),
+                "POSTGRES_POOL_SIZE": "10",
+                "POSTGRES_MAX_OVERFLOW": "10",
+                "POSTGRES_SCHEMA": "public",
+            }
+        raise ValueError(f"EVENTSTORE_URL must be sqlite:///… or postgresql://…, not {url!r}")

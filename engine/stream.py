@@ -1,0 +1,165 @@
+"""The event stream as the engine sees it: envelopes from the notification log.
+
+Embedded mode: every consumer follows the event store's notification log directly,
+keeping its position in the event store's tracking table. Kafka mode: the relay
+follows the log and publishes to Kafka, and consumers read Kafka
+(``adapters.kafka``). Both sources hand out the same ``EventEnvelope``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
+
+from adapters.ports import EventSource
+from domain.envelope import EventEnvelope, event_id_for
+from engine.application import Sendstream
+from engine.settings import Settings
+
+_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def stream_of(topic: str) -> tuple[str, str]:
+    """``domain.message:Message.Delivered`` → (``message``, ``Message.Delivered``)."""
+    qualname = topic.partition(":")[2]
+    aggregate = qualname.partition(".")[0]
+    return aggregate.lower(), qualname
+
+
+def to_envelope(app: Sendstream, notification: Notification) -> EventEnvelope:
+    stream, event_type = stream_of(notification.topic)
+    event = app.mapper.to_domain_event(notification)
+    data: dict[str, Any] = {k: v for k, v in event.__dict__.items() if k not in _ENVELOPE_FIELDS}
+    aggregate_id = event.originator_id
+    assert isinstance(aggregate_id, UUID)
+    occurred_at = event.timestamp
+    assert isinstance(occurred_at, datetime)
+    return EventEnvelope(
+        event_id=event_id_for(aggregate_id, event.originator_version),
+        position=notification.id,
+        stream=stream,
+        event_type=event_type,
+        aggregate_id=aggregate_id,
+        aggregate_version=event.originator_version,
+        occurred_at=occurred_at,
+        data=data,
+    )
+
+
+class NewEventSignal:
+    """Wakes followers in this process as soon as the writer commits, instead of polling slowly."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def notify(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, generation: int, timeout: float) -> int:
+        with self._condition:
+            if self._generation == generation:
+                self._condition.wait(timeout)
+            return self._generation
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+
+class NotificationLogSource:
+    """An ``EventSource`` that reads the event store's notification log from a tracked position."""
+
+    def __init__(
+        self,
+        app: Sendstream,
+        tracking: TrackingRecorder,
+        consumer: str,
+        streams: Sequence[str],
+        signal: NewEventSignal | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self._app = app
+        self._tracking = tracking
+        self._consumer = consumer
+        self._streams = frozenset(streams)
+        self._signal = signal
+        self._poll_interval = poll_interval
+        self._committed = tracking.max_tracking_id(consumer) or 0
+        self._read_up_to = self._committed
+
+    @property
+    def committed_position(self) -> int:
+        return self._committed
+
+    def poll(self, max_records: int, timeout: float) -> list[EventEnvelope]:
+        deadline = time.monotonic() + timeout
+        while True:
+            generation = self._signal.generation if self._signal else 0
+            envelopes = self._read(max_records)
+            if envelopes:
+                return envelopes
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, self._poll_interval if self._signal is None else 1.0)
+            if self._signal is not None:
+                self._signal.wait(generation, wait)
+            else:
+                time.sleep(wait)
+
+    def _read(self, max_records: int) -> list[EventEnvelope]:
+        # Read past the events of other streams without returning them, but never
+        # more than a few pages in one call, so that poll() stays responsive.
+        for _ in range(20):
+            notifications = self._app.recorder.select_notifications(
+                start=self._read_up_to, limit=max_records, inclusive_of_start=False
+            )
+            if not notifications:
+                return []
+            self._read_up_to = notifications[-1].id
+            wanted = [n for n in notifications if stream_of(n.topic)[0] in self._streams]
+            if wanted:
+                return [to_envelope(self._app, n) for n in wanted]
+        return []
+
+    def commit(self) -> None:
+        if self._read_up_to > self._committed:
+            self._tracking.insert_tracking(Tracking(self._consumer, self._read_up_to))
+            self._committed = self._read_up_to
+
+    def rewind(self) -> None:
+        """Forget what was read but not committed (used after a failed batch)."""
+        self._read_up_to = self._committed
+
+    def close(self) -> None:
+        pass
+
+
+def open_event_source(
+    settings: Settings,
+    app: Sendstream,
+    tracking: TrackingRecorder,
+    consumer: str,
+    streams: Sequence[str],
+    signal: NewEventSignal | None = None,
+) -> EventSource:
+    """Kafka when configured, else the notification log: consumers never know which."""
+    if settings.uses_kafka:
+        from adapters.kafka import KafkaEventSource
+
+        return KafkaEventSource(
+            settings.kafka_bootstrap_servers,
+            group_id=f"sendstream-{consumer}",
+            streams=streams,
+            topic_prefix=settings.kafka_topic_prefix,
+        )
+    return NotificationLogSource(app, tracking, consumer, streams, signal)

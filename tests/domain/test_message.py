@@ -1,0 +1,166 @@
+"""The Message lifecycle: legal paths work, and no sequence of commands reaches an illegal state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.message import (
+    FINAL_STATUSES,
+    IllegalTransition,
+    Message,
+    MessageStatus,
+    message_id_for,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SCHEDULE = [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30)]
+LIFETIME = timedelta(hours=2)
+
+
+def new_message(send_at: datetime | None = None) -> Message:
+    submission = uuid4()
+    return Message(
+        id=message_id_for(submission, 0),
+        submission_id=submission,
+        account_id=uuid4(),
+        domain_id=uuid4(),
+        recipient="jane@example.org",
+        recipient_kind="to",
+        sender="news@example.com",
+        subject="Hello",
+        tags=["welcome"],
+        send_at=send_at,
+    )
+
+
+def event_names(message: Message) -> list[str]:
+    return [type(e).__name__ for e in message.collect_events()]
+
+
+def test_happy_path_records_each_step_as_an_event() -> None:
+    message = new_message()
+    message.queue()
+    message.start_attempt()
+    message.record_delivered(250, "2.0.0", "ok")
+    assert message.status is MessageStatus.DELIVERED
+    assert event_names(message) == ["Accepted", "Queued", "DeliveryAttempted", "Delivered"]
+
+
+def test_message_ids_are_stable_per_submission_and_recipient() -> None:
+    submission = uuid4()
+    assert message_id_for(submission, 0) == message_id_for(submission, 0)
+    assert message_id_for(submission, 0) != message_id_for(submission, 1)
+
+
+def test_temporary_failure_defers_on_the_schedule_then_requeues() -> None:
+    message = new_message()
+    message.queue()
+    message.start_attempt()
+    message.record_deferred(
+        451, "4.3.0", "try later", now=NOW, first_accepted_at=NOW,
+        retry_schedule=SCHEDULE, lifetime=LIFETIME,
+    )  # fmt: skip
+    assert message.status is MessageStatus.DEFERRED
+    assert message.next_attempt_at == NOW + SCHEDULE[0]
+    message.queue()
+    message.start_attempt()
+    message.record_deferred(
+        451, "4.3.0", "try later", now=NOW, first_accepted_at=NOW,
+        retry_schedule=SCHEDULE, lifetime=LIFETIME,
+    )  # fmt: skip
+    assert message.next_attempt_at == NOW + SCHEDULE[1]
+    assert message.attempts == 2
+
+
+def test_deferral_past_the_lifetime_fails_the_message() -> None:
+    message = new_message()
+    message.queue()
+    message.start_attempt()
+    message.record_deferred(
+        421, "4.4.2", "timeout", now=NOW + LIFETIME, first_accepted_at=NOW,
+        retry_schedule=SCHEDULE, lifetime=LIFETIME,
+    )  # fmt: skip
+    assert message.status is MessageStatus.FAILED
+    assert event_names(message)[-1] == "Failed"
+
+
+def test_permanent_failure_bounces_with_the_diagnostic() -> None:
+    message = new_message()
+    message.queue()
+    message.start_attempt()
+    message.record_bounced(550, "5.1.1", "no such user")
+    assert message.status is MessageStatus.BOUNCED
+    assert message.last_reply == {"code": 550, "enhanced_status": "5.1.1", "text": "no such user"}
+
+
+@pytest.mark.parametrize("status_command", ["delivered", "bounced"])
+def test_outcomes_need_an_open_attempt(status_command: str) -> None:
+    message = new_message()
+    message.queue()
+    with pytest.raises(IllegalTransition):
+        if status_command == "delivered":
+            message.record_delivered(250, "", "")
+        else:
+            message.record_bounced(550, "", "")
+
+
+def test_final_messages_accept_nothing_more() -> None:
+    message = new_message()
+    message.fail("cleared")
+    for command in (message.queue, message.start_attempt, lambda: message.fail("again")):
+        with pytest.raises(IllegalTransition):
+            command()
+
+
+COMMANDS = st.sampled_from(["queue", "attempt", "delivered", "deferred", "bounced", "fail"])
+
+
+@given(st.lists(COMMANDS, max_size=30), st.booleans())
+def test_no_command_sequence_reaches_an_illegal_state(commands: list[str], scheduled: bool) -> None:
+    message = new_message(send_at=NOW + timedelta(hours=1) if scheduled else None)
+    replayed_statuses = [message.status]
+    for command in commands:
+        before = (message.status, message.version, message.attempts)
+        try:
+            if command == "queue":
+                message.queue()
+            elif command == "attempt":
+                message.start_attempt()
+            elif command == "delivered":
+                message.record_delivered(250, "2.0.0", "ok")
+            elif command == "deferred":
+                message.record_deferred(
+                    450, "4.2.0", "busy", now=NOW, first_accepted_at=NOW,
+                    retry_schedule=SCHEDULE, lifetime=LIFETIME,
+                )  # fmt: skip
+            elif command == "bounced":
+                message.record_bounced(550, "5.1.1", "unknown")
+            else:
+                message.fail("test")
+        except IllegalTransition:
+            # A refused command changes nothing and records nothing.
+            assert (message.status, message.version, message.attempts) == before
+            continue
+        replayed_statuses.append(message.status)
+        if before[0] in FINAL_STATUSES:
+            pytest.fail(f"{command} changed a final message")
+        if message.status is MessageStatus.SENDING:
+            assert message.attempts == before[2] + 1
+    # Delivery outcomes only ever follow an attempt.
+    for earlier, later in zip(replayed_statuses, replayed_statuses[1:], strict=False):
+        if later in (MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.DEFERRED):
+            assert earlier is MessageStatus.SENDING
+    # The recorded events rebuild exactly the same aggregate.
+    events = message.collect_events()
+    rebuilt = None
+    for event in events:
+        rebuilt = event.mutate(rebuilt)
+    assert rebuilt is not None
+    assert (rebuilt.status, rebuilt.attempts, rebuilt.version) == (
+        message.status, message.attempts, message.version,
+    )  # fmt: skip
