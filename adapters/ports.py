@@ -23,6 +23,10 @@ class EventSource(Protocol):
         """Make everything returned so far count as processed. Call only once effects are durable."""
         ...
 
+    def rewind(self) -> None:
+        """Forget what was read but not committed: the next poll starts after the last commit."""
+        ...
+
     def close(self) -> None: ...
 
 

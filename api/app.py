@@ -155,6 +155,29 @@ def create_app(engine: Engine) -> FastAPI:
         return JSONResponse({"MessageID": message_id})
 
     @app.get(
+        "/api/v1/email/{message_id}",
+        responses=ERROR_RESPONSES,
+        summary="Show an accepted email: its recipients' status and the MIME each one gets",
+        tags=["email"],
+    )
+    async def show_email(message_id: str, request: Request) -> JSONResponse:
+        sender = engine.sending.authenticate(
+            bearer_token(request),
+            too_many=GetEvents.TOO_MANY_REQUESTS,
+            missing=GetEvents.MISSING_SENDER_API_KEY,
+            invalid=GetEvents.INVALID_SENDER_API_KEY,
+        )
+        submission_id = _uuid_param(message_id, "MessageID")
+        shown = (
+            await asyncio.to_thread(engine.sending.describe, sender, submission_id)
+            if submission_id
+            else None
+        )
+        if shown is None:
+            raise RequestRejected(Extensions.NOT_FOUND)
+        return JSONResponse(shown)
+
+    @app.get(
         "/api/v1/events",
         response_model=EventsResponse,
         responses=ERROR_RESPONSES,

@@ -27,7 +27,9 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API and the workers (all roles in one process unless --role is given)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     roles = frozenset(role) if role else ALL_ROLES
     engine = Engine(Settings(), roles=roles)
     engine.start_workers()
@@ -83,3 +85,7 @@ def replay_projections() -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -80,6 +80,7 @@ class DeliveryWorker:
                 await self.run_once(timeout=0.5)
             except Exception:
                 log.exception("delivery: batch failed; it will be read again")
+                await asyncio.to_thread(self._source.rewind)
                 await asyncio.sleep(1.0)
 
     async def run_once(self, timeout: float = 0.5) -> int:

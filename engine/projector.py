@@ -73,4 +73,5 @@ class Projector:
                 self.run_once()
             except Exception:
                 log.exception("projector: batch failed; it will be read again")
+                self._source.rewind()
                 stop.wait(1.0)

@@ -17,8 +17,9 @@ from projections.events import rebuild_table_ddl, rows_for, swap_in_rebuilt_tabl
 PAGE = 5000
 
 
-def _project_range(engine: Engine, table: str, start: int, facts: MessageFactsCache,
-                   bar: tqdm | None) -> int:  # type: ignore[type-arg]
+def _project_range(
+    engine: Engine, table: str, start: int, facts: MessageFactsCache, bar: tqdm | None
+) -> int:  # type: ignore[type-arg]
     position = start
     while True:
         notifications = engine.app.recorder.select_notifications(

@@ -49,7 +49,7 @@ def open_transport(settings: Settings) -> MailTransport:
 
 def open_schedule_store(settings: Settings) -> ScheduleStore:
     if settings.eventstore_url.startswith(("postgresql://", "postgres://")):
-        return PostgresScheduleStore(settings.eventstore_url)
+        return PostgresScheduleStore(settings.postgres_conninfo(), schema=settings.postgres_schema)
     return SqliteScheduleStore(Path(settings.data_dir) / "schedule.sqlite")
 
 

@@ -15,6 +15,10 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from eventsourcing.application import AggregateNotFoundError
+
+from adapters.mime import build_message
+from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from engine.application import SenderContext, Sendstream
 from engine.send_request import parse_send_request
@@ -137,3 +141,40 @@ class SendingService:
     def _sender_domain_matches(sender: SenderContext, email: str) -> bool:
         host = email.rpartition("@")[2].lower().rstrip(".")
         return host == sender.domain_name or host.endswith("." + sender.domain_name)
+
+    def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:
+        """A submission and its recipients' status, with the MIME each one gets; None if not the
+        sender's domain (indistinguishable from absent, so ids of others cannot be probed)."""
+        try:
+            submission = self._app.submission(submission_id)
+        except AggregateNotFoundError:
+            return None
+        if submission.domain_id != sender.domain_id:
+            return None
+        content = EmailContent.from_dict(submission.content)
+        recipients = []
+        for message_id in submission.message_ids:
+            message = self._app.message(message_id)
+            raw = build_message(
+                content,
+                recipient=Address(message.recipient),
+                message_id=str(submission.id),
+                domain=content.sender.email.rpartition("@")[2],
+            )
+            recipients.append(
+                {
+                    "Recipient": message.recipient,
+                    "Kind": message.recipient_kind,
+                    "Status": message.status.value,
+                    "Attempts": message.attempts,
+                    "LastReply": message.last_reply,
+                    "Raw": raw.decode("utf-8", "replace"),
+                }
+            )
+        return {
+            "MessageID": str(submission.id),
+            "Subject": content.subject,
+            "Source": submission.source,
+            "AcceptedAt": submission.created_on.isoformat(),
+            "Recipients": recipients,
+        }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
+
+    @property
+    def postgres_schema(self) -> str:
+        """``?schema=name`` on a PostgreSQL EVENTSTORE_URL keeps installations apart in one database."""
+        query = dict(parse_qsl(urlsplit(self.eventstore_url).query))
+        return query.get("schema", "public")
+
+    def postgres_conninfo(self) -> str:
+        parts = urlsplit(self.eventstore_url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
     @property
     def retry_schedule(self) -> list[timedelta]:
@@ -73,6 +83,6 @@ class Settings(BaseSettings):
                 "POSTGRES_PASSWORD": unquote(parts.password or ""),
                 "POSTGRES_POOL_SIZE": "10",
                 "POSTGRES_MAX_OVERFLOW": "10",
-                "POSTGRES_SCHEMA": "public",
+                "POSTGRES_SCHEMA": self.postgres_schema,
             }
         raise ValueError(f"EVENTSTORE_URL must be sqlite:///… or postgresql://…, not {url!r}")

@@ -110,7 +110,8 @@ class NotificationLogSource:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            wait = min(remaining, self._poll_interval if self._signal is None else 1.0)
+            # Another process's commits raise no signal here, so never sleep long on it.
+            wait = min(remaining, self._poll_interval if self._signal is None else 0.2)
             if self._signal is not None:
                 self._signal.wait(generation, wait)
             else:
@@ -158,7 +159,7 @@ def open_event_source(
 
         return KafkaEventSource(
             settings.kafka_bootstrap_servers,
-            group_id=f"sendstream-{consumer}",
+            group_id=f"{settings.kafka_topic_prefix}-{consumer}",
             streams=streams,
             topic_prefix=settings.kafka_topic_prefix,
         )

@@ -1,0 +1,430 @@
+"""Kafka adapter (kafka-python): the event stream at scale.
+
+One topic per stream (``{prefix}.{stream}``), keyed by aggregate id so that one
+aggregate's events stay in one partition and therefore in order. Delivery is
+at least once: the publisher returns only once the broker acknowledged every
+record, and a source commits only when its caller says the effects are durable.
+
+Tested against Tansu (a Kafka-protocol broker); see ``tests/adapters/test_kafka.py``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError, for_code
+
+from domain.envelope import SCHEMA_VERSION, EventEnvelope
+
+__all__ = [
+    "DEFAULT_TOPIC_PREFIX",
+    "EnvelopeDecodeError",
+    "KafkaEventPublisher",
+    "KafkaEventSource",
+    "PublishError",
+    "UnsupportedSchemaError",
+    "decode_envelope",
+    "encode_envelope",
+    "ensure_topics",
+    "topic_for",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOPIC_PREFIX = "sendstream"
+
+# Kafka's own rule for topic names.
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+_REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "event_id": str,
+    "position": int,
+    "stream": str,
+    "event_type": str,
+    "aggregate_id": str,
+    "aggregate_version": int,
+    "occurred_at": str,
+    "data": dict,
+}
+
+
+class EnvelopeDecodeError(ValueError):
+    """A record on the stream is not an envelope this code can read."""
+
+
+class UnsupportedSchemaError(EnvelopeDecodeError):
+    """The envelope was written by a newer Sendstream than the one reading it.
+
+    Raised rather than guessed at: an old consumer must be upgraded, not skip events.
+    """
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge every record of a ``publish`` call.
+
+    Some records may have been written: callers retry the whole batch (at least once).
+    """
+
+
+# --- the wire format -------------------------------------------------------------------
+
+
+def encode_envelope(envelope: EventEnvelope) -> bytes:
+    """The envelope as an orjson document; UUIDs and datetimes in ``data`` become strings."""
+    if envelope.occurred_at.utcoffset() is None:
+        raise ValueError(f"occurred_at must carry a timezone: {envelope.occurred_at!r}")
+    return orjson.dumps(
+        {
+            "schema": envelope.schema,
+            "event_id": envelope.event_id,
+            "position": envelope.position,
+            "stream": envelope.stream,
+            "event_type": envelope.event_type,
+            "aggregate_id": envelope.aggregate_id,
+            "aggregate_version": envelope.aggregate_version,
+            "occurred_at": envelope.occurred_at,
+            "data": envelope.data,
+        }
+    )
+
+
+def decode_envelope(payload: bytes) -> EventEnvelope:
+    """The inverse of ``encode_envelope``; ``data`` values stay as JSON (strings, not UUIDs)."""
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeDecodeError(f"envelope is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise EnvelopeDecodeError(f"envelope must be a JSON object, got {type(document).__name__}")
+    schema = document.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise EnvelopeDecodeError(f"envelope has no valid schema version: {schema!r}")
+    if schema > SCHEMA_VERSION:
+        raise UnsupportedSchemaError(
+            f"envelope schema {schema} is newer than this reader's {SCHEMA_VERSION}; "
+            "upgrade this consumer"
+        )
+    for field, expected in _REQUIRED_FIELDS.items():
+        value = document.get(field)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise EnvelopeDecodeError(f"envelope field {field!r} is missing or invalid: {value!r}")
+    try:
+        occurred_at = datetime.fromisoformat(document["occurred_at"])
+        event_id = UUID(document["event_id"])
+        aggregate_id = UUID(document["aggregate_id"])
+    except ValueError as exc:
+        raise EnvelopeDecodeError(f"envelope field is malformed: {exc}") from exc
+    if occurred_at.utcoffset() is None:
+        raise EnvelopeDecodeError(f"occurred_at has no timezone: {document['occurred_at']!r}")
+    return EventEnvelope(
+        event_id=event_id,
+        position=document["position"],
+        stream=document["stream"],
+        event_type=document["event_type"],
+        aggregate_id=aggregate_id,
+        aggregate_version=document["aggregate_version"],
+        occurred_at=occurred_at,
+        data=document["data"],
+        schema=schema,
+    )
+
+
+def topic_for(stream: str, topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+    """The topic that carries one stream's events."""
+    topic = f"{topic_prefix}.{stream}"
+    if not _TOPIC_NAME.match(topic):
+        raise ValueError(f"not a valid Kafka topic name: {topic!r}")
+    return topic
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    *,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    client_id: str = "sendstream-admin",
+) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    wanted = sorted(set(topics))
+    if not wanted:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    try:
+        existing = set(admin.list_topics())
+        missing = [topic for topic in wanted if topic not in existing]
+        if not missing:
+            return
+        result = admin.create_topics(
+            {
+                topic: {"num_partitions": partitions, "replication_factor": replication_factor}
+                for topic in missing
+            },
+            raise_errors=False,
+        )
+        for outcome in result["topics"]:
+            error = for_code(outcome["error_code"])
+            # Another process may have created it between our listing and our request.
+            if outcome["error_code"] != 0 and error is not TopicAlreadyExistsError:
+                raise error(f"cannot create topic {outcome['name']!r}: {outcome['error_message']}")
+        logger.info("created Kafka topics %s", ", ".join(missing))
+    finally:
+        admin.close()
+
+
+# --- publishing ------------------------------------------------------------------------
+
+
+class KafkaEventPublisher:
+    """Puts envelopes on their stream's topic and waits for the broker to acknowledge them.
+
+    The producer is idempotent (``acks='all'``), so its own retries never duplicate a
+    record; a failed ``publish`` raises and the caller publishes the batch again.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        *,
+        streams: Sequence[str] = (),
+        partitions: int = 1,
+        replication_factor: int = 1,
+        timeout: float = 30.0,
+        client_id: str = "sendstream-publisher",
+        linger_ms: int = 5,
+        batch_size: int = 256 * 1024,
+    ) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._topic_prefix = topic_prefix
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._timeout = timeout
+        self._known_topics: set[str] = set()
+        # Every record is acknowledged or failed by the producer itself within
+        # ``timeout``, so when ``publish`` returns or raises nothing is left in flight.
+        delivery_timeout_ms = max(int(timeout * 1000), 2 * linger_ms + 1000)
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            batch_size=batch_size,
+            delivery_timeout_ms=delivery_timeout_ms,
+            request_timeout_ms=min(30_000, delivery_timeout_ms - linger_ms),
+            max_block_ms=delivery_timeout_ms,
+        )
+        self._ensure_streams(streams)
+
+    def publish(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Returns only once every envelope is acknowledged; raises ``PublishError`` otherwise."""
+        if not envelopes:
+            return
+        self._ensure_streams({envelope.stream for envelope in envelopes})
+        futures = []
+        try:
+            for envelope in envelopes:
+                futures.append(
+                    self._producer.send(
+                        topic_for(envelope.stream, self._topic_prefix),
+                        value=encode_envelope(envelope),
+                        key=str(envelope.aggregate_id).encode(),
+                        headers=[
+                            ("event_id", str(envelope.event_id).encode()),
+                            ("position", str(envelope.position).encode()),
+                            ("event_type", envelope.event_type.encode()),
+                        ],
+                    )
+                )
+        except KafkaError as exc:
+            raise PublishError(
+                f"could not hand envelope {len(futures)} to the producer: {exc}"
+            ) from exc
+        try:
+            # The margin lets the producer expire what it could not deliver first.
+            self._producer.flush(timeout=self._timeout + 5.0)
+        except KafkaError as exc:
+            raise PublishError(f"broker did not acknowledge the batch in time: {exc}") from exc
+        failures: list[BaseException] = []
+        for future in futures:
+            if not future.is_done:
+                failures.append(TimeoutError("record still in flight after flush"))
+            elif future.failed():
+                failures.append(future.exception)
+        if failures:
+            raise PublishError(
+                f"{len(failures)} of {len(envelopes)} envelopes were not acknowledged; "
+                f"first error: {failures[0]!r}"
+            ) from failures[0]
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=self._timeout)
+        except KafkaError:
+            logger.warning("Kafka producer closed with records still unacknowledged")
+
+    def _ensure_streams(self, streams: Iterable[str]) -> None:
+        topics = {topic_for(stream, self._topic_prefix) for stream in streams}
+        missing = topics - self._known_topics
+        if missing:
+            ensure_topics(
+                self._bootstrap_servers,
+                missing,
+                partitions=self._partitions,
+                replication_factor=self._replication_factor,
+            )
+            self._known_topics |= missing
+
+
+# --- consuming -------------------------------------------------------------------------
+
+
+class KafkaEventSource:
+    """A consumer group's cursor over some streams; the Kafka form of ``EventSource``.
+
+    Offsets are committed only by ``commit()``, never automatically, so a crash
+    between ``poll`` and ``commit`` means the events come again (at least once).
+
+    The broker holds a new member's first JoinGroup for about half the session
+    timeout (Tansu: ~3 s at 6 s, ~23 s with kafka-python's 45 s default); the
+    short session timeout here keeps start-up quick.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group_id: str,
+        streams: Sequence[str],
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        client_id: str = "sendstream-source",
+        session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int = 1000,
+        max_poll_interval_ms: int = 60_000,
+        max_poll_records: int = 500,
+    ) -> None:
+        if not streams:
+            raise ValueError("a source needs at least one stream")
+        self._topics = sorted({topic_for(stream, topic_prefix) for stream in streams})
+        # Subscribing to a topic that does not exist yet leaves the member without
+        # partitions until the next metadata refresh; create them up front instead.
+        ensure_topics(
+            bootstrap_servers,
+            self._topics,
+            partitions=partitions,
+            replication_factor=replication_factor,
+        )
+        self._consumer = KafkaConsumer(
+            *self._topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
+            max_poll_records=max_poll_records,
+        )
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member owns right now (empty until the group is joined)."""
+        assigned: set[TopicPartition] = self._consumer.assignment()
+        return assigned
+
+    def poll(self, max_records: int, timeout: float) -> list[EventEnvelope]:
+        """Up to ``max_records`` envelopes after the last ones returned, each partition in order.
+
+        Partitions are merged by event-store position, so a batch spanning several
+        streams comes out close to the order the events were stored in.
+        """
+        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        per_partition: list[list[EventEnvelope]] = []
+        for partition, records in sorted(batches.items(), key=lambda item: _partition_key(item[0])):
+            decoded: list[EventEnvelope] = []
+            for record in records:
+                try:
+                    decoded.append(decode_envelope(record.value))
+                except EnvelopeDecodeError as exc:
+                    # Put the whole batch back: skipping it would let the next commit
+                    # count these events as processed. The consumer stays stuck, loudly.
+                    for unread, batch in batches.items():
+                        if batch:
+                            self._consumer.seek(unread, batch[0].offset)
+                    raise type(exc)(
+                        f"{partition.topic}[{partition.partition}] offset {record.offset}: {exc}"
+                    ) from exc
+            per_partition.append(decoded)
+        if len(per_partition) == 1:
+            return per_partition[0]
+        # heapq.merge only ever takes the head of one list, so each partition keeps its order.
+        return list(heapq.merge(*per_partition, key=lambda envelope: envelope.position))
+
+    def commit(self) -> None:
+        """Commit, synchronously, the position after everything ``poll`` returned."""
+        try:
+            self._consumer.commit()
+        except CommitFailedError:
+            # The group rebalanced since the last poll: those partitions belong to
+            # another member now, which re-reads from the last committed offset.
+            logger.warning("commit failed after a rebalance; uncommitted events will come again")
+
+    def rewind(self) -> None:
+        """Forget what was returned but not committed: the next ``poll`` reads it again.
+
+        For a consumer whose batch failed. Without it the consumer's position has
+        already moved past the failed batch, and the next successful ``commit``
+        would count the failed events as processed.
+        """
+        for partition in self._consumer.assignment():
+            committed = self._consumer.committed(partition)
+            if committed is None:
+                self._consumer.seek_to_beginning(partition)
+            else:
+                self._consumer.seek(partition, committed)
+
+    def wait_until_assigned(self, timeout: float = 30.0) -> set[TopicPartition]:
+        """Block until the group has given this member its partitions.
+
+        Records fetched while waiting are not lost: the next ``poll`` returns them.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._consumer.assignment():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"consumer group did not assign partitions of {self._topics} "
+                    f"within {timeout:.1f}s"
+                )
+            batches = self._consumer.poll(timeout_ms=100, max_records=1)
+            for partition, records in batches.items():
+                if records:
+                    self._consumer.seek(partition, records[0].offset)
+        return self.assignment()
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+    def __enter__(self) -> KafkaEventSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _partition_key(partition: TopicPartition) -> tuple[str, int]:
+    return (partition.topic, partition.partition)

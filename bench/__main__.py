@@ -1,0 +1,31 @@
+"""``python -m bench [api|delivery|delivery-kafka|all] [--messages N] [--seconds S]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import api_accept, delivery
+from bench.machine import describe, print_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["api", "delivery", "delivery-kafka", "all"]
+    )
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    if args.which in ("api", "all"):
+        rows += api_accept.run(seconds=args.seconds)
+    if args.which in ("delivery", "all"):
+        rows += delivery.run(messages=args.messages)
+    if args.which in ("delivery-kafka", "all"):
+        rows += delivery.run(messages=args.messages, kafka=True)
+    print_table("Machine", [(k, v, "") for k, v in describe().items()])
+    print_table("Sendstream", rows)
+
+
+if __name__ == "__main__":
+    main()

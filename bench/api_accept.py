@@ -1,0 +1,160 @@
+"""POST /api/v1/email: accepted requests per second (wrk, keep-alive), and latency at 500 req/s.
+
+The server is the real ``sendstream serve`` on the embedded defaults (SQLite,
+notification-log consumers, chdb, sandbox delivery), in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BODY = {
+    "Subject": "Bench",
+    "ContentType": "html",
+    "HtmlContent": "<p>Hello from the bench</p>",
+    "From": {"email": "bench@example.com", "name": "Bench"},
+    "To": [{"email": "someone@example.org", "name": "Someone"}],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-"))
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "SENDSTREAM_DATA_DIR": str(self.workdir / "var"),
+            "API_RATE_LIMIT": "1000000/second",
+            "SEND_RATE_LIMIT": "1000000/second",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def bootstrap(self) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "bootstrap", "--domain", "example.com"],
+            env=self.env, check=True, capture_output=True,
+        )  # fmt: skip
+        return str(json.loads(out.stdout)["SenderAPIKey"])
+
+    def start(self) -> str:
+        key = self.bootstrap()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=(self.workdir / "server.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return key
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("the server did not start; see " + str(self.workdir / "server.log"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run_wrk(url: str, key: str, seconds: int, connections: int) -> dict[str, float]:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (Debian package 'wrk'; scripts/install-test-deps.sh)")
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = [[{json.dumps(BODY)}]]\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("NON2XX %d\\n", summary.errors.status))\n'
+        "end\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         f"{url}/api/v1/email"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    script.unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx = int(re.search(r"NON2XX (\d+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "non_2xx": non_2xx}
+
+
+async def fixed_rate(url: str, key: str, rate: int, seconds: int) -> dict[str, float]:
+    """Open-loop load: requests start on schedule whatever the server's speed."""
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+
+        async def one() -> None:
+            nonlocal failures
+            started = time.perf_counter()
+            response = await client.post("/api/v1/email", json=BODY, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                failures += 1
+
+        tasks = []
+        start = time.perf_counter()
+        for n in range(rate * seconds):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "achieved": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "failures": failures,
+    }
+
+
+def run(seconds: int = 10) -> list[tuple[str, str, str]]:
+    server = Server()
+    try:
+        key = server.start()
+        # Warm up: first requests open the SQLite file, the chdb session, the caches.
+        run_wrk(server.url, key, 2, 16)
+        burst = run_wrk(server.url, key, seconds, 32)
+        steady = asyncio.run(fixed_rate(server.url, key, 500, seconds))
+    finally:
+        server.stop()
+    return [
+        ("accepted POST /api/v1/email per s (wrk, 32 conns)", f"{burst['rps']:.0f}", ">= 1500"),
+        ("non-2xx answers during the burst", f"{burst['non_2xx']:.0f}", "0"),
+        ("p50 latency at 500 req/s (ms)", f"{steady['p50_ms']:.1f}", ""),
+        ("p99 latency at 500 req/s (ms)", f"{steady['p99_ms']:.1f}", "<= 50"),
+        ("failures at 500 req/s", f"{steady['failures']:.0f}", "0"),
+    ]

@@ -1,0 +1,41 @@
+"""Session-wide real services for every test folder (see ``tests/services.py``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services import RunningService, start_kafka_broker, start_smtp_sink
+
+
+def kafka_tests_enabled() -> bool:
+    """Kafka mode is on unless SENDSTREAM_TEST_KAFKA is unset, empty or "0"."""
+    return os.environ.get("SENDSTREAM_TEST_KAFKA", "0") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """A Tansu broker for the whole session; ``.url`` is the bootstrap servers string.
+
+    Skipped only when Kafka mode is off: with SENDSTREAM_TEST_KAFKA=1 a broker that
+    will not start is an error, not a skip.
+    """
+    if not kafka_tests_enabled():
+        pytest.skip("Kafka-protocol broker tests run with SENDSTREAM_TEST_KAFKA=1")
+    broker = start_kafka_broker(tmp_path_factory.mktemp("kafka"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """Postfix's smtp-sink for the whole session; ``.url`` is ``smtp://127.0.0.1:PORT``.
+
+    Messages accumulate across tests: count relative to ``received_messages`` taken
+    at the start of a test, or call ``clear_messages`` first.
+    """
+    sink = start_smtp_sink(tmp_path_factory.mktemp("smtp-sink"))
+    yield sink
+    sink.stop()

