@@ -20,7 +20,7 @@ class EventSource(Protocol):
         ...
 
     def commit(self) -> None:
-        """Make everything returned so far count as processed. Call only once effects are durable."""
+        """Mark everything returned so far as processed; call only once its effects are durable."""
         ...
 
     def rewind(self) -> None:
@@ -45,10 +45,8 @@ class ReportingStore(Protocol):
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None: ...
 
-    def query(
-        self, sql: str, parameters: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Rows as dicts. Parameters are bound with ``{name:Type}`` placeholders, never formatted in."""
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts; parameters bound as ``{name:Type}`` placeholders, never formatted in."""
         ...
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...

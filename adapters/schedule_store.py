@@ -95,13 +95,18 @@ class SqliteScheduleStore:
 
 
 class PostgresScheduleStore:
-    def __init__(self, conninfo: str, consumer: str = "scheduler") -> None:
+    def __init__(self, conninfo: str, schema: str = "public", consumer: str = "scheduler") -> None:
         import psycopg
+        from psycopg import sql
 
         self._consumer = consumer
         self._lock = threading.Lock()
         self._db = psycopg.connect(conninfo, autocommit=True)
         with self._db.transaction():
+            self._db.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
+            self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS sendstream_timers "
                 "(message_id uuid PRIMARY KEY, due_at timestamptz NOT NULL)"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 import orjson

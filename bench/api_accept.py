@@ -85,7 +85,9 @@ class Server:
 
 def run_wrk(url: str, key: str, seconds: int, connections: int) -> dict[str, float]:
     if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed (Debian package 'wrk'; scripts/install-test-deps.sh)")
+        raise RuntimeError(
+            "wrk is not installed (Debian package 'wrk'; scripts/install-test-deps.sh)"
+        )
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'

@@ -68,6 +68,7 @@ class Message(Aggregate):
         self.attempts = 0
         self.next_attempt_at: datetime | None = None
         self.last_reply: dict[str, Any] | None = None
+        self.failure_reason: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -168,5 +169,6 @@ class Message(Aggregate):
     @event("Failed")
     def _failed(self, reason: str, code: int, enhanced_status: str, reply_text: str) -> None:
         self.status = MessageStatus.FAILED
+        self.failure_reason = reason
         self.next_attempt_at = None
         self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -23,6 +23,8 @@ from domain.message import Message, message_id_for
 from domain.submission import Submission
 from domain.suppression import SuppressionList, suppression_list_id
 from engine.settings import Settings
+
+AggregateT = TypeVar("AggregateT")
 
 SENDER_KEY_KIND = "sender-api-key"
 ACCOUNT_KEY_KIND = "account-api-key"
@@ -54,7 +56,7 @@ class Sendstream(Application[UUID]):
     # Accounts, domains and keys.
 
     def bootstrap(self, domain_name: str, now: datetime | None = None) -> dict[str, Any]:
-        """Open an account with one sender domain and one sender key; secrets are shown only here."""
+        """Open an account with a sender domain and a sender key; secrets are shown only here."""
         now = now or datetime.now(UTC)
         account_key = "acc_" + secrets.token_urlsafe(32)
         sender_key = "snd_" + secrets.token_urlsafe(32)
@@ -89,15 +91,13 @@ class Sendstream(Application[UUID]):
         """The sender behind a key, or None when the key is unknown or revoked."""
         digest = key_digest(secret)
         try:
-            key = self.repository.get(aggregate_id_for_key(SENDER_KEY_KIND, digest))
+            key = self._get(aggregate_id_for_key(SENDER_KEY_KIND, digest), SenderApiKey)
         except AggregateNotFoundError:
             return None
-        assert isinstance(key, SenderApiKey)
         if key.is_revoked or not hmac.compare_digest(key.digest, digest):
             return None
-        domain = self.repository.get(key.domain_id)
-        account = self.repository.get(key.account_id)
-        assert isinstance(domain, SenderDomain) and isinstance(account, Account)
+        domain = self.domain(key.domain_id)
+        account = self.account(key.account_id)
         return SenderContext(
             key_id=key.id,
             account_id=account.id,
@@ -109,15 +109,18 @@ class Sendstream(Application[UUID]):
             daily_send_limit=account.daily_send_limit,
         )
 
+    def _get(self, aggregate_id: UUID, kind: type[AggregateT]) -> AggregateT:
+        """The aggregate, which must be of the given kind (ids of other kinds count as absent)."""
+        found: Any = self.repository.get(aggregate_id)
+        if not isinstance(found, kind):
+            raise AggregateNotFoundError(aggregate_id)
+        return found
+
     def account(self, account_id: UUID) -> Account:
-        account = self.repository.get(account_id)
-        assert isinstance(account, Account)
-        return account
+        return self._get(account_id, Account)
 
     def domain(self, domain_id: UUID) -> SenderDomain:
-        domain = self.repository.get(domain_id)
-        assert isinstance(domain, SenderDomain)
-        return domain
+        return self._get(domain_id, SenderDomain)
 
     # Messages.
 
@@ -129,7 +132,7 @@ class Sendstream(Application[UUID]):
         source: str = "api",
         submission_id: UUID | None = None,
     ) -> tuple[Submission, list[Message]]:
-        """Build (not save) the submission and one Message per recipient, queued unless scheduled."""
+        """Build (not save) the submission and a Message per recipient, queued unless scheduled."""
         submission_id = submission_id or uuid4()
         messages: list[Message] = []
         for index, (kind, address) in enumerate(content.recipients()):
@@ -159,24 +162,18 @@ class Sendstream(Application[UUID]):
         return submission, messages
 
     def message(self, message_id: UUID) -> Message:
-        message = self.repository.get(message_id)
-        assert isinstance(message, Message)
-        return message
+        return self._get(message_id, Message)
 
     def submission(self, submission_id: UUID) -> Submission:
-        submission = self.repository.get(submission_id)
-        assert isinstance(submission, Submission)
-        return submission
+        return self._get(submission_id, Submission)
 
     # Suppression.
 
     def suppression_list(self, account_id: UUID) -> SuppressionList | None:
         try:
-            found = self.repository.get(suppression_list_id(account_id))
+            return self._get(suppression_list_id(account_id), SuppressionList)
         except AggregateNotFoundError:
             return None
-        assert isinstance(found, SuppressionList)
-        return found
 
     def suppress(self, account_id: UUID, email: str, reason: str, now: datetime) -> None:
         suppressions = self.suppression_list(account_id) or SuppressionList(

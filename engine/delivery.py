@@ -1,9 +1,9 @@
 """The delivery worker: turns Queued events into SMTP transactions and records the outcome.
 
 Exactly-once towards the recipient rests on the Message aggregate, not on the
-stream: a worker claims a batch of messages (one DeliveryAttempted event each,
-saved in one transaction, guarded by optimistic concurrency) before it opens any
-SMTP transaction, and records each reply as an event. A message re-read after a
+stream: a worker claims each message (a DeliveryAttempted event, guarded by
+optimistic concurrency) before it opens the SMTP transaction, and records each
+reply as an event. A message re-read after a
 restart is therefore never sent again. The one case the claim cannot settle is a
 worker killed between the server's reply and our record of it: such a message is
 recorded as Failed with reason ``interrupted`` (it may have arrived) rather than
@@ -77,35 +77,35 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.run_once(timeout=0.5)
+                await self.run_once()
             except Exception:
                 log.exception("delivery: batch failed; it will be read again")
                 await asyncio.to_thread(self._source.rewind)
                 await asyncio.sleep(1.0)
 
-    async def run_once(self, timeout: float = 0.5) -> int:
-        envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, timeout)
+    async def run_once(self, wait: float = 0.5) -> int:
+        """One batch: poll (up to ``wait`` seconds), deliver, then commit."""
+        envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, wait)
         queued = [e.aggregate_id for e in envelopes if e.event_type == "Message.Queued"]
         handled = 0
         if queued:
-            claimed = await asyncio.to_thread(self._claim, list(dict.fromkeys(queued)))
-            results = await asyncio.gather(*(self._deliver(m) for m in claimed))
-            handled = sum(results)
+            ready = await asyncio.to_thread(self._load, list(dict.fromkeys(queued)))
+            handled = sum(await asyncio.gather(*(self._deliver(m) for m in ready)))
         # Only now is every effect of the batch durable, so only now may the position move.
         await asyncio.to_thread(self._source.commit)
         return handled
 
-    def _claim(self, message_ids: list[UUID]) -> list[Message]:
-        """Record a delivery attempt on every message still queued; return those claimed."""
-        claimable: list[Message] = []
+    def _load(self, message_ids: list[UUID]) -> list[Message]:
+        """The messages still waiting for delivery; settles those a dead worker left mid-attempt."""
+        ready: list[Message] = []
         interrupted: list[Message] = []
         for message_id in message_ids:
             message = self._app.message(message_id)
             if message.status is MessageStatus.QUEUED:
-                message.start_attempt()
-                claimable.append(message)
+                ready.append(message)
             elif message.status is MessageStatus.SENDING:
-                # Claimed by a worker that died before it recorded the reply.
+                # Claimed by a worker that died before it recorded the reply: the server may
+                # have the message already, so it is not sent again.
                 message.fail(
                     reason=INTERRUPTED,
                     reply_text="the delivery worker stopped during the SMTP transaction; "
@@ -113,30 +113,34 @@ class DeliveryWorker:
                 )
                 interrupted.append(message)
         if interrupted:
-            self._writer.save(interrupted)
-        if not claimable:
-            return []
-        try:
-            self._writer.save(claimable)
-            return claimable
-        except IntegrityError:
-            # Something else (a queue clear, another worker) got there first for some of
-            # them: claim one by one and keep the ones that are still ours.
-            return [m for m in (self._claim_one(m.id) for m in claimable) if m is not None]
+            try:
+                self._writer.save(interrupted)
+            except IntegrityError:
+                log.info("delivery: an interrupted message changed meanwhile; left as it is")
+        return ready
 
-    def _claim_one(self, message_id: UUID) -> Message | None:
-        message = self._app.message(message_id)
-        if message.status is not MessageStatus.QUEUED:
-            return None
-        message.start_attempt()
-        try:
-            self._writer.save([message])
-        except IntegrityError:
-            return None
-        return message
+    async def _claim(self, message: Message) -> Message | None:
+        """Record the attempt before any SMTP traffic. Claims are taken only when a sending
+        slot is free, so at most ``DELIVERY_CONCURRENCY`` messages are ever in doubt after a
+        crash; the group-commit writer still saves concurrent claims in one transaction."""
+        for _ in range(2):
+            message.start_attempt()
+            try:
+                await asyncio.wrap_future(self._writer.submit([message]))
+                return message
+            except IntegrityError:
+                # Something else (a queue clear, another worker) changed it: look again.
+                message = await asyncio.to_thread(self._app.message, message.id)
+                if message.status is not MessageStatus.QUEUED:
+                    return None
+        return None
 
     async def _deliver(self, message: Message) -> int:
         async with self._semaphore:
+            claimed = await self._claim(message)
+            if claimed is None:
+                return 0
+            message = claimed
             try:
                 content = await asyncio.to_thread(self._contents.get, message.submission_id)
                 domain = content.sender.email.rpartition("@")[2]
@@ -151,7 +155,7 @@ class DeliveryWorker:
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
                 outcome = await self._transport.send(content.sender.email, message.recipient, raw)
-        await asyncio.wrap_future(self._writer.submit([self._record(message, outcome)]))
+            await asyncio.wrap_future(self._writer.submit([self._record(message, outcome)]))
         if outcome.is_success:
             self.delivered_count += 1
         return 1

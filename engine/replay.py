@@ -7,6 +7,8 @@ id, so anything projected twice is counted once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tqdm import tqdm
 
 from engine.projector import MessageFactsCache
@@ -18,8 +20,8 @@ PAGE = 5000
 
 
 def _project_range(
-    engine: Engine, table: str, start: int, facts: MessageFactsCache, bar: tqdm | None
-) -> int:  # type: ignore[type-arg]
+    engine: Engine, table: str, start: int, facts: MessageFactsCache, bar: tqdm[Any] | None
+) -> int:
     position = start
     while True:
         notifications = engine.app.recorder.select_notifications(

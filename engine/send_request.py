@@ -171,13 +171,16 @@ def _attachments(value: Any, errors: list[ErrorText]) -> tuple[Attachment, ...]:
         if not isinstance(item, dict):
             errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="each must be an object"))
             return ()
-        filename = item.get("filename") or item.get("name")
+        filename: Any = item.get("filename") or item.get("name")
         content = item.get("content")
         content_type = (
             item.get("type") or item.get("contentType") or item.get("content_type")
             or "application/octet-stream"
         )  # fmt: skip
-        if _text(filename) is None or _LINE_BREAKS.search(filename) or len(filename) > 255:
+        if not isinstance(filename, str) or not filename.strip():
+            errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="filename is missing"))
+            return ()
+        if _LINE_BREAKS.search(filename) or len(filename) > 255:
             errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="filename is missing"))
             return ()
         if not isinstance(content_type, str) or not re.fullmatch(

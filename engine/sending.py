@@ -11,11 +11,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
-
-from eventsourcing.application import AggregateNotFoundError
 
 from adapters.mime import build_message
 from domain.content import Address, EmailContent
@@ -28,7 +27,7 @@ _AUTH_CACHE_SECONDS = 2.0
 
 
 class RateLimiter:
-    """Requests per key, from the ``API_RATE_LIMIT`` setting (``limits`` notation: ``100/second``)."""
+    """Requests per key, from ``API_RATE_LIMIT`` (``limits`` notation: ``100/second``)."""
 
     def __init__(self, rule: str) -> None:
         self._item: RateLimitItem = parse(rule)

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
 
     @property
     def postgres_schema(self) -> str:
-        """``?schema=name`` on a PostgreSQL EVENTSTORE_URL keeps installations apart in one database."""
+        """``?schema=name`` on a PostgreSQL EVENTSTORE_URL keeps installations apart."""
         query = dict(parse_qsl(urlsplit(self.eventstore_url).query))
         return query.get("schema", "public")
 

@@ -38,7 +38,7 @@ def to_envelope(app: Sendstream, notification: Notification) -> EventEnvelope:
     data: dict[str, Any] = {k: v for k, v in event.__dict__.items() if k not in _ENVELOPE_FIELDS}
     aggregate_id = event.originator_id
     assert isinstance(aggregate_id, UUID)
-    occurred_at = event.timestamp
+    occurred_at = getattr(event, "timestamp", None)
     assert isinstance(occurred_at, datetime)
     return EventEnvelope(
         event_id=event_id_for(aggregate_id, event.originator_version),

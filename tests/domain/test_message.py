@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from uuid import uuid4
 
 import pytest
@@ -152,7 +153,7 @@ def test_no_command_sequence_reaches_an_illegal_state(commands: list[str], sched
         if message.status is MessageStatus.SENDING:
             assert message.attempts == before[2] + 1
     # Delivery outcomes only ever follow an attempt.
-    for earlier, later in zip(replayed_statuses, replayed_statuses[1:], strict=False):
+    for earlier, later in pairwise(replayed_statuses):
         if later in (MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.DEFERRED):
             assert earlier is MessageStatus.SENDING
     # The recorded events rebuild exactly the same aggregate.

@@ -42,7 +42,7 @@ class RecordingHandler:
     ) -> str:
         local = address.partition("@")[0].lower()
         if local.startswith("bounce"):
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if local.startswith("defer"):
             with self.lock:
                 if address not in self.deferred_once:

@@ -1,0 +1,437 @@
+"""The ``events`` read model: one row per thing that happened to one recipient's message.
+
+It answers ``GET /api/v1/events`` and ``EmailGateway.GetEvents``: a sender
+domain's events, newest first, filtered by time, type and submission.
+
+Duplicates. The same event reaches this table more than once: at-least-once
+redelivery from the stream, a batch retried after a crash before its position
+was saved, a rebuild replayed over existing rows. Every row for one event has
+the same sorting key ``(domain_id, occurred_at, event_id)``, because the
+mapping is a pure function of the event and of its message's immutable facts.
+The table is a ``ReplacingMergeTree`` on that key, so background merges
+eventually keep one copy, and every query reads ``FROM events FINAL`` so that
+results are exact before the merges happen. ``FINAL`` was chosen over
+``LIMIT 1 BY event_id`` / ``argMax`` because it collapses duplicates only
+inside the primary-key ranges the domain and time filters selected and keeps
+``count()`` a plain count, where ``LIMIT 1 BY`` must hash every matching row
+first (measured on 1M rows: a page in ~130 ms with FINAL, ~190 ms with
+LIMIT 1 BY; ~25 ms once merged). Insert deduplication tokens are not enough:
+they catch an identical block inserted again, not one event redelivered in
+another batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from adapters.ports import ReportingStore
+from domain.envelope import EventEnvelope
+
+__all__ = [
+    "EVENTS_DDL",
+    "EVENTS_TABLE",
+    "EVENT_TYPES",
+    "EVENT_TYPE_NAMES",
+    "POSITIONS_DDL",
+    "REBUILD_TABLE",
+    "FactsLookup",
+    "MessageFacts",
+    "MissingMessageFacts",
+    "count_events",
+    "ensure_schema",
+    "list_events",
+    "load_facts",
+    "load_position",
+    "rebuild_table_ddl",
+    "rows_for",
+    "save_position",
+    "swap_in_rebuilt_table",
+]
+
+EVENTS_TABLE = "events"
+REBUILD_TABLE = "events_rebuild"
+
+_EVENTS_DDL_TEMPLATE = """
+CREATE TABLE IF NOT EXISTS {table}
+(
+    event_id UUID,
+    position UInt64,
+    event_type LowCardinality(String),
+    occurred_at DateTime64(3, 'UTC'),
+    account_id UUID,
+    domain_id UUID,
+    submission_id UUID,
+    message_id UUID,
+    recipient String,
+    recipient_domain LowCardinality(String),
+    sender String,
+    subject String,
+    tags Array(String),
+    campaign_id String DEFAULT '',
+    smtp_code UInt16,
+    enhanced_status String,
+    diagnostic String,
+    attempt UInt16,
+    details String,
+    INDEX idx_submission_id submission_id TYPE bloom_filter GRANULARITY 4,
+    INDEX idx_message_id message_id TYPE bloom_filter GRANULARITY 4
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (domain_id, occurred_at, event_id)
+"""
+
+EVENTS_DDL = _EVENTS_DDL_TEMPLATE.format(table=EVENTS_TABLE)
+
+POSITIONS_DDL = """
+CREATE TABLE IF NOT EXISTS projection_positions
+(
+    consumer String,
+    position UInt64,
+    updated_at DateTime64(3)
+)
+ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY consumer
+"""
+
+# Domain event type → the API's event type.
+EVENT_TYPES: Mapping[str, str] = {
+    "Message.Accepted": "accepted",
+    "Message.Queued": "queued",
+    "Message.DeliveryAttempted": "sent",
+    "Message.Delivered": "delivered",
+    "Message.Deferred": "deferred",
+    "Message.Bounced": "bounced",
+    "Message.Failed": "failed",
+}
+
+# Every event type the API may be asked to filter by: those projected today, and those
+# the tracking, suppression and complaint streams will add (a filter on them finds nothing yet).
+EVENT_TYPE_NAMES: frozenset[str] = frozenset(
+    {*EVENT_TYPES.values(), "open", "click", "unsubscribe", "complaint", "block", "suppressed"}
+)
+
+
+def ensure_schema(store: ReportingStore) -> None:
+    """Create the tables if missing; safe to run at every start."""
+    store.command(EVENTS_DDL)
+    store.command(POSITIONS_DDL)
+
+
+def rebuild_table_ddl() -> list[str]:
+    """Statements giving an empty ``events_rebuild`` table, to be filled by a replay."""
+    return [
+        f"DROP TABLE IF EXISTS {REBUILD_TABLE}",
+        _EVENTS_DDL_TEMPLATE.format(table=REBUILD_TABLE),
+    ]
+
+
+def swap_in_rebuilt_table(store: ReportingStore) -> None:
+    """Atomically make the rebuilt table the live ``events`` table, then drop the old one."""
+    store.command(f"EXCHANGE TABLES {REBUILD_TABLE} AND {EVENTS_TABLE}")
+    store.command(f"DROP TABLE {REBUILD_TABLE}")
+
+
+# ---------------------------------------------------------------------------
+# Mapping
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What every row of a message repeats: learnt once, from its ``Accepted`` event."""
+
+    message_id: UUID
+    submission_id: UUID
+    account_id: UUID
+    domain_id: UUID
+    recipient: str
+    sender: str
+    subject: str
+    tags: tuple[str, ...] = ()
+    campaign_id: str = ""
+
+
+FactsLookup = Callable[[UUID], MessageFacts | None]
+
+
+class MissingMessageFacts(LookupError):
+    """A later event of a message whose facts nobody knows: the batch must not be committed."""
+
+
+def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[dict[str, Any]]:
+    """The ``events`` rows for a batch; envelopes of other streams and types give none.
+
+    Facts come from ``Accepted`` envelopes earlier in the batch, else from
+    ``lookup``. Raises :class:`MissingMessageFacts` rather than dropping an
+    event whose message is unknown. ``data`` values may be objects (from the
+    event store) or their JSON strings (from Kafka).
+    """
+    known: dict[UUID, MessageFacts] = {}
+    rows: list[dict[str, Any]] = []
+    for envelope in envelopes:
+        event_type = EVENT_TYPES.get(envelope.event_type)
+        if event_type is None:
+            continue
+        data = envelope.data
+        message_id = _uuid(envelope.aggregate_id)
+        if event_type == "accepted":
+            facts = _facts_from_accepted(message_id, data)
+            known[message_id] = facts
+        else:
+            found = known.get(message_id) or lookup(message_id)
+            if found is None:
+                raise MissingMessageFacts(
+                    f"no facts for message {message_id} ({envelope.event_type} "
+                    f"at position {envelope.position})"
+                )
+            facts = known[message_id] = found
+        row = _base_row(envelope, event_type, facts)
+        details: dict[str, Any] = {}
+        if event_type == "accepted":
+            send_at = data.get("send_at")
+            if send_at is not None:
+                details["SendAt"] = _iso_ms(_datetime(send_at))
+        elif event_type == "sent":
+            row["attempt"] = int(data.get("attempt", 0))
+        elif event_type in ("delivered", "deferred", "bounced", "failed"):
+            row["smtp_code"] = int(data.get("code") or 0)
+            row["enhanced_status"] = str(data.get("enhanced_status") or "")
+            row["diagnostic"] = str(data.get("reply_text") or "")
+            if event_type == "deferred" and data.get("retry_at") is not None:
+                details["RetryAt"] = _iso_ms(_datetime(data["retry_at"]))
+            if event_type == "failed" and data.get("reason"):
+                details["Reason"] = str(data["reason"])
+        # Extra fields are stored under their API names, so a query only merges them in.
+        row["details"] = (
+            orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode() if details else ""
+        )
+        rows.append(row)
+    return rows
+
+
+def _facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFacts:
+    return MessageFacts(
+        message_id=message_id,
+        submission_id=_uuid(data["submission_id"]),
+        account_id=_uuid(data["account_id"]),
+        domain_id=_uuid(data["domain_id"]),
+        recipient=str(data["recipient"]),
+        sender=str(data.get("sender") or ""),
+        subject=str(data.get("subject") or ""),
+        tags=tuple(str(tag) for tag in data.get("tags") or ()),
+        campaign_id=str(data.get("campaign_id") or ""),
+    )
+
+
+def _base_row(envelope: EventEnvelope, event_type: str, facts: MessageFacts) -> dict[str, Any]:
+    occurred_at = _datetime(envelope.occurred_at)
+    return {
+        "event_id": _uuid(envelope.event_id),
+        "position": int(envelope.position),
+        "event_type": event_type,
+        # The column keeps milliseconds; truncating here keeps the row equal to what is stored.
+        "occurred_at": occurred_at.replace(microsecond=occurred_at.microsecond // 1000 * 1000),
+        "account_id": facts.account_id,
+        "domain_id": facts.domain_id,
+        "submission_id": facts.submission_id,
+        "message_id": facts.message_id,
+        "recipient": facts.recipient,
+        "recipient_domain": facts.recipient.rpartition("@")[2].lower(),
+        "sender": facts.sender,
+        "subject": facts.subject,
+        "tags": list(facts.tags),
+        "campaign_id": facts.campaign_id,
+        "smtp_code": 0,
+        "enhanced_status": "",
+        "diagnostic": "",
+        "attempt": 0,
+        "details": "",
+    }
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def _datetime(value: Any) -> datetime:
+    """Aware UTC from a datetime or an ISO 8601 string; naive values are taken as UTC."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if parsed.tzinfo is UTC:
+        return parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _iso_ms(value: datetime) -> str:
+    """``2021-04-01T12:00:00.123Z``: the API's timestamp form."""
+    value = _datetime(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def load_facts(store: ReportingStore, message_ids: Iterable[UUID]) -> dict[UUID, MessageFacts]:
+    """Facts of already projected messages, in one query: a lookup for a projector's batch."""
+    ids = sorted({_uuid(message_id) for message_id in message_ids})
+    if not ids:
+        return {}
+    rows = store.query(
+        """
+        SELECT message_id, submission_id, account_id, domain_id, recipient, sender, subject,
+               tags, campaign_id
+        FROM events
+        WHERE event_type = 'accepted' AND message_id IN {ids:Array(UUID)}
+        LIMIT 1 BY message_id
+        """,
+        {"ids": ids},
+    )
+    return {
+        row["message_id"]: MessageFacts(
+            message_id=row["message_id"],
+            submission_id=row["submission_id"],
+            account_id=row["account_id"],
+            domain_id=row["domain_id"],
+            recipient=row["recipient"],
+            sender=row["sender"],
+            subject=row["subject"],
+            tags=tuple(row["tags"]),
+            campaign_id=row["campaign_id"],
+        )
+        for row in rows
+    }
+
+
+# ---------------------------------------------------------------------------
+# Queries
+
+
+def _where(
+    domain_id: UUID,
+    start: datetime | None,
+    end: datetime | None,
+    event_type: str | None,
+    submission_id: UUID | None,
+) -> tuple[str, dict[str, Any]]:
+    """The filter, as fixed SQL fragments and bound parameters."""
+    clauses = ["domain_id = {domain_id:UUID}"]
+    parameters: dict[str, Any] = {"domain_id": domain_id}
+    if start is not None:
+        clauses.append("occurred_at >= {start:DateTime64(3, 'UTC')}")
+        parameters["start"] = start
+    if end is not None:
+        clauses.append("occurred_at <= {end:DateTime64(3, 'UTC')}")
+        parameters["end"] = end
+    if event_type is not None:
+        clauses.append("event_type = {event_type:String}")
+        parameters["event_type"] = event_type
+    if submission_id is not None:
+        clauses.append("submission_id = {submission_id:UUID}")
+        parameters["submission_id"] = submission_id
+    return " AND ".join(clauses), parameters
+
+
+def count_events(
+    store: ReportingStore,
+    *,
+    domain_id: UUID,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    event_type: str | None = None,
+    submission_id: UUID | None = None,
+) -> int:
+    """How many distinct events match; ``start`` and ``end`` are inclusive."""
+    where, parameters = _where(domain_id, start, end, event_type, submission_id)
+    rows = store.query(f"SELECT count() AS total FROM events FINAL WHERE {where}", parameters)  # noqa: S608 (fixed fragments; values are bound)
+    return int(rows[0]["total"]) if rows else 0
+
+
+def list_events(
+    store: ReportingStore,
+    *,
+    domain_id: UUID,
+    start_from: int,
+    retrieve_count: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    event_type: str | None = None,
+    submission_id: UUID | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(TotalRecords, Events)`` for ``GET /api/v1/events``, newest first.
+
+    Order is ``occurred_at DESC, position DESC, event_id DESC``: the event
+    store's position breaks ties within a millisecond in the order things
+    happened (``queued`` after ``accepted``), and the event id makes the order
+    total, so ``start_from``/``retrieve_count`` pages neither repeat nor skip.
+    """
+    if start_from < 0 or retrieve_count < 0:
+        raise ValueError("start_from and retrieve_count must not be negative")
+    where, parameters = _where(domain_id, start, end, event_type, submission_id)
+    total = count_events(
+        store,
+        domain_id=domain_id,
+        start=start,
+        end=end,
+        event_type=event_type,
+        submission_id=submission_id,
+    )
+    if retrieve_count == 0 or start_from >= total:
+        return total, []
+    rows = store.query(
+        f"""
+        SELECT event_id, event_type, occurred_at, recipient, submission_id, campaign_id,
+               smtp_code, enhanced_status, diagnostic, attempt, details
+        FROM events FINAL
+        WHERE {where}
+        ORDER BY occurred_at DESC, position DESC, event_id DESC
+        LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}
+        """,  # noqa: S608 (fixed fragments; values are bound)
+        {**parameters, "limit": retrieve_count, "offset": start_from},
+    )
+    return total, [_api_event(row) for row in rows]
+
+
+def _api_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if row["smtp_code"]:
+        details["SmtpCode"] = int(row["smtp_code"])
+    if row["enhanced_status"]:
+        details["EnhancedStatus"] = row["enhanced_status"]
+    if row["diagnostic"]:
+        details["Diagnostic"] = row["diagnostic"]
+    if row["attempt"]:
+        details["Attempt"] = int(row["attempt"])
+    if row["details"]:
+        details.update(orjson.loads(row["details"]))
+    return {
+        "EventId": str(row["event_id"]),
+        "EventType": row["event_type"],
+        "EventTimestamp": _iso_ms(row["occurred_at"]),
+        "Recipient": row["recipient"],
+        "MessageId": str(row["submission_id"]),
+        "CampaignId": row["campaign_id"] or None,
+        "Details": details,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Positions
+
+
+def save_position(store: ReportingStore, consumer: str, position: int) -> None:
+    """Record how far ``consumer`` has projected; call only once its rows are inserted."""
+    store.insert(
+        "projection_positions",
+        [{"consumer": consumer, "position": position, "updated_at": datetime.now(UTC)}],
+    )
+
+
+def load_position(store: ReportingStore, consumer: str) -> int | None:
+    """The last saved position of ``consumer``, or None if it never saved one."""
+    rows = store.query(
+        "SELECT position FROM projection_positions FINAL WHERE consumer = {consumer:String}",
+        {"consumer": consumer},
+    )
+    return int(rows[0]["position"]) if rows else None

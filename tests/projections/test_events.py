@@ -1,0 +1,672 @@
+"""The ``events`` read model on real engines: mapping, dedup, paging, filters, positions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+import pytest
+
+from adapters.ports import ReportingStore
+from domain.envelope import EventEnvelope, event_id_for
+from domain.message import Message
+from projections.events import (
+    EVENT_TYPE_NAMES,
+    EVENT_TYPES,
+    MessageFacts,
+    MissingMessageFacts,
+    count_events,
+    ensure_schema,
+    list_events,
+    load_facts,
+    load_position,
+    rebuild_table_ddl,
+    rows_for,
+    save_position,
+    swap_in_rebuilt_table,
+)
+from tests.adapters.test_clickhouse import HOSTILE, STORE_KINDS, open_store
+
+T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReportingStore]:
+    with open_store(request.param, tmp_path) as opened:
+        ensure_schema(opened)
+        yield opened
+
+
+def no_lookup(message_id: UUID) -> MessageFacts | None:
+    raise AssertionError(f"lookup should not be needed for {message_id}")
+
+
+class Positions:
+    """Hands out notification ids, as the event store would."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        self.last += 1
+        return self.last
+
+
+def envelopes_of(message: Message, positions: Positions) -> list[EventEnvelope]:
+    """What engine.stream.to_envelope makes of the events a Message has pending."""
+    envelopes = []
+    for event in message.collect_events():
+        data = {
+            k: v
+            for k, v in event.__dict__.items()
+            if k not in {"originator_id", "originator_version", "timestamp", "originator_topic"}
+        }
+        envelopes.append(
+            EventEnvelope(
+                event_id=event_id_for(event.originator_id, event.originator_version),
+                position=positions.next(),
+                stream="message",
+                event_type=type(event).__qualname__,
+                aggregate_id=event.originator_id,
+                aggregate_version=event.originator_version,
+                occurred_at=event.timestamp,
+                data=data,
+            )
+        )
+    return envelopes
+
+
+def new_message(
+    domain_id: UUID | None = None,
+    recipient: str = "user@example.com",
+    subject: str = "Welcome",
+    submission_id: UUID | None = None,
+    send_at: datetime | None = None,
+) -> Message:
+    return Message(
+        id=uuid4(),
+        submission_id=submission_id or uuid4(),
+        account_id=uuid4(),
+        domain_id=domain_id or uuid4(),
+        recipient=recipient,
+        recipient_kind="to",
+        sender="news@sender.test",
+        subject=subject,
+        tags=["welcome", "onboarding"],
+        send_at=send_at,
+    )
+
+
+def synthetic(
+    domain_id: UUID,
+    count: int,
+    at: Sequence[datetime],
+    positions: Positions,
+    event_type: str = "Message.Delivered",
+    submission_id: UUID | None = None,
+) -> tuple[list[EventEnvelope], dict[UUID, MessageFacts]]:
+    """``count`` later events of as many messages, timestamps cycling through ``at``."""
+    facts: dict[UUID, MessageFacts] = {}
+    envelopes = []
+    for i in range(count):
+        message_id = uuid4()
+        facts[message_id] = MessageFacts(
+            message_id=message_id,
+            submission_id=submission_id or uuid4(),
+            account_id=uuid4(),
+            domain_id=domain_id,
+            recipient=f"r{i}@example.com",
+            sender="s@sender.test",
+            subject=f"subject {i}",
+            tags=("t",),
+        )
+        envelopes.append(
+            EventEnvelope(
+                event_id=event_id_for(message_id, 5),
+                position=positions.next(),
+                stream="message",
+                event_type=event_type,
+                aggregate_id=message_id,
+                aggregate_version=5,
+                occurred_at=at[i % len(at)],
+                data={"code": 250, "enhanced_status": "2.0.0", "reply_text": "250 ok"},
+            )
+        )
+    return envelopes, facts
+
+
+def every_type_of_event() -> tuple[Message, list[EventEnvelope]]:
+    """Three messages of one domain whose histories hold every Message event type."""
+    positions = Positions()
+    delivered = new_message()
+    domain_id = delivered.domain_id
+    delivered.queue()
+    delivered.start_attempt()
+    delivered.record_deferred(
+        421, "4.7.0", "try later", T0, T0, [timedelta(minutes=5)], timedelta(days=1)
+    )
+    delivered.queue()
+    delivered.start_attempt()
+    delivered.record_delivered(250, "2.0.0", "250 2.0.0 Ok: queued as 1234")
+    bounced = new_message(domain_id, recipient="nobody@example.org")
+    bounced.queue()
+    bounced.start_attempt()
+    bounced.record_bounced(550, "5.1.1", "550 5.1.1 No such user")
+    failed = new_message(domain_id, recipient="late@example.net")
+    failed.fail(reason="expired", code=451, enhanced_status="4.4.1", reply_text="no answer")
+    envelopes = []
+    for message in (delivered, bounced, failed):
+        envelopes += envelopes_of(message, positions)
+    return delivered, envelopes
+
+
+def kafka_json(envelope: EventEnvelope) -> EventEnvelope:
+    """The envelope as a consumer reading Kafka JSON sees it: data values as strings."""
+    return EventEnvelope(
+        event_id=envelope.event_id,
+        position=envelope.position,
+        stream=envelope.stream,
+        event_type=envelope.event_type,
+        aggregate_id=envelope.aggregate_id,
+        aggregate_version=envelope.aggregate_version,
+        occurred_at=envelope.occurred_at,
+        data=orjson.loads(orjson.dumps(envelope.data)),
+    )
+
+
+def listed_ids(store: ReportingStore, domain_id: UUID, **filters: Any) -> list[str]:
+    total, events = list_events(
+        store, domain_id=domain_id, start_from=0, retrieve_count=10_000, **filters
+    )
+    assert total == len(events)
+    return [event["EventId"] for event in events]
+
+
+# ---------------------------------------------------------------------------
+# Schema
+
+
+def test_schema_applies_idempotently(store: ReportingStore) -> None:
+    ensure_schema(store)
+    ensure_schema(store)
+
+    tables = store.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name"
+    )
+    assert [t["name"] for t in tables] == ["events", "projection_positions"]
+
+
+# ---------------------------------------------------------------------------
+# Mapping
+
+
+def test_every_message_event_type_maps_to_its_row() -> None:
+    delivered, envelopes = every_type_of_event()
+
+    rows = rows_for(envelopes, no_lookup)
+
+    assert [r["event_type"] for r in rows] == [
+        "accepted", "queued", "sent", "deferred", "queued", "sent", "delivered",
+        "accepted", "queued", "sent", "bounced",
+        "accepted", "failed",
+    ]  # fmt: skip
+    assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values())
+    for row, envelope in zip(rows, envelopes, strict=True):
+        assert row["event_id"] == envelope.event_id
+        assert row["position"] == envelope.position
+        assert row["message_id"] == envelope.aggregate_id
+        assert row["domain_id"] == delivered.domain_id
+        assert row["occurred_at"] == envelope.occurred_at.replace(
+            microsecond=envelope.occurred_at.microsecond // 1000 * 1000
+        )
+    first = rows[0]
+    assert first["submission_id"] == delivered.submission_id
+    assert first["account_id"] == delivered.account_id
+    assert first["recipient"] == "user@example.com"
+    assert first["recipient_domain"] == "example.com"
+    assert first["sender"] == "news@sender.test"
+    assert first["subject"] == "Welcome"
+    assert first["tags"] == ["welcome", "onboarding"]
+    assert first["campaign_id"] == ""
+    sent, deferred, delivered_row = rows[2], rows[3], rows[6]
+    assert (sent["attempt"], rows[5]["attempt"]) == (1, 2)
+    assert (deferred["smtp_code"], deferred["enhanced_status"], deferred["diagnostic"]) == (
+        421,
+        "4.7.0",
+        "try later",
+    )
+    assert orjson.loads(deferred["details"]) == {"RetryAt": "2026-05-01T12:05:00.000Z"}
+    assert delivered_row["smtp_code"] == 250
+    assert rows[10]["smtp_code"] == 550
+    assert rows[10]["recipient_domain"] == "example.org"
+    failed = rows[12]
+    assert (failed["smtp_code"], failed["enhanced_status"], failed["diagnostic"]) == (
+        451,
+        "4.4.1",
+        "no answer",
+    )
+    assert orjson.loads(failed["details"]) == {"Reason": "expired"}
+
+
+def test_every_event_type_is_listed_in_the_api_shape(store: ReportingStore) -> None:
+    delivered, envelopes = every_type_of_event()
+    store.insert("events", rows_for(envelopes, no_lookup))
+
+    total, events = list_events(
+        store, domain_id=delivered.domain_id, start_from=0, retrieve_count=100
+    )
+
+    assert total == len(envelopes) == len(events)
+    by_id = {event["EventId"]: event for event in events}
+    for envelope in envelopes:
+        event = by_id[str(envelope.event_id)]
+        assert set(event) == {
+            "EventId", "EventType", "EventTimestamp", "Recipient", "MessageId",
+            "CampaignId", "Details",
+        }  # fmt: skip
+        assert event["EventType"] == EVENT_TYPES[envelope.event_type]
+        assert TIMESTAMP.match(event["EventTimestamp"])
+        assert event["CampaignId"] is None
+    delivered_events = [e for e in events if e["MessageId"] == str(delivered.submission_id)]
+    assert [e["EventType"] for e in delivered_events] == [
+        "delivered",
+        "sent",
+        "queued",
+        "deferred",
+        "sent",
+        "queued",
+        "accepted",
+    ]  # fmt: skip  (newest first, in the order things happened)
+    assert {e["Recipient"] for e in delivered_events} == {"user@example.com"}
+    details = {e["EventType"]: e["Details"] for e in events if e["Recipient"] != "user@example.com"}
+    assert details["bounced"] == {
+        "SmtpCode": 550,
+        "EnhancedStatus": "5.1.1",
+        "Diagnostic": "550 5.1.1 No such user",
+    }
+    assert details["failed"] == {
+        "SmtpCode": 451,
+        "EnhancedStatus": "4.4.1",
+        "Diagnostic": "no answer",
+        "Reason": "expired",
+    }
+    assert delivered_events[0]["Details"] == {
+        "SmtpCode": 250,
+        "EnhancedStatus": "2.0.0",
+        "Diagnostic": "250 2.0.0 Ok: queued as 1234",
+    }
+    assert delivered_events[1]["Details"] == {"Attempt": 2}
+    assert delivered_events[3]["Details"]["RetryAt"] == "2026-05-01T12:05:00.000Z"
+    assert delivered_events[-1]["Details"] == {}
+
+
+def test_event_timestamps_are_utc_with_milliseconds(store: ReportingStore) -> None:
+    positions = Positions()
+    domain_id = uuid4()
+    at = datetime(2026, 5, 1, 14, 0, 0, 987654, tzinfo=UTC)
+    envelopes, facts = synthetic(domain_id, 1, [at], positions)
+    store.insert("events", rows_for(envelopes, facts.get))
+
+    _, [event] = list_events(store, domain_id=domain_id, start_from=0, retrieve_count=1)
+
+    assert event["EventTimestamp"] == "2026-05-01T14:00:00.987Z"
+
+
+def test_data_from_kafka_json_maps_like_objects() -> None:
+    _, envelopes = every_type_of_event()
+    envelopes += envelopes_of(new_message(send_at=T0), Positions())
+
+    from_objects = rows_for(envelopes, no_lookup)
+    from_json = rows_for([kafka_json(e) for e in envelopes], no_lookup)
+
+    assert from_json == from_objects
+    assert orjson.loads(from_objects[-1]["details"]) == {"SendAt": "2026-05-01T12:00:00.000Z"}
+
+
+def test_other_streams_and_types_map_to_no_row() -> None:
+    positions = Positions()
+    kinds = [
+        ("submission", "Submission.Created"),
+        ("account", "Account.Registered"),
+        ("message", "Message.SomethingNew"),
+    ]
+    envelopes = [
+        EventEnvelope(uuid4(), positions.next(), stream, event_type, uuid4(), 1, T0, {})
+        for stream, event_type in kinds
+    ]
+
+    assert rows_for(envelopes, no_lookup) == []
+
+
+def test_later_events_ask_the_lookup_for_their_facts() -> None:
+    message = new_message()
+    message.queue()
+    accepted, queued = envelopes_of(message, Positions())
+    facts = rows_for([accepted], no_lookup)[0]
+    asked: list[UUID] = []
+
+    def lookup(message_id: UUID) -> MessageFacts | None:
+        asked.append(message_id)
+        return MessageFacts(
+            message_id=message_id,
+            submission_id=facts["submission_id"],
+            account_id=facts["account_id"],
+            domain_id=facts["domain_id"],
+            recipient=facts["recipient"],
+            sender=facts["sender"],
+            subject=facts["subject"],
+            tags=tuple(facts["tags"]),
+        )
+
+    [row] = rows_for([queued], lookup)
+
+    assert asked == [message.id]
+    assert row["event_type"] == "queued"
+    assert {k: row[k] for k in ("domain_id", "recipient", "subject", "tags")} == {
+        k: facts[k] for k in ("domain_id", "recipient", "subject", "tags")
+    }
+
+
+def test_an_event_whose_message_nobody_knows_is_not_dropped_silently() -> None:
+    message = new_message()
+    message.queue()
+    _, queued = envelopes_of(message, Positions())
+
+    with pytest.raises(MissingMessageFacts):
+        rows_for([queued], lambda _: None)
+
+
+def test_facts_can_be_loaded_back_from_the_store(store: ReportingStore) -> None:
+    delivered, envelopes = every_type_of_event()
+    store.insert("events", rows_for(envelopes, no_lookup))
+    message_ids = {e.aggregate_id for e in envelopes}
+
+    facts = load_facts(store, [*message_ids, uuid4()])
+
+    assert set(facts) == message_ids
+    got = facts[delivered.id]
+    assert got == MessageFacts(
+        message_id=delivered.id,
+        submission_id=delivered.submission_id,
+        account_id=delivered.account_id,
+        domain_id=delivered.domain_id,
+        recipient=delivered.recipient,
+        sender=delivered.sender,
+        subject=delivered.subject,
+        tags=tuple(delivered.tags),
+    )
+    assert load_facts(store, []) == {}
+    # A later batch is mapped from what the store knows.
+    delivered_later = [e for e in envelopes if e.event_type != "Message.Accepted"]
+    assert rows_for(delivered_later, facts.get) == [
+        r for r in rows_for(envelopes, no_lookup) if r["event_type"] != "accepted"
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Duplicates
+
+
+def test_duplicates_never_double_count(store: ReportingStore) -> None:
+    delivered, envelopes = every_type_of_event()
+    rows = rows_for(envelopes, no_lookup)
+    store.insert("events", rows)
+    store.insert("events", rows)  # a replay
+    store.insert("events", rows[3:7] + rows[:2])  # an at-least-once redelivery, other batch
+    replayed_elsewhere = [{**row, "position": row["position"] + 1000} for row in rows[:4]]
+    store.insert("events", replayed_elsewhere)  # rebuilt from another event store
+
+    expected = len(envelopes)
+    total, events = list_events(
+        store, domain_id=delivered.domain_id, start_from=0, retrieve_count=100
+    )
+    assert total == expected
+    assert len({e["EventId"] for e in events}) == len(events) == expected
+    assert count_events(store, domain_id=delivered.domain_id) == expected
+    assert count_events(store, domain_id=delivered.domain_id, event_type="queued") == 3
+    paged = [
+        e["EventId"]
+        for start in range(0, expected, 4)
+        for e in list_events(
+            store, domain_id=delivered.domain_id, start_from=start, retrieve_count=4
+        )[1]
+    ]
+    assert paged == [e["EventId"] for e in events]
+
+    store.command("OPTIMIZE TABLE events FINAL")  # once merged, the copies are gone for good
+    assert store.query("SELECT count() AS n FROM events") == [{"n": expected}]
+    assert list_events(store, domain_id=delivered.domain_id, start_from=0, retrieve_count=100) == (
+        total,
+        events,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Paging
+
+
+def test_paging_is_stable_and_complete_over_ties(store: ReportingStore) -> None:
+    positions = Positions()
+    domain_id = uuid4()
+    same_moments = [T0, T0 + timedelta(milliseconds=1), T0 + timedelta(seconds=1)]
+    envelopes, facts = synthetic(domain_id, 57, same_moments, positions)
+    rows = rows_for(envelopes, facts.get)
+    # Several inserts, so the rows sit in several parts.
+    for start in range(0, len(rows), 20):
+        store.insert("events", rows[start : start + 20])
+
+    expected = [
+        str(r["event_id"])
+        for r in sorted(
+            rows, key=lambda r: (r["occurred_at"], r["position"], r["event_id"]), reverse=True
+        )
+    ]
+    for page_size in (1, 7, 10, 57, 100):
+        seen: list[str] = []
+        for start in range(0, 60, page_size):
+            total, events = list_events(
+                store, domain_id=domain_id, start_from=start, retrieve_count=page_size
+            )
+            assert total == 57
+            assert len(events) == max(0, min(page_size, 57 - start))
+            seen += [e["EventId"] for e in events]
+        assert seen == expected
+    assert list_events(store, domain_id=domain_id, start_from=57, retrieve_count=10) == (57, [])
+    assert list_events(store, domain_id=domain_id, start_from=0, retrieve_count=0) == (57, [])
+
+
+def test_negative_paging_is_refused(store: ReportingStore) -> None:
+    with pytest.raises(ValueError):
+        list_events(store, domain_id=uuid4(), start_from=-1, retrieve_count=5)
+    with pytest.raises(ValueError):
+        list_events(store, domain_id=uuid4(), start_from=0, retrieve_count=-5)
+
+
+# ---------------------------------------------------------------------------
+# Filters
+
+
+@pytest.fixture
+def two_domains(store: ReportingStore) -> tuple[UUID, UUID, UUID, list[dict[str, Any]]]:
+    """Domain A with events at T0 + 0..9 minutes; domain B with the same moments."""
+    positions = Positions()
+    domain_a, domain_b, submission = uuid4(), uuid4(), uuid4()
+    moments = [T0 + timedelta(minutes=m) for m in range(10)]
+    a, a_facts = synthetic(domain_a, 10, moments, positions)
+    a_bounced, b_facts = synthetic(domain_a, 3, moments[:3], positions, "Message.Bounced")
+    a_submission, s_facts = synthetic(
+        domain_a, 2, moments[5:7], positions, submission_id=submission
+    )
+    b, other = synthetic(domain_b, 10, moments, positions, submission_id=submission)
+    facts = {**a_facts, **b_facts, **s_facts, **other}
+    rows = rows_for(a + a_bounced + a_submission + b, facts.get)
+    store.insert("events", rows)
+    return domain_a, domain_b, submission, rows
+
+
+def test_domains_never_see_each_others_events(
+    store: ReportingStore, two_domains: tuple[UUID, UUID, UUID, list[dict[str, Any]]]
+) -> None:
+    domain_a, domain_b, _, rows = two_domains
+
+    ids_a = set(listed_ids(store, domain_a))
+    ids_b = set(listed_ids(store, domain_b))
+
+    assert ids_a == {str(r["event_id"]) for r in rows if r["domain_id"] == domain_a}
+    assert ids_b == {str(r["event_id"]) for r in rows if r["domain_id"] == domain_b}
+    assert len(ids_a) == 15
+    assert len(ids_b) == 10
+    assert listed_ids(store, uuid4()) == []
+    assert count_events(store, domain_id=uuid4()) == 0
+
+
+def test_time_range_is_inclusive(
+    store: ReportingStore, two_domains: tuple[UUID, UUID, UUID, list[dict[str, Any]]]
+) -> None:
+    domain_a, _, _, rows = two_domains
+    start, end = T0 + timedelta(minutes=2), T0 + timedelta(minutes=5)
+
+    ids = listed_ids(store, domain_a, start=start, end=end)
+
+    expected = {
+        str(r["event_id"])
+        for r in rows
+        if r["domain_id"] == domain_a and start <= r["occurred_at"] <= end
+    }
+    assert set(ids) == expected
+    assert len(ids) == 4 + 1 + 1  # delivered at 2..5, bounced at 2, submission at 5
+    assert len(listed_ids(store, domain_a, start=start)) == 8 + 1 + 2
+    assert len(listed_ids(store, domain_a, end=start)) == 3 + 3
+    just_after = start + timedelta(milliseconds=1)
+    assert len(listed_ids(store, domain_a, start=just_after, end=end)) == 3 + 1
+    naive = listed_ids(
+        store, domain_a, start=start.replace(tzinfo=None), end=end.replace(tzinfo=None)
+    )
+    assert set(naive) == expected  # naive datetimes are UTC
+
+
+def test_filter_by_event_type(
+    store: ReportingStore, two_domains: tuple[UUID, UUID, UUID, list[dict[str, Any]]]
+) -> None:
+    domain_a, _, _, _ = two_domains
+
+    total, events = list_events(
+        store, domain_id=domain_a, start_from=0, retrieve_count=100, event_type="bounced"
+    )
+
+    assert total == 3
+    assert {e["EventType"] for e in events} == {"bounced"}
+    assert "open" in EVENT_TYPE_NAMES  # a type the API accepts before anything projects it
+    assert listed_ids(store, domain_a, event_type="open") == []
+    assert listed_ids(store, domain_a, event_type="bounced' OR '1'='1") == []
+
+
+def test_filter_by_submission(
+    store: ReportingStore, two_domains: tuple[UUID, UUID, UUID, list[dict[str, Any]]]
+) -> None:
+    domain_a, domain_b, submission, _ = two_domains
+
+    total, events = list_events(
+        store, domain_id=domain_a, start_from=0, retrieve_count=100, submission_id=submission
+    )
+
+    assert total == 2
+    assert {e["MessageId"] for e in events} == {str(submission)}
+    # The same submission id under another domain stays in that domain.
+    assert len(listed_ids(store, domain_b, submission_id=submission)) == 10
+    combined = listed_ids(
+        store,
+        domain_a,
+        submission_id=submission,
+        event_type="delivered",
+        start=T0 + timedelta(minutes=6),
+        end=T0 + timedelta(minutes=6),
+    )
+    assert len(combined) == 1
+
+
+# ---------------------------------------------------------------------------
+# Hostile strings
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_recipient_and_subject_round_trip(store: ReportingStore, hostile: str) -> None:
+    message = new_message(recipient=f"{hostile}@example.com", subject=hostile)
+    message.queue()
+    message.start_attempt()
+    message.record_bounced(550, "5.1.1", hostile)
+    envelopes = envelopes_of(message, Positions())
+    store.insert("events", rows_for(envelopes, no_lookup))
+
+    total, events = list_events(store, domain_id=message.domain_id, start_from=0, retrieve_count=10)
+
+    assert total == 4
+    assert {e["Recipient"] for e in events} == {f"{hostile}@example.com"}
+    assert events[0]["Details"].get("Diagnostic", "") == hostile  # absent when empty
+    [stored] = store.query(
+        "SELECT DISTINCT subject FROM events WHERE domain_id = {d:UUID}", {"d": message.domain_id}
+    )
+    assert stored == {"subject": hostile}
+    assert count_events(store, domain_id=message.domain_id) == 4
+
+
+# ---------------------------------------------------------------------------
+# Positions
+
+
+def test_positions_save_and_load(store: ReportingStore) -> None:
+    assert load_position(store, "projector") is None
+
+    save_position(store, "projector", 5)
+    save_position(store, "projector", 9)
+    save_position(store, "webhooks", 2)
+    save_position(store, "'; DROP TABLE projection_positions; --", 7)
+
+    assert load_position(store, "projector") == 9
+    assert load_position(store, "webhooks") == 2
+    assert load_position(store, "'; DROP TABLE projection_positions; --") == 7
+    save_position(store, "projector", 3)  # a deliberate rewind is honoured
+    assert load_position(store, "projector") == 3
+    assert load_position(store, "nobody") is None
+
+
+# ---------------------------------------------------------------------------
+# Rebuild and volume
+
+
+def test_a_rebuilt_table_is_swapped_in(store: ReportingStore) -> None:
+    delivered, envelopes = every_type_of_event()
+    rows = rows_for(envelopes, no_lookup)
+    store.insert("events", rows[:2])  # the live table lags behind
+
+    for statement in rebuild_table_ddl():
+        store.command(statement)
+    store.insert("events_rebuild", rows)
+    swap_in_rebuilt_table(store)
+
+    assert count_events(store, domain_id=delivered.domain_id) == len(rows)
+    tables = store.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name"
+    )
+    assert [t["name"] for t in tables] == ["events", "projection_positions"]
+
+
+def test_insert_of_100k_event_rows(store: ReportingStore) -> None:
+    positions = Positions()
+    domain_id = uuid4()
+    moments = [T0 + timedelta(milliseconds=37 * i) for i in range(1000)]
+    envelopes, facts = synthetic(domain_id, 100_000, moments, positions)
+    rows = rows_for(envelopes, facts.get)
+
+    store.insert("events", rows)
+
+    assert count_events(store, domain_id=domain_id) == 100_000
+    total, events = list_events(store, domain_id=domain_id, start_from=99_990, retrieve_count=100)
+    assert total == 100_000
+    assert len(events) == 10
