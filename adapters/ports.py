@@ -74,6 +74,9 @@ class SmtpOutcome:
 class MailTransport(Protocol):
     """Hands finished MIME messages to the next hop."""
 
+    renders_messages: bool
+    """False when the next hop keeps no bytes (the sandbox), so rendering can be skipped."""
+
     async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
         """Never raises for SMTP or network trouble: it is reported in the outcome."""
         ...

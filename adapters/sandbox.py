@@ -12,6 +12,8 @@ SANDBOX_REPLY = SmtpOutcome(250, "2.0.0", "sandbox: kept in the event store, not
 
 
 class SandboxTransport:
+    renders_messages = False
+
     async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
         return SANDBOX_REPLY
 

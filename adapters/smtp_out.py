@@ -125,6 +125,8 @@ class SmtpRelayTransport:
     use ``starttls=required`` or ``smtps://`` when that matters.
     """
 
+    renders_messages = True
+
     def __init__(
         self,
         url: str,

@@ -16,7 +16,8 @@ from eventsourcing.domain import Aggregate, event
 
 
 class MessageStatus(StrEnum):
-    ACCEPTED = "accepted"  # recorded, waiting for its SendAt time
+    ACCEPTED = "accepted"  # recorded, not yet queued
+    SCHEDULED = "scheduled"  # waiting for its SendAt time
     QUEUED = "queued"  # ready for a delivery worker
     SENDING = "sending"  # a worker has claimed it and is talking SMTP
     DEFERRED = "deferred"  # temporary failure, waiting for the next attempt
@@ -52,7 +53,6 @@ class Message(Aggregate):
         sender: str,
         subject: str,
         tags: list[str],
-        send_at: datetime | None,
     ) -> None:
         self._id = id
         self.submission_id = submission_id
@@ -63,7 +63,7 @@ class Message(Aggregate):
         self.sender = sender
         self.subject = subject
         self.tags = tags
-        self.send_at = send_at
+        self.send_at: datetime | None = None
         self.status = MessageStatus.ACCEPTED
         self.attempts = 0
         self.next_attempt_at: datetime | None = None
@@ -76,8 +76,17 @@ class Message(Aggregate):
 
     # Commands: each checks the rule, then records exactly one event.
 
+    def schedule(self, send_at: datetime) -> None:
+        if self.status is not MessageStatus.ACCEPTED:
+            raise IllegalTransition(f"cannot schedule a {self.status} message")
+        self._scheduled(send_at=send_at)
+
     def queue(self) -> None:
-        if self.status not in (MessageStatus.ACCEPTED, MessageStatus.DEFERRED):
+        if self.status not in (
+            MessageStatus.ACCEPTED,
+            MessageStatus.SCHEDULED,
+            MessageStatus.DEFERRED,
+        ):
             raise IllegalTransition(f"cannot queue a {self.status} message")
         self._queued()
 
@@ -137,6 +146,12 @@ class Message(Aggregate):
             raise IllegalTransition(f"no delivery attempt is open on a {self.status} message")
 
     # Events: bodies only assign state.
+
+    @event("Scheduled")
+    def _scheduled(self, send_at: datetime) -> None:
+        self.status = MessageStatus.SCHEDULED
+        self.send_at = send_at
+        self.next_attempt_at = send_at
 
     @event("Queued")
     def _queued(self) -> None:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
@@ -22,6 +22,7 @@ from domain.content import EmailContent
 from domain.message import Message, message_id_for
 from domain.submission import Submission
 from domain.suppression import SuppressionList, suppression_list_id
+from engine.ids import new_id
 from engine.settings import Settings
 
 AggregateT = TypeVar("AggregateT")
@@ -66,7 +67,7 @@ class Sendstream(Application[UUID]):
             api_key_digest=key_digest(account_key),
             opened_at=now,
         )
-        domain = SenderDomain(id=uuid4(), account_id=account.id, name=domain_name.lower())
+        domain = SenderDomain(id=new_id(), account_id=account.id, name=domain_name.lower())
         account.attach_domain(domain.id)
         key = SenderApiKey(
             id=aggregate_id_for_key(SENDER_KEY_KIND, key_digest(sender_key)),
@@ -133,7 +134,7 @@ class Sendstream(Application[UUID]):
         submission_id: UUID | None = None,
     ) -> tuple[Submission, list[Message]]:
         """Build (not save) the submission and a Message per recipient, queued unless scheduled."""
-        submission_id = submission_id or uuid4()
+        submission_id = submission_id or new_id()
         messages: list[Message] = []
         for index, (kind, address) in enumerate(content.recipients()):
             message = Message(
@@ -146,10 +147,11 @@ class Sendstream(Application[UUID]):
                 sender=content.sender.email,
                 subject=content.subject,
                 tags=list(content.tags),
-                send_at=content.send_at,
             )
             if content.send_at is None or content.send_at <= now:
                 message.queue()
+            else:
+                message.schedule(content.send_at)
             messages.append(message)
         submission = Submission(
             id=submission_id,

@@ -143,13 +143,14 @@ class DeliveryWorker:
             message = claimed
             try:
                 content = await asyncio.to_thread(self._contents.get, message.submission_id)
-                domain = content.sender.email.rpartition("@")[2]
-                raw = build_message(
-                    content,
-                    recipient=Address(message.recipient),
-                    message_id=str(message.submission_id),
-                    domain=domain,
-                )
+                raw = b""
+                if self._transport.renders_messages:
+                    raw = build_message(
+                        content,
+                        recipient=Address(message.recipient),
+                        message_id=str(message.submission_id),
+                        domain=content.sender.email.rpartition("@")[2],
+                    )
             except Exception as error:
                 log.exception("delivery: cannot render %s", message.id)
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")

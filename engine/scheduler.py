@@ -22,8 +22,12 @@ from engine.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-_CLEARING_EVENTS = {"Message.Queued", "Message.Delivered", "Message.Bounced", "Message.Failed"}
-_INTERESTING = _CLEARING_EVENTS | {"Message.Accepted", "Message.Deferred"}
+# Timers are set by these (whose data must be decoded) …
+_SETTING_EVENTS = {"Message.Scheduled": "send_at", "Message.Deferred": "retry_at"}
+# … and cleared by these, for which the aggregate id alone is enough.
+_CLEARING_EVENTS = frozenset(
+    {"Message.Queued", "Message.Delivered", "Message.Bounced", "Message.Failed"}
+)
 
 
 class Scheduler:
@@ -46,17 +50,14 @@ class Scheduler:
         due: dict[UUID, datetime] = {}
         clear: set[UUID] = set()
         for notification in notifications:
-            if stream_of(notification.topic)[1] not in _INTERESTING:
-                continue
-            envelope = to_envelope(self._app, notification)
-            if envelope.event_type in _CLEARING_EVENTS:
-                due.pop(envelope.aggregate_id, None)
-                clear.add(envelope.aggregate_id)
-            elif envelope.event_type == "Message.Deferred":
-                due[envelope.aggregate_id] = envelope.data["retry_at"]
-                clear.discard(envelope.aggregate_id)
-            elif envelope.data.get("send_at") is not None:
-                due[envelope.aggregate_id] = envelope.data["send_at"]
+            event_type = stream_of(notification.topic)[1]
+            if event_type in _CLEARING_EVENTS:
+                aggregate_id = UUID(str(notification.originator_id))
+                due.pop(aggregate_id, None)
+                clear.add(aggregate_id)
+            elif event_type in _SETTING_EVENTS:
+                envelope = to_envelope(self._app, notification)
+                due[envelope.aggregate_id] = envelope.data[_SETTING_EVENTS[event_type]]
                 clear.discard(envelope.aggregate_id)
         self._store.apply(due.items(), clear, notifications[-1].id)
         return len(notifications)
@@ -66,7 +67,7 @@ class Scheduler:
         ready: list[Message] = []
         for message_id in self._store.due(now, self._batch_size):
             message = self._app.message(message_id)
-            if message.status in (MessageStatus.ACCEPTED, MessageStatus.DEFERRED):
+            if message.status in (MessageStatus.SCHEDULED, MessageStatus.DEFERRED):
                 try:
                     message.queue()
                 except IllegalTransition:

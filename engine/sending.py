@@ -19,6 +19,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from adapters.mime import build_message
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
+from domain.suppression import SuppressionList
 from engine.application import SenderContext, Sendstream
 from engine.send_request import parse_send_request
 from engine.writer import BatchWriter
@@ -77,6 +78,7 @@ class SendingService:
         self._send_limiter = RateLimiter(settings.send_rate_limit)
         self._quota = DailyQuota()
         self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
+        self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
 
     def authenticate(
         self, secret: str | None, too_many: ErrorText, missing: ErrorText, invalid: ErrorText
@@ -101,6 +103,22 @@ class SendingService:
     def forget_key(self, secret: str) -> None:
         self._auth_cache.pop(secret, None)
 
+    def _suppressions(self, account_id: UUID) -> SuppressionList | None:
+        """The account's suppression list, re-read at most every couple of seconds."""
+        now = time.monotonic()
+        cached = self._suppression_cache.get(account_id)
+        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
+            return cached[1]
+        found = self._app.suppression_list(account_id)
+        if len(self._suppression_cache) > 10_000:
+            self._suppression_cache.clear()
+        self._suppression_cache[account_id] = (now, found)
+        return found
+
+    def suppress(self, account_id: UUID, email: str, reason: str) -> None:
+        self._app.suppress(account_id, email, reason, datetime.now(UTC))
+        self._suppression_cache.pop(account_id, None)
+
     async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
         """Accept one email; returns its MessageID once every recipient's Message is durable."""
         if not sender.account_active:
@@ -119,7 +137,7 @@ class SendingService:
         )
         if not self._sender_domain_matches(sender, content.sender.email):
             raise RequestRejected(SendEmail.INVALID_FROM)
-        suppressions = self._app.suppression_list(sender.account_id)
+        suppressions = self._suppressions(sender.account_id)
         recipients = content.recipients()
         if suppressions is not None and any(suppressions.contains(a.email) for _, a in recipients):
             raise RequestRejected(SendEmail.SUPPRESSED)

@@ -103,6 +103,7 @@ ORDER BY consumer
 # Domain event type → the API's event type.
 EVENT_TYPES: Mapping[str, str] = {
     "Message.Accepted": "accepted",
+    "Message.Scheduled": "scheduled",  # ours: held for its SendAt time
     "Message.Queued": "queued",
     "Message.DeliveryAttempted": "sent",
     "Message.Delivered": "delivered",
@@ -193,7 +194,7 @@ def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[di
             facts = known[message_id] = found
         row = _base_row(envelope, event_type, facts)
         details: dict[str, Any] = {}
-        if event_type == "accepted":
+        if event_type == "scheduled":
             send_at = data.get("send_at")
             if send_at is not None:
                 details["SendAt"] = _iso_ms(_datetime(send_at))

@@ -25,7 +25,7 @@ LIFETIME = timedelta(hours=2)
 
 def new_message(send_at: datetime | None = None) -> Message:
     submission = uuid4()
-    return Message(
+    message = Message(
         id=message_id_for(submission, 0),
         submission_id=submission,
         account_id=uuid4(),
@@ -35,8 +35,10 @@ def new_message(send_at: datetime | None = None) -> Message:
         sender="news@example.com",
         subject="Hello",
         tags=["welcome"],
-        send_at=send_at,
     )
+    if send_at is not None:
+        message.schedule(send_at)
+    return message
 
 
 def event_names(message: Message) -> list[str]:

@@ -122,9 +122,7 @@ async def test_account_and_domain_state_errors(
             account.set_daily_send_limit(0)
         engine.app.save(account, domain)
         if change == "suppress":
-            from datetime import UTC, datetime
-
-            engine.app.suppress(account.id, "recipient@example.org", "manual", datetime.now(UTC))
+            engine.sending.suppress(account.id, "recipient@example.org", "manual")
         engine.sending.forget_key(keys["SenderAPIKey"])
         before = notifications(engine)
         response = await post(

@@ -234,7 +234,7 @@ async def test_send_at_holds_a_message_until_its_time(
         "/api/v1/email", json=email_body(SendAt=send_at), headers=bearer(keys["SenderAPIKey"])
     )
     message_id = response.json()["MessageID"]
-    assert status_of(engine, message_id) is MessageStatus.ACCEPTED
+    assert status_of(engine, message_id) is MessageStatus.SCHEDULED
     wait_for(lambda: status_of(engine, message_id) is MessageStatus.DELIVERED, timeout=20)
     assert _time.time() >= send_at
     assert len(receiver.received) == 1

@@ -89,7 +89,7 @@ def new_message(
     submission_id: UUID | None = None,
     send_at: datetime | None = None,
 ) -> Message:
-    return Message(
+    message = Message(
         id=uuid4(),
         submission_id=submission_id or uuid4(),
         account_id=uuid4(),
@@ -99,8 +99,10 @@ def new_message(
         sender="news@sender.test",
         subject=subject,
         tags=["welcome", "onboarding"],
-        send_at=send_at,
     )
+    if send_at is not None:
+        message.schedule(send_at)
+    return message
 
 
 def synthetic(
@@ -158,7 +160,7 @@ def every_type_of_event() -> tuple[Message, list[EventEnvelope]]:
     bounced.queue()
     bounced.start_attempt()
     bounced.record_bounced(550, "5.1.1", "550 5.1.1 No such user")
-    failed = new_message(domain_id, recipient="late@example.net")
+    failed = new_message(domain_id, recipient="late@example.net", send_at=T0)
     failed.fail(reason="expired", code=451, enhanced_status="4.4.1", reply_text="no answer")
     envelopes = []
     for message in (delivered, bounced, failed):
@@ -214,7 +216,7 @@ def test_every_message_event_type_maps_to_its_row() -> None:
     assert [r["event_type"] for r in rows] == [
         "accepted", "queued", "sent", "deferred", "queued", "sent", "delivered",
         "accepted", "queued", "sent", "bounced",
-        "accepted", "failed",
+        "accepted", "scheduled", "failed",
     ]  # fmt: skip
     assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values())
     for row, envelope in zip(rows, envelopes, strict=True):
@@ -245,7 +247,7 @@ def test_every_message_event_type_maps_to_its_row() -> None:
     assert delivered_row["smtp_code"] == 250
     assert rows[10]["smtp_code"] == 550
     assert rows[10]["recipient_domain"] == "example.org"
-    failed = rows[12]
+    failed = rows[13]
     assert (failed["smtp_code"], failed["enhanced_status"], failed["diagnostic"]) == (
         451,
         "4.4.1",
