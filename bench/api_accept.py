@@ -113,14 +113,18 @@ async def fixed_rate(url: str, key: str, rate: int, seconds: int) -> dict[str, f
     """Open-loop load: requests start on schedule whatever the server's speed."""
     latencies: list[float] = []
     failures = 0
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
 
         async def one() -> None:
             nonlocal failures
             started = time.perf_counter()
-            response = await client.post("/api/v1/email", json=BODY, headers=headers)
+            try:
+                response = await client.post("/api/v1/email", json=BODY, headers=headers)
+            except httpx.HTTPError:
+                failures += 1
+                return
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 failures += 1

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from adapters.ports import EventSource, ReportingStore
 from engine.application import Sendstream
-from projections.events import MessageFacts, rows_for
+from projections.events import MessageFacts, facts_from_accepted, rows_for
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ class Projector:
 
     def run_once(self, timeout: float = 0.5) -> int:
         envelopes = self._source.poll(self._batch_size, timeout)
+        for envelope in envelopes:
+            # Learn each message's identity from its first event, so that its later events
+            # (in later batches) never need the event store.
+            if envelope.event_type == "Message.Accepted":
+                self._facts.remember(facts_from_accepted(envelope.aggregate_id, envelope.data))
         if envelopes:
             rows = rows_for(envelopes, self._facts)
             if rows:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections import defaultdict
@@ -12,36 +11,33 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
 
 from adapters.mime import build_message
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
 from engine.application import SenderContext, Sendstream
+from engine.rate_limit import Rate, RateLimiter, seconds_to_wait
 from engine.send_request import parse_send_request
 from engine.writer import BatchWriter
 
 _AUTH_CACHE_SECONDS = 2.0
 
 
-class RateLimiter:
-    """Requests per key, from ``API_RATE_LIMIT`` (``limits`` notation: ``100/second``)."""
+class RequestLimit:
+    """A rate limit that answers with the endpoint's own 429 error and a Retry-After."""
 
     def __init__(self, rule: str) -> None:
-        self._item: RateLimitItem = parse(rule)
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._limiter = RateLimiter(Rate.parse(rule))
 
     def check(self, key: str, too_many: ErrorText) -> None:
-        if self._limiter.hit(self._item, key):
-            return
-        stats = self._limiter.get_window_stats(self._item, key)
-        seconds = max(1, math.ceil(stats.reset_time - time.time()))
-        raise RequestRejected(
-            too_many.format(seconds=seconds, attempts=self._item.amount), retry_after=seconds
-        )
+        wait = self._limiter.acquire(key)
+        if wait > 0:
+            seconds = seconds_to_wait(wait)
+            raise RequestRejected(
+                too_many.format(seconds=seconds, attempts=self._limiter.rate.amount),
+                retry_after=seconds,
+            )
 
 
 class DailyQuota:
@@ -74,8 +70,8 @@ class SendingService:
         self._app = app
         self._writer = writer
         settings = app.settings
-        self._request_limiter = RateLimiter(settings.api_rate_limit)
-        self._send_limiter = RateLimiter(settings.send_rate_limit)
+        self._request_limiter = RequestLimit(settings.api_rate_limit)
+        self._send_limiter = RequestLimit(settings.send_rate_limit)
         self._quota = DailyQuota()
         self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
         self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}

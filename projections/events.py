@@ -45,6 +45,7 @@ __all__ = [
     "MissingMessageFacts",
     "count_events",
     "ensure_schema",
+    "facts_from_accepted",
     "list_events",
     "load_facts",
     "load_position",
@@ -182,7 +183,7 @@ def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[di
         data = envelope.data
         message_id = _uuid(envelope.aggregate_id)
         if event_type == "accepted":
-            facts = _facts_from_accepted(message_id, data)
+            facts = facts_from_accepted(message_id, data)
             known[message_id] = facts
         else:
             found = known.get(message_id) or lookup(message_id)
@@ -216,7 +217,7 @@ def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[di
     return rows
 
 
-def _facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFacts:
+def facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFacts:
     return MessageFacts(
         message_id=message_id,
         submission_id=_uuid(data["submission_id"]),
