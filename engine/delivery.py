@@ -36,7 +36,7 @@ INTERRUPTED = "interrupted"
 class ContentCache:
     """Submissions are immutable, so their decoded content can be kept without invalidation."""
 
-    def __init__(self, app: Sendstream, size: int = 4096) -> None:
+    def __init__(self, app: Sendstream, size: int = 20_000) -> None:
         self._app = app
         self._size = size
         self._items: OrderedDict[UUID, EmailContent] = OrderedDict()
@@ -117,6 +117,9 @@ class DeliveryWorker:
                 self._writer.save(interrupted)
             except IntegrityError:
                 log.info("delivery: an interrupted message changed meanwhile; left as it is")
+        if self._transport.renders_messages:
+            for message in ready:
+                self._contents.get(message.submission_id)  # warm, while still off the loop
         return ready
 
     async def _claim(self, message: Message) -> Message | None:
@@ -142,9 +145,9 @@ class DeliveryWorker:
                 return 0
             message = claimed
             try:
-                content = await asyncio.to_thread(self._contents.get, message.submission_id)
                 raw = b""
                 if self._transport.renders_messages:
+                    content = self._contents.get(message.submission_id)
                     raw = build_message(
                         content,
                         recipient=Address(message.recipient),
@@ -155,7 +158,7 @@ class DeliveryWorker:
                 log.exception("delivery: cannot render %s", message.id)
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
-                outcome = await self._transport.send(content.sender.email, message.recipient, raw)
+                outcome = await self._transport.send(message.sender, message.recipient, raw)
             await asyncio.wrap_future(self._writer.submit([self._record(message, outcome)]))
         if outcome.is_success:
             self.delivered_count += 1
