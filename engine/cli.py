@@ -32,9 +32,6 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     roles = frozenset(role) if role else ALL_ROLES
-    # Threads here mostly wait on SQLite, sockets and chdb, each wait releasing the GIL; a short
-    # switch interval lets the waiter back in soon instead of after CPython's default 5 ms.
-    sys.setswitchinterval(0.0005)
     engine = Engine(Settings(), roles=roles)
     engine.start_workers()
     # What was built at start lives for the whole run: keep the collector from rescanning it.
