@@ -7,14 +7,18 @@ import email
 import email.header
 import email.policy
 import email.utils
+import itertools
+import secrets
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, MIMEPart
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters import mime
 from adapters.mime import TAGS_HEADER, UnsafeHeaderError, build_message
 from domain.content import Address, Attachment, EmailContent
 
@@ -27,6 +31,14 @@ SECRET = Address("secret-bcc@hidden.example", "Hidden Reader")
 PDF_BYTES = b"%PDF-1.4\n\x00\x01\x02\xff binary tail"
 
 BASE_HEADERS = ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version"]
+
+
+@pytest.fixture(autouse=True)
+def empty_render_cache() -> Iterator[None]:
+    """Each test starts without rendered contents kept from another one."""
+    mime._CACHE.clear()
+    yield
+    mime._CACHE.clear()
 
 
 def make_content(**changes: object) -> EmailContent:
@@ -611,3 +623,436 @@ def test_any_printable_attachment_filename_round_trips(filename: str) -> None:
     assert_line_limits(raw)
     (part,) = parse(raw).iter_attachments()
     assert part.get_filename() == (filename.strip() or "attachment")
+
+
+# --- wire format ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fixed_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MIME boundaries "=_000…", "=_111…", … instead of random ones."""
+    digits = itertools.cycle("0123456789")
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(digits) * (2 * n))
+
+
+@pytest.mark.usefixtures("fixed_boundaries")
+def test_simple_message_bytes() -> None:
+    content = EmailContent(
+        subject="Burst 1",
+        sender=Address("news@example.com", "News"),
+        to=(Address("user1@example.org", "User"),),
+        html="<p>Hello</p>",
+        plain="Hello",
+    )
+    raw = build_message(
+        content,
+        recipient=Address("user1@example.org"),
+        message_id="abc",
+        domain="example.com",
+        date=DATE,
+    )
+    boundary = "=_" + "0" * 24
+    assert (
+        raw
+        == (
+            "From: News <news@example.com>\r\n"
+            "To: User <user1@example.org>\r\n"
+            "Subject: Burst 1\r\n"
+            "Date: Thu, 05 Nov 2026 09:30:00 +0000\r\n"
+            "Message-ID: <abc@example.com>\r\n"
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+            "\r\n"
+            f"--{boundary}\r\n"
+            'Content-Type: text/plain; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: 7bit\r\n"
+            "\r\n"
+            "Hello\r\n"
+            "\r\n"
+            f"--{boundary}\r\n"
+            'Content-Type: text/html; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: 7bit\r\n"
+            "\r\n"
+            "<p>Hello</p>\r\n"
+            "\r\n"
+            f"--{boundary}--\r\n"
+        ).encode()
+    )
+
+
+@pytest.mark.usefixtures("fixed_boundaries")
+def test_a_boundary_found_in_a_body_is_not_used() -> None:
+    plain = f"quoting --=_{'0' * 24} from another message\n"
+    raw = render(make_content(plain=plain, html="<p>x</p>"))
+    assert b'boundary="=_' + b"1" * 24 + b'"' in raw
+    assert [text_of(p) for p in parse(raw).iter_parts()] == [plain, "<p>x</p>\n"]
+
+
+def test_engine_headers_come_after_mime_version_and_before_the_customers() -> None:
+    raw = render(
+        make_content(headers=(("X-Campaign", "spring"),), tags=("t",)),
+        extra_headers=(("X-Track", "1"), ("Sender", "bounces@example.com")),
+    )
+    assert header_names(raw) == [
+        *BASE_HEADERS,
+        "X-Track",
+        "Sender",
+        "X-Campaign",
+        TAGS_HEADER,
+        "Content-Type",
+        "Content-Transfer-Encoding",
+    ]
+
+
+def test_a_customer_header_allowed_once_yields_to_the_engines() -> None:
+    raw = render(
+        make_content(headers=(("Sender", "customer@example.com"), ("sender", "again@example.com"))),
+        extra_headers=(("Sender", "engine@example.com"),),
+    )
+    assert header_names(raw).count("Sender") + header_names(raw).count("sender") == 1
+    assert parse(raw)["Sender"] == "engine@example.com"
+    # Without the engine's, the customer's first one is kept.
+    assert parse(render(make_content(headers=(("Sender", "c@example.com"),))))["Sender"] == (
+        "c@example.com"
+    )
+
+
+@pytest.mark.parametrize("name", ["Subject", "MIME-Version", "To", "message-id"])
+def test_an_engine_header_repeating_a_unique_field_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="at most 1"):
+        render(make_content(), extra_headers=((name, "x"),))
+
+
+def test_engine_content_headers_are_dropped() -> None:
+    raw = render(make_content(), extra_headers=(("Content-Type", "text/evil"),))
+    assert b"evil" not in raw
+    assert header_names(raw).count("Content-Type") == 1
+
+
+def test_an_overlong_message_id_is_refused() -> None:
+    with pytest.raises(ValueError):
+        render(make_content(), message_id="x" * 990)
+
+
+def test_an_overlong_media_type_becomes_octet_stream() -> None:
+    attachment = Attachment("f", "application/" + "x" * 1200, "AAEC")
+    raw = render(make_content(attachments=(attachment,)))
+    assert_line_limits(raw)
+    (part,) = parse(raw).iter_attachments()
+    assert part.get_content_type() == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["=?utf-8?q?x?=", 'a"b\\c', "a\tb  c", "x" * 300, "é" * 120, "日本 " * 40, "a'b%41;"],
+)
+def test_awkward_filenames_round_trip_within_78_columns(filename: str) -> None:
+    raw = render(make_content(attachments=(Attachment(filename, "text/plain", "AAEC"),)))
+    part_headers = raw.split(b"Content-Disposition", 1)[1].split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in part_headers.split(b"\r\n")) <= 78
+    (part,) = parse(raw).iter_attachments()
+    assert part.get_filename() == filename.strip()
+
+
+@pytest.mark.parametrize(
+    ("given", "data"),
+    [
+        ("AB==", b"\x00"),  # stray bits in the last group
+        ("AAEC==", b"\x00\x01\x02"),  # padding after a full group
+        (" AA\u00a0EC\n", b"\x00\x01\x02"),  # any whitespace, as str.split() sees it
+        (base64.encodebytes(bytes(range(256)) * 3).decode(), bytes(range(256)) * 3),
+        ("", b""),
+    ],
+)
+def test_attachment_base64_is_written_canonical_in_76_columns(given: str, data: bytes) -> None:
+    raw = render(make_content(attachments=(Attachment("a.bin", "application/pdf", given),)))
+    body = raw.split(b"Content-Disposition", 1)[1].split(b"\r\n\r\n", 1)[1]
+    lines = body.split(b"\r\n--", 1)[0].split(b"\r\n")
+    assert b"".join(lines) == base64.b64encode(data)
+    assert all(len(line) == 76 for line in lines[:-2])
+    (part,) = parse(raw).iter_attachments()
+    assert part.get_payload(decode=True) == data
+
+
+@pytest.mark.parametrize("bad", ["AA=A", "A", "AAE", "====", "AAEC!", "ÀAEC"])
+def test_malformed_attachment_base64_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        render(make_content(attachments=(Attachment("a.bin", "application/pdf", bad),)))
+
+
+@pytest.mark.parametrize(
+    ("text", "cte"),
+    [
+        ("Short ASCII lines.\n", "7bit"),
+        ("x" * 79 + "\n", "quoted-printable"),
+        ("Grüße aus Köln, wir hoffen, es geht euch gut.\n", "quoted-printable"),
+        ("nul \x00 byte\n", "quoted-printable"),
+        ("東京の天気は晴れです。" * 20 + "\n", "base64"),
+    ],
+)
+def test_body_transfer_encoding(text: str, cte: str) -> None:
+    msg = parse(render(make_content(plain=text)))
+    assert msg["Content-Transfer-Encoding"] == cte
+    assert text_of(msg) == text
+
+
+# --- render cache ------------------------------------------------------------------------------
+
+
+def without_per_copy_headers(raw: bytes) -> bytes:
+    return b"\r\n".join(
+        line for line in raw.split(b"\r\n") if not line.startswith((b"Date:", b"Message-ID:"))
+    )
+
+
+def test_copies_of_one_content_differ_only_in_date_and_message_id() -> None:
+    attachment = Attachment("a.pdf", "application/pdf", base64.b64encode(PDF_BYTES).decode())
+    content = make_content(html="<p>Hi</p>", attachments=(attachment,), cc=(CAROL,))
+    first = render(content, recipient=ALICE, message_id="one")
+    second = build_message(
+        # An equal but distinct content object, as when reloaded from the store.
+        EmailContent.from_dict(content.to_dict()),
+        recipient=CAROL,
+        message_id="two",
+        domain="other.example",
+        date=DATE + timedelta(hours=1),
+    )
+    assert without_per_copy_headers(first) == without_per_copy_headers(second)
+    assert parse(second)["Message-ID"] == "<two@other.example>"
+    assert parse(second)["Date"].datetime == DATE + timedelta(hours=1)
+
+
+def test_a_changed_content_is_rendered_afresh() -> None:
+    content = make_content(plain="first\n")
+    assert text_of(parse(render(content))) == "first\n"
+    changed = replace(content, plain="second\n")
+    assert text_of(parse(render(changed))) == "second\n"
+    assert text_of(parse(render(content))) == "first\n"
+
+
+def test_per_copy_checks_still_run_for_a_cached_content() -> None:
+    content = make_content()
+    render(content)
+    with pytest.raises(UnsafeHeaderError):
+        render(content, recipient=Address("a\r\nb@example.com"))
+    with pytest.raises(UnsafeHeaderError):
+        render(content, extra_headers=(("X-Track", "a\nb"),))
+    with pytest.raises(ValueError):
+        render(content, message_id="a b")
+
+
+def test_a_refused_content_is_refused_every_time() -> None:
+    content = make_content(subject="bad\nsubject")
+    for _ in range(2):
+        with pytest.raises(UnsafeHeaderError):
+            render(content)
+
+
+def test_unhashable_content_is_rendered_without_the_cache() -> None:
+    content = make_content(headers=[("X-Campaign", "spring")])  # a list, not a tuple
+    assert parse(render(content))["X-Campaign"] == "spring"
+
+
+def test_the_render_cache_is_bounded_least_recently_used_first() -> None:
+    cache = mime._RenderCache(max_entries=3, max_bytes=1000, max_entry_bytes=600)
+
+    def entry(size: int) -> mime._Rendered:
+        return mime._Rendered(
+            head=b"", present=frozenset(), custom=(), custom_block=b"", tail=(), size=size
+        )
+
+    contents = [make_content(subject=f"s{i}") for i in range(5)]
+    for content in contents[:3]:
+        cache.put(content, entry(100))
+    assert cache.get(contents[0]) is not None  # now the most recently used
+    cache.put(contents[3], entry(100))  # over the count: contents[1] goes
+    assert cache.get(contents[1]) is None
+    assert all(cache.get(c) is not None for c in (contents[0], contents[2], contents[3]))
+    cache.put(contents[4], entry(600))  # over the bytes: the oldest go
+    assert cache.get(contents[4]) is not None
+    assert cache.get(contents[0]) is None
+    assert sum(cache.get(c) is not None for c in contents) <= 3
+
+    big = make_content(subject="big")
+    cache.put(big, entry(601))  # larger than one entry may be: not kept
+    assert cache.get(big) is None
+
+
+# --- whole messages, parsed back ---------------------------------------------------------------
+
+LOCAL_PART = st.text("abcdefghijklmnopqrstuvwxyz0123456789.-_+", min_size=1, max_size=20).filter(
+    lambda local: not local.startswith(".") and not local.endswith(".") and ".." not in local
+)
+ADDRESSES = st.builds(
+    lambda local, host, name: Address(f"{local}@{host}", name),
+    LOCAL_PART,
+    st.sampled_from(["example.com", "mail.example.org", "bücher.example", "例え.jp"]),
+    SAFE_TEXT,
+)
+# Anything but lone surrogates, which cannot be sent as UTF-8 (the API refuses them).
+ANY_CHARACTER = st.characters(blacklist_categories=["Cs"])
+BODY_TEXT = st.none() | st.text(ANY_CHARACTER, max_size=2000)
+MEDIA_TYPES = {
+    "application/pdf": "application/pdf",
+    "IMAGE/PNG": "image/png",
+    "text/csv; charset=utf-8": "text/csv",
+    "text/plain": "text/plain",
+    "message/rfc822": "application/octet-stream",
+    "": "application/octet-stream",
+}
+ATTACHMENTS = st.builds(
+    lambda name, media_type, data, wrapped: (
+        Attachment(
+            name,
+            media_type,
+            (base64.encodebytes if wrapped else base64.b64encode)(data).decode(),
+        ),
+        data,
+    ),
+    SAFE_TEXT,
+    st.sampled_from(sorted(MEDIA_TYPES)),
+    st.binary(max_size=3000),
+    st.booleans(),
+)
+CUSTOM_HEADERS = st.lists(SAFE_TEXT, max_size=3).map(
+    lambda values: tuple((f"X-Custom-{i}", value) for i, value in enumerate(values))
+)
+TAGS = st.lists(SAFE_TEXT.filter(lambda tag: tag.strip(" \t") != ""), max_size=3).map(tuple)
+
+
+def decoded_mailboxes(raw: bytes, field: str) -> list[tuple[str, str]]:
+    """(display name, addr-spec) pairs of an address field, names decoded exactly.
+
+    The legacy API decodes adjacent encoded-words without the blank the modern
+    parser inserts between them (see ``rfc2047_display_name``).
+    """
+    legacy = email.message_from_bytes(raw, policy=email.policy.compat32)
+    return [
+        (str(email.header.make_header(email.header.decode_header(name))), addr)
+        for name, addr in email.utils.getaddresses([str(legacy[field])])
+    ]
+
+
+def expected_mailboxes(addresses: tuple[Address, ...]) -> list[tuple[str, str]]:
+    result = []
+    for address in addresses:
+        local, _, host = address.email.rpartition("@")
+        host = host.encode("idna").decode() if not host.isascii() else host
+        result.append((canonical_name(address.name), f"{local}@{host}"))
+    return result
+
+
+def expected_text(text: str) -> str:
+    """What a reader gets back: any line break as LF, always a final one."""
+    return "\n".join(line.decode() for line in text.encode().splitlines()) + "\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    subject=SAFE_TEXT,
+    sender=ADDRESSES,
+    to=st.lists(ADDRESSES, max_size=3).map(tuple),
+    cc=st.lists(ADDRESSES, max_size=2).map(tuple),
+    reply_to=st.lists(ADDRESSES, max_size=2).map(tuple),
+    plain=BODY_TEXT,
+    html=BODY_TEXT,
+    attachments=st.lists(ATTACHMENTS, max_size=3),
+    headers=CUSTOM_HEADERS,
+    tags=TAGS,
+)
+def test_any_content_parses_back_to_what_was_given(
+    subject: str,
+    sender: Address,
+    to: tuple[Address, ...],
+    cc: tuple[Address, ...],
+    reply_to: tuple[Address, ...],
+    plain: str | None,
+    html: str | None,
+    attachments: list[tuple[Attachment, bytes]],
+    headers: tuple[tuple[str, str], ...],
+    tags: tuple[str, ...],
+) -> None:
+    content = EmailContent(
+        subject=subject,
+        sender=sender,
+        to=to,
+        cc=cc,
+        bcc=(SECRET,),
+        reply_to=reply_to,
+        plain=plain,
+        html=html,
+        attachments=tuple(attachment for attachment, _ in attachments),
+        headers=headers,
+        tags=tags,
+    )
+    raw = render(content, recipient=SECRET)
+    assert_line_limits(raw)
+    assert raw.isascii()
+    assert b"secret-bcc" not in raw
+    msg = parse(raw)
+    assert not msg.defects
+
+    # Headers: all there, once each, in order, with the values given.
+    names = header_names(raw)
+    expected_names = ["From"]
+    expected_names += ["To"] if to or not cc else []
+    expected_names += ["Cc"] if cc else []
+    expected_names += ["Reply-To"] if reply_to else []
+    expected_names += ["Subject", "Date", "Message-ID", "MIME-Version"]
+    expected_names += [name for name, _ in headers]
+    expected_names += [TAGS_HEADER] if tags else []
+    assert names[: len(expected_names)] == expected_names
+    assert names[len(expected_names) :] in (
+        ["Content-Type"],
+        ["Content-Type", "Content-Transfer-Encoding"],
+    )
+    assert msg["Subject"] == subject.strip(" \t")
+    assert decoded_mailboxes(raw, "From") == expected_mailboxes((sender,))
+    if to:
+        assert decoded_mailboxes(raw, "To") == expected_mailboxes(to)
+    elif not cc:
+        assert msg["To"] == "undisclosed-recipients:;"
+    if cc:
+        assert decoded_mailboxes(raw, "Cc") == expected_mailboxes(cc)
+    if reply_to:
+        assert decoded_mailboxes(raw, "Reply-To") == expected_mailboxes(reply_to)
+    for name, value in headers:
+        assert msg[name] == value.strip(" \t")
+    if tags:
+        assert msg[TAGS_HEADER] == ", ".join(tag.strip(" \t") for tag in tags)
+    assert msg["Date"].datetime == DATE
+
+    # Structure and bodies.
+    texts = [(subtype, text) for subtype, text in (("plain", plain), ("html", html)) if text]
+    if len(texts) == 2:
+        body_type = "multipart/alternative"
+    else:
+        body_type = f"text/{texts[0][0] if texts else 'plain'}"
+    if attachments:
+        assert msg.get_content_type() == "multipart/mixed"
+        body, *attachment_parts = msg.iter_parts()
+    else:
+        body, attachment_parts = msg, []
+    assert body.get_content_type() == body_type
+    text_parts = list(body.iter_parts()) if len(texts) == 2 else [body]
+    assert [p.get_content_type() for p in text_parts] == [
+        f"text/{subtype}" for subtype, _ in texts
+    ] or (not texts and text_parts[0].get_content_type() == "text/plain")
+    for part, (_, text) in zip(text_parts, texts, strict=False):
+        assert part["Content-Transfer-Encoding"] in ("7bit", "quoted-printable", "base64")
+        assert part.get_content_charset() == "utf-8"
+        assert text_of(part) == expected_text(text)
+    if not texts:
+        assert text_of(body) == "\n"
+
+    # Attachments: name, type and exact bytes.
+    assert len(attachment_parts) == len(attachments)
+    for part, (attachment, data) in zip(attachment_parts, attachments, strict=True):
+        assert part.get_content_disposition() == "attachment"
+        assert part["Content-Transfer-Encoding"] == "base64"
+        assert part.get_filename() == (attachment.filename.strip() or "attachment")
+        assert part.get_content_type() == MEDIA_TYPES[attachment.content_type]
+        assert part.get_payload(decode=True) == data
+    for part in msg.walk():
+        if part is not msg:
+            assert "MIME-Version" not in part
