@@ -15,7 +15,12 @@ from engine.stream import NotificationLogSource
 
 log = logging.getLogger(__name__)
 
-ALL_STREAMS = ("message", "submission", "account", "senderdomain", "senderapikey")
+# The streams known today, for creating their topics up front. The relay itself follows
+# every stream (a new aggregate's events must never be skipped), and the publisher
+# creates a topic for a stream it has not seen.
+ALL_STREAMS = (
+    "message", "submission", "account", "senderdomain", "senderapikey", "suppressionlist",
+)  # fmt: skip
 
 
 class Relay:

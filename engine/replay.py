@@ -41,7 +41,7 @@ def _project_range(
 
 
 def replay(engine: Engine, progress: bool = False) -> int:
-    """Returns the number of notifications read."""
+    """Returns the position in the event store's log up to which the tables are rebuilt."""
     store = engine.reporting
     total = engine.app.recorder.max_notification_id() or 0
     for statement in rebuild_table_ddl():
@@ -52,5 +52,6 @@ def replay(engine: Engine, progress: bool = False) -> int:
         swap_in_rebuilt_table(store)
         position = _project_range(engine, "events", position, facts, bar)
     if progress:
-        print(f"replayed {position} events into ClickHouse table 'events'")
+        rows = store.query("SELECT count() AS n FROM events FINAL")[0]["n"]
+        print(f"replayed the event store up to position {position}: {rows} rows in table 'events'")
     return position

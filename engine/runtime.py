@@ -103,11 +103,11 @@ class Engine:
             from adapters.kafka import KafkaEventPublisher
 
             publisher = KafkaEventPublisher(
-                self.settings.kafka_bootstrap_servers, topic_prefix=self.settings.kafka_topic_prefix
+                self.settings.kafka_bootstrap_servers,
+                topic_prefix=self.settings.kafka_topic_prefix,
+                streams=ALL_STREAMS,
             )
-            source = NotificationLogSource(
-                self.app, self.tracking, "relay", ALL_STREAMS, self.signal
-            )
+            source = NotificationLogSource(self.app, self.tracking, "relay", None, self.signal)
             self._spawn("relay", Relay(source, publisher).run)
         if Role.SCHEDULER in self.roles:
             scheduler = Scheduler(self.app, self.writer, open_schedule_store(self.settings))

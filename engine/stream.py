@@ -83,14 +83,15 @@ class NotificationLogSource:
         app: Sendstream,
         tracking: TrackingRecorder,
         consumer: str,
-        streams: Sequence[str],
+        streams: Sequence[str] | None,
         signal: NewEventSignal | None = None,
         poll_interval: float = 0.05,
     ) -> None:
+        """``streams=None`` follows every stream, including those of aggregates added later."""
         self._app = app
         self._tracking = tracking
         self._consumer = consumer
-        self._streams = frozenset(streams)
+        self._streams = None if streams is None else frozenset(streams)
         self._signal = signal
         self._poll_interval = poll_interval
         self._committed = tracking.max_tracking_id(consumer) or 0
@@ -127,7 +128,11 @@ class NotificationLogSource:
             if not notifications:
                 return []
             self._read_up_to = notifications[-1].id
-            wanted = [n for n in notifications if stream_of(n.topic)[0] in self._streams]
+            wanted = (
+                notifications
+                if self._streams is None
+                else [n for n in notifications if stream_of(n.topic)[0] in self._streams]
+            )
             if wanted:
                 return [to_envelope(self._app, n) for n in wanted]
         return []
