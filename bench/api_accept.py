@@ -147,20 +147,40 @@ async def fixed_rate(url: str, key: str, rate: int, seconds: int) -> dict[str, f
     }
 
 
+TARGET_RATE = 500
+
+
 def run(seconds: int = 10) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
     server = Server()
     try:
         key = server.start()
         # Warm up: first requests open the SQLite file, the chdb session, the caches.
         run_wrk(server.url, key, 2, 16)
         burst = run_wrk(server.url, key, seconds, 32)
-        steady = asyncio.run(fixed_rate(server.url, key, 500, seconds))
+        rows += [
+            ("accepted POST /api/v1/email per s (wrk, 32 conns)", f"{burst['rps']:.0f}", ">= 1500"),
+            ("non-2xx answers during the burst", f"{burst['non_2xx']:.0f}", "0"),
+        ]
     finally:
         server.stop()
-    return [
-        ("accepted POST /api/v1/email per s (wrk, 32 conns)", f"{burst['rps']:.0f}", ">= 1500"),
-        ("non-2xx answers during the burst", f"{burst['non_2xx']:.0f}", "0"),
-        ("p50 latency at 500 req/s (ms)", f"{steady['p50_ms']:.1f}", ""),
-        ("p99 latency at 500 req/s (ms)", f"{steady['p99_ms']:.1f}", "<= 50"),
-        ("failures at 500 req/s", f"{steady['failures']:.0f}", "0"),
+    # An open-loop load above capacity only measures a growing queue (and takes minutes to
+    # drain): below it, measure at the target rate; above it, at half the capacity, and say so.
+    capacity = burst["rps"]
+    rate = TARGET_RATE if capacity > TARGET_RATE * 1.2 else max(10, int(capacity / 2))
+    server = Server()
+    try:
+        key = server.start()
+        run_wrk(server.url, key, 2, 16)
+        steady = asyncio.run(fixed_rate(server.url, key, rate, seconds))
+    finally:
+        server.stop()
+    target = (
+        "<= 50" if rate == TARGET_RATE else f"(at {rate} req/s: {TARGET_RATE} is over capacity)"
+    )
+    rows += [
+        (f"p50 latency at {rate} req/s (ms)", f"{steady['p50_ms']:.1f}", ""),
+        (f"p99 latency at {rate} req/s (ms)", f"{steady['p99_ms']:.1f}", target),
+        (f"failures at {rate} req/s", f"{steady['failures']:.0f}", "0"),
     ]
+    return rows

@@ -6,16 +6,17 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from eventsourcing.persistence import TrackingRecorder
 
-from adapters.ports import MailTransport, ReportingStore
+from adapters.ports import EventSource, MailTransport, ReportingStore
 from adapters.sandbox import SandboxTransport
 from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
+from domain.message import Message
 from engine.application import Sendstream
 from engine.delivery import DeliveryWorker
 from engine.projector import Projector
@@ -118,15 +119,29 @@ class Engine:
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
 
-    def _source(self, consumer: str, streams: Iterable[str] = ("message",)):  # type: ignore[no-untyped-def]
+    def _source(
+        self,
+        consumer: str,
+        streams: Iterable[str] = ("message",),
+        event_types: Sequence[type] | None = None,
+    ) -> EventSource:
         return open_event_source(
-            self.settings, self.app, self.tracking, consumer, tuple(streams), self.signal
+            self.settings,
+            self.app,
+            self.tracking,
+            consumer,
+            tuple(streams),
+            self.signal,
+            event_types=event_types,
         )
 
     def _run_delivery(self, stop: threading.Event) -> None:
         async def main() -> None:
             transport = open_transport(self.settings)
-            worker = DeliveryWorker(self.app, self.writer, self._source("delivery"), transport)
+            # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
+            queued: type = Message.Queued  # type: ignore[attr-defined]
+            source = self._source("delivery", event_types=[queued])
+            worker = DeliveryWorker(self.app, self.writer, source, transport)
             self.delivery = worker
             stopped = asyncio.Event()
 

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
+from eventsourcing.utils import get_topic
 
 from adapters.ports import EventSource
 from domain.envelope import EventEnvelope, event_id_for
@@ -86,12 +87,18 @@ class NotificationLogSource:
         streams: Sequence[str] | None,
         signal: NewEventSignal | None = None,
         poll_interval: float = 0.05,
+        event_types: Sequence[type] | None = None,
     ) -> None:
-        """``streams=None`` follows every stream, including those of aggregates added later."""
+        """``streams=None`` follows every stream, including those of aggregates added later.
+
+        ``event_types`` narrows the read to those events in the database itself, so a
+        consumer that needs one kind of event never decodes the others.
+        """
         self._app = app
         self._tracking = tracking
         self._consumer = consumer
         self._streams = None if streams is None else frozenset(streams)
+        self._topics = [get_topic(cls) for cls in event_types] if event_types else []
         self._signal = signal
         self._poll_interval = poll_interval
         self._committed = tracking.max_tracking_id(consumer) or 0
@@ -123,7 +130,10 @@ class NotificationLogSource:
         # more than a few pages in one call, so that poll() stays responsive.
         for _ in range(20):
             notifications = self._app.recorder.select_notifications(
-                start=self._read_up_to, limit=max_records, inclusive_of_start=False
+                start=self._read_up_to,
+                limit=max_records,
+                topics=self._topics,
+                inclusive_of_start=False,
             )
             if not notifications:
                 return []
@@ -157,8 +167,13 @@ def open_event_source(
     consumer: str,
     streams: Sequence[str],
     signal: NewEventSignal | None = None,
+    event_types: Sequence[type] | None = None,
 ) -> EventSource:
-    """Kafka when configured, else the notification log: consumers never know which."""
+    """Kafka when configured, else the notification log: consumers never know which.
+
+    ``event_types`` is a hint: the log reads only those; Kafka sources deliver the whole
+    stream and the consumer ignores the rest, as it must anyway.
+    """
     if settings.uses_kafka:
         from adapters.kafka import KafkaEventSource
 
@@ -168,4 +183,4 @@ def open_event_source(
             streams=streams,
             topic_prefix=settings.kafka_topic_prefix,
         )
-    return NotificationLogSource(app, tracking, consumer, streams, signal)
+    return NotificationLogSource(app, tracking, consumer, streams, signal, event_types=event_types)
