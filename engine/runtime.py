@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from uuid import UUID
 
-from eventsourcing.persistence import TrackingRecorder
+from eventsourcing.persistence import Recording, TrackingRecorder
 
 from adapters.ports import EventSource, MailTransport, ReportingStore
 from adapters.sandbox import SandboxTransport
@@ -24,7 +25,7 @@ from engine.relay import ALL_STREAMS, Relay
 from engine.scheduler import Scheduler
 from engine.sending import SendingService
 from engine.settings import Settings
-from engine.stream import NewEventSignal, NotificationLogSource, open_event_source
+from engine.stream import NewEventSignal, NotificationLogSource, RecentEvents, open_event_source
 from engine.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Engine:
     app: Sendstream = field(init=False)
     writer: BatchWriter = field(init=False)
     signal: NewEventSignal = field(init=False)
+    recent: RecentEvents = field(init=False)
     tracking: TrackingRecorder = field(init=False)
     sending: SendingService = field(init=False)
     _reporting: ReportingStore | None = field(init=False, default=None)
@@ -75,11 +77,16 @@ class Engine:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.app = Sendstream(self.settings)
         self.signal = NewEventSignal()
-        self.writer = BatchWriter(self.app, on_commit=self.signal.notify)
+        self.recent = RecentEvents()
+        self.writer = BatchWriter(self.app, on_commit=self._committed)
         tracking = self.app.factory.tracking_recorder()
         assert isinstance(tracking, TrackingRecorder)
         self.tracking = tracking
         self.sending = SendingService(self.app, self.writer)
+
+    def _committed(self, recordings: Sequence[Recording[UUID]]) -> None:
+        self.recent.add(recordings)
+        self.signal.notify()
 
     @property
     def reporting(self) -> ReportingStore:
@@ -108,7 +115,9 @@ class Engine:
                 topic_prefix=self.settings.kafka_topic_prefix,
                 streams=ALL_STREAMS,
             )
-            source = NotificationLogSource(self.app, self.tracking, "relay", None, self.signal)
+            source = NotificationLogSource(
+                self.app, self.tracking, "relay", None, self.signal, recent=self.recent
+            )
             self._spawn("relay", Relay(source, publisher).run)
         if Role.SCHEDULER in self.roles:
             scheduler = Scheduler(self.app, self.writer, open_schedule_store(self.settings))
@@ -133,6 +142,7 @@ class Engine:
             tuple(streams),
             self.signal,
             event_types=event_types,
+            recent=self.recent,
         )
 
     def _run_delivery(self, stop: threading.Event) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification, Recording, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from adapters.ports import EventSource
@@ -33,9 +35,14 @@ def stream_of(topic: str) -> tuple[str, str]:
     return aggregate.lower(), qualname
 
 
-def to_envelope(app: Sendstream, notification: Notification) -> EventEnvelope:
+def to_envelope(
+    app: Sendstream, notification: Notification, recent: RecentEvents | None = None
+) -> EventEnvelope:
+    """The envelope of a logged event; decoded from the store unless this process just wrote it."""
     stream, event_type = stream_of(notification.topic)
-    event = app.mapper.to_domain_event(notification)
+    event = recent.get(notification.id) if recent is not None else None
+    if event is None:
+        event = app.mapper.to_domain_event(notification)
     data: dict[str, Any] = {k: v for k, v in event.__dict__.items() if k not in _ENVELOPE_FIELDS}
     aggregate_id = event.originator_id
     assert isinstance(aggregate_id, UUID)
@@ -51,6 +58,30 @@ def to_envelope(app: Sendstream, notification: Notification) -> EventEnvelope:
         occurred_at=occurred_at,
         data=data,
     )
+
+
+class RecentEvents:
+    """The domain events this process has just committed, by notification id.
+
+    Followers in the same process (projector, delivery, scheduler) take them from
+    here instead of decoding the stored JSON again; anything else (older events,
+    another process's) is read from the store as usual.
+    """
+
+    def __init__(self, size: int = 200_000) -> None:
+        self._size = size
+        self._events: OrderedDict[int, DomainEventProtocol[UUID]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, recordings: Sequence[Recording[UUID]]) -> None:
+        with self._lock:
+            for recording in recordings:
+                self._events[recording.notification.id] = recording.domain_event
+            while len(self._events) > self._size:
+                self._events.popitem(last=False)
+
+    def get(self, notification_id: int) -> DomainEventProtocol[UUID] | None:
+        return self._events.get(notification_id)
 
 
 class NewEventSignal:
@@ -88,6 +119,7 @@ class NotificationLogSource:
         signal: NewEventSignal | None = None,
         poll_interval: float = 0.05,
         event_types: Sequence[type] | None = None,
+        recent: RecentEvents | None = None,
     ) -> None:
         """``streams=None`` follows every stream, including those of aggregates added later.
 
@@ -99,6 +131,7 @@ class NotificationLogSource:
         self._consumer = consumer
         self._streams = None if streams is None else frozenset(streams)
         self._topics = [get_topic(cls) for cls in event_types] if event_types else []
+        self._recent = recent
         self._signal = signal
         self._poll_interval = poll_interval
         self._committed = tracking.max_tracking_id(consumer) or 0
@@ -144,7 +177,7 @@ class NotificationLogSource:
                 else [n for n in notifications if stream_of(n.topic)[0] in self._streams]
             )
             if wanted:
-                return [to_envelope(self._app, n) for n in wanted]
+                return [to_envelope(self._app, n, self._recent) for n in wanted]
         return []
 
     def commit(self) -> None:
@@ -168,6 +201,7 @@ def open_event_source(
     streams: Sequence[str],
     signal: NewEventSignal | None = None,
     event_types: Sequence[type] | None = None,
+    recent: RecentEvents | None = None,
 ) -> EventSource:
     """Kafka when configured, else the notification log: consumers never know which.
 
@@ -183,4 +217,6 @@ def open_event_source(
             streams=streams,
             topic_prefix=settings.kafka_topic_prefix,
         )
-    return NotificationLogSource(app, tracking, consumer, streams, signal, event_types=event_types)
+    return NotificationLogSource(
+        app, tracking, consumer, streams, signal, event_types=event_types, recent=recent
+    )

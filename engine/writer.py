@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, DomainEventProtocol
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from engine.application import Sendstream
 
@@ -30,7 +30,7 @@ class BatchWriter:
         self,
         app: Sendstream,
         max_batch: int = 2000,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[Sequence[Recording[UUID]]], None] | None = None,
     ) -> None:
         self._app = app
         self._on_commit = on_commit
@@ -74,33 +74,38 @@ class BatchWriter:
                     break
                 batch.append(more)
                 size += len(more[0])  # type: ignore[index]
-            self._commit(batch)  # type: ignore[arg-type]
+            recordings = self._commit(batch)  # type: ignore[arg-type]
             if self._on_commit is not None:
-                self._on_commit()
+                self._on_commit(recordings)
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[list[DomainEventProtocol[UUID]], Future[None]]]) -> None:
+    def _commit(
+        self, batch: list[tuple[list[DomainEventProtocol[UUID]], Future[None]]]
+    ) -> list[Recording[UUID]]:
+        """Save the batch; returns what was recorded (for in-process followers)."""
+        recordings: list[Recording[UUID]] = []
         try:
-            self._app.save(*(e for events, _ in batch for e in events))
+            recordings = self._app.save(*(e for events, _ in batch for e in events))
         except IntegrityError:
             # One caller raced another on the same aggregate: save each caller's share
             # on its own so that only the loser sees the conflict.
             if len(batch) == 1:
                 batch[0][1].set_exception(IntegrityError("aggregate changed concurrently"))
-                return
+                return recordings
             for events, future in batch:
                 try:
-                    self._app.save(*events)
+                    recordings += self._app.save(*events)
                 except Exception as error:
                     future.set_exception(error)
                 else:
                     future.set_result(None)
-            return
+            return recordings
         except Exception as error:
             log.exception("event store write failed")
             for _, future in batch:
                 future.set_exception(error)
-            return
+            return recordings
         for _, future in batch:
             future.set_result(None)
+        return recordings
