@@ -19,6 +19,7 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     if args.which in ("api", "all"):
         rows += api_accept.run(seconds=args.seconds)
+        rows += api_accept.api_role_only(seconds=args.seconds)
     if args.which in ("delivery", "all"):
         rows += delivery.run(messages=args.messages)
     if args.which in ("delivery-kafka", "all"):

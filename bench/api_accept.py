@@ -36,7 +36,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, extra_env: dict[str, str] | None = None, roles: tuple[str, ...] = ()
+    ) -> None:
+        self.roles = roles
         self.workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-"))
         self.port = free_port()
         self.env = {
@@ -58,7 +61,8 @@ class Server:
     def start(self) -> str:
         key = self.bootstrap()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port)]
+            + [arg for role in self.roles for arg in ("--role", role)],
             env=self.env,
             stdout=(self.workdir / "server.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -148,6 +152,18 @@ async def fixed_rate(url: str, key: str, rate: int, seconds: int) -> dict[str, f
 
 
 TARGET_RATE = 500
+
+
+def api_role_only(seconds: int = 10) -> list[tuple[str, str, str]]:
+    """The HTTP layer and the group-commit writer alone, with no worker in the process."""
+    server = Server(roles=("api",))
+    try:
+        key = server.start()
+        run_wrk(server.url, key, 2, 16)
+        burst = run_wrk(server.url, key, seconds, 32)
+    finally:
+        server.stop()
+    return [("accepted per s, `serve --role api` alone (wrk)", f"{burst['rps']:.0f}", "")]
 
 
 def run(seconds: int = 10) -> list[tuple[str, str, str]]:

@@ -21,6 +21,13 @@ def aggregate_id_for_key(kind: str, digest: str) -> UUID:
     return uuid5(_KEY_NAMESPACE, f"{kind}:{digest}")
 
 
+def domain_accepts_sender(domain_name: str, email: str) -> bool:
+    """Mail may come from the sender domain itself or any of its subdomains."""
+    host = email.rpartition("@")[2].lower().rstrip(".")
+    name = domain_name.lower()
+    return host == name or host.endswith("." + name)
+
+
 class Account(Aggregate):
     """A customer of the platform; every other resource belongs to exactly one."""
 
@@ -76,12 +83,6 @@ class SenderDomain(Aggregate):
         self.link_tracking = False
         self.open_tracking = False
         self.unsubscribe_link = False
-
-    def accepts_sender(self, email: str) -> bool:
-        """Mail may come from the domain itself or any of its subdomains."""
-        host = email.rpartition("@")[2].lower().rstrip(".")
-        name = self.name.lower()
-        return host == name or host.endswith("." + name)
 
     @event("Deactivated")
     def deactivate(self) -> None:

@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from adapters.mime import build_message
+from domain.account import domain_accepts_sender
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
@@ -131,7 +132,7 @@ class SendingService:
             max_reply_to=settings.max_reply_to,
             now=now,
         )
-        if not self._sender_domain_matches(sender, content.sender.email):
+        if not domain_accepts_sender(sender.domain_name, content.sender.email):
             raise RequestRejected(SendEmail.INVALID_FROM)
         suppressions = self._suppressions(sender.account_id)
         recipients = content.recipients()
@@ -149,11 +150,6 @@ class SendingService:
             self._quota.give_back(sender.account_id, len(recipients))
             raise
         return str(submission.id)
-
-    @staticmethod
-    def _sender_domain_matches(sender: SenderContext, email: str) -> bool:
-        host = email.rpartition("@")[2].lower().rstrip(".")
-        return host == sender.domain_name or host.endswith("." + sender.domain_name)
 
     def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:
         """A submission and its recipients' status, with the MIME each one gets; None if not the
