@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
 
 import orjson
 from fastapi import FastAPI, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import JSONResponse, rest_error_response
@@ -18,8 +20,58 @@ from engine.runtime import Engine
 from engine.send_request import parse_timestamp
 from projections.events import EVENT_TYPE_NAMES, list_events
 
+log = logging.getLogger(__name__)
+
 MAX_RETRIEVE_COUNT = 100
 DEFAULT_RETRIEVE_COUNT = 5
+
+
+class SendEmailFastPath:
+    """``POST /api/v1/email`` straight from ASGI to the send service.
+
+    The busiest endpoint skips FastAPI's routing, dependency and telemetry layers,
+    which profiling showed to be half the cost of a request. Body reading, errors
+    and responses are the same functions the FastAPI route uses.
+    """
+
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"].rstrip("/") != "/api/v1/email"
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            limit = self.engine.settings.max_request_bytes
+            check_body_headers(
+                headers.get("content-type", ""), headers.get("content-length"), limit
+            )
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+                if not message.get("more_body", False):
+                    break
+            message_id = await accept_email(
+                self.engine, parse_json_object(body), headers.get("authorization", "")
+            )
+            response: Response = JSONResponse({"MessageID": message_id})
+        except RequestRejected as rejected:
+            response = rest_error_response(rejected)
+        except Exception:
+            log.exception("POST /api/v1/email failed")
+            response = rest_error_response(RequestRejected(Extensions.INTERNAL))
+        await response(scope, receive, send)
 
 
 class TrailingSlashMiddleware:
@@ -36,26 +88,26 @@ class TrailingSlashMiddleware:
         await self.app(scope, receive, send)
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer_from_header(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "")
+def bearer_token(request: Request) -> str | None:
+    return bearer_from_header(request.headers.get("authorization", ""))
+
+
+def check_body_headers(content_type: str, declared_length: str | None, limit: int) -> None:
+    """What can be refused before reading a byte of the body."""
     if content_type and "json" not in content_type.split(";")[0].lower():
         raise RequestRejected(Extensions.UNSUPPORTED_MEDIA_TYPE)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
         raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+
+
+def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -63,6 +115,30 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise RequestRejected(Extensions.MALFORMED_BODY)
     return parsed
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    check_body_headers(
+        request.headers.get("content-type", ""), request.headers.get("content-length"), limit
+    )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+    return parse_json_object(body)
+
+
+async def accept_email(engine: Engine, body: dict[str, Any], authorization: str) -> str:
+    """Send Email, after the body is read: authenticate, then hand to the send service."""
+    key = bearer_from_header(authorization) or _text_or_none(body.get("SenderAPIKey"))
+    sender = engine.sending.authenticate(
+        key,
+        too_many=SendEmail.TOO_MANY_REQUESTS,
+        missing=SendEmail.MISSING_SENDER_API_KEY,
+        invalid=SendEmail.INVALID_SENDER_API_KEY,
+    )
+    return await engine.sending.send(sender, body)
 
 
 async def read_parameters(request: Request, limit: int) -> dict[str, Any]:
@@ -102,7 +178,12 @@ def _int_param(value: Any, default: int, error: Any) -> int:
     return number
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(engine: Engine) -> ASGIApp:
+    """What uvicorn serves: the fast path for sending in front of the FastAPI application."""
+    return SendEmailFastPath(create_api(engine), engine)
+
+
+def create_api(engine: Engine) -> FastAPI:
     settings = engine.settings
     app = FastAPI(
         title="Sendstream",
@@ -143,15 +224,10 @@ def create_app(engine: Engine) -> FastAPI:
         tags=["email"],
     )
     async def send_email(request: Request) -> JSONResponse:
+        # Served by SendEmailFastPath in front of this app; kept for the OpenAPI page and
+        # for any mounting that bypasses the fast path.
         body = await read_json_object(request, settings.max_request_bytes)
-        key = bearer_token(request) or _text_or_none(body.get("SenderAPIKey"))
-        sender = engine.sending.authenticate(
-            key,
-            too_many=SendEmail.TOO_MANY_REQUESTS,
-            missing=SendEmail.MISSING_SENDER_API_KEY,
-            invalid=SendEmail.INVALID_SENDER_API_KEY,
-        )
-        message_id = await engine.sending.send(sender, body)
+        message_id = await accept_email(engine, body, request.headers.get("authorization", ""))
         return JSONResponse({"MessageID": message_id})
 
     @app.get(

@@ -186,3 +186,14 @@ async def test_events_parameter_errors(
         assert errors(response)[0][0] == code, params
     wrong = await client.get("/api/v1/events", headers=bearer("snd_wrong"))
     assert errors(wrong) == [(13, "Invalid SenderAPIKey")]
+
+
+async def test_the_docs_describe_the_endpoints(
+    engine: Engine, api_client: Callable[[Engine], httpx.AsyncClient]
+) -> None:
+    client = api_client(engine)
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    assert {"/api/v1/email", "/api/v1/events"} <= set(schema["paths"])
+    body = schema["paths"]["/api/v1/email"]["post"]["requestBody"]["content"]["application/json"]
+    assert "Subject" in body["schema"]["properties"]
