@@ -56,6 +56,36 @@ class ContentCache:
         return content
 
 
+class FreshMessages:
+    """Messages this process has just saved, handed to its delivery worker as they are.
+
+    The API builds every Message it queues; once saved, that object is exactly the
+    stored aggregate at its version, so the worker can take it instead of loading
+    it again (a load is most of a sandbox delivery's cost). Bounded: anything
+    evicted, or written by another process, is loaded from the store as usual.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._messages: OrderedDict[UUID, Message] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, messages: list[Message]) -> None:
+        with self._lock:
+            for message in messages:
+                self._messages[message.id] = message
+            while len(self._messages) > self._size:
+                self._messages.popitem(last=False)
+
+    def take(self, message_id: UUID, version: int) -> Message | None:
+        """The message if it is still at ``version``; the caller then owns it."""
+        with self._lock:
+            message = self._messages.pop(message_id, None)
+        if message is None or message.version != version:
+            return None
+        return message
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -64,7 +94,9 @@ class DeliveryWorker:
         source: EventSource,
         transport: MailTransport,
         batch_size: int = 500,
+        fresh: FreshMessages | None = None,
     ) -> None:
+        self._fresh = fresh
         self._app = app
         self._writer = writer
         self._source = source
@@ -86,21 +118,29 @@ class DeliveryWorker:
     async def run_once(self, wait: float = 0.5) -> int:
         """One batch: poll (up to ``wait`` seconds), deliver, then commit."""
         envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, wait)
-        queued = [e.aggregate_id for e in envelopes if e.event_type == "Message.Queued"]
+        queued = {
+            e.aggregate_id: e.aggregate_version
+            for e in envelopes
+            if e.event_type == "Message.Queued"
+        }
         handled = 0
         if queued:
-            ready = await asyncio.to_thread(self._load, list(dict.fromkeys(queued)))
+            ready = await asyncio.to_thread(self._load, queued)
             handled = sum(await asyncio.gather(*(self._deliver(m) for m in ready)))
         # Only now is every effect of the batch durable, so only now may the position move.
         await asyncio.to_thread(self._source.commit)
         return handled
 
-    def _load(self, message_ids: list[UUID]) -> list[Message]:
-        """The messages still waiting for delivery; settles those a dead worker left mid-attempt."""
+    def _load(self, queued: dict[UUID, int]) -> list[Message]:
+        """The messages still waiting for delivery; settles those a dead worker left mid-attempt.
+
+        ``queued`` maps each message to the version its Queued event gave it.
+        """
         ready: list[Message] = []
         interrupted: list[Message] = []
-        for message_id in message_ids:
-            message = self._app.message(message_id)
+        for message_id, version in queued.items():
+            fresh = self._fresh.take(message_id, version) if self._fresh else None
+            message = fresh or self._app.message(message_id)
             if message.status is MessageStatus.QUEUED:
                 ready.append(message)
             elif message.status is MessageStatus.SENDING:

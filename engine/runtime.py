@@ -19,7 +19,7 @@ from adapters.sandbox import SandboxTransport
 from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
 from domain.message import Message
 from engine.application import Sendstream
-from engine.delivery import DeliveryWorker
+from engine.delivery import DeliveryWorker, FreshMessages
 from engine.projector import Projector
 from engine.relay import ALL_STREAMS, Relay
 from engine.scheduler import Scheduler
@@ -66,6 +66,7 @@ class Engine:
     writer: BatchWriter = field(init=False)
     signal: NewEventSignal = field(init=False)
     recent: RecentEvents = field(init=False)
+    fresh: FreshMessages = field(init=False)
     tracking: TrackingRecorder = field(init=False)
     sending: SendingService = field(init=False)
     _reporting: ReportingStore | None = field(init=False, default=None)
@@ -82,7 +83,8 @@ class Engine:
         tracking = self.app.factory.tracking_recorder()
         assert isinstance(tracking, TrackingRecorder)
         self.tracking = tracking
-        self.sending = SendingService(self.app, self.writer)
+        self.fresh = FreshMessages()
+        self.sending = SendingService(self.app, self.writer, self.fresh)
 
     def _committed(self, recordings: Sequence[Recording[UUID]]) -> None:
         self.recent.add(recordings)
@@ -151,7 +153,7 @@ class Engine:
             # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
             queued: type = Message.Queued  # type: ignore[attr-defined]
             source = self._source("delivery", event_types=[queued])
-            worker = DeliveryWorker(self.app, self.writer, source, transport)
+            worker = DeliveryWorker(self.app, self.writer, source, transport, fresh=self.fresh)
             self.delivery = worker
             stopped = asyncio.Event()
 

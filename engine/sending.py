@@ -18,6 +18,7 @@ from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
 from engine.application import SenderContext, Sendstream
+from engine.delivery import FreshMessages
 from engine.rate_limit import Rate, RateLimiter, seconds_to_wait
 from engine.send_request import parse_send_request
 from engine.writer import BatchWriter
@@ -67,9 +68,12 @@ class DailyQuota:
 
 
 class SendingService:
-    def __init__(self, app: Sendstream, writer: BatchWriter) -> None:
+    def __init__(
+        self, app: Sendstream, writer: BatchWriter, fresh: FreshMessages | None = None
+    ) -> None:
         self._app = app
         self._writer = writer
+        self._fresh = fresh
         settings = app.settings
         self._request_limiter = RequestLimit(settings.api_rate_limit)
         self._send_limiter = RequestLimit(settings.send_rate_limit)
@@ -149,6 +153,8 @@ class SendingService:
         except BaseException:
             self._quota.give_back(sender.account_id, len(recipients))
             raise
+        if self._fresh is not None:
+            self._fresh.add(messages)
         return str(submission.id)
 
     def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:
