@@ -33,26 +33,52 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
 
 
-class ContentCache:
-    """Submissions are immutable, so their decoded content can be kept without invalidation."""
+def _approximate_size(content: EmailContent) -> int:
+    return (
+        len(content.html or "")
+        + len(content.plain or "")
+        + sum(len(a.content_base64) for a in content.attachments)
+        + 1024
+    )
 
-    def __init__(self, app: Sendstream, size: int = 20_000) -> None:
+
+class ContentCache:
+    """Submissions are immutable, so their decoded content can be kept without invalidation.
+
+    The API puts what it has just accepted; the delivery worker reads it, and loads
+    from the event store only what is not here. Bounded by count and by size.
+    """
+
+    def __init__(
+        self, app: Sendstream, size: int = 20_000, max_bytes: int = 256 * 1024 * 1024
+    ) -> None:
         self._app = app
         self._size = size
-        self._items: OrderedDict[UUID, EmailContent] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[UUID, tuple[EmailContent, int]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def put(self, submission_id: UUID, content: EmailContent) -> None:
+        size = _approximate_size(content)
+        if size > self._max_bytes // 16:
+            return  # a very large message is read back from the store when it is needed
+        with self._lock:
+            if submission_id not in self._items:
+                self._items[submission_id] = (content, size)
+                self._bytes += size
+            while len(self._items) > self._size or self._bytes > self._max_bytes:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._bytes -= evicted
 
     def get(self, submission_id: UUID) -> EmailContent:
         with self._lock:
-            content = self._items.get(submission_id)
-            if content is not None:
+            item = self._items.get(submission_id)
+            if item is not None:
                 self._items.move_to_end(submission_id)
-                return content
+                return item[0]
         content = EmailContent.from_dict(self._app.submission(submission_id).content)
-        with self._lock:
-            self._items[submission_id] = content
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+        self.put(submission_id, content)
         return content
 
 
@@ -95,6 +121,7 @@ class DeliveryWorker:
         transport: MailTransport,
         batch_size: int = 500,
         fresh: FreshMessages | None = None,
+        contents: ContentCache | None = None,
     ) -> None:
         self._fresh = fresh
         self._app = app
@@ -102,7 +129,7 @@ class DeliveryWorker:
         self._source = source
         self._transport = transport
         self._batch_size = batch_size
-        self._contents = ContentCache(app)
+        self._contents = contents or ContentCache(app)
         self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
         self.delivered_count = 0
 

@@ -19,7 +19,7 @@ from adapters.sandbox import SandboxTransport
 from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
 from domain.message import Message
 from engine.application import Sendstream
-from engine.delivery import DeliveryWorker, FreshMessages
+from engine.delivery import ContentCache, DeliveryWorker, FreshMessages
 from engine.projector import Projector
 from engine.relay import ALL_STREAMS, Relay
 from engine.scheduler import Scheduler
@@ -67,6 +67,7 @@ class Engine:
     signal: NewEventSignal = field(init=False)
     recent: RecentEvents = field(init=False)
     fresh: FreshMessages = field(init=False)
+    contents: ContentCache = field(init=False)
     tracking: TrackingRecorder = field(init=False)
     sending: SendingService = field(init=False)
     _reporting: ReportingStore | None = field(init=False, default=None)
@@ -84,7 +85,8 @@ class Engine:
         assert isinstance(tracking, TrackingRecorder)
         self.tracking = tracking
         self.fresh = FreshMessages()
-        self.sending = SendingService(self.app, self.writer, self.fresh)
+        self.contents = ContentCache(self.app)
+        self.sending = SendingService(self.app, self.writer, self.fresh, self.contents)
 
     def _committed(self, recordings: Sequence[Recording[UUID]]) -> None:
         self.recent.add(recordings)
@@ -153,7 +155,9 @@ class Engine:
             # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
             queued: type = Message.Queued  # type: ignore[attr-defined]
             source = self._source("delivery", event_types=[queued])
-            worker = DeliveryWorker(self.app, self.writer, source, transport, fresh=self.fresh)
+            worker = DeliveryWorker(
+                self.app, self.writer, source, transport, fresh=self.fresh, contents=self.contents
+            )
             self.delivery = worker
             stopped = asyncio.Event()
 

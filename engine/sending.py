@@ -18,7 +18,7 @@ from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
 from engine.application import SenderContext, Sendstream
-from engine.delivery import FreshMessages
+from engine.delivery import ContentCache, FreshMessages
 from engine.rate_limit import Rate, RateLimiter, seconds_to_wait
 from engine.send_request import parse_send_request
 from engine.writer import BatchWriter
@@ -69,11 +69,16 @@ class DailyQuota:
 
 class SendingService:
     def __init__(
-        self, app: Sendstream, writer: BatchWriter, fresh: FreshMessages | None = None
+        self,
+        app: Sendstream,
+        writer: BatchWriter,
+        fresh: FreshMessages | None = None,
+        contents: ContentCache | None = None,
     ) -> None:
         self._app = app
         self._writer = writer
         self._fresh = fresh
+        self._contents = contents
         settings = app.settings
         self._request_limiter = RequestLimit(settings.api_rate_limit)
         self._send_limiter = RequestLimit(settings.send_rate_limit)
@@ -153,8 +158,11 @@ class SendingService:
         except BaseException:
             self._quota.give_back(sender.account_id, len(recipients))
             raise
+        # Hand what the delivery worker will need to it directly, rather than through a reload.
         if self._fresh is not None:
             self._fresh.add(messages)
+        if self._contents is not None:
+            self._contents.put(submission.id, content)
         return str(submission.id)
 
     def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:
