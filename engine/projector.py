@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from uuid import UUID
 
 from adapters.ports import EventSource, ReportingStore
 from engine.application import Sendstream
+from engine.stream import run_until_stopped
 from projections.events import MessageFacts, facts_from_accepted, rows_for
-
-log = logging.getLogger(__name__)
 
 
 class MessageFactsCache:
@@ -60,23 +58,21 @@ class Projector:
 
     def run_once(self, timeout: float = 0.5) -> int:
         envelopes = self._source.poll(self._batch_size, timeout)
-        for envelope in envelopes:
-            # Learn each message's identity from its first event, so that its later events
-            # (in later batches) never need the event store.
-            if envelope.event_type == "Message.Accepted":
-                self._facts.remember(facts_from_accepted(envelope.aggregate_id, envelope.data))
-        if envelopes:
-            rows = rows_for(envelopes, self._facts)
+        try:
+            for envelope in envelopes:
+                # Learn each message's identity from its first event, so that its later
+                # events (in later batches) never need the event store.
+                if envelope.event_type == "Message.Accepted":
+                    facts = facts_from_accepted(envelope.aggregate_id, envelope.data)
+                    self._facts.remember(facts)
+            rows = rows_for(envelopes, self._facts) if envelopes else []
             if rows:
                 self._store.insert("events", rows)
+        except Exception:
+            self._source.rewind()
+            raise
         self._source.commit()
         return len(envelopes)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("projector: batch failed; it will be read again")
-                self._source.rewind()
-                stop.wait(1.0)
+        run_until_stopped("projector", self.run_once, stop)

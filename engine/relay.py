@@ -7,13 +7,10 @@ deduplicate by event id) but can never skip an event.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from adapters.ports import EventPublisher
-from engine.stream import NotificationLogSource
-
-log = logging.getLogger(__name__)
+from engine.stream import NotificationLogSource, run_until_stopped
 
 # The streams known today, for creating their topics up front. The relay itself follows
 # every stream (a new aggregate's events must never be skipped), and the publisher
@@ -43,9 +40,4 @@ class Relay:
         return len(envelopes)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("relay: publish failed; retrying from the last acknowledged event")
-                stop.wait(1.0)
+        run_until_stopped("relay", self.run_once, stop)

@@ -8,10 +8,11 @@ follows the log and publishes to Kafka, and consumers read Kafka
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,8 @@ from adapters.ports import EventSource
 from domain.envelope import EventEnvelope, event_id_for
 from engine.application import Sendstream
 from engine.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -220,3 +223,17 @@ def open_event_source(
     return NotificationLogSource(
         app, tracking, consumer, streams, signal, event_types=event_types, recent=recent
     )
+
+
+def run_until_stopped(name: str, step: Callable[[], object], stop: threading.Event) -> None:
+    """A follower's loop: one batch per step; a failed step is logged and tried again.
+
+    Each step rewinds its own source when it fails, so the retry starts from the last
+    commit and nothing is skipped.
+    """
+    while not stop.is_set():
+        try:
+            step()
+        except Exception:
+            log.exception("%s: batch failed; it will be read again from the last commit", name)
+            stop.wait(1.0)
