@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.application import SenderContext
+from engine.processes import API_PROCESS_ROLES, WorkerProcess
 from engine.runtime import Engine
 from engine.settings import Settings
 from tests.services import start_kafka_broker, start_smtp_sink
@@ -47,20 +48,22 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
     workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-"))
     sink = start_smtp_sink()
     broker = start_kafka_broker() if kafka else None
-    engine = Engine(
-        Settings(
-            SENDSTREAM_DATA_DIR=workdir / "var",
-            SMTP_RELAY_URL=sink.url,
-            KAFKA_BOOTSTRAP_SERVERS=broker.url if broker else "",
-            API_RATE_LIMIT="1000000/second",
-            SEND_RATE_LIMIT="1000000/second",
-        )
+    settings = Settings(
+        SENDSTREAM_DATA_DIR=workdir / "var",
+        SMTP_RELAY_URL=sink.url,
+        KAFKA_BOOTSTRAP_SERVERS=broker.url if broker else "",
+        API_RATE_LIMIT="1000000/second",
+        SEND_RATE_LIMIT="1000000/second",
     )
+    # As `sendstream serve` runs it: API and projector here, the delivery side in a child.
+    engine = Engine(settings, roles=API_PROCESS_ROLES)
+    workers = WorkerProcess(settings)
     try:
         keys = engine.app.bootstrap("example.com")
         sender = engine.app.sender_context(keys["SenderAPIKey"])
         assert sender is not None
         engine.start_workers()
+        workers.start()
         started = time.perf_counter()
         # Through the send service, as the API does (validation, limits, group commit),
         # without the HTTP layer, which bench.api_accept measures on its own.
@@ -77,6 +80,7 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
                     raise RuntimeError(f"only {seen} of {messages} delivered after 600 s")
         total = time.perf_counter() - started
     finally:
+        workers.stop()
         engine.close()
         sink.stop()
         if broker:

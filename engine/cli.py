@@ -12,6 +12,12 @@ from typing import Annotated
 import orjson
 import typer
 
+from engine.processes import (
+    API_PROCESS_ROLES,
+    WORKER_PROCESS_ROLES,
+    WorkerProcess,
+    stop_when_parent_exits,
+)
 from engine.runtime import ALL_ROLES, Engine, Role
 from engine.settings import Settings
 
@@ -26,14 +32,35 @@ def serve(
         list[Role] | None,
         typer.Option(help="Run only these roles (repeatable); default: all of them"),
     ] = None,
+    single_process: Annotated[
+        bool,
+        typer.Option(
+            "--single-process",
+            help="Run every role in this one process instead of putting delivery, the "
+            "scheduler and the relay in a second one (which uses a second core)",
+        ),
+    ] = False,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop when this process is gone")
+    ] = None,
 ) -> None:
-    """Run the API and the workers (all roles in one process unless --role is given)."""
+    """Run the API and the workers: by default in two processes, or only the given roles."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    roles = frozenset(role) if role else ALL_ROLES
-    engine = Engine(Settings(), roles=roles)
+    settings = Settings()
+    worker_process: WorkerProcess | None = None
+    if role:
+        roles = frozenset(role)
+    elif single_process:
+        roles = ALL_ROLES
+    else:
+        roles = API_PROCESS_ROLES
+        worker_process = WorkerProcess(settings, WORKER_PROCESS_ROLES)
+    engine = Engine(settings, roles=roles)
     engine.start_workers()
+    if worker_process is not None:
+        worker_process.start()
     # What was built at start lives for the whole run: keep the collector from rescanning it.
     gc.freeze()
     try:
@@ -49,8 +76,12 @@ def serve(
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())
+            if parent_pid is not None:
+                stop_when_parent_exits(parent_pid, stop)
             stop.wait()
     finally:
+        if worker_process is not None:
+            worker_process.stop()
         engine.close()
 
 

@@ -86,7 +86,14 @@ class Engine:
         self.tracking = tracking
         self.fresh = FreshMessages()
         self.contents = ContentCache(self.app)
-        self.sending = SendingService(self.app, self.writer, self.fresh, self.contents)
+        # The API hands what it accepts straight to a delivery worker in the same process.
+        delivers_here = Role.DELIVERY in self.roles
+        self.sending = SendingService(
+            self.app,
+            self.writer,
+            self.fresh if delivers_here else None,
+            self.contents if delivers_here else None,
+        )
 
     def _committed(self, recordings: Sequence[Recording[UUID]]) -> None:
         self.recent.add(recordings)

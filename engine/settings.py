@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables they are read from (for a child process)."""
+        return {
+            str(field.alias): str(getattr(self, name))
+            for name, field in type(self).model_fields.items()
+            if field.alias
+        }
+
     @property
     def postgres_schema(self) -> str:
         """``?schema=name`` on a PostgreSQL EVENTSTORE_URL keeps installations apart."""

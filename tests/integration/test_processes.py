@@ -1,0 +1,147 @@
+"""`sendstream serve` runs the delivery side in a second process: it delivers, it is started
+again when it dies, and it stops when the API process is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces; the parent pid is the second field after it.
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Served:
+    def __init__(self, env: dict[str, str], port: int, key: str, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.key = key
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.log = log
+
+    def worker_pid(self) -> int | None:
+        children = [pid for pid in children_of(self.process.pid) if is_alive(pid)]
+        return children[0] if children else None
+
+    def send(self, recipient: str) -> str:
+        response = httpx.post(
+            f"{self.url}/api/v1/email",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json={
+                "Subject": "Two processes",
+                "ContentType": "plain",
+                "PlainContent": "hello",
+                "From": {"email": "news@example.com", "name": "News"},
+                "To": [{"email": recipient, "name": ""}],
+            },
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["MessageID"])
+
+    def delivered(self, message_id: str) -> bool:
+        response = httpx.get(
+            f"{self.url}/api/v1/events",
+            headers={"Authorization": f"Bearer {self.key}"},
+            params={"MessageID": message_id, "Event": "delivered"},
+        )
+        return response.status_code == 200 and bool(response.json()["Events"])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    env = {**os.environ, "SENDSTREAM_DATA_DIR": str(tmp_path / "var")}
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
+        env.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bootstrap", "--domain", "example.com"],
+        env=env, cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    key = json.loads(out.stdout)["SenderAPIKey"]
+    server = Served(env, free_port(), key, tmp_path / "serve.log")
+    try:
+        wait_for(lambda: _healthy(server.url), timeout=60)
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.process.terminate()
+            server.process.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_the_worker_process_delivers_and_is_replaced_when_it_dies(served: Served) -> None:
+    wait_for(lambda: served.worker_pid() is not None, timeout=30)
+    first_worker = served.worker_pid()
+    assert first_worker is not None
+
+    message_id = served.send("first@example.org")
+    wait_for(lambda: served.delivered(message_id), timeout=60)
+
+    os.kill(first_worker, signal.SIGKILL)
+    wait_for(lambda: served.worker_pid() not in (None, first_worker), timeout=30)
+
+    message_id = served.send("second@example.org")
+    wait_for(lambda: served.delivered(message_id), timeout=60)
+
+
+def test_the_worker_process_stops_when_the_api_process_is_killed(served: Served) -> None:
+    wait_for(lambda: served.worker_pid() is not None, timeout=30)
+    worker = served.worker_pid()
+    assert worker is not None
+    served.process.kill()
+    served.process.wait()
+    deadline = time.monotonic() + 30
+    while is_alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not is_alive(worker), served.log.read_text()[-2000:]
