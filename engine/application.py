@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Recording
 
 from domain.account import (
     Account,
@@ -53,6 +56,15 @@ class Sendstream(Application[UUID]):
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         super().__init__(env={**settings.eventstore_env(), **(env or {})})
+
+    def record(self, events: Iterable[DomainEventProtocol[UUID]]) -> list[Recording[UUID]]:
+        """Store events already collected from their aggregates, in one transaction.
+
+        What ``save()`` does for this application (it takes no snapshots and keeps no
+        aggregate cache) without checking each object against the typing protocols,
+        which costs more than storing it on CPython 3.11.
+        """
+        return self.events.put(list(events))
 
     # Accounts, domains and keys.
 

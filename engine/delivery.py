@@ -196,7 +196,7 @@ class DeliveryWorker:
         for _ in range(2):
             message.start_attempt()
             try:
-                await asyncio.wrap_future(self._writer.submit([message]))
+                await self._writer.save_async([message])
                 return message
             except IntegrityError:
                 # Something else (a queue clear, another worker) changed it: look again.
@@ -226,7 +226,7 @@ class DeliveryWorker:
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
                 outcome = await self._transport.send(message.sender, message.recipient, raw)
-            await asyncio.wrap_future(self._writer.submit([self._record(message, outcome)]))
+            await self._writer.save_async([self._record(message, outcome)])
         if outcome.is_success:
             self.delivered_count += 1
         return 1

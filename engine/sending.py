@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import defaultdict
@@ -154,7 +153,7 @@ class SendingService:
             raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
         submission, messages = self._app.prepare_submission(sender, content, now)
         try:
-            await asyncio.wrap_future(self._writer.submit([submission, *messages]))
+            await self._writer.save_async([submission, *messages])
         except BaseException:
             self._quota.give_back(sender.account_id, len(recipients))
             raise

@@ -8,9 +8,12 @@ so throughput grows with load while each caller still learns its own outcome.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from uuid import UUID
@@ -23,6 +26,20 @@ from engine.application import Sendstream
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+# Who waits for a caller's share of a batch: a thread (through a Future) or a coroutine
+# (through an asyncio future that belongs to its loop).
+Waiter = Future[None] | tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in outcomes:
+        if future.done():  # the caller gave up (cancelled) meanwhile
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class BatchWriter:
@@ -41,16 +58,31 @@ class BatchWriter:
 
     def submit(self, aggregates: Sequence[Aggregate]) -> Future[None]:
         """Queue aggregates for saving; the future completes once they are durable."""
-        # Events are taken out now, in the caller's thread, so that a failed batch can be
-        # retried caller by caller with exactly the events each one produced.
-        events = [e for aggregate in aggregates for e in aggregate.collect_events()]
         future: Future[None] = Future()
-        self._queue.put((events, future))
+        self._queue.put((self._pending_events(aggregates), future))
         return future
+
+    async def save_async(self, aggregates: Sequence[Aggregate]) -> None:
+        """Save from a coroutine: returns once the aggregates are durable.
+
+        The writer settles all of one loop's callers of a batch with one wake-up of that
+        loop, rather than one thread-safe call per caller (measured: a tenth of the CPU
+        of a busy API went into waking it per caller).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((self._pending_events(aggregates), (loop, future)))
+        await future
 
     def save(self, aggregates: Sequence[Aggregate]) -> None:
         """Blocking form of :meth:`submit`, for worker threads."""
         self.submit(aggregates).result()
+
+    @staticmethod
+    def _pending_events(aggregates: Sequence[Aggregate]) -> list[DomainEventProtocol[UUID]]:
+        # Events are taken out now, in the caller's thread, so that a failed batch can be
+        # retried caller by caller with exactly the events each one produced.
+        return [e for aggregate in aggregates for e in aggregate.collect_events()]
 
     def close(self) -> None:
         self._queue.put(_STOP)
@@ -81,31 +113,49 @@ class BatchWriter:
                 return
 
     def _commit(
-        self, batch: list[tuple[list[DomainEventProtocol[UUID]], Future[None]]]
+        self, batch: list[tuple[list[DomainEventProtocol[UUID]], Waiter]]
     ) -> list[Recording[UUID]]:
-        """Save the batch; returns what was recorded (for in-process followers)."""
+        """Save the batch, tell each caller its outcome; returns what was recorded."""
         recordings: list[Recording[UUID]] = []
+        outcomes: list[tuple[Waiter, BaseException | None]] = []
         try:
-            recordings = self._app.save(*(e for events, _ in batch for e in events))
+            recordings = self._app.record(e for events, _ in batch for e in events)
         except IntegrityError:
             # One caller raced another on the same aggregate: save each caller's share
             # on its own so that only the loser sees the conflict.
             if len(batch) == 1:
-                batch[0][1].set_exception(IntegrityError("aggregate changed concurrently"))
-                return recordings
-            for events, future in batch:
-                try:
-                    recordings += self._app.save(*events)
-                except Exception as error:
-                    future.set_exception(error)
-                else:
-                    future.set_result(None)
-            return recordings
+                outcomes.append((batch[0][1], IntegrityError("aggregate changed concurrently")))
+            else:
+                for events, waiter in batch:
+                    try:
+                        recordings += self._app.record(events)
+                    except Exception as error:
+                        outcomes.append((waiter, error))
+                    else:
+                        outcomes.append((waiter, None))
         except Exception as error:
             log.exception("event store write failed")
-            for _, future in batch:
-                future.set_exception(error)
-            return recordings
-        for _, future in batch:
-            future.set_result(None)
+            outcomes = [(waiter, error) for _, waiter in batch]
+        else:
+            outcomes = [(waiter, None) for _, waiter in batch]
+        self._tell(outcomes)
         return recordings
+
+    @staticmethod
+    def _tell(outcomes: list[tuple[Waiter, BaseException | None]]) -> None:
+        by_loop: defaultdict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]
+        ] = defaultdict(list)
+        for waiter, error in outcomes:
+            if isinstance(waiter, Future):
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+            else:
+                loop, future = waiter
+                by_loop[loop].append((future, error))
+        for loop, settled in by_loop.items():
+            # A closed loop raises RuntimeError: nobody there is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, settled)
