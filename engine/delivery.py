@@ -71,6 +71,9 @@ class ContentCache:
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._bytes -= evicted
 
+    def __contains__(self, submission_id: object) -> bool:
+        return submission_id in self._items
+
     def get(self, submission_id: UUID) -> EmailContent:
         with self._lock:
             item = self._items.get(submission_id)
@@ -145,11 +148,19 @@ class DeliveryWorker:
     async def run_once(self, wait: float = 0.5) -> int:
         """One batch: poll (up to ``wait`` seconds), deliver, then commit."""
         envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, wait)
-        queued = {
-            e.aggregate_id: e.aggregate_version
-            for e in envelopes
-            if e.event_type == "Message.Queued"
-        }
+        queued: dict[UUID, int] = {}
+        for envelope in envelopes:
+            if envelope.event_type == "Message.Queued":
+                queued[envelope.aggregate_id] = envelope.aggregate_version
+            elif (
+                envelope.event_type == "Submission.Received"
+                and self._transport.renders_messages
+                and envelope.aggregate_id not in self._contents
+            ):
+                # The content arrives just before its messages: keep it rather than load it.
+                self._contents.put(
+                    envelope.aggregate_id, EmailContent.from_dict(envelope.data["content"])
+                )
         handled = 0
         if queued:
             ready = await asyncio.to_thread(self._load, queued)

@@ -18,6 +18,7 @@ from adapters.ports import EventSource, MailTransport, ReportingStore
 from adapters.sandbox import SandboxTransport
 from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
 from domain.message import Message
+from domain.submission import Submission
 from engine.application import Sendstream
 from engine.delivery import ContentCache, DeliveryWorker, FreshMessages
 from engine.projector import Projector
@@ -161,7 +162,10 @@ class Engine:
             transport = open_transport(self.settings)
             # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
             queued: type = Message.Queued  # type: ignore[attr-defined]
-            source = self._source("delivery", event_types=[queued])
+            received: type = Submission.Received  # type: ignore[attr-defined]
+            source = self._source(
+                "delivery", streams=("message", "submission"), event_types=[received, queued]
+            )
             worker = DeliveryWorker(
                 self.app, self.writer, source, transport, fresh=self.fresh, contents=self.contents
             )

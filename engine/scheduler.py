@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from adapters.schedule_store import ScheduleStore
 from domain.message import IllegalTransition, Message, MessageStatus
@@ -24,10 +25,14 @@ log = logging.getLogger(__name__)
 
 # Timers are set by these (whose data must be decoded) …
 _SETTING_EVENTS = {"Message.Scheduled": "send_at", "Message.Deferred": "retry_at"}
-# … and cleared by these, for which the aggregate id alone is enough.
-_CLEARING_EVENTS = frozenset(
-    {"Message.Queued", "Message.Delivered", "Message.Bounced", "Message.Failed"}
-)
+# … and cleared by these, for which the aggregate id alone is enough. A message with a
+# timer leaves its Scheduled or Deferred state only by being queued or failed (Delivered
+# and Bounced come after a Queued), so no other event needs reading at all.
+_CLEARING_EVENTS = frozenset({"Message.Queued", "Message.Failed"})
+_TOPICS = [
+    get_topic(getattr(Message, name.partition(".")[2]))
+    for name in sorted({*_SETTING_EVENTS, *_CLEARING_EVENTS})
+]
 
 
 class Scheduler:
@@ -43,7 +48,7 @@ class Scheduler:
         """Read the next page of the log and update the timers; returns events read."""
         start = self._store.position() or 0
         notifications = self._app.recorder.select_notifications(
-            start=start, limit=self._batch_size, inclusive_of_start=False
+            start=start, limit=self._batch_size, topics=_TOPICS, inclusive_of_start=False
         )
         if not notifications:
             return 0
