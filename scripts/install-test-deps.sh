@@ -4,11 +4,12 @@
 #   swaks    - a real SMTP client
 #   dnsmasq  - a real DNS server, started by tests on a loopback port
 #   kcat     - a real Kafka client
+#   wrk      - the HTTP load generator of bench/ (`make bench`)
 # Idempotent: installs only what is missing, runs `apt-get update` only when needed.
 # Run as root on Debian 12 (bookworm). Exits non-zero on any failure.
 set -euo pipefail
 
-PACKAGES=(postfix swaks dnsmasq kcat)
+PACKAGES=(postfix swaks dnsmasq kcat wrk)
 # Wait for another apt/dpkg run to finish instead of failing on its lock.
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 
