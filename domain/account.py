@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -28,6 +28,27 @@ def domain_accepts_sender(domain_name: str, email: str) -> bool:
     return host == name or host.endswith("." + name)
 
 
+DEFAULT_MAX_DOMAINS = 25
+
+
+class DomainLimitReached(Exception):
+    """The account has as many sender domains as it may have."""
+
+
+def username_id(username: str) -> UUID:
+    """The id of a username's claim: usernames are unique, case-insensitively."""
+    return uuid5(_KEY_NAMESPACE, f"username:{username.strip().lower()}")
+
+
+class UsernameClaim(Aggregate):
+    """Makes a username unique across accounts: a second claim on it conflicts on save."""
+
+    @event("Claimed")
+    def __init__(self, id: UUID, account_id: UUID) -> None:
+        self._id = id
+        self.account_id = account_id
+
+
 class Account(Aggregate):
     """A customer of the platform; every other resource belongs to exactly one."""
 
@@ -41,10 +62,32 @@ class Account(Aggregate):
         self.is_verified = True
         self.daily_send_limit: int | None = None
         self.domain_ids: list[UUID] = []
+        self.username: str | None = None
+        self.password_hash: str | None = None
+        self.max_domains = DEFAULT_MAX_DOMAINS
 
     @event("DomainAttached")
     def attach_domain(self, domain_id: UUID) -> None:
         self.domain_ids.append(domain_id)
+
+    def add_domain(self, domain_id: UUID) -> None:
+        if len(self.domain_ids) >= self.max_domains:
+            raise DomainLimitReached(self.max_domains)
+        self.attach_domain(domain_id)
+
+    @event("DomainDetached")
+    def detach_domain(self, domain_id: UUID) -> None:
+        self.domain_ids.remove(domain_id)
+
+    @event("LoginSet")
+    def set_login(self, username: str, password_hash: str) -> None:
+        """``password_hash`` is a slow-KDF hash made outside the domain (no secrets here)."""
+        self.username = username
+        self.password_hash = password_hash
+
+    @event("DomainLimitSet")
+    def set_max_domains(self, limit: int) -> None:
+        self.max_domains = limit
 
     @event("Deactivated")
     def deactivate(self) -> None:
@@ -68,21 +111,50 @@ class Account(Aggregate):
 
 
 class SenderDomain(Aggregate):
-    """A domain an account sends from. Verification, DKIM and tracking settings grow here."""
+    """A domain an account sends from: its DKIM key, the DNS records its owner must publish,
+    what was last found in DNS, its tracking settings, and the keys that send for it."""
 
     @event("Added")
-    def __init__(self, id: UUID, account_id: UUID, name: str) -> None:
+    def __init__(
+        self,
+        id: UUID,
+        account_id: UUID,
+        name: str,
+        dkim_selector: str = "",
+        dkim_private_key: str = "",
+        dkim_public_key: str = "",
+        verification_token: str = "",
+        added_at: datetime | None = None,
+    ) -> None:
         self._id = id
         self.account_id = account_id
         self.name = name
+        self.dkim_selector = dkim_selector
+        self.dkim_private_key = dkim_private_key
+        self.dkim_public_key = dkim_public_key
+        self.verification_token = verification_token
+        self.added_at = added_at
         self.is_active = True
         self.is_deleted = False
         self.verification_status = "Pending"
         self.dkim_status = "Pending"
         self.spf_status = "Pending"
+        self.last_checked: dict[str, bool] = {}
         self.link_tracking = False
         self.open_tracking = False
         self.unsubscribe_link = False
+        self.hosting_provider = ""
+        self.subdomain = ""
+        self.api_key_ids: list[UUID] = []
+        self.smtp_credential_ids: list[UUID] = []
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verification_status == VERIFIED
+
+    @property
+    def signs_with_dkim(self) -> bool:
+        return self.dkim_status == VERIFIED and bool(self.dkim_private_key)
 
     @event("Deactivated")
     def deactivate(self) -> None:
@@ -91,6 +163,68 @@ class SenderDomain(Aggregate):
     @event("Activated")
     def activate(self) -> None:
         self.is_active = True
+
+    @event("SettingsUpdated")
+    def update_settings(
+        self,
+        link_tracking: bool,
+        open_tracking: bool,
+        unsubscribe_link: bool,
+        hosting_provider: str,
+        subdomain: str,
+    ) -> None:
+        self.link_tracking = link_tracking
+        self.open_tracking = open_tracking
+        self.unsubscribe_link = unsubscribe_link
+        self.hosting_provider = hosting_provider
+        self.subdomain = subdomain
+
+    def record_dns_check(self, published: dict[str, bool], checked_at: datetime) -> None:
+        """``published`` maps each record's purpose (see ``dns_records``) to whether DNS has it.
+
+        The domain is verified by its verification record, and SPF and DKIM by theirs;
+        a later check that no longer finds a record takes the status back to Failed.
+        """
+        self._dns_checked(published=dict(published), checked_at=checked_at)
+
+    @event("DnsChecked")
+    def _dns_checked(self, published: dict[str, bool], checked_at: datetime) -> None:
+        self.last_checked = published
+        self.verification_status = VERIFIED if published.get("verification") else FAILED
+        self.dkim_status = VERIFIED if published.get("dkim") else FAILED
+        self.spf_status = VERIFIED if published.get("spf") else FAILED
+
+    @event("ApiKeyAttached")
+    def attach_api_key(self, key_id: UUID) -> None:
+        self.api_key_ids.append(key_id)
+
+    @event("ApiKeyDetached")
+    def detach_api_key(self, key_id: UUID) -> None:
+        if key_id in self.api_key_ids:
+            self.api_key_ids.remove(key_id)
+
+    @event("SmtpCredentialAttached")
+    def attach_smtp_credential(self, credential_id: UUID) -> None:
+        self.smtp_credential_ids.append(credential_id)
+
+    @event("SmtpCredentialDetached")
+    def detach_smtp_credential(self, credential_id: UUID) -> None:
+        if credential_id in self.smtp_credential_ids:
+            self.smtp_credential_ids.remove(credential_id)
+
+    def delete(self, deleted_at: datetime) -> None:
+        if not self.is_deleted:
+            self._deleted(deleted_at=deleted_at)
+
+    @event("Deleted")
+    def _deleted(self, deleted_at: datetime) -> None:
+        self.is_deleted = True
+        self.is_active = False
+
+
+VERIFIED = "Verified"
+FAILED = "Failed"
+PENDING = "Pending"
 
 
 class SenderApiKey(Aggregate):
@@ -106,6 +240,7 @@ class SenderApiKey(Aggregate):
         description: str,
         permissions: list[str],
         issued_at: datetime,
+        hint: str = "",
     ) -> None:
         self._id = id
         self.account_id = account_id
@@ -115,7 +250,54 @@ class SenderApiKey(Aggregate):
         self.permissions = permissions
         self.issued_at = issued_at
         self.is_revoked = False
+        self.last_used_on: date | None = None
+        # A short, non-secret beginning of the key, so that its owner can tell keys apart.
+        self.hint = hint
 
     @event("Revoked")
     def revoke(self) -> None:
         self.is_revoked = True
+
+    def note_use(self, on: date) -> None:
+        """Remember the day of use; at most one event per key per day."""
+        if self.last_used_on != on:
+            self._used(on=on)
+
+    @event("Used")
+    def _used(self, on: date) -> None:
+        self.last_used_on = on
+
+
+class SmtpCredential(Aggregate):
+    """A username and password that submit mail over SMTP for one sender domain."""
+
+    @event("Issued")
+    def __init__(
+        self,
+        id: UUID,
+        account_id: UUID,
+        domain_id: UUID,
+        username: str,
+        password_hash: str,
+        issued_at: datetime,
+    ) -> None:
+        self._id = id
+        self.account_id = account_id
+        self.domain_id = domain_id
+        self.username = username
+        self.password_hash = password_hash
+        self.issued_at = issued_at
+        self.is_deleted = False
+
+    @event("PasswordReset")
+    def reset_password(self, password_hash: str, reset_at: datetime) -> None:
+        self.password_hash = password_hash
+
+    @event("Deleted")
+    def delete(self, deleted_at: datetime) -> None:
+        self.is_deleted = True
+
+
+def smtp_credential_id(username: str) -> UUID:
+    """Credentials are found by username at AUTH time, without an index."""
+    return uuid5(_KEY_NAMESPACE, f"smtp:{username.strip().lower()}")

@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
+    session_lifetime_seconds: int = Field(default=3600, alias="SESSION_LIFETIME_SECONDS")
+    dns_resolver: str = Field(default="", alias="DNS_RESOLVER")
+    smtp_submission_host: str = Field(default="127.0.0.1", alias="SMTP_SUBMISSION_HOST")
+    smtp_submission_ports: str = Field(default="2525,5870", alias="SMTP_SUBMISSION_PORTS")
+    smtp_submission_tls_ports: str = Field(default="", alias="SMTP_SUBMISSION_TLS_PORTS")
+    smtp_tls_cert: str = Field(default="", alias="SMTP_TLS_CERT")
+    smtp_tls_key: str = Field(default="", alias="SMTP_TLS_KEY")
+    smtp_max_message_bytes: int = Field(default=10 * 1024 * 1024, alias="SMTP_MAX_MESSAGE_BYTES")
+    smtp_submission_rate_limit: str = Field(
+        default="100/second", alias="SMTP_SUBMISSION_RATE_LIMIT"
+    )
 
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables they are read from (for a child process)."""
@@ -62,6 +73,19 @@ class Settings(BaseSettings):
     @property
     def uses_kafka(self) -> bool:
         return bool(self.kafka_bootstrap_servers)
+
+    @property
+    def submission_ports(self) -> list[int]:
+        return [int(p) for p in self.smtp_submission_ports.split(",") if p.strip()]
+
+    @property
+    def submission_tls_ports(self) -> list[int]:
+        return [int(p) for p in self.smtp_submission_tls_ports.split(",") if p.strip()]
+
+    @property
+    def spf_include(self) -> str:
+        """What a sender domain's SPF record must include to authorise our servers."""
+        return f"_spf.{self.mail_hostname}"
 
     @property
     def chdb_path(self) -> Path:
