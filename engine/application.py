@@ -18,8 +18,10 @@ from domain.account import (
     Account,
     SenderApiKey,
     SenderDomain,
+    SmtpCredential,
     aggregate_id_for_key,
     key_digest,
+    smtp_credential_id,
 )
 from domain.content import EmailContent
 from domain.message import Message, message_id_for
@@ -117,10 +119,14 @@ class Sendstream(Application[UUID]):
             return None
         if key.is_revoked or not hmac.compare_digest(key.digest, digest):
             return None
-        domain = self.domain(key.domain_id)
-        account = self.account(key.account_id)
+        return self.sender_context_for(key.account_id, key.domain_id, key.id)
+
+    def sender_context_for(self, account_id: UUID, domain_id: UUID, key_id: UUID) -> SenderContext:
+        """The sender for a domain of an account (``key_id``: what its rate limit counts by)."""
+        domain = self.domain(domain_id)
+        account = self.account(account_id)
         return SenderContext(
-            key_id=key.id,
+            key_id=key_id,
             account_id=account.id,
             domain_id=domain.id,
             domain_name=domain.name,
@@ -129,6 +135,14 @@ class Sendstream(Application[UUID]):
             domain_active=domain.is_active and not domain.is_deleted,
             daily_send_limit=account.daily_send_limit,
         )
+
+    def smtp_credential(self, username: str) -> SmtpCredential | None:
+        """The live SMTP credential with this username, or None."""
+        try:
+            credential = self._get(smtp_credential_id(username), SmtpCredential)
+        except AggregateNotFoundError:
+            return None
+        return None if credential.is_deleted else credential
 
     def _get(self, aggregate_id: UUID, kind: type[AggregateT]) -> AggregateT:
         """The aggregate, which must be of the given kind (ids of other kinds count as absent)."""

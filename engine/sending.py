@@ -126,12 +126,7 @@ class SendingService:
 
     async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
         """Accept one email; returns its MessageID once every recipient's Message is durable."""
-        if not sender.account_active:
-            raise RequestRejected(SendEmail.ACCOUNT_DEACTIVATED)
-        if not sender.account_verified:
-            raise RequestRejected(SendEmail.ACCOUNT_NOT_VERIFIED)
-        if not sender.domain_active:
-            raise RequestRejected(SendEmail.DOMAIN_NOT_ACTIVATED)
+        self._check_sender(sender)
         now = datetime.now(UTC)
         settings = self._app.settings
         content = parse_send_request(
@@ -140,6 +135,28 @@ class SendingService:
             max_reply_to=settings.max_reply_to,
             now=now,
         )
+        return await self.accept(sender, content, now)
+
+    @staticmethod
+    def _check_sender(sender: SenderContext) -> None:
+        if not sender.account_active:
+            raise RequestRejected(SendEmail.ACCOUNT_DEACTIVATED)
+        if not sender.account_verified:
+            raise RequestRejected(SendEmail.ACCOUNT_NOT_VERIFIED)
+        if not sender.domain_active:
+            raise RequestRejected(SendEmail.DOMAIN_NOT_ACTIVATED)
+
+    async def accept(
+        self,
+        sender: SenderContext,
+        content: EmailContent,
+        now: datetime | None = None,
+        source: str = "api",
+    ) -> str:
+        """Accept content already parsed (by the API or the SMTP submission server): the
+        sender, suppression, rate and quota checks, then durable Messages; the MessageID."""
+        self._check_sender(sender)
+        now = now or datetime.now(UTC)
         if not domain_accepts_sender(sender.domain_name, content.sender.email):
             raise RequestRejected(SendEmail.INVALID_FROM)
         suppressions = self._suppressions(sender.account_id)
@@ -151,7 +168,7 @@ class SendingService:
             sender.account_id, len(recipients), sender.daily_send_limit, now.date()
         ):
             raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
-        submission, messages = self._app.prepare_submission(sender, content, now)
+        submission, messages = self._app.prepare_submission(sender, content, now, source=source)
         try:
             await self._writer.save_async([submission, *messages])
         except BaseException:
