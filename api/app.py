@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.commands import CommandEndpoint
 from api.errors import JSONResponse, rest_error_response
 from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendEmailResponse
 from domain.errors import Extensions, GetEvents, RequestRejected, SendEmail
@@ -180,7 +181,11 @@ def _int_param(value: Any, default: int, error: Any) -> int:
 
 def create_app(engine: Engine) -> ASGIApp:
     """What uvicorn serves: the fast path for sending in front of the FastAPI application."""
-    return SendEmailFastPath(create_api(engine), engine)
+    return CommandEndpoint(
+        SendEmailFastPath(create_api(engine), engine),
+        engine.gateway,
+        max_body_bytes=engine.settings.max_request_bytes,
+    )
 
 
 def create_api(engine: Engine) -> FastAPI:

@@ -1,17 +1,20 @@
-"""``python -m bench [api|delivery|delivery-kafka|all] [--messages N] [--seconds S]``."""
+"""``python -m bench [api|commands|delivery|delivery-kafka|all] [--messages N] [--seconds S]``."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api_accept, delivery
+from bench import api_accept, api_commands, delivery
 from bench.machine import describe, print_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["api", "delivery", "delivery-kafka", "all"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["api", "commands", "delivery", "delivery-kafka", "all"],
     )
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--seconds", type=int, default=10)
@@ -20,6 +23,8 @@ def main() -> None:
     if args.which in ("api", "all"):
         rows += api_accept.run(seconds=args.seconds)
         rows += api_accept.api_role_only(seconds=args.seconds)
+    if args.which in ("commands", "all"):
+        rows += api_commands.run(seconds=args.seconds)
     if args.which in ("delivery", "all"):
         rows += delivery.run(messages=args.messages)
     if args.which in ("delivery-kafka", "all"):

@@ -147,6 +147,7 @@ class SenderDomain(Aggregate):
         self.subdomain = ""
         self.api_key_ids: list[UUID] = []
         self.smtp_credential_ids: list[UUID] = []
+        self.queue_cleared_at: datetime | None = None
 
     @property
     def is_verified(self) -> bool:
@@ -212,6 +213,11 @@ class SenderDomain(Aggregate):
         if credential_id in self.smtp_credential_ids:
             self.smtp_credential_ids.remove(credential_id)
 
+    @event("QueueCleared")
+    def clear_queue(self, cleared_at: datetime) -> None:
+        """Messages of this domain accepted up to now are never sent (ClearDomainQueue)."""
+        self.queue_cleared_at = cleared_at
+
     def delete(self, deleted_at: datetime) -> None:
         if not self.is_deleted:
             self._deleted(deleted_at=deleted_at)
@@ -220,6 +226,7 @@ class SenderDomain(Aggregate):
     def _deleted(self, deleted_at: datetime) -> None:
         self.is_deleted = True
         self.is_active = False
+        self.queue_cleared_at = deleted_at
 
 
 VERIFIED = "Verified"
@@ -250,7 +257,7 @@ class SenderApiKey(Aggregate):
         self.permissions = permissions
         self.issued_at = issued_at
         self.is_revoked = False
-        self.last_used_on: date | None = None
+        self.last_used_on: str | None = None  # YYYY-MM-DD, UTC
         # A short, non-secret beginning of the key, so that its owner can tell keys apart.
         self.hint = hint
 
@@ -260,11 +267,11 @@ class SenderApiKey(Aggregate):
 
     def note_use(self, on: date) -> None:
         """Remember the day of use; at most one event per key per day."""
-        if self.last_used_on != on:
-            self._used(on=on)
+        if self.last_used_on != on.isoformat():
+            self._used(on=on.isoformat())
 
     @event("Used")
-    def _used(self, on: date) -> None:
+    def _used(self, on: str) -> None:
         self.last_used_on = on
 
 

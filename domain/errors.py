@@ -112,3 +112,98 @@ class Extensions:
     INVALID_DATE = ErrorText(422, "Date specified is invalid.")  # InvalidDateException (000)
     INVALID_PARAMETER = ErrorText(422, "Invalid {name}")
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
+
+
+# ``POST /api.php``: each command numbers its own errors ("ErrorCode"), texts from 002.
+
+
+class Command:
+    """Errors of the command endpoint itself, before any command runs. Not numbered by the
+    documents: the code is the HTTP status they travel with (as ``Extensions``); the texts
+    are those of the named exceptions of 000 where one fits."""
+
+    MISSING_COMMAND = ErrorText(400, "A required field was not supplied: Command.")
+    UNKNOWN_COMMAND = ErrorText(400, "Unknown command: {command}")
+    MALFORMED_BODY = ErrorText(400, "The request body could not be read as JSON or form fields")
+    NOT_AUTHENTICATED = ErrorText(401, "A required field was not supplied: SessionID or APIKey.")
+    INVALID_CREDENTIALS = ErrorText(401, "Invalid SessionID or APIKey.")
+    LOGIN_FAILED = ErrorText(401, "Username and password do not match.")  # LoginFailedException
+    TOO_LARGE = ErrorText(413, "The request body exceeds the limit of {limit} bytes")
+    TOO_MANY_REQUESTS = ErrorText(
+        429, "Too many requests. Wait for {seconds} seconds for another {attempts} attempts."
+    )
+    INVALID_OPTION = ErrorText(400, "Invalid Option specified: {name}")  # InvalidOptionException
+    INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
+
+
+class UserLogin:
+    MISSING_PARAMETER = ErrorText(400, "A required field was not supplied: {name}.")
+
+
+class AddApi:
+    MISSING_DESCRIPTION = ErrorText(1, "Missing or invalid 'Description' parameter")
+    MISSING_DOMAIN_ID = ErrorText(2, "Missing or invalid 'DomainID' parameter")
+    DOMAIN_NOT_FOUND = ErrorText(3, "Unable to retrieve sender domain with provided 'DomainID'")
+
+
+class AddDomain:
+    MISSING_DOMAIN_NAME = ErrorText(1, "Missing required parameter: DomainName")
+    INVALID_DOMAIN_NAME = ErrorText(2, "Invalid domain name provided")
+    LIMIT_REACHED = ErrorText(3, "User has reached the maximum number of sender domains allowed")
+
+
+class AddSmtp:
+    MISSING_DOMAIN_ID = ErrorText(1, "Required field 'DomainID' is missing.")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve the sender domain.")
+
+
+class ClearDomainQueue:
+    MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve sender domain")
+
+
+class DeleteApi:
+    MISSING_KEY_ID = ErrorText(1, "Missing required parameter: ApiKeyId")
+    KEY_NOT_FOUND = ErrorText(2, "Invalid API key or API key not found")
+
+
+class DeleteDomain:
+    MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(
+        2, "Domain not found or user does not have permission to delete the domain"
+    )
+
+
+class DeleteSmtp:
+    MISSING_SMTP_ID = ErrorText(1, "Required field is missing")
+    SMTP_NOT_FOUND = ErrorText(2, "SMTP configuration not found or user does not have permission")
+
+
+class GetApis:
+    MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve sender domain")
+
+
+class GetDomain:
+    MISSING_DOMAIN_ID = ErrorText(1, "Required parameter missing: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve domain information")
+
+
+class GetSmtps:
+    MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter 'DomainID'.")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve sender domain details.")
+
+
+class ResetSmtpPassword:
+    MISSING_SMTP_ID = ErrorText(1, "Missing required parameter 'smtpid'")
+    SMTP_NOT_FOUND = ErrorText(2, "SMTP configuration not found or access denied")
+
+
+class UpdateDomain:
+    MISSING_DOMAIN_ID = ErrorText(1, "Required field 'DomainID' is missing.")
+    DOMAIN_NOT_FOUND = ErrorText(5, "Unable to retrieve sender domain information.")
+
+
+class VerifyDomain:
+    MISSING_DOMAIN_ID = ErrorText(1, "Required field 'DomainID' is missing.")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve the sender domain information.")

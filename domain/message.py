@@ -26,6 +26,9 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
 
 
+# Why a message failed without an SMTP reply (``failure_reason``).
+QUEUE_CLEARED = "queue_cleared"  # its domain's queue was cleared, or the domain deleted
+
 FINAL_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED})
 
 

@@ -36,6 +36,27 @@ SENDER_KEY_KIND = "sender-api-key"
 ACCOUNT_KEY_KIND = "account-api-key"
 
 
+KEY_PERMISSIONS = ("send", "events", "webhooks")
+
+
+def new_sender_domain(account_id: UUID, name: str, now: datetime) -> SenderDomain:
+    """A sender domain with its own DKIM key pair, selector and verification token."""
+    from adapters.dkim import generate_key_pair
+
+    domain_id = new_id()
+    private_key, public_key = generate_key_pair()
+    return SenderDomain(
+        id=domain_id,
+        account_id=account_id,
+        name=name,
+        dkim_selector="ss" + domain_id.hex[-8:],
+        dkim_private_key=private_key,
+        dkim_public_key=public_key,
+        verification_token=secrets.token_hex(16),
+        added_at=now,
+    )
+
+
 @dataclass(frozen=True)
 class SenderContext:
     """Who is sending: resolved from a sender API key, checked on every request."""
@@ -89,7 +110,7 @@ class Sendstream(Application[UUID]):
             api_key_digest=key_digest(account_key),
             opened_at=now,
         )
-        domain = SenderDomain(id=new_id(), account_id=account.id, name=domain_name.lower())
+        domain = new_sender_domain(account.id, domain_name.lower(), now)
         account.attach_domain(domain.id)
         key = SenderApiKey(
             id=aggregate_id_for_key(SENDER_KEY_KIND, key_digest(sender_key)),
@@ -97,9 +118,11 @@ class Sendstream(Application[UUID]):
             domain_id=domain.id,
             digest=key_digest(sender_key),
             description="created by bootstrap",
-            permissions=["send", "events", "webhooks"],
+            permissions=list(KEY_PERMISSIONS),
             issued_at=now,
+            hint=sender_key[:10],
         )
+        domain.attach_api_key(key.id)
         self.save(account, domain, key)
         return {
             "AccountID": str(account.id),

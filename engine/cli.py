@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import secrets
 import signal
 import sys
 import threading
 from typing import Annotated
+from uuid import UUID
 
 import orjson
 import typer
@@ -88,9 +90,15 @@ def serve(
 @cli.command()
 def bootstrap(
     domain: Annotated[str, typer.Option(help="The sender domain, e.g. example.com")],
+    username: Annotated[
+        str | None,
+        typer.Option(help="The login for User.Login; default: admin@<domain>"),
+    ] = None,
 ) -> None:
-    """Create an account, a sender domain and a sender API key; print them once as JSON."""
+    """Create an account (with a login), a sender domain and a sender API key; print them and
+    the generated password once, as JSON."""
     from engine.domains import DomainNameInvalid, normalise_domain_name
+    from engine.passwords import new_password
 
     try:
         name = normalise_domain_name(domain)
@@ -99,7 +107,16 @@ def bootstrap(
         raise typer.Exit(2) from None
     engine = Engine(Settings(), roles=frozenset())
     try:
+        if username is not None and engine.gateway.username_taken(username):
+            typer.echo(f"error: the username {username!r} is taken", err=True)
+            raise typer.Exit(2)
+        login = username or f"admin@{name}"
+        while engine.gateway.username_taken(login):  # another account of the same domain
+            login = f"admin-{secrets.token_hex(3)}@{name}"
+        password = new_password()
         result = engine.app.bootstrap(name)
+        engine.gateway.set_login(UUID(result["AccountID"]), login, password)
+        result.update({"Username": login, "Password": password})
     finally:
         engine.close()
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -13,18 +13,22 @@ risking a duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from adapters.dkim import sign as dkim_sign
 from adapters.mime import build_message
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
+from domain.account import SenderDomain
 from domain.content import Address, EmailContent
-from domain.message import Message, MessageStatus
+from domain.message import QUEUE_CLEARED, Message, MessageStatus
 from engine.application import Sendstream
 from engine.writer import BatchWriter
 
@@ -135,6 +139,7 @@ class DeliveryWorker:
         self._contents = contents or ContentCache(app)
         self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
         self.delivered_count = 0
+        self._domains: dict[UUID, SenderDomain] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -190,15 +195,31 @@ class DeliveryWorker:
                     "not retried, to avoid a duplicate",
                 )
                 interrupted.append(message)
-        if interrupted:
+        # Read each domain of the batch afresh: a cleared queue or a deleted domain must stop
+        # its messages here, and a verified domain's key signs them.
+        self._domains = {}
+        for domain_id in {message.domain_id for message in ready}:
+            with contextlib.suppress(AggregateNotFoundError):
+                self._domains[domain_id] = self._app.domain(domain_id)
+        cleared = [m for m in ready if self._was_cleared(m)]
+        for message in cleared:
+            message.fail(reason=QUEUE_CLEARED, reply_text="the domain's queue was cleared")
+        if cleared:
+            ready = [m for m in ready if m.status is MessageStatus.QUEUED]
+        if interrupted or cleared:
             try:
-                self._writer.save(interrupted)
+                self._writer.save([*interrupted, *cleared])
             except IntegrityError:
-                log.info("delivery: an interrupted message changed meanwhile; left as it is")
+                log.info("delivery: a message changed meanwhile; it is read again later")
         if self._transport.renders_messages:
             for message in ready:
                 self._contents.get(message.submission_id)  # warm, while still off the loop
         return ready
+
+    def _was_cleared(self, message: Message) -> bool:
+        domain = self._domains.get(message.domain_id)
+        cleared_at = domain.queue_cleared_at if domain is not None else None
+        return cleared_at is not None and message.created_on <= cleared_at
 
     async def _claim(self, message: Message) -> Message | None:
         """Record the attempt before any SMTP traffic. Claims are taken only when a sending
@@ -232,6 +253,14 @@ class DeliveryWorker:
                         message_id=str(message.submission_id),
                         domain=content.sender.email.rpartition("@")[2],
                     )
+                    domain = self._domains.get(message.domain_id)
+                    if domain is not None and domain.signs_with_dkim:
+                        raw = dkim_sign(
+                            raw,
+                            domain=domain.name,
+                            selector=domain.dkim_selector,
+                            private_key_pem=domain.dkim_private_key,
+                        )
             except Exception as error:
                 log.exception("delivery: cannot render %s", message.id)
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.persistence import Recording, TrackingRecorder
@@ -28,6 +29,9 @@ from engine.sending import SendingService
 from engine.settings import Settings
 from engine.stream import NewEventSignal, NotificationLogSource, RecentEvents, open_event_source
 from engine.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from engine.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Engine:
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
     delivery: DeliveryWorker | None = field(init=False, default=None)
+    _gateway: Gateway | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +100,23 @@ class Engine:
             self.fresh if delivers_here else None,
             self.contents if delivers_here else None,
         )
+
+    @property
+    def gateway(self) -> Gateway:
+        """The account layer of ``/api.php``; built on first use (it reads the reporting
+        tables to clear a domain's queue, so it lives where they are open)."""
+        if self._gateway is None:
+            from engine.gateway import Gateway
+            from projections.events import unfinished_message_ids
+
+            self._gateway = Gateway(
+                self.app,
+                self.sending,
+                pending_messages=lambda domain_id: unfinished_message_ids(
+                    self.reporting, domain_id
+                ),
+            )
+        return self._gateway
 
     def _committed(self, recordings: Sequence[Recording[UUID]]) -> None:
         self.recent.add(recordings)

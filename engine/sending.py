@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -12,7 +14,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from adapters.mime import build_message
-from domain.account import domain_accepts_sender
+from domain.account import SenderApiKey, domain_accepts_sender
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
@@ -21,6 +23,8 @@ from engine.delivery import ContentCache, FreshMessages
 from engine.rate_limit import Rate, RateLimiter, seconds_to_wait
 from engine.send_request import parse_send_request
 from engine.writer import BatchWriter
+
+log = logging.getLogger(__name__)
 
 _AUTH_CACHE_SECONDS = 2.0
 
@@ -66,6 +70,12 @@ class DailyQuota:
             self._counts[account_id] = max(0, self._counts[account_id] - amount)
 
 
+def _ignore_outcome(future: Future[None]) -> None:
+    """A lost race on a key's day of use is harmless: another request recorded it."""
+    if future.exception() is not None:
+        log.debug("key use not recorded: %s", future.exception())
+
+
 class SendingService:
     def __init__(
         self,
@@ -84,6 +94,7 @@ class SendingService:
         self._quota = DailyQuota()
         self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
         self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
+        self._used_on: dict[UUID, date] = {}
 
     def authenticate(
         self, secret: str | None, too_many: ErrorText, missing: ErrorText, invalid: ErrorText
@@ -103,10 +114,29 @@ class SendingService:
         if sender is None:
             raise RequestRejected(invalid)
         self._request_limiter.check(str(sender.key_id), too_many)
+        self._note_use(sender.key_id)
         return sender
+
+    def _note_use(self, key_id: UUID) -> None:
+        """Record a key's day of use (its LastUsedDate) once per key and day, off the caller's
+        path: the event is handed to the writer and nobody waits for it."""
+        today = datetime.now(UTC).date()
+        if self._used_on.get(key_id) == today:
+            return
+        self._used_on[key_id] = today
+        try:
+            key = self._app._get(key_id, SenderApiKey)
+        except AggregateNotFoundError:
+            return
+        key.note_use(today)
+        self._writer.submit([key]).add_done_callback(_ignore_outcome)
 
     def forget_key(self, secret: str) -> None:
         self._auth_cache.pop(secret, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached key lookup (a key was revoked: it must stop working at once)."""
+        self._auth_cache.clear()
 
     def _suppressions(self, account_id: UUID) -> SuppressionList | None:
         """The account's suppression list, re-read at most every couple of seconds."""

@@ -437,3 +437,19 @@ def load_position(store: ReportingStore, consumer: str) -> int | None:
         {"consumer": consumer},
     )
     return int(rows[0]["position"]) if rows else None
+
+
+def unfinished_message_ids(store: ReportingStore, domain_id: UUID) -> list[UUID]:
+    """Messages of a domain with no final event yet (delivered, bounced or failed), as far as
+    the reporting tables know: what ``ClearDomainQueue`` has to stop."""
+    rows = store.query(
+        """
+        SELECT message_id
+        FROM events FINAL
+        WHERE domain_id = {domain:UUID}
+        GROUP BY message_id
+        HAVING countIf(event_type IN ('delivered', 'bounced', 'failed')) = 0
+        """,
+        {"domain": domain_id},
+    )
+    return [_uuid(row["message_id"]) for row in rows]

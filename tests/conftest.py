@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
-from tests.services import RunningService, start_kafka_broker, start_smtp_sink
+from tests.services import (
+    DnsEntry,
+    DnsmasqService,
+    RunningService,
+    start_dnsmasq,
+    start_kafka_broker,
+    start_smtp_sink,
+)
 
 
 def kafka_tests_enabled() -> bool:
@@ -39,3 +47,27 @@ def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServi
     sink = start_smtp_sink(tmp_path_factory.mktemp("smtp-sink"))
     yield sink
     sink.stop()
+
+
+# --- DNS (dnsmasq) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def dns_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., DnsmasqService]]:
+    """Start dnsmasq serving given records: ``dns_server([(host, type, value), …])``.
+
+    Each call starts its own server (about 50 ms); all are stopped after the test.
+    Keyword arguments go to ``start_dnsmasq`` (e.g. ``zones=``).
+    """
+    started: list[DnsmasqService] = []
+
+    def start(records: Sequence[DnsEntry], **options: Any) -> DnsmasqService:
+        server = start_dnsmasq(records, tmp_path_factory.mktemp("dnsmasq"), **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -436,3 +436,153 @@ def _address_of(arguments: bytes) -> str:
     text = arguments.decode("utf-8", errors="replace").strip()
     first = text.split(" ", 1)[0]
     return first.removeprefix("<").removesuffix(">")
+
+
+# --- DNS (dnsmasq) ---------------------------------------------------------------------
+
+DNSMASQ_PACKAGE = "dnsmasq"
+_DNSMASQ_PATHS = ("/usr/sbin/dnsmasq", "/usr/local/sbin/dnsmasq")
+_TXT_STRING_LIMIT = 255  # bytes in one <character-string> of a TXT record (RFC 1035 3.3)
+
+# (host, type, value): type "TXT", "CNAME" or "MX". A TXT value given as one str is
+# cut into 255-byte strings as a DNS host would; a sequence of str is served as
+# exactly those strings. An MX value is the exchange (preference 10).
+DnsEntry = tuple[str, str, str | Sequence[str]]
+
+
+@dataclass
+class DnsmasqService(RunningService):
+    """A started dnsmasq; ``resolver`` is what ``DnsLookup`` / ``DNS_RESOLVER`` take."""
+
+    @property
+    def resolver(self) -> str:
+        return self.address
+
+
+def dnsmasq_binary() -> str:
+    found = shutil.which("dnsmasq")
+    if found:
+        return found
+    for candidate in _DNSMASQ_PATHS:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceStartError(
+        f"dnsmasq not found: install the Debian package '{DNSMASQ_PACKAGE}' "
+        "(sudo bash scripts/install-test-deps.sh, or make test-deps)"
+    )
+
+
+def start_dnsmasq(
+    records: Sequence[DnsEntry],
+    workdir: Path | None = None,
+    *,
+    zones: Sequence[str] | None = None,
+    timeout: float = 10.0,
+    host: str = LOOPBACK,
+) -> DnsmasqService:
+    """Start dnsmasq on a free loopback port serving ``records``; returns once it answers.
+
+    dnsmasq runs with no upstream, so it answers only from its config. Names under
+    ``zones`` that have no record get NXDOMAIN at once (``local=/zone/``); names
+    elsewhere get REFUSED, which resolvers also report at once. ``zones`` defaults
+    to the last two labels of every record's host. It runs as the current user (it
+    would otherwise switch to the ``dnsmasq`` or ``nobody`` user), writes no pid
+    file, and logs every query to ``workdir/dnsmasq.log``.
+    """
+    import grp
+
+    binary = dnsmasq_binary()
+    workdir = _workdir(workdir, "sendstream-dnsmasq-")
+    log_path = workdir / "dnsmasq.log"
+    config_path = workdir / "dnsmasq.conf"
+    if zones is None:
+        zones = sorted({".".join(name.split(".")[-2:]) for name, _, _ in records})
+    record_lines = [_dnsmasq_record_line(entry) for entry in records]
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+
+    def command_for(port: int) -> list[str]:
+        settings = [
+            f"port={port}",
+            f"listen-address={host}",
+            "bind-interfaces",
+            "no-resolv",  # no upstream servers: nothing leaves the machine
+            "no-hosts",
+            "no-poll",
+            "keep-in-foreground",
+            "pid-file=",  # none: the default is the system daemon's /run/dnsmasq/dnsmasq.pid
+            f"user={user}",
+            f"group={group}",
+            f"log-facility={log_path}",
+            "log-queries",
+            *(f"local=/{zone.strip('.')}/" for zone in zones),
+            *record_lines,
+        ]
+        config_path.write_text("\n".join(settings) + "\n")
+        return [binary, f"--conf-file={config_path}"]
+
+    service = _start(
+        "dnsmasq",
+        host=host,
+        workdir=workdir,
+        command_for=command_for,
+        url_for=lambda port: f"{host}:{port}",
+        ready=lambda service: _dns_answers(service.host, service.port),
+        what="answering DNS queries",
+        timeout=timeout,
+    )
+    return DnsmasqService(**vars(service))
+
+
+def _dns_answers(host: str, port: int) -> bool:
+    """Any reply at all (REFUSED included) means dnsmasq has bound its port and is serving."""
+    import dns.exception
+    import dns.message
+    import dns.query
+
+    query = dns.message.make_query("sendstream-probe.invalid.", "TXT")
+    try:
+        dns.query.udp(query, host, port=port, timeout=0.05)  # loopback answers in <1 ms
+    except (dns.exception.DNSException, OSError):
+        return False
+    return True
+
+
+def _dnsmasq_record_line(entry: DnsEntry) -> str:
+    name, rtype, value = entry
+    name = name.strip().rstrip(".")
+    kind = rtype.upper()
+    if kind == "TXT":
+        strings = _txt_strings(value) if isinstance(value, str) else list(value)
+        return f"txt-record={name}," + ",".join(_dnsmasq_quoted(text) for text in strings)
+    if not isinstance(value, str):
+        raise ValueError(f"{kind} record for {name}: value must be one host name")
+    target = value.strip().rstrip(".")
+    if kind == "CNAME":
+        return f"cname={name},{target}"
+    if kind == "MX":
+        return f"mx-host={name},{target},10"
+    raise ValueError(f"record type {rtype!r} is not served by start_dnsmasq (TXT, CNAME, MX)")
+
+
+def _txt_strings(value: str) -> list[str]:
+    """Cut at 255 bytes without splitting a UTF-8 character; an empty value is one string."""
+    strings: list[str] = []
+    current = ""
+    for char in value:
+        if len((current + char).encode()) > _TXT_STRING_LIMIT:
+            strings.append(current)
+            current = ""
+        current += char
+    strings.append(current)
+    return strings
+
+
+def _dnsmasq_quoted(text: str) -> str:
+    """A dnsmasq config quoted string: it reads \\\\ and \\" escapes, and lines cannot continue."""
+    if len(text.encode()) > _TXT_STRING_LIMIT:
+        raise ValueError(f"TXT string longer than {_TXT_STRING_LIMIT} bytes: {text[:40]!r}…")
+    if any(char in text for char in "\r\n\0"):
+        raise ValueError(f"TXT string with a line break or NUL: {text!r}")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

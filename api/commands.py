@@ -1,0 +1,176 @@
+"""``/api.php``: the command endpoint of the JangoMail-style API (002, 000).
+
+Parameters come from the query string and from a JSON, form-encoded or multipart body
+(both styles appear in the documents' curl examples); ``Command`` picks the handler.
+Answers are ``{"Success": true, "ErrorCode": 0, …}`` or
+``{"Success": false, "ErrorCode": N, "ErrorMessage": "…"}``.
+
+HTTP status: a command's own documented errors travel with 200, as in the API this
+one replaces, whose clients read ``Success``; errors of the endpoint itself (no or bad
+credentials, unreadable or oversized body, unknown command, rate limit) carry their
+HTTP status, which is also their ``ErrorCode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import JSONResponse
+from domain.account import Account
+from domain.errors import Command, ErrorText, RequestRejected
+from engine.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
+
+_ENDPOINT_ERRORS = {400, 401, 413, 415, 429, 500}
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    handler: Handler
+    # Commands that wait on DNS, key generation or password hashing leave the event loop.
+    blocking: bool = False
+
+
+def command_table(gateway: Gateway) -> dict[str, CommandSpec]:
+    specs = [
+        CommandSpec("EmailGateway.AddDomain", gateway.add_domain, blocking=True),
+        CommandSpec("EmailGateway.GetDomain", gateway.get_domain),
+        CommandSpec("EmailGateway.GetDomains", gateway.get_domains),
+        CommandSpec("EmailGateway.UpdateDomain", gateway.update_domain, blocking=True),
+        CommandSpec("EmailGateway.DeleteDomain", gateway.delete_domain, blocking=True),
+        CommandSpec("EmailGateway.ClearDomainQueue", gateway.clear_domain_queue, blocking=True),
+        CommandSpec("EmailGateway.VerifyDomain", gateway.verify_domain, blocking=True),
+        CommandSpec("EmailGateway.AddAPI", gateway.add_api, blocking=True),
+        CommandSpec("EmailGateway.GetAPIs", gateway.get_apis),
+        CommandSpec("EmailGateway.DeleteAPI", gateway.delete_api, blocking=True),
+        CommandSpec("EmailGateway.AddSMTP", gateway.add_smtp, blocking=True),
+        CommandSpec("EmailGateway.GetSMTPs", gateway.get_smtps),
+        CommandSpec("EmailGateway.DeleteSMTP", gateway.delete_smtp, blocking=True),
+        CommandSpec("EmailGateway.ResetSMTPPassword", gateway.reset_smtp_password, blocking=True),
+    ]
+    # Command names are matched without regard to case, as PHP-era clients vary.
+    return {spec.name.lower(): spec for spec in specs}
+
+
+def failure(error: ErrorText, retry_after: int | None = None) -> JSONResponse:
+    status = error.code if error.code in _ENDPOINT_ERRORS else 200
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse(
+        {"Success": False, "ErrorCode": error.code, "ErrorMessage": error.message},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def success(result: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"Success": True, "ErrorCode": 0, **result})
+
+
+class CommandEndpoint:
+    """ASGI: ``/api.php`` (GET or POST) answered here; everything else passes through."""
+
+    PATH = "/api.php"
+
+    def __init__(self, app: ASGIApp, gateway: Gateway, max_body_bytes: int) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.commands = command_table(gateway)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "POST"):
+            response = JSONResponse(
+                {"Success": False, "ErrorCode": 405, "ErrorMessage": "Method not allowed"},
+                status_code=405,
+                headers={"Allow": "GET, POST"},
+            )
+        else:
+            response = await self.answer(scope, receive)
+        await response(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive) -> JSONResponse:
+        try:
+            params = await self.read_parameters(scope, receive)
+            return await self.run(params)
+        except RequestRejected as rejected:
+            return failure(rejected.errors[0], rejected.retry_after)
+        except Exception:
+            log.exception("/api.php failed")
+            return failure(Command.INTERNAL)
+
+    async def run(self, params: dict[str, Any]) -> JSONResponse:
+        name = params.get("Command")
+        if not isinstance(name, str) or not name.strip():
+            raise RequestRejected(Command.MISSING_COMMAND)
+        name = name.strip()
+        if name.lower() == "user.login":
+            return success(await asyncio.to_thread(self.gateway.login, params))
+        spec = self.commands.get(name.lower())
+        if spec is None:
+            raise RequestRejected(Command.UNKNOWN_COMMAND.format(command=name[:100]))
+        if spec.blocking:
+            account = await asyncio.to_thread(self.gateway.authenticate, params)
+            result = await asyncio.to_thread(spec.handler, account, params)
+        else:
+            account = self.gateway.authenticate(params)
+            result = spec.handler(account, params)
+        return success(result)
+
+    async def read_parameters(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        query = scope.get("query_string", b"")
+        try:
+            params: dict[str, Any] = dict(parse_qsl(query.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise RequestRejected(Command.MALFORMED_BODY) from None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        declared = headers.get("content-length", "")
+        limit = self.max_body_bytes
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestRejected(Command.TOO_LARGE.format(limit=limit))
+        if content_type == "multipart/form-data":
+            form = await Request(scope, receive).form(max_part_size=limit)
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+            return params
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestRejected(Command.MALFORMED_BODY)
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise RequestRejected(Command.TOO_LARGE.format(limit=limit))
+            if not message.get("more_body", False):
+                break
+        if not body.strip():
+            return params
+        if "json" in content_type or (not content_type and body.lstrip()[:1] == b"{"):
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise RequestRejected(Command.MALFORMED_BODY) from None
+            if not isinstance(parsed, dict):
+                raise RequestRejected(Command.MALFORMED_BODY)
+            params.update(parsed)
+            return params
+        try:
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise RequestRejected(Command.MALFORMED_BODY) from None
+        return params
