@@ -300,6 +300,7 @@ def create_api(engine: Engine) -> FastAPI:
             event_type=event_type,
             submission_id=submission_id,
         )
+        engine.sending.note_use(sender.key_id)
         return JSONResponse({"TotalRecords": total, "Events": events})
 
     @app.get("/healthz", include_in_schema=False)

@@ -114,12 +114,12 @@ class SendingService:
         if sender is None:
             raise RequestRejected(invalid)
         self._request_limiter.check(str(sender.key_id), too_many)
-        self._note_use(sender.key_id)
         return sender
 
-    def _note_use(self, key_id: UUID) -> None:
-        """Record a key's day of use (its LastUsedDate) once per key and day, off the caller's
-        path: the event is handed to the writer and nobody waits for it."""
+    def note_use(self, key_id: UUID) -> None:
+        """Record a sender key's day of use (its LastUsedDate) once per key and day, after a
+        request it made succeeded (a refused request records nothing). The event is handed
+        to the writer and nobody waits for it."""
         today = datetime.now(UTC).date()
         if self._used_on.get(key_id) == today:
             return
@@ -209,6 +209,7 @@ class SendingService:
             self._fresh.add(messages)
         if self._contents is not None:
             self._contents.put(submission.id, content)
+        self.note_use(sender.key_id)
         return str(submission.id)
 
     def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:

@@ -467,3 +467,25 @@ async def test_messages_the_reports_do_not_know_yet_are_stopped_by_delivery(
         0,
     )
     wait_for(lambda: engine.app.message(afterwards).status is MessageStatus.DELIVERED)
+
+
+async def test_commands_are_rate_limited_per_account(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine(roles=API_ONLY, API_RATE_LIMIT="3/minute")
+    client = api_client(engine)
+    alpha, beta = Tenant(engine, client, "alpha.example"), Tenant(engine, client, "beta.example")
+    for _ in range(3):
+        ok(await alpha.call("EmailGateway.GetDomains"))
+    limited = await client.post(
+        "/api.php", json={"APIKey": alpha.account_key, "Command": "EmailGateway.GetDomains"}
+    )
+    assert limited.status_code == 429
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    body = limited.json()
+    assert body["ErrorCode"] == 429
+    assert body["ErrorMessage"] == (
+        f"Too many requests. Wait for {limited.headers['Retry-After']} seconds "
+        "for another 3 attempts."
+    )
+    ok(await beta.call("EmailGateway.GetDomains"))  # another account has its own budget
