@@ -235,6 +235,42 @@ def create_api(engine: Engine) -> FastAPI:
         message_id = await accept_email(engine, body, request.headers.get("authorization", ""))
         return JSONResponse({"MessageID": message_id})
 
+    commands = CommandEndpoint(app, engine.gateway, settings.max_request_bytes)
+
+    @app.api_route(
+        "/api.php",
+        methods=["POST"],
+        summary="Command API (User.Login, EmailGateway.*)",
+        tags=["commands"],
+        description="Parameters as JSON, form fields or query string: `Command` and the "
+        "command's parameters, with `APIKey` (the account's key) or `SessionID` (from "
+        "`User.Login`). Commands: "
+        + ", ".join(f"`{spec.name}`" for spec in commands.commands.values())
+        + '. Answers `{"Success": true, "ErrorCode": 0, …}` or '
+        '`{"Success": false, "ErrorCode": N, "ErrorMessage": "…"}`.',
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["Command"],
+                            "properties": {
+                                "Command": {"type": "string"},
+                                "APIKey": {"type": "string"},
+                                "SessionID": {"type": "string"},
+                            },
+                            "additionalProperties": True,
+                        }
+                    }
+                }
+            }
+        },
+    )
+    async def command_api(request: Request) -> Response:
+        # Served by CommandEndpoint in front of this app; kept for the OpenAPI page.
+        return await commands.answer(request.scope, request.receive)
+
     @app.get(
         "/api/v1/email/{message_id}",
         responses=ERROR_RESPONSES,
