@@ -1,10 +1,11 @@
-"""``python -m bench [api|commands|delivery|delivery-kafka|all] [--messages N] [--seconds S]``."""
+"""``python -m bench [api|commands|delivery|delivery-kafka|smtp|all]
+[--messages N] [--seconds S]``."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api_accept, api_commands, delivery
+from bench import api_accept, api_commands, delivery, smtp_submit
 from bench.machine import describe, print_table
 
 
@@ -14,7 +15,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["api", "commands", "delivery", "delivery-kafka", "all"],
+        choices=["api", "commands", "delivery", "delivery-kafka", "smtp", "all"],
     )
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--seconds", type=int, default=10)
@@ -29,6 +30,8 @@ def main() -> None:
         rows += delivery.run(messages=args.messages)
     if args.which in ("delivery-kafka", "all"):
         rows += delivery.run(messages=args.messages, kafka=True)
+    if args.which in ("smtp", "all"):
+        rows += smtp_submit.run()
     print_table("Machine", [(k, v, "") for k, v in describe().items()])
     print_table("Sendstream", rows)
 

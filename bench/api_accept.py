@@ -47,6 +47,7 @@ class Server:
             "SENDSTREAM_DATA_DIR": str(self.workdir / "var"),
             "API_RATE_LIMIT": "1000000/second",
             "SEND_RATE_LIMIT": "1000000/second",
+            "SMTP_SUBMISSION_PORTS": "",
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

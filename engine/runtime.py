@@ -32,6 +32,7 @@ from engine.writer import BatchWriter
 
 if TYPE_CHECKING:
     from engine.gateway import Gateway
+    from engine.smtp_submission import SubmissionServer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Role(StrEnum):
     DELIVERY = "delivery"
     PROJECTOR = "projector"
     SCHEDULER = "scheduler"
+    SMTP = "smtp"  # the SMTP submission server
 
 
 ALL_ROLES = frozenset(Role)
@@ -80,6 +82,7 @@ class Engine:
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
     delivery: DeliveryWorker | None = field(init=False, default=None)
     _gateway: Gateway | None = field(init=False, default=None)
+    submission_server: SubmissionServer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +164,12 @@ class Engine:
             self._spawn("projector", projector.run)
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
+        settings = self.settings
+        if Role.SMTP in self.roles and (settings.submission_ports or settings.submission_tls_ports):
+            from engine.smtp_submission import SubmissionServer
+
+            self.submission_server = SubmissionServer(self)
+            self.submission_server.start()
 
     def _source(
         self,
@@ -213,6 +222,8 @@ class Engine:
         self._threads.append(thread)
 
     def close(self) -> None:
+        if self.submission_server is not None:
+            self.submission_server.stop()
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=15)

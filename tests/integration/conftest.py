@@ -59,6 +59,8 @@ def make_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
             "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
             "KAFKA_TOPIC_PREFIX": prefix,
             "DELIVERY_RETRY_SCHEDULE": "1",
+            # Tests that want the SMTP submission server give it free ports themselves.
+            "SMTP_SUBMISSION_PORTS": "",
         }
         values.update(env)
         engine = Engine(Settings(**values), roles=roles)
