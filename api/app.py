@@ -184,6 +184,7 @@ def create_app(engine: Engine) -> ASGIApp:
     return CommandEndpoint(
         SendEmailFastPath(create_api(engine), engine),
         engine.gateway,
+        engine.campaigns,
         max_body_bytes=engine.settings.max_request_bytes,
     )
 
@@ -235,12 +236,12 @@ def create_api(engine: Engine) -> FastAPI:
         message_id = await accept_email(engine, body, request.headers.get("authorization", ""))
         return JSONResponse({"MessageID": message_id})
 
-    commands = CommandEndpoint(app, engine.gateway, settings.max_request_bytes)
+    commands = CommandEndpoint(app, engine.gateway, engine.campaigns, settings.max_request_bytes)
 
     @app.api_route(
         "/api.php",
         methods=["POST"],
-        summary="Command API (User.Login, EmailGateway.*)",
+        summary="Command API (User.Login, EmailGateway.*, Campaign.*, List.*, Email.* …)",
         tags=["commands"],
         description="Parameters as JSON, form fields or query string: `Command` and the "
         "command's parameters, with `APIKey` (the account's key) or `SessionID` (from "

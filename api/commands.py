@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.errors import JSONResponse
 from domain.account import Account
 from domain.errors import Command, ErrorText, RequestRejected
+from engine.campaigns import CampaignService
 from engine.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,31 @@ class CommandSpec:
     blocking: bool = False
 
 
-def command_table(gateway: Gateway) -> dict[str, CommandSpec]:
+def command_table(gateway: Gateway, campaigns: CampaignService) -> dict[str, CommandSpec]:
     specs = [
+        CommandSpec("List.Create", campaigns.create_list, blocking=True),
+        CommandSpec("Lists.Get", campaigns.get_lists, blocking=True),
+        CommandSpec("List.Delete", campaigns.delete_list, blocking=True),
+        CommandSpec("Subscriber.Subscribe", campaigns.subscribe, blocking=True),
+        CommandSpec("Subscriber.Update", campaigns.update_subscriber, blocking=True),
+        CommandSpec("Subscriber.Unsubscribe", campaigns.unsubscribe, blocking=True),
+        CommandSpec("Subscriber.Delete", campaigns.delete_subscriber, blocking=True),
+        CommandSpec("Subscribers.Get", campaigns.get_subscribers, blocking=True),
+        CommandSpec("Subscribers.Import", campaigns.import_subscribers, blocking=True),
+        CommandSpec("Email.Create", campaigns.create_email, blocking=True),
+        CommandSpec("Email.Update", campaigns.update_email, blocking=True),
+        CommandSpec("Email.Get", campaigns.get_email, blocking=True),
+        CommandSpec("Emails.Get", campaigns.get_emails, blocking=True),
+        CommandSpec("Campaign.Create", campaigns.create_campaign, blocking=True),
+        CommandSpec("Campaign.Update", campaigns.update_campaign, blocking=True),
+        CommandSpec("Campaign.Approve", campaigns.approve, blocking=True),
+        CommandSpec("Campaign.Cancel", campaigns.cancel, blocking=True),
+        CommandSpec("Campaign.Copy", campaigns.copy, blocking=True),
+        CommandSpec("Campaign.Pause", campaigns.pause, blocking=True),
+        CommandSpec("Campaign.Resume", campaigns.resume, blocking=True),
+        CommandSpec("Campaign.Get", campaigns.get_campaign, blocking=True),
+        CommandSpec("Campaigns.Get", campaigns.get_campaigns, blocking=True),
+        CommandSpec("Campaigns.Delete", campaigns.delete_campaigns, blocking=True),
         CommandSpec("EmailGateway.AddDomain", gateway.add_domain, blocking=True),
         CommandSpec("EmailGateway.GetDomain", gateway.get_domain),
         CommandSpec("EmailGateway.GetDomains", gateway.get_domains),
@@ -84,10 +108,12 @@ class CommandEndpoint:
 
     PATH = "/api.php"
 
-    def __init__(self, app: ASGIApp, gateway: Gateway, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, gateway: Gateway, campaigns: CampaignService, max_body_bytes: int
+    ) -> None:
         self.app = app
         self.gateway = gateway
-        self.commands = command_table(gateway)
+        self.commands = command_table(gateway, campaigns)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -207,3 +207,102 @@ class UpdateDomain:
 class VerifyDomain:
     MISSING_DOMAIN_ID = ErrorText(1, "Required field 'DomainID' is missing.")
     DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve the sender domain information.")
+
+
+# Campaign commands (001).
+
+
+class CampaignApprove:
+    MISSING_ID = ErrorText(1, "Missing required parameter: CampaignID")
+    NOT_FOUND = ErrorText(2, "Campaign not found")
+    # Not in 001, which has no error for approving a campaign that cannot be sent.
+    INCOMPLETE = ErrorText(3, "Campaign cannot be approved: {reason}")
+
+
+class CampaignCancel:
+    MISSING_ID = ErrorText(1, "Missing required field: CampaignID")
+    NOT_FOUND = ErrorText(2, "Campaign does not belong to the user or does not exist")
+    # Not in 001: cancelling what has already ended.
+    NOT_CANCELLABLE = ErrorText(3, "Campaign is already {status}")
+
+
+class CampaignCopy:
+    INVALID_SOURCE = ErrorText(1, "Invalid source campaign")
+
+
+class CampaignCreate:
+    MISSING_NAME = ErrorText(1, "The campaign name is required.")
+
+
+class CampaignGet:
+    MISSING_ID = ErrorText(1, "Required parameter 'campaignid' is missing.")
+    # 001 says numeric; our ids are UUIDs, and an id that names no campaign of the caller's
+    # gets the same answer as a malformed one.
+    INVALID_ID = ErrorText(2, "The 'campaignid' parameter must be numeric.")
+
+
+class CampaignPause:
+    MISSING_ID = ErrorText(1, "Missing required parameter: CampaignID")
+    NOT_FOUND = ErrorText(2, "Campaign does not belong to the user")
+    NOT_SENDING = ErrorText(3, "Campaign is not in a 'Sending' state")
+
+
+class CampaignResume:
+    MISSING_ID = ErrorText(1, "Missing required parameter: CampaignID")
+    NOT_FOUND = ErrorText(2, "Campaign does not belong to the user")
+    NOT_PAUSED = ErrorText(3, "Campaign is not in a 'Paused' state")
+
+
+class CampaignUpdate:
+    MISSING_ID = ErrorText(1, "Campaign ID is required")
+    NOT_FOUND = ErrorText(2, "Campaign does not belong to the user")
+    INVALID_STATUS = ErrorText(3, "Invalid campaign status")
+    EMAIL_NOT_OWNED = ErrorText(4, "Email ID does not belong to the user")
+
+
+class CampaignsDelete:
+    INVALID = ErrorText(1, "The 'campaigns' parameter is missing or invalid.")
+
+
+class Lists:
+    """List, subscriber and email commands: named in the documents' ``Noun.Verb`` style, with
+    the texts of 000's named exceptions; each exception keeps one number everywhere."""
+
+    MISSING_PARAMETER = ErrorText(1, "A required field was not supplied: {name}.")
+    INVALID_GROUP_ID = ErrorText(2, "Invalid Group ID.")
+    NUMBERS = {
+        "InvalidGroupFieldsException": 3,
+        "InvalidFieldNameException": 4,
+        "DuplicateEmailAddressException": 5,
+        "InvalidEmailAddressException": 6,
+        "DuplicateGroupNameException": 7,
+        "InvalidGroupNameException": 8,
+        "TooManyRecordsException": 9,
+        "InvalidFieldCountException": 10,
+        "InvalidFieldValueException": 11,
+        "MissingRequiredParameterSubjectException": 12,
+        "MissingRequiredParameterFromDisplayNameException": 13,
+        "InvalidFromEmailException": 14,
+        "NoMessageException": 15,
+        "InvalidReplyEmailException": 16,
+        "InvalidMassEmailIDException": 17,
+        "InvalidOptionException": 18,
+    }
+    DUPLICATE_NAME = ErrorText(7, "List name already exists.")
+    INVALID_NAME = ErrorText(8, "List name is invalid.")
+    TOO_MANY_RECORDS = ErrorText(
+        9, "Too many records: at most {limit} subscribers can be imported in one request."
+    )
+    MISSING_SUBJECT = ErrorText(12, "The Subject is a required parameter and is missing.")
+    MISSING_FROM_NAME = ErrorText(
+        13, "The From Display Name is a required parameter and is missing."
+    )
+    INVALID_FROM = ErrorText(14, "Invalid From email.")
+    NO_MESSAGE = ErrorText(15, "MessagePlain and/or MessageHTML must be specified.")
+    INVALID_REPLY = ErrorText(16, "Invalid Reply-To email.")
+    INVALID_EMAIL_ID = ErrorText(17, "Invalid email ID.")
+    INVALID_OPTION = ErrorText(18, "Invalid Option specified: {name}")
+
+    @classmethod
+    def for_exception(cls, exception: str, message: str) -> ErrorText:
+        return ErrorText(cls.NUMBERS.get(exception, 400), message)

@@ -20,6 +20,7 @@ class MessageStatus(StrEnum):
     SCHEDULED = "scheduled"  # waiting for its SendAt time
     QUEUED = "queued"  # ready for a delivery worker
     SENDING = "sending"  # a worker has claimed it and is talking SMTP
+    HELD = "held"  # its campaign is paused: queued again when it resumes
     DEFERRED = "deferred"  # temporary failure, waiting for the next attempt
     DELIVERED = "delivered"
     BOUNCED = "bounced"
@@ -28,6 +29,7 @@ class MessageStatus(StrEnum):
 
 # Why a message failed without an SMTP reply (``failure_reason``).
 QUEUE_CLEARED = "queue_cleared"  # its domain's queue was cleared, or the domain deleted
+CAMPAIGN_CANCELLED = "campaign_cancelled"
 
 FINAL_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED})
 
@@ -56,6 +58,8 @@ class Message(Aggregate):
         sender: str,
         subject: str,
         tags: list[str],
+        campaign_id: str = "",
+        merge_fields: dict[str, str] | None = None,
     ) -> None:
         self._id = id
         self.submission_id = submission_id
@@ -66,6 +70,9 @@ class Message(Aggregate):
         self.sender = sender
         self.subject = subject
         self.tags = tags
+        self.campaign_id = campaign_id
+        # A campaign recipient's list fields, for the merge tags of the campaign's content.
+        self.merge_fields = merge_fields
         self.send_at: datetime | None = None
         self.status = MessageStatus.ACCEPTED
         self.attempts = 0
@@ -89,9 +96,16 @@ class Message(Aggregate):
             MessageStatus.ACCEPTED,
             MessageStatus.SCHEDULED,
             MessageStatus.DEFERRED,
+            MessageStatus.HELD,
         ):
             raise IllegalTransition(f"cannot queue a {self.status} message")
         self._queued()
+
+    def hold(self, reason: str) -> None:
+        """Its campaign is paused: it waits, unsent, until the campaign resumes."""
+        if self.status is not MessageStatus.QUEUED:
+            raise IllegalTransition(f"cannot hold a {self.status} message")
+        self._held(reason=reason)
 
     def start_attempt(self) -> None:
         if self.status is not MessageStatus.QUEUED:
@@ -160,6 +174,10 @@ class Message(Aggregate):
     def _queued(self) -> None:
         self.status = MessageStatus.QUEUED
         self.next_attempt_at = None
+
+    @event("Held")
+    def _held(self, reason: str) -> None:
+        self.status = MessageStatus.HELD
 
     @event("DeliveryAttempted")
     def _delivery_attempted(self, attempt: int) -> None:

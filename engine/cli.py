@@ -122,6 +122,41 @@ def bootstrap(
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+@cli.command("import-subscribers")
+def import_subscribers(
+    path: Annotated[str, typer.Argument(help="A CSV file with a header row, or a .json array")],
+    account_key: Annotated[str, typer.Option(help="The account's API key (acc_…)")],
+    list_id: Annotated[str, typer.Option(help="The ListID to import into")],
+) -> None:
+    """Import subscribers into a list from a file, with a progress bar; prints the report."""
+    from tqdm import tqdm
+
+    from domain.errors import RequestRejected
+    from engine.campaigns import rows_from_file
+
+    engine = Engine(Settings(), roles=frozenset())
+    try:
+        try:
+            account = engine.gateway.authenticate({"APIKey": account_key})
+            subscribers = engine.campaigns._own_list(account, {"ListID": list_id})
+        except RequestRejected as rejected:
+            typer.echo(f"error: {rejected.errors[0].message}", err=True)
+            raise typer.Exit(2) from None
+        rows = rows_from_file(path)
+        with tqdm(total=len(rows), unit="row", desc="importing") as bar:
+            done = 0
+
+            def progress(seen: int) -> None:
+                nonlocal done
+                bar.update(seen - done)
+                done = seen
+
+            report = engine.campaigns.import_rows(subscribers, rows, progress=progress)
+    finally:
+        engine.close()
+    sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
 @cli.command("replay-projections")
 def replay_projections() -> None:
     """Rebuild the ClickHouse tables from the event store; the old tables serve until the swap."""

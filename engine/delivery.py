@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from uuid import UUID
@@ -27,14 +28,18 @@ from adapters.dkim import sign as dkim_sign
 from adapters.mime import build_message
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
 from domain.account import SenderDomain
+from domain.campaign import Campaign, CampaignStatus
 from domain.content import Address, EmailContent
-from domain.message import QUEUE_CLEARED, Message, MessageStatus
+from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
 from engine.application import Sendstream
+from engine.personalise import Personaliser
+from engine.throttle import DomainThrottle
 from engine.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
+_CAMPAIGN_RECHECK = 0.3  # seconds
 
 
 def _approximate_size(content: EmailContent) -> int:
@@ -138,8 +143,13 @@ class DeliveryWorker:
         self._batch_size = batch_size
         self._contents = contents or ContentCache(app)
         self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
+        self._throttle = DomainThrottle(
+            app.settings.recipient_domain_concurrency, app.settings.recipient_domain_rate
+        )
         self.delivered_count = 0
         self._domains: dict[UUID, SenderDomain] = {}
+        self._campaigns: dict[str, tuple[float, CampaignStatus | None]] = {}
+        self._personaliser = Personaliser()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -204,17 +214,49 @@ class DeliveryWorker:
         cleared = [m for m in ready if self._was_cleared(m)]
         for message in cleared:
             message.fail(reason=QUEUE_CLEARED, reply_text="the domain's queue was cleared")
-        if cleared:
+        self._campaigns.clear()  # each campaign read afresh once per batch
+        for message in ready:
+            if message.campaign_id and message.status is MessageStatus.QUEUED:
+                self._stop_if_campaign_stopped(message)
+        stopped = [m for m in ready if m.status is not MessageStatus.QUEUED]
+        if stopped:
             ready = [m for m in ready if m.status is MessageStatus.QUEUED]
-        if interrupted or cleared:
+        if interrupted or stopped:
             try:
-                self._writer.save([*interrupted, *cleared])
+                self._writer.save([*interrupted, *stopped])
             except IntegrityError:
                 log.info("delivery: a message changed meanwhile; it is read again later")
         if self._transport.renders_messages:
             for message in ready:
                 self._contents.get(message.submission_id)  # warm, while still off the loop
         return ready
+
+    def _campaign_status(self, campaign_id: str) -> CampaignStatus | None:
+        """A campaign's status, re-read at most every ``_CAMPAIGN_RECHECK`` seconds (a pause
+        must stop new SMTP transactions within a second); None if it is gone."""
+        now = time.monotonic()
+        cached = self._campaigns.get(campaign_id)
+        if cached is not None and now - cached[0] < _CAMPAIGN_RECHECK:
+            return cached[1]
+        try:
+            campaign = self._app._get(UUID(campaign_id), Campaign)
+        except (AggregateNotFoundError, ValueError):
+            status = None
+        else:
+            status = None if campaign.is_deleted else campaign.status
+        self._campaigns[campaign_id] = (now, status)
+        return status
+
+    def _stop_if_campaign_stopped(self, message: Message) -> bool:
+        """Hold the message of a paused campaign, fail that of a cancelled one; True if so."""
+        status = self._campaign_status(message.campaign_id)
+        if status is CampaignStatus.PAUSED:
+            message.hold("campaign paused")
+            return True
+        if status is None or status in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
+            message.fail(reason=CAMPAIGN_CANCELLED, reply_text="the campaign was cancelled")
+            return True
+        return False
 
     def _was_cleared(self, message: Message) -> bool:
         domain = self._domains.get(message.domain_id)
@@ -238,7 +280,14 @@ class DeliveryWorker:
         return None
 
     async def _deliver(self, message: Message) -> int:
-        async with self._semaphore:
+        # The recipient's domain first, so that messages waiting for a busy mailbox provider
+        # hold none of the slots other domains' messages need.
+        recipient_domain = message.recipient.rpartition("@")[2]
+        async with self._throttle.slot(recipient_domain), self._semaphore:
+            if message.campaign_id and self._stop_if_campaign_stopped(message):
+                with contextlib.suppress(IntegrityError):
+                    await self._writer.save_async([message])
+                return 1
             claimed = await self._claim(message)
             if claimed is None:
                 return 0
@@ -247,6 +296,10 @@ class DeliveryWorker:
                 raw = b""
                 if self._transport.renders_messages:
                     content = self._contents.get(message.submission_id)
+                    if message.merge_fields is not None:
+                        content = self._personaliser.personalise(
+                            message.submission_id, content, message.recipient, message.merge_fields
+                        )
                     raw = build_message(
                         content,
                         recipient=Address(message.recipient),

@@ -6,7 +6,9 @@ runs the delivery side (delivery, scheduler and, with Kafka, the relay) in a chi
 process of its own. Both processes write to the same event store: SQLite serialises
 their transactions, PostgreSQL was built for it.
 
-The SMTP submission server stays with the API: both accept mail through the same send
+The campaign runner stays with the API too: it reads the reporting tables to pace its
+fan-out, and it keeps the delivery process free for delivering. The SMTP submission
+server stays with the API: both accept mail through the same send
 service. The projector stays with the API because embedded ClickHouse (chdb) lets one
 process at a time open its folder, and the API reads what the projector writes.
 """
@@ -26,7 +28,7 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 # What each process runs when `serve` is given no --role.
-API_PROCESS_ROLES = frozenset({Role.API, Role.PROJECTOR, Role.SMTP})
+API_PROCESS_ROLES = frozenset({Role.API, Role.PROJECTOR, Role.SMTP, Role.CAMPAIGNS})
 WORKER_PROCESS_ROLES = frozenset({Role.DELIVERY, Role.SCHEDULER, Role.RELAY})
 
 

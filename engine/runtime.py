@@ -31,6 +31,8 @@ from engine.stream import NewEventSignal, NotificationLogSource, RecentEvents, o
 from engine.writer import BatchWriter
 
 if TYPE_CHECKING:
+    from engine.campaign_runner import CampaignRunner
+    from engine.campaigns import CampaignService
     from engine.gateway import Gateway
     from engine.smtp_submission import SubmissionServer
 
@@ -44,6 +46,7 @@ class Role(StrEnum):
     PROJECTOR = "projector"
     SCHEDULER = "scheduler"
     SMTP = "smtp"  # the SMTP submission server
+    CAMPAIGNS = "campaigns"  # starts due campaigns and fans them out
 
 
 ALL_ROLES = frozenset(Role)
@@ -83,6 +86,8 @@ class Engine:
     delivery: DeliveryWorker | None = field(init=False, default=None)
     _gateway: Gateway | None = field(init=False, default=None)
     submission_server: SubmissionServer | None = field(init=False, default=None)
+    campaign_runner: CampaignRunner | None = field(init=False, default=None)
+    _campaigns: CampaignService | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -120,6 +125,26 @@ class Engine:
                 ),
             )
         return self._gateway
+
+    @property
+    def campaigns(self) -> CampaignService:
+        """The campaign, list and email commands of ``/api.php``."""
+        if self._campaigns is None:
+            from engine.campaign_runner import campaign_statistics
+            from engine.campaigns import CampaignService
+
+            self._campaigns = CampaignService(
+                self.app,
+                statistics=lambda campaign_id: campaign_statistics(
+                    self.reporting.query, campaign_id
+                ),
+                on_change=self._watch_campaign,
+            )
+        return self._campaigns
+
+    def _watch_campaign(self, campaign_id: UUID) -> None:
+        if self.campaign_runner is not None:
+            self.campaign_runner.watch(campaign_id)
 
     def _committed(self, recordings: Sequence[Recording[UUID]]) -> None:
         self.recent.add(recordings)
@@ -164,6 +189,17 @@ class Engine:
             self._spawn("projector", projector.run)
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
+        if Role.CAMPAIGNS in self.roles:
+            from engine.campaign_runner import CampaignRunner
+            from projections.events import finished_message_count, held_message_ids
+
+            self.campaign_runner = CampaignRunner(
+                self.app,
+                sender_domain_for=self.campaigns.sender_domain_for,
+                finished_count=lambda instance: finished_message_count(self.reporting, instance),
+                held_messages=lambda instance: held_message_ids(self.reporting, instance),
+            )
+            self._spawn("campaigns", self.campaign_runner.run)
         settings = self.settings
         if Role.SMTP in self.roles and (settings.submission_ports or settings.submission_tls_ports):
             from engine.smtp_submission import SubmissionServer

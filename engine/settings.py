@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     smtp_relay_url: str = Field(default="", alias="SMTP_RELAY_URL")
     smtp_pool_size: int = Field(default=8, alias="SMTP_POOL_SIZE")
     delivery_concurrency: int = Field(default=64, alias="DELIVERY_CONCURRENCY")
+    recipient_domain_concurrency: int = Field(default=20, alias="RECIPIENT_DOMAIN_CONCURRENCY")
+    recipient_domain_rate: float = Field(default=0, alias="RECIPIENT_DOMAIN_RATE")
     delivery_retry_schedule: str = Field(
         default="60,300,900,1800,3600,7200,14400", alias="DELIVERY_RETRY_SCHEDULE"
     )

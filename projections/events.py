@@ -111,6 +111,7 @@ EVENT_TYPES: Mapping[str, str] = {
     "Message.Deferred": "deferred",
     "Message.Bounced": "bounced",
     "Message.Failed": "failed",
+    "Message.Held": "held",  # ours: its campaign is paused
 }
 
 # Every event type the API may be asked to filter by: those projected today, and those
@@ -451,5 +452,39 @@ def unfinished_message_ids(store: ReportingStore, domain_id: UUID) -> list[UUID]
         HAVING countIf(event_type IN ('delivered', 'bounced', 'failed')) = 0
         """,
         {"domain": domain_id},
+    )
+    return [_uuid(row["message_id"]) for row in rows]
+
+
+def finished_message_count(store: ReportingStore, submission_id: UUID) -> int:
+    """How many messages of a submission (a campaign instance) have a final event. Asked
+    often while a campaign sends, so it counts distinct messages rather than paying for
+    FINAL: a row not yet merged away is counted once all the same."""
+    rows = store.query(
+        """
+        SELECT uniqExact(message_id) AS n
+        FROM events
+        WHERE submission_id = {s:UUID} AND event_type IN ('delivered', 'bounced', 'failed')
+        """,
+        {"s": submission_id},
+    )
+    return int(rows[0]["n"]) if rows else 0
+
+
+def held_message_ids(store: ReportingStore, submission_id: UUID) -> list[UUID]:
+    """Messages of a submission whose latest event is ``held`` (their campaign was paused)."""
+    rows = store.query(
+        """
+        SELECT message_id
+        FROM events FINAL
+        WHERE submission_id = {s:UUID}
+          AND message_id IN (
+              SELECT message_id FROM events FINAL
+              WHERE submission_id = {s:UUID} AND event_type = 'held'
+          )
+        GROUP BY message_id
+        HAVING argMax(event_type, position) = 'held'
+        """,
+        {"s": submission_id},
     )
     return [_uuid(row["message_id"]) for row in rows]

@@ -120,7 +120,7 @@ def test_final_messages_accept_nothing_more() -> None:
             command()
 
 
-COMMANDS = st.sampled_from(["queue", "attempt", "delivered", "deferred", "bounced", "fail"])
+COMMANDS = st.sampled_from(["queue", "attempt", "delivered", "deferred", "bounced", "fail", "hold"])
 
 
 @given(st.lists(COMMANDS, max_size=30), st.booleans())
@@ -143,6 +143,8 @@ def test_no_command_sequence_reaches_an_illegal_state(commands: list[str], sched
                 )  # fmt: skip
             elif command == "bounced":
                 message.record_bounced(550, "5.1.1", "unknown")
+            elif command == "hold":
+                message.hold("campaign paused")
             else:
                 message.fail("test")
         except IllegalTransition:
@@ -154,6 +156,7 @@ def test_no_command_sequence_reaches_an_illegal_state(commands: list[str], sched
             pytest.fail(f"{command} changed a final message")
         if message.status is MessageStatus.SENDING:
             assert message.attempts == before[2] + 1
+            assert before[0] is MessageStatus.QUEUED  # a held message is never claimed
     # Delivery outcomes only ever follow an attempt.
     for earlier, later in pairwise(replayed_statuses):
         if later in (MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.DEFERRED):

@@ -208,6 +208,15 @@ def test_schema_applies_idempotently(store: ReportingStore) -> None:
 # Mapping
 
 
+def test_a_held_campaign_message_maps_to_its_row() -> None:
+    message = new_message()
+    message.queue()
+    message.hold("campaign paused")
+    message.queue()
+    rows = rows_for(envelopes_of(message, Positions()), no_lookup)
+    assert [r["event_type"] for r in rows] == ["accepted", "queued", "held", "queued"]
+
+
 def test_every_message_event_type_maps_to_its_row() -> None:
     delivered, envelopes = every_type_of_event()
 
@@ -218,7 +227,8 @@ def test_every_message_event_type_maps_to_its_row() -> None:
         "accepted", "queued", "sent", "bounced",
         "accepted", "scheduled", "failed",
     ]  # fmt: skip
-    assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values())
+    # Held belongs to campaigns: test_a_held_campaign_message_maps_to_its_row.
+    assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values()) - {"held"}
     for row, envelope in zip(rows, envelopes, strict=True):
         assert row["event_id"] == envelope.event_id
         assert row["position"] == envelope.position
