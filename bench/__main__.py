@@ -1,11 +1,11 @@
-"""``python -m bench [api|commands|delivery|delivery-kafka|smtp|all]
+"""``python -m bench [api|commands|delivery|delivery-kafka|smtp|campaign|segments|all]
 [--messages N] [--seconds S]``."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api_accept, api_commands, delivery, smtp_submit
+from bench import api_accept, api_commands, campaign, delivery, segments, smtp_submit
 from bench.machine import describe, print_table
 
 
@@ -15,7 +15,16 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["api", "commands", "delivery", "delivery-kafka", "smtp", "all"],
+        choices=[
+            "api",
+            "commands",
+            "delivery",
+            "delivery-kafka",
+            "smtp",
+            "campaign",
+            "segments",
+            "all",
+        ],
     )
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--seconds", type=int, default=10)
@@ -32,6 +41,10 @@ def main() -> None:
         rows += delivery.run(messages=args.messages, kafka=True)
     if args.which in ("smtp", "all"):
         rows += smtp_submit.run()
+    if args.which in ("campaign", "all"):
+        rows += campaign.run()
+    if args.which in ("segments", "all"):
+        rows += segments.run()
     print_table("Machine", [(k, v, "") for k, v in describe().items()])
     print_table("Sendstream", rows)
 

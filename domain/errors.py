@@ -217,6 +217,8 @@ class CampaignApprove:
     NOT_FOUND = ErrorText(2, "Campaign not found")
     # Not in 001, which has no error for approving a campaign that cannot be sent.
     INCOMPLETE = ErrorText(3, "Campaign cannot be approved: {reason}")
+    # DuplicateMassEmailException (000).
+    DUPLICATE = ErrorText(4, "A campaign with this subject and list was recently sent.")
 
 
 class CampaignCancel:

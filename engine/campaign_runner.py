@@ -408,6 +408,21 @@ def campaign_statistics(
     )
     recent_rate = int(recent[0]["n"]) / 5 if recent else 0.0
 
+    instances = query(
+        """
+        SELECT submission_id, min(occurred_at) AS started,
+               uniqExactIf(message_id, event_type = 'accepted') AS recipients,
+               uniqExactIf(message_id, event_type = 'delivered') AS delivered,
+               uniqExactIf(message_id, event_type = 'bounced') AS bounced,
+               uniqExactIf(message_id, event_type = 'failed') AS failed
+        FROM events
+        WHERE campaign_id = {c:String}
+        GROUP BY submission_id
+        ORDER BY started
+        """,
+        {"c": str(campaign_id)},
+    )
+
     def ratio(part: int) -> str:
         return f"{(100 * part / sent):.2f}" if sent else "0.00"
 
@@ -424,6 +439,19 @@ def campaign_statistics(
             "OpenStatistics": {"TotalOpens": count("opened"), "UniqueOpens": count("opened")},
             "ClickStatistics": {"TotalClicks": count("clicked"), "UniqueClicks": count("clicked")},
         },
+        # A recursive campaign's sends, each with its own figures.
+        "Instances": [
+            {
+                "Number": number,
+                "InstanceID": str(row["submission_id"]),
+                "StartedAt": row["started"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "Recipients": int(row["recipients"]),
+                "Delivered": int(row["delivered"]),
+                "Bounced": int(row["bounced"]),
+                "Failed": int(row["failed"]),
+            }
+            for number, row in enumerate(instances, start=1)
+        ],
         "CampaignThroughput": {
             "EmailsPerSecond": round(recent_rate if recent_rate > 0 else throughput, 1),
             "AverageEmailsPerSecond": round(throughput, 1),

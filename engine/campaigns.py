@@ -8,7 +8,7 @@ import csv
 import io
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -588,6 +588,8 @@ class CampaignService:
         if campaign is None:
             raise RequestRejected(E.CampaignApprove.NOT_FOUND)
         self._check_complete(campaign, E.CampaignApprove.INCOMPLETE)
+        if self._recently_sent_alike(account, campaign):
+            raise RequestRejected(E.CampaignApprove.DUPLICATE)
         try:
             campaign.approve(datetime.now(UTC))
         except IllegalCampaignTransition as illegal:
@@ -597,6 +599,31 @@ class CampaignService:
         self._app.save(campaign)
         self._changed(campaign)
         return {}
+
+    def _recently_sent_alike(self, account: Account, campaign: Campaign) -> bool:
+        """Another campaign with the same subject to one of the same lists started within
+        ``DUPLICATE_CAMPAIGN_WINDOW_SECONDS`` (DuplicateMassEmailException)."""
+        window = self._app.settings.duplicate_campaign_window_seconds
+        email = self._get(campaign.email_id, CampaignEmail)
+        if window <= 0 or email is None:
+            return False
+        since = datetime.now(UTC) - timedelta(seconds=window)
+        lists = _audience_lists(campaign.audience)
+        for other_id in self._library(account).campaigns:
+            other = self._get(other_id, Campaign)
+            if (
+                other is None
+                or other.id == campaign.id
+                or other.is_deleted
+                or other.sending_started_at is None
+                or other.sending_started_at < since
+                or not lists & _audience_lists(other.audience)
+            ):
+                continue
+            other_email = self._get(other.email_id, CampaignEmail)
+            if other_email is not None and other_email.subject.strip() == email.subject.strip():
+                return True
+        return False
 
     def _lifecycle(
         self,
@@ -757,6 +784,12 @@ class CampaignService:
             ],
             "TotalCampaigns": len(found),
         }
+
+
+def _audience_lists(audience: dict[str, Any]) -> set[str]:
+    if "rules" in audience:
+        return {str(c.get("list_id")) for c in audience["rules"].get("criteria", [])}
+    return set(audience.get("include", []))
 
 
 def _page_number(value: Any, default: int, name: str) -> int:

@@ -198,6 +198,7 @@ class Engine:
                 sender_domain_for=self.campaigns.sender_domain_for,
                 finished_count=lambda instance: finished_message_count(self.reporting, instance),
                 held_messages=lambda instance: held_message_ids(self.reporting, instance),
+                window=self.settings.campaign_fanout_window,
             )
             self._spawn("campaigns", self.campaign_runner.run)
         settings = self.settings

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     smtp_relay_url: str = Field(default="", alias="SMTP_RELAY_URL")
     smtp_pool_size: int = Field(default=8, alias="SMTP_POOL_SIZE")
     delivery_concurrency: int = Field(default=64, alias="DELIVERY_CONCURRENCY")
+    campaign_fanout_window: int = Field(default=20_000, alias="CAMPAIGN_FANOUT_WINDOW")
+    duplicate_campaign_window_seconds: int = Field(
+        default=3600, alias="DUPLICATE_CAMPAIGN_WINDOW_SECONDS"
+    )
     recipient_domain_concurrency: int = Field(default=20, alias="RECIPIENT_DOMAIN_CONCURRENCY")
     recipient_domain_rate: float = Field(default=0, alias="RECIPIENT_DOMAIN_RATE")
     delivery_retry_schedule: str = Field(

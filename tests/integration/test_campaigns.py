@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from domain.campaign import CampaignStatus
-from engine.runtime import Engine
+from engine.runtime import Engine, Role
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
 
@@ -145,6 +145,9 @@ async def test_a_campaign_reaches_every_subscriber_once_personalised(
     stats = wait_for(delivered, timeout=30)
     assert stats["TotalSent"] == 40 and stats["HardBounceRatio"] == "0.00"
     assert stats["CampaignThroughput"]["AverageEmailsPerSecond"] > 0
+    assert [(i["Number"], i["Recipients"], i["Delivered"]) for i in stats["Instances"]] == [
+        (1, 40, 40)
+    ]
     listed = await account.ok("Campaigns.Get", CampaignStatus="Sent", RetrieveStatistics="true")
     assert [c["CampaignID"] for c in listed["Campaigns"]] == [campaign_id]
     assert listed["TotalCampaigns"] == 1
@@ -249,6 +252,16 @@ async def test_pause_holds_resume_continues_and_cancel_stops(
 
     # A second campaign, cancelled at once: nothing more arrives.
     second = (await account.ok("Campaign.Copy", CampaignID=campaign))["NewCampaignID"]
+    # The same subject to the same list so soon is refused (DuplicateMassEmailException).
+    body = await account.call("Campaign.Approve", CampaignID=second)
+    assert (body["ErrorCode"], body["ErrorMessage"]) == (
+        4,
+        "A campaign with this subject and list was recently sent.",
+    )
+    other = await account.ok(
+        "Email.Create", Subject="T", FromName="N", FromEmail="a@shop.example", MessagePlain="hi"
+    )
+    await account.ok("Campaign.Update", CampaignID=second, RelEmailID=other["EmailID"])
     before = len(receiver.received)
     await account.ok("Campaign.Approve", CampaignID=second)
     await account.ok("Campaign.Cancel", CampaignID=second)
@@ -256,3 +269,72 @@ async def test_pause_holds_resume_continues_and_cancel_stops(
     assert len(receiver.received) - before < 300
     body = await account.call("Campaign.Cancel", CampaignID=second)
     assert (body["ErrorCode"], body["ErrorMessage"]) == (3, "Campaign is already Cancelled")
+
+
+async def test_a_recursive_campaign_sends_one_instance_per_due_time_up_to_its_max(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engine.campaign_runner import CampaignRunner
+    from projections.events import finished_message_count, held_message_ids
+
+    # The runner is driven by hand with a clock of its own; delivery runs for real.
+    engine = make_engine(roles=frozenset({Role.API, Role.DELIVERY, Role.PROJECTOR, Role.SCHEDULER}))
+    account = Account(engine, api_client(engine), "shop.example")
+    campaign_id, _ = await prepared_campaign(account, 3)
+    await account.ok(
+        "Campaign.Update",
+        CampaignID=campaign_id,
+        ScheduleType="Recursive",
+        ScheduleRecDaysOfWeek="0,1,2,3,4,5,6",
+        ScheduleRecMonths="1,2,3,4,5,6,7,8,9,10,11,12",
+        ScheduleRecHours="*",
+        ScheduleRecMinutes="0,30",
+        ScheduleRecSendMaxInstance="2",
+        SendTimeZone="Europe/Berlin",
+    )
+    await account.ok("Campaign.Approve", CampaignID=campaign_id)
+    runner = CampaignRunner(
+        engine.app,
+        engine.campaigns.sender_domain_for,
+        lambda instance: finished_message_count(engine.reporting, instance),
+        lambda instance: held_message_ids(engine.reporting, instance),
+    )
+    clock = datetime(2026, 12, 1, 9, 10, tzinfo=UTC)
+
+    def status() -> CampaignStatus:
+        return engine.campaigns._get(UUID(campaign_id), object).status  # type: ignore[attr-defined,no-any-return]
+
+    def run_until(wanted: CampaignStatus, now: datetime) -> None:
+        def reached() -> bool:
+            runner.tick(now)
+            return status() is wanted
+
+        wait_for(reached, timeout=60, interval=0.2)
+
+    run_until(CampaignStatus.SCHEDULED, clock)  # next :00 or :30, Berlin time
+    campaign = engine.campaigns._get(UUID(campaign_id), object)
+    assert campaign.due_at == datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # type: ignore[attr-defined]
+    run_until(CampaignStatus.SCHEDULED, clock + timedelta(minutes=21))  # first instance done
+    assert engine.campaigns._get(UUID(campaign_id), object).instances_started == 1  # type: ignore[attr-defined]
+    run_until(CampaignStatus.SENT, clock + timedelta(minutes=51))  # the second and last
+    assert engine.campaigns._get(UUID(campaign_id), object).instances_started == 2  # type: ignore[attr-defined]
+
+    def per_instance() -> Any:
+        stats = await_stats()
+        return [i["Delivered"] for i in stats["Instances"]] == [3, 3] and stats
+
+    def await_stats() -> Any:
+        owner = engine.app.account(account_id_of(engine, campaign_id))
+        return engine.campaigns.get_campaign(
+            owner, {"campaignid": campaign_id, "retrievestatistics": "true"}
+        )["Campaign"]
+
+    stats = wait_for(per_instance, timeout=30)
+    assert stats["TotalDelivered"] == 6
+
+
+def account_id_of(engine: Engine, campaign_id: str) -> UUID:
+    campaign = engine.campaigns._get(UUID(campaign_id), object)
+    return campaign.account_id  # type: ignore[attr-defined,no-any-return]
