@@ -32,6 +32,7 @@ from domain.errors import ErrorText, RequestRejected
 from domain.lists import EMAIL_FIELD, ListRuleBroken, SubscriberList, normalise_fields
 from engine.application import Sendstream
 from engine.ids import new_id
+from engine.params import iso_time, text_param, uuid_param
 from engine.send_request import is_valid_email
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
@@ -54,26 +55,6 @@ class ImportReport:
             "InvalidCount": len(self.invalid),
             "Invalid": self.invalid[:1000],
         }
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str) and value.strip() and "\x00" not in value:
-        return value.strip()
-    return None
-
-
-def _uuid(value: Any) -> UUID | None:
-    text = _text(value)
-    if text is None or len(text) > 64:
-        return None
-    try:
-        return UUID(text)
-    except ValueError:
-        return None
 
 
 def _flag(value: Any, name: str, default: bool = False) -> bool:
@@ -112,10 +93,6 @@ def _rejected(broken: ListRuleBroken) -> RequestRejected:
     return RequestRejected(E.Lists.for_exception(broken.exception, broken.message))
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
 class CampaignService:
     def __init__(
         self,
@@ -146,9 +123,9 @@ class CampaignService:
 
     def _own_list(self, account: Account, params: dict[str, Any]) -> SubscriberList:
         raw = params.get("ListID")
-        if _text(raw) is None:
+        if text_param(raw) is None:
             raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="ListID"))
-        found = self._get(_uuid(raw), SubscriberList)
+        found = self._get(uuid_param(raw), SubscriberList)
         if found is None or found.account_id != account.id or found.is_deleted:
             raise RequestRejected(E.Lists.INVALID_GROUP_ID)
         return found
@@ -156,7 +133,7 @@ class CampaignService:
     # Lists.
 
     def create_list(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        name = _text(params.get("ListName"))
+        name = text_param(params.get("ListName"))
         if name is None:
             raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="ListName"))
         if len(name) > 255 or any(ord(c) < 32 for c in name):
@@ -265,7 +242,7 @@ class CampaignService:
         self, account: Account, params: dict[str, Any], act: Callable[[SubscriberList, str], None]
     ) -> dict[str, Any]:
         subscribers = self._own_list(account, params)
-        email = _text(params.get("EmailAddress"))
+        email = text_param(params.get("EmailAddress"))
         if email is None:
             raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="EmailAddress"))
         try:
@@ -304,7 +281,7 @@ class CampaignService:
     def import_subscribers(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         subscribers = self._own_list(account, params)
         data = params.get("Data")
-        fmt = (_text(params.get("Format")) or "csv").lower()
+        fmt = (text_param(params.get("Format")) or "csv").lower()
         if data is None or data == "":
             raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="Data"))
         if fmt not in ("csv", "json"):
@@ -366,7 +343,7 @@ class CampaignService:
     # Campaign emails.
 
     def _own_email(self, account: Account, value: Any) -> CampaignEmail | None:
-        found = self._get(_uuid(value), CampaignEmail)
+        found = self._get(uuid_param(value), CampaignEmail)
         if found is None or found.account_id != account.id or found.is_deleted:
             return None
         return found
@@ -471,7 +448,7 @@ class CampaignService:
     # Campaigns.
 
     def _own_campaign(self, account: Account, value: Any) -> Campaign | None:
-        found = self._get(_uuid(value), Campaign)
+        found = self._get(uuid_param(value), Campaign)
         if found is None or found.account_id != account.id or found.is_deleted:
             return None
         return found
@@ -481,7 +458,7 @@ class CampaignService:
             self._on_change(campaign.id)
 
     def create_campaign(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        name = _text(params.get("CampaignName"))
+        name = text_param(params.get("CampaignName"))
         if name is None or len(name) > 255:
             raise RequestRejected(E.CampaignCreate.MISSING_NAME)
         campaign = Campaign(
@@ -497,12 +474,12 @@ class CampaignService:
         from domain.campaign_schedule import ScheduleError, parse_schedule
         from domain.segments import SegmentError, parse_segment, to_bundle
 
-        if _text(params.get("CampaignID")) is None:
+        if text_param(params.get("CampaignID")) is None:
             raise RequestRejected(E.CampaignUpdate.MISSING_ID)
         campaign = self._own_campaign(account, params["CampaignID"])
         if campaign is None:
             raise RequestRejected(E.CampaignUpdate.NOT_FOUND)
-        status = _text(params.get("CampaignStatus"))
+        status = text_param(params.get("CampaignStatus"))
         if status is not None and status.capitalize() not in ("Draft", "Ready"):
             raise RequestRejected(E.CampaignUpdate.INVALID_STATUS)
         email_id: UUID | None = None
@@ -542,7 +519,7 @@ class CampaignService:
             raise RequestRejected(E.CampaignUpdate.INVALID_STATUS)
         if status == "Draft" and campaign.status not in EDITABLE:
             raise RequestRejected(E.CampaignUpdate.INVALID_STATUS)
-        name = _text(params.get("CampaignName"))
+        name = text_param(params.get("CampaignName"))
         if name is not None and name != campaign.name:
             campaign.rename(name[:255])
         if content_change:
@@ -571,7 +548,7 @@ class CampaignService:
 
     def _check_lists(self, account: Account, list_ids: list[str]) -> None:
         for list_id in list_ids:
-            found = self._get(_uuid(list_id), SubscriberList)
+            found = self._get(uuid_param(list_id), SubscriberList)
             if found is None or found.account_id != account.id or found.is_deleted:
                 raise RequestRejected(E.Lists.INVALID_GROUP_ID)
 
@@ -582,7 +559,7 @@ class CampaignService:
             raise RequestRejected(error.format(reason="it has no recipients"))
 
     def approve(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("CampaignID")) is None:
+        if text_param(params.get("CampaignID")) is None:
             raise RequestRejected(E.CampaignApprove.MISSING_ID)
         campaign = self._own_campaign(account, params["CampaignID"])
         if campaign is None:
@@ -634,7 +611,7 @@ class CampaignService:
         wrong_state: ErrorText,
         act: Callable[[Campaign, datetime], None],
     ) -> Campaign:
-        if _text(params.get("CampaignID")) is None:
+        if text_param(params.get("CampaignID")) is None:
             raise RequestRejected(missing)
         campaign = self._own_campaign(account, params["CampaignID"])
         if campaign is None:
@@ -718,9 +695,9 @@ class CampaignService:
             "RelEmailID": str(campaign.email_id) if campaign.email_id else None,
             "ScheduleType": campaign.schedule.get("kind", "Immediate"),
             "Schedule": campaign.schedule,
-            "NextSendDate": _iso(campaign.due_at),
-            "CreatedDate": _iso(campaign.created_at),
-            "SendDate": _iso(campaign.sending_started_at),
+            "NextSendDate": iso_time(campaign.due_at),
+            "CreatedDate": iso_time(campaign.created_at),
+            "SendDate": iso_time(campaign.sending_started_at),
             "Instances": campaign.instances_started,
         }
         if tags:
@@ -731,7 +708,7 @@ class CampaignService:
 
     def get_campaign(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         value = params.get("campaignid", params.get("CampaignID"))
-        if _text(value) is None:
+        if text_param(value) is None:
             raise RequestRejected(E.CampaignGet.MISSING_ID)
         campaign = self._own_campaign(account, value)
         if campaign is None:
@@ -745,17 +722,17 @@ class CampaignService:
     def get_campaigns(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         campaigns = [self._get(i, Campaign) for i in self._library(account).campaigns]
         found = [c for c in campaigns if c is not None and not c.is_deleted]
-        status = (_text(params.get("CampaignStatus")) or "All").capitalize()
+        status = (text_param(params.get("CampaignStatus")) or "All").capitalize()
         if status != "All":
             found = [c for c in found if c.status.value == status]
-        keyword = (_text(params.get("SearchKeyword")) or "").lower()
+        keyword = (text_param(params.get("SearchKeyword")) or "").lower()
         if keyword:
             found = [c for c in found if keyword in c.name.lower()]
         wanted_tags = set(_names(params.get("Tags")))
         if wanted_tags:
             found = [c for c in found if wanted_tags & set(c.tags)]
-        order_field = (_text(params.get("OrderField")) or "CreatedDate").lower()
-        descending = (_text(params.get("OrderType")) or "DESC").upper() != "ASC"
+        order_field = (text_param(params.get("OrderField")) or "CreatedDate").lower()
+        descending = (text_param(params.get("OrderType")) or "DESC").upper() != "ASC"
         order = list(CampaignStatus)
         if order_field == "sort-by-status":
             # Always descending, as 001 says: the furthest along first.

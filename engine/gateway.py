@@ -49,6 +49,7 @@ from engine.application import (
     new_sender_domain,
 )
 from engine.domains import DomainNameInvalid, normalise_domain_name
+from engine.params import iso_time, text_param, uuid_param
 from engine.passwords import hash_password, new_password, verify_password
 from engine.sending import RequestLimit, SendingService
 from engine.settings import Settings
@@ -58,33 +59,6 @@ AggregateT = TypeVar("AggregateT", bound=Aggregate)
 _READ_CACHE_SECONDS = 2.0
 _PENDING = (MessageStatus.ACCEPTED, MessageStatus.SCHEDULED, MessageStatus.QUEUED,
             MessageStatus.DEFERRED)  # fmt: skip
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _text(value: Any) -> str | None:
-    """A parameter as text: strings stripped, numbers as written; anything else is absent."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str) and value.strip() and "\x00" not in value:
-        return value.strip()
-    return None
-
-
-def _uuid(value: Any) -> UUID | None:
-    text = _text(value)
-    if text is None or len(text) > 64:
-        return None
-    try:
-        return UUID(text)
-    except ValueError:
-        return None
 
 
 def _flag(params: dict[str, Any], name: str, current: bool) -> bool:
@@ -208,7 +182,7 @@ class Gateway:
 
     def authenticate(self, params: dict[str, Any]) -> Account:
         """The account behind ``APIKey`` or ``SessionID``, after its rate limit."""
-        api_key, session_id = _text(params.get("APIKey")), _text(params.get("SessionID"))
+        api_key, session_id = text_param(params.get("APIKey")), text_param(params.get("SessionID"))
         account: Account | None = None
         if api_key:
             digest = key_digest(api_key)
@@ -227,7 +201,7 @@ class Gateway:
         return account
 
     def login(self, params: dict[str, Any]) -> dict[str, Any]:
-        username, password = _text(params.get("Username")), params.get("Password")
+        username, password = text_param(params.get("Username")), params.get("Password")
         for name, value in (("Username", username), ("Password", password)):
             if not value or not isinstance(value, str):
                 raise RequestRejected(E.UserLogin.MISSING_PARAMETER.format(name=name))
@@ -240,7 +214,11 @@ class Gateway:
             raise RequestRejected(E.Command.LOGIN_FAILED)
         self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
         session_id, expires = self._sessions.issue(account.id)
-        return {"SessionID": session_id, "ExpiresAt": _iso(expires), "AccountID": str(account.id)}
+        return {
+            "SessionID": session_id,
+            "ExpiresAt": iso_time(expires),
+            "AccountID": str(account.id),
+        }
 
     def username_taken(self, username: str) -> bool:
         return self._load(username_id(username), UsernameClaim) is not None
@@ -258,7 +236,7 @@ class Gateway:
     # Sender domains.
 
     def _own_domain(self, account: Account, value: Any, error: ErrorText) -> SenderDomain:
-        domain_id = _uuid(value)
+        domain_id = uuid_param(value)
         domain = self._load(domain_id, SenderDomain) if domain_id else None
         if domain is None or domain.account_id != account.id or domain.is_deleted:
             raise RequestRejected(error)
@@ -290,7 +268,7 @@ class Gateway:
         ]
 
     def add_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        name = _text(params.get("DomainName"))
+        name = text_param(params.get("DomainName"))
         if name is None:
             raise RequestRejected(E.AddDomain.MISSING_DOMAIN_NAME)
         try:
@@ -331,7 +309,7 @@ class Gateway:
         }
 
     def get_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.GetDomain.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.GetDomain.DOMAIN_NOT_FOUND)
         return {
@@ -361,7 +339,7 @@ class Gateway:
         return {"Domains": domains}
 
     def update_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.UpdateDomain.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.UpdateDomain.DOMAIN_NOT_FOUND)
         domain = self._app.domain(domain.id)
@@ -385,7 +363,7 @@ class Gateway:
         return {"Domain": {"DomainID": str(domain.id), **self._settings_of(domain)}}
 
     def delete_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.DeleteDomain.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.DeleteDomain.DOMAIN_NOT_FOUND)
         domain = self._app.domain(domain.id)
@@ -410,7 +388,7 @@ class Gateway:
         return {}
 
     def clear_domain_queue(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.ClearDomainQueue.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.ClearDomainQueue.DOMAIN_NOT_FOUND)
         domain = self._app.domain(domain.id)
@@ -444,7 +422,7 @@ class Gateway:
         from adapters.dns import DnsLookup
         from engine.domain_verification import check_records
 
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.VerifyDomain.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.VerifyDomain.DOMAIN_NOT_FOUND)
         domain = self._app.domain(domain.id)
@@ -481,7 +459,10 @@ class Gateway:
         description = params.get("Description")
         if not isinstance(description, str) or not description.strip() or len(description) > 255:
             raise RequestRejected(E.AddApi.MISSING_DESCRIPTION)
-        if _uuid(params.get("DomainID")) is None and _text(params.get("DomainID")) is None:
+        if (
+            uuid_param(params.get("DomainID")) is None
+            and text_param(params.get("DomainID")) is None
+        ):
             raise RequestRejected(E.AddApi.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params.get("DomainID"), E.AddApi.DOMAIN_NOT_FOUND)
         domain = self._app.domain(domain.id)
@@ -510,7 +491,7 @@ class Gateway:
         }
 
     def get_apis(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.GetApis.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.GetApis.DOMAIN_NOT_FOUND)
         keys = []
@@ -527,16 +508,16 @@ class Gateway:
                     "Key": f"{key.hint}…" if key.hint else "",
                     "Description": key.description,
                     "Permissions": ",".join(key.permissions),
-                    "CreationDate": _iso(key.issued_at),
+                    "CreationDate": iso_time(key.issued_at),
                     "LastUsedDate": key.last_used_on,
                 }
             )
         return {"APIKeys": keys}
 
     def delete_api(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("ApiKeyId")) is None:
+        if text_param(params.get("ApiKeyId")) is None:
             raise RequestRejected(E.DeleteApi.MISSING_KEY_ID)
-        key_id = _uuid(params["ApiKeyId"])
+        key_id = uuid_param(params["ApiKeyId"])
         key = self._load(key_id, SenderApiKey) if key_id else None
         if key is None or key.account_id != account.id or key.is_revoked:
             raise RequestRejected(E.DeleteApi.KEY_NOT_FOUND)
@@ -560,7 +541,7 @@ class Gateway:
         return {"SMTPHost": self._settings.mail_hostname, "SMTPPorts": [str(p) for p in ports]}
 
     def add_smtp(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.AddSmtp.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.AddSmtp.DOMAIN_NOT_FOUND)
         domain = self._app.domain(domain.id)
@@ -588,7 +569,7 @@ class Gateway:
         }
 
     def get_smtps(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("DomainID")) is None:
+        if text_param(params.get("DomainID")) is None:
             raise RequestRejected(E.GetSmtps.MISSING_DOMAIN_ID)
         domain = self._own_domain(account, params["DomainID"], E.GetSmtps.DOMAIN_NOT_FOUND)
         found = []
@@ -604,20 +585,20 @@ class Gateway:
                     # Only a hash is kept; ResetSMTPPassword issues a new password.
                     "Password": None,
                     "IsActive": domain.is_active,
-                    "CreationDate": _iso(credential.issued_at),
+                    "CreationDate": iso_time(credential.issued_at),
                 }
             )
         return {"SMTPs": found}
 
     def _own_credential(self, account: Account, value: Any, error: ErrorText) -> SmtpCredential:
-        credential_id = _uuid(value)
+        credential_id = uuid_param(value)
         credential = self._load(credential_id, SmtpCredential) if credential_id else None
         if credential is None or credential.account_id != account.id or credential.is_deleted:
             raise RequestRejected(error)
         return self._app._get(credential.id, SmtpCredential)
 
     def delete_smtp(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("smtpid")) is None:
+        if text_param(params.get("smtpid")) is None:
             raise RequestRejected(E.DeleteSmtp.MISSING_SMTP_ID)
         credential = self._own_credential(account, params["smtpid"], E.DeleteSmtp.SMTP_NOT_FOUND)
         credential.delete(datetime.now(UTC))
@@ -631,7 +612,7 @@ class Gateway:
         return {}
 
     def reset_smtp_password(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if _text(params.get("smtpid")) is None:
+        if text_param(params.get("smtpid")) is None:
             raise RequestRejected(E.ResetSmtpPassword.MISSING_SMTP_ID)
         credential = self._own_credential(
             account, params["smtpid"], E.ResetSmtpPassword.SMTP_NOT_FOUND

@@ -1,0 +1,36 @@
+"""Reading ``/api.php`` parameters, which arrive as JSON values or as form and query text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+
+def text_param(value: Any) -> str | None:
+    """A parameter as text: strings stripped, numbers as written; anything else is absent."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and value.strip() and "\x00" not in value:
+        return value.strip()
+    return None
+
+
+def uuid_param(value: Any) -> UUID | None:
+    """An id parameter; anything that is not one is absent (and so "not found")."""
+    text = text_param(value)
+    if text is None or len(text) > 64:
+        return None
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """Times in answers: UTC, to the second, ``Z``-suffixed."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
