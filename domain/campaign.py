@@ -357,6 +357,7 @@ class Library(Aggregate):
         self.lists: dict[UUID, str] = {}  # id → name
         self.emails: list[UUID] = []
         self.campaigns: list[UUID] = []
+        self.segments: dict[UUID, str] = {}  # id → name
 
     @event("ListAdded")
     def add_list(self, list_id: UUID, name: str) -> None:
@@ -375,6 +376,14 @@ class Library(Aggregate):
         if email_id in self.emails:
             self.emails.remove(email_id)
 
+    @event("SegmentAdded")
+    def add_segment(self, segment_id: UUID, name: str) -> None:
+        self.segments[segment_id] = name
+
+    @event("SegmentRemoved")
+    def remove_segment(self, segment_id: UUID) -> None:
+        self.segments.pop(segment_id, None)
+
     @event("CampaignAdded")
     def add_campaign(self, campaign_id: UUID) -> None:
         self.campaigns.append(campaign_id)
@@ -383,3 +392,20 @@ class Library(Aggregate):
     def remove_campaign(self, campaign_id: UUID) -> None:
         if campaign_id in self.campaigns:
             self.campaigns.remove(campaign_id)
+
+
+class SavedSegment(Aggregate):
+    """A named audience rule (a ``RulesJsonBundle``) that campaigns name by id in
+    ``RecipientListsAndSegments`` and ``Exclude_RecipientListsAndSegments``."""
+
+    @event("Created")
+    def __init__(self, id: UUID, account_id: UUID, name: str, bundle: dict[str, Any]) -> None:
+        self._id = id
+        self.account_id = account_id
+        self.name = name
+        self.bundle = bundle
+        self.is_deleted = False
+
+    @event("Deleted")
+    def delete(self) -> None:
+        self.is_deleted = True

@@ -29,6 +29,7 @@ from domain.campaign import (
     CampaignEmail,
     CampaignInstance,
     CampaignStatus,
+    SavedSegment,
     campaign_message_id,
     fanout_id,
 )
@@ -247,11 +248,28 @@ class CampaignRunner:
             chosen = [by_email[email] for email in wanted if email in by_email]
             excluded_emails: set[str] = set()
         else:
-            for list_id in audience.get("include", []):
-                for fields in members(list_id):
+            # Each id is a list or a saved segment (whose rules pick from their own lists).
+            def audience_of(source_id: str) -> list[dict[str, str]]:
+                saved = self._saved_segment(source_id, campaign.account_id)
+                if saved is None:
+                    return members(source_id)
+                segment = parse_segment(saved.bundle)
+                fields_of: dict[str, dict[str, str]] = {}
+                for criterion in segment.criteria:
+                    for fields in members(criterion.list_id):
+                        fields_of.setdefault(fields[EMAIL_FIELD], fields)
+                wanted = evaluate(
+                    segment, {c.list_id: members(c.list_id) for c in segment.criteria}
+                )
+                return [fields_of[email] for email in wanted if email in fields_of]
+
+            for source_id in audience.get("include", []):
+                for fields in audience_of(source_id):
                     by_email.setdefault(fields[EMAIL_FIELD], fields)
             excluded_emails = {
-                f[EMAIL_FIELD] for list_id in audience.get("exclude", []) for f in members(list_id)
+                f[EMAIL_FIELD]
+                for source_id in audience.get("exclude", [])
+                for f in audience_of(source_id)
             }
             chosen = [f for email, f in by_email.items() if email not in excluded_emails]
         suppressions = self._app.suppression_list(campaign.account_id)
@@ -259,6 +277,13 @@ class CampaignRunner:
             f for f in chosen if suppressions is None or not suppressions.contains(f[EMAIL_FIELD])
         ]
         return kept, len(by_email) - len(kept)
+
+    def _saved_segment(self, segment_id: str, account_id: UUID) -> SavedSegment | None:
+        try:
+            found = self._app._get(UUID(segment_id), SavedSegment)
+        except (AggregateNotFoundError, ValueError):
+            return None
+        return found if found.account_id == account_id and not found.is_deleted else None
 
     # Fan-out.
 

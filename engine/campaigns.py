@@ -26,6 +26,7 @@ from domain.campaign import (
     CampaignStatus,
     IllegalCampaignTransition,
     Library,
+    SavedSegment,
     library_id,
 )
 from domain.errors import ErrorText, RequestRejected
@@ -340,6 +341,55 @@ class CampaignService:
             progress(seen)
         return report
 
+    # Saved segments.
+
+    def create_segment(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from domain.segments import SegmentError, parse_segment, to_bundle
+
+        name = text_param(params.get("SegmentName"))
+        if name is None:
+            raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="SegmentName"))
+        if params.get("RulesJsonBundle") in (None, ""):
+            raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="RulesJsonBundle"))
+        try:
+            segment = parse_segment(params["RulesJsonBundle"])
+        except SegmentError as error:
+            raise RequestRejected(
+                E.Lists.INVALID_OPTION.format(name=f"RulesJsonBundle ({error})")
+            ) from None
+        self._check_lists(account, [c.list_id for c in segment.criteria])
+        with self._library_lock:
+            library = self._library(account)
+            if any(n.lower() == name.lower() for n in library.segments.values()):
+                raise RequestRejected(E.Lists.DUPLICATE_NAME)
+            saved = SavedSegment(
+                id=new_id(), account_id=account.id, name=name[:255], bundle=to_bundle(segment)
+            )
+            library.add_segment(saved.id, saved.name)
+            self._app.save(library, saved)
+        return {"SegmentID": str(saved.id)}
+
+    def get_segments(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        found = [self._get(i, SavedSegment) for i in self._library(account).segments]
+        return {
+            "Segments": [
+                {"SegmentID": str(s.id), "SegmentName": s.name, "RulesJsonBundle": s.bundle}
+                for s in found
+                if s is not None and not s.is_deleted
+            ]
+        }
+
+    def delete_segment(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        saved = self._get(uuid_param(params.get("SegmentID")), SavedSegment)
+        if saved is None or saved.account_id != account.id or saved.is_deleted:
+            raise RequestRejected(E.Lists.INVALID_GROUP_ID)
+        with self._library_lock:
+            library = self._library(account)
+            library.remove_segment(saved.id)
+            saved.delete()
+            self._app.save(library, saved)
+        return {}
+
     # Campaign emails.
 
     def _own_email(self, account: Account, value: Any) -> CampaignEmail | None:
@@ -507,7 +557,7 @@ class CampaignService:
         elif params.get("RecipientListsAndSegments") not in (None, ""):
             include = _names(params.get("RecipientListsAndSegments"))
             exclude = _names(params.get("Exclude_RecipientListsAndSegments"))
-            self._check_lists(account, include + exclude)
+            self._check_lists(account, include + exclude, segments_too=True)
             audience = {"include": include, "exclude": exclude}
         content_change = email_id is not None or schedule is not None or audience is not None
         if content_change and campaign.status not in EDITABLE:
@@ -546,9 +596,16 @@ class CampaignService:
         self._changed(campaign)
         return {}
 
-    def _check_lists(self, account: Account, list_ids: list[str]) -> None:
+    def _check_lists(
+        self, account: Account, list_ids: list[str], segments_too: bool = False
+    ) -> None:
+        """Every id names a list of the account (or, where allowed, a saved segment)."""
         for list_id in list_ids:
-            found = self._get(uuid_param(list_id), SubscriberList)
+            found: SubscriberList | SavedSegment | None = self._get(
+                uuid_param(list_id), SubscriberList
+            )
+            if found is None and segments_too:
+                found = self._get(uuid_param(list_id), SavedSegment)
             if found is None or found.account_id != account.id or found.is_deleted:
                 raise RequestRejected(E.Lists.INVALID_GROUP_ID)
 

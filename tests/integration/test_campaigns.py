@@ -338,3 +338,43 @@ async def test_a_recursive_campaign_sends_one_instance_per_due_time_up_to_its_ma
 def account_id_of(engine: Engine, campaign_id: str) -> UUID:
     campaign = engine.campaigns._get(UUID(campaign_id), object)
     return campaign.account_id  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_saved_segments_and_exclusions_choose_the_audience(
+    make_engine: Callable[..., Engine], api_client: Client, receiver: Receiver
+) -> None:
+    engine = make_engine(SMTP_RELAY_URL=receiver.url)
+    account = Account(engine, api_client(engine), "shop.example")
+    campaign_id, list_id = await prepared_campaign(account, 40)
+    bundle = {
+        "operator": "or",
+        "criteria": [
+            {
+                "list_id": list_id,
+                "operator": "and",
+                "rules": [
+                    {"type": "fields", "field_id": "City", "operator": "equals", "value": "city1"}
+                ],
+            }
+        ],
+    }
+    segment = await account.ok("Segment.Create", SegmentName="City one", RulesJsonBundle=bundle)
+    listed = await account.ok("Segments.Get")
+    assert [s["SegmentID"] for s in listed["Segments"]] == [segment["SegmentID"]]
+    blocked = await account.ok("List.Create", ListName="Blocked")
+    await account.ok(
+        "Subscriber.Subscribe", ListID=blocked["ListID"], EmailAddress="User1@Example.org"
+    )
+    await account.ok(
+        "Campaign.Update",
+        CampaignID=campaign_id,
+        RecipientListsAndSegments=segment["SegmentID"],
+        Exclude_RecipientListsAndSegments=blocked["ListID"],
+    )
+    await account.ok("Campaign.Approve", CampaignID=campaign_id)
+    # City1 is every third reader from user1: 13 of 40, less user1, excluded.
+    expected = {f"user{n}@example.org" for n in range(40) if n % 3 == 1} - {"user1@example.org"}
+    wait_for(lambda: len(receiver.received) >= len(expected), timeout=60)
+    await asyncio.sleep(1.0)
+    assert {r.recipients[0] for r in receiver.received} == expected
+    assert len(receiver.received) == 12
