@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.commands import CommandEndpoint
 from api.errors import JSONResponse, rest_error_response
 from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendEmailResponse
+from api.tracking import TrackingEndpoint
 from domain.errors import Extensions, GetEvents, RequestRejected, SendEmail
+from engine.keys import tracking_key
 from engine.runtime import Engine
 from engine.send_request import parse_timestamp
 from projections.events import EVENT_TYPE_NAMES, list_events
@@ -181,11 +183,19 @@ def _int_param(value: Any, default: int, error: Any) -> int:
 
 def create_app(engine: Engine) -> ASGIApp:
     """What uvicorn serves: the fast path for sending in front of the FastAPI application."""
-    return CommandEndpoint(
+    app = CommandEndpoint(
         SendEmailFastPath(create_api(engine), engine),
         engine.gateway,
         engine.campaigns,
+        engine.suppressions,
         max_body_bytes=engine.settings.max_request_bytes,
+    )
+    # Tracking hits come first: they are the most numerous requests of all.
+    return TrackingEndpoint(
+        app,
+        engine.feedback,
+        key=tracking_key(engine.settings),
+        trust_forwarded=engine.settings.trust_forwarded_for,
     )
 
 
@@ -236,7 +246,9 @@ def create_api(engine: Engine) -> FastAPI:
         message_id = await accept_email(engine, body, request.headers.get("authorization", ""))
         return JSONResponse({"MessageID": message_id})
 
-    commands = CommandEndpoint(app, engine.gateway, engine.campaigns, settings.max_request_bytes)
+    commands = CommandEndpoint(
+        app, engine.gateway, engine.campaigns, engine.suppressions, settings.max_request_bytes
+    )
 
     @app.api_route(
         "/api.php",

@@ -29,6 +29,7 @@ from domain.account import Account
 from domain.errors import Command, ErrorText, RequestRejected
 from engine.campaigns import CampaignService
 from engine.gateway import Gateway
+from engine.suppressions import SuppressionCommands
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,14 @@ class CommandSpec:
     blocking: bool = False
 
 
-def command_table(gateway: Gateway, campaigns: CampaignService) -> dict[str, CommandSpec]:
+def command_table(
+    gateway: Gateway, campaigns: CampaignService, suppressions: SuppressionCommands
+) -> dict[str, CommandSpec]:
     specs = [
+        *(
+            CommandSpec(name, handler, blocking=True)
+            for name, handler in suppressions.commands().items()
+        ),
         CommandSpec("List.Create", campaigns.create_list, blocking=True),
         CommandSpec("Lists.Get", campaigns.get_lists, blocking=True),
         CommandSpec("List.Delete", campaigns.delete_list, blocking=True),
@@ -112,11 +119,16 @@ class CommandEndpoint:
     PATH = "/api.php"
 
     def __init__(
-        self, app: ASGIApp, gateway: Gateway, campaigns: CampaignService, max_body_bytes: int
+        self,
+        app: ASGIApp,
+        gateway: Gateway,
+        campaigns: CampaignService,
+        suppressions: SuppressionCommands,
+        max_body_bytes: int,
     ) -> None:
         self.app = app
         self.gateway = gateway
-        self.commands = command_table(gateway, campaigns)
+        self.commands = command_table(gateway, campaigns, suppressions)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,11 +1,20 @@
-"""``python -m bench [api|commands|delivery|delivery-kafka|smtp|campaign|segments|all]
-[--messages N] [--seconds S]``."""
+"""``python -m bench [WHICH] [--messages N] [--seconds S]``: WHICH is api, commands,
+delivery, delivery-kafka, smtp, campaign, segments, tracking, bounces or all (default)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api_accept, api_commands, campaign, delivery, segments, smtp_submit
+from bench import (
+    api_accept,
+    api_commands,
+    bounces,
+    campaign,
+    delivery,
+    segments,
+    smtp_submit,
+    tracking,
+)
 from bench.machine import describe, print_table
 
 
@@ -23,6 +32,8 @@ def main() -> None:
             "smtp",
             "campaign",
             "segments",
+            "tracking",
+            "bounces",
             "all",
         ],
     )
@@ -45,6 +56,10 @@ def main() -> None:
         rows += campaign.run()
     if args.which in ("segments", "all"):
         rows += segments.run()
+    if args.which in ("tracking", "all"):
+        rows += tracking.run(seconds=args.seconds)
+    if args.which in ("bounces", "all"):
+        rows += bounces.run()
     print_table("Machine", [(k, v, "") for k, v in describe().items()])
     print_table("Sendstream", rows)
 

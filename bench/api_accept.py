@@ -48,6 +48,7 @@ class Server:
             "API_RATE_LIMIT": "1000000/second",
             "SEND_RATE_LIMIT": "1000000/second",
             "SMTP_SUBMISSION_PORTS": "",
+            "BOUNCE_SMTP_PORTS": "",
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -55,6 +55,7 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
         API_RATE_LIMIT="1000000/second",
         SEND_RATE_LIMIT="1000000/second",
         SMTP_SUBMISSION_PORTS="",
+        BOUNCE_SMTP_PORTS="",
     )
     # As `sendstream serve` runs it: API and projector here, the delivery side in a child.
     engine = Engine(settings, roles=API_PROCESS_ROLES)

@@ -289,6 +289,9 @@ class Lists:
         "InvalidReplyEmailException": 16,
         "InvalidMassEmailIDException": 17,
         "InvalidOptionException": 18,
+        "UnsubscribedEmailAddressException": 19,
+        "BouncedEmailAddressException": 20,
+        "SystemEmailAddressException": 21,
     }
     DUPLICATE_NAME = ErrorText(7, "List name already exists.")
     INVALID_NAME = ErrorText(8, "List name is invalid.")

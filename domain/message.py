@@ -79,6 +79,11 @@ class Message(Aggregate):
         self.next_attempt_at: datetime | None = None
         self.last_reply: dict[str, Any] | None = None
         self.failure_reason: str | None = None
+        self.opens = 0
+        self.clicks = 0
+        self.unsubscribed = False
+        self.complained = False
+        self.bounce_kind: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -145,9 +150,12 @@ class Message(Aggregate):
             retry_at=retry_at,
         )
 
-    def record_bounced(self, code: int, enhanced_status: str, reply_text: str) -> None:
+    def record_bounced(
+        self, code: int, enhanced_status: str, reply_text: str, kind: str = "hard"
+    ) -> None:
+        """A permanent refusal at SMTP time; ``kind`` is hard or block (policy, 5.7.x)."""
         self._require_sending()
-        self._bounced(code=code, enhanced_status=enhanced_status, reply_text=reply_text)
+        self._bounced(code=code, enhanced_status=enhanced_status, reply_text=reply_text, kind=kind)
 
     def fail(
         self, reason: str, code: int = 0, enhanced_status: str = "", reply_text: str = ""
@@ -157,6 +165,106 @@ class Message(Aggregate):
         self._failed(
             reason=reason, code=code, enhanced_status=enhanced_status, reply_text=reply_text
         )
+
+    # What happens after a message left us: engagement and feedback. Each needs the message
+    # to have been sent at least once; none changes whether it was delivered, except a
+    # bounce report, which is the receiving system taking the delivery back.
+
+    def _require_sent(self, what: str) -> None:
+        if self.attempts == 0:
+            raise IllegalTransition(f"cannot record {what} for a message never sent")
+
+    def record_open(self, ip: str, user_agent: str, machine: bool, at: datetime) -> None:
+        self._require_sent("an open")
+        self._opened(ip=ip, user_agent=user_agent, machine=machine, at=at)
+
+    def record_click(
+        self,
+        url: str,
+        position: int,
+        html: bool,
+        ip: str,
+        user_agent: str,
+        machine: bool,
+        at: datetime,
+    ) -> None:
+        self._require_sent("a click")
+        self._clicked(
+            url=url, position=position, html=html, ip=ip, user_agent=user_agent,
+            machine=machine, at=at,
+        )  # fmt: skip
+
+    def record_unsubscribe(self, kind: str, ip: str, at: datetime) -> None:
+        """``kind`` is the Event API's: ``u`` by the recipient's link, ``m`` otherwise."""
+        if kind not in ("u", "m"):
+            raise IllegalTransition(f"unknown unsubscribe type {kind!r}")
+        if not self.unsubscribed:
+            self._unsubscribed(kind=kind, ip=ip, at=at)
+
+    def record_bounce_report(
+        self,
+        kind: str,
+        code: int,
+        enhanced_status: str,
+        diagnostic: str,
+        definitive: bool,
+        at: datetime,
+    ) -> None:
+        """An asynchronous bounce (a DSN), after the receiving server had accepted it."""
+        self._require_sent("a bounce")
+        self._bounce_reported(
+            kind=kind, code=code, enhanced_status=enhanced_status, diagnostic=diagnostic,
+            definitive=definitive, at=at,
+        )  # fmt: skip
+
+    def record_complaint(
+        self, abuse_id: str, feedback_type: str, user_agent: str, at: datetime
+    ) -> None:
+        self._require_sent("a complaint")
+        if not self.complained:
+            self._complained(
+                abuse_id=abuse_id, feedback_type=feedback_type, user_agent=user_agent, at=at
+            )
+
+    @event("Opened")
+    def _opened(self, ip: str, user_agent: str, machine: bool, at: datetime) -> None:
+        self.opens += 1
+
+    @event("Clicked")
+    def _clicked(
+        self,
+        url: str,
+        position: int,
+        html: bool,
+        ip: str,
+        user_agent: str,
+        machine: bool,
+        at: datetime,
+    ) -> None:
+        self.clicks += 1
+
+    @event("Unsubscribed")
+    def _unsubscribed(self, kind: str, ip: str, at: datetime) -> None:
+        self.unsubscribed = True
+
+    @event("BounceReported")
+    def _bounce_reported(
+        self,
+        kind: str,
+        code: int,
+        enhanced_status: str,
+        diagnostic: str,
+        definitive: bool,
+        at: datetime,
+    ) -> None:
+        if kind != "soft":
+            self.status = MessageStatus.BOUNCED
+        self.bounce_kind = kind
+        self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": diagnostic}
+
+    @event("Complained")
+    def _complained(self, abuse_id: str, feedback_type: str, user_agent: str, at: datetime) -> None:
+        self.complained = True
 
     def _require_sending(self) -> None:
         if self.status is not MessageStatus.SENDING:
@@ -198,8 +306,11 @@ class Message(Aggregate):
         self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
 
     @event("Bounced")
-    def _bounced(self, code: int, enhanced_status: str, reply_text: str) -> None:
+    def _bounced(
+        self, code: int, enhanced_status: str, reply_text: str, kind: str = "hard"
+    ) -> None:
         self.status = MessageStatus.BOUNCED
+        self.bounce_kind = kind
         self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
 
     @event("Failed")

@@ -24,15 +24,16 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from adapters.dkim import sign as dkim_sign
-from adapters.mime import build_message
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
 from domain.account import SenderDomain
+from domain.bounces import classify
 from domain.campaign import Campaign, CampaignStatus
-from domain.content import Address, EmailContent
+from domain.content import EmailContent
 from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
 from engine.application import Sendstream
-from engine.personalise import Personaliser
+from engine.feedback import FeedbackService
+from engine.keys import tracking_key, verp_key
+from engine.rendering import MessageRenderer
 from engine.throttle import DomainThrottle
 from engine.writer import BatchWriter
 
@@ -134,8 +135,11 @@ class DeliveryWorker:
         batch_size: int = 500,
         fresh: FreshMessages | None = None,
         contents: ContentCache | None = None,
+        renderer: MessageRenderer | None = None,
+        feedback: FeedbackService | None = None,
     ) -> None:
         self._fresh = fresh
+        self._feedback = feedback
         self._app = app
         self._writer = writer
         self._source = source
@@ -149,7 +153,12 @@ class DeliveryWorker:
         self.delivered_count = 0
         self._domains: dict[UUID, SenderDomain] = {}
         self._campaigns: dict[str, tuple[float, CampaignStatus | None]] = {}
-        self._personaliser = Personaliser()
+        self._renderer = renderer or MessageRenderer(
+            self._contents,
+            app.settings,
+            tracking_key=tracking_key(app.settings),
+            verp_key=verp_key(app.settings),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -292,34 +301,30 @@ class DeliveryWorker:
             if claimed is None:
                 return 0
             message = claimed
+            domain = self._domains.get(message.domain_id)
             try:
                 raw = b""
+                return_path = message.sender
                 if self._transport.renders_messages:
-                    content = self._contents.get(message.submission_id)
-                    if message.merge_fields is not None:
-                        content = self._personaliser.personalise(
-                            message.submission_id, content, message.recipient, message.merge_fields
-                        )
-                    raw = build_message(
-                        content,
-                        recipient=Address(message.recipient),
-                        message_id=str(message.submission_id),
-                        domain=content.sender.email.rpartition("@")[2],
-                    )
-                    domain = self._domains.get(message.domain_id)
-                    if domain is not None and domain.signs_with_dkim:
-                        raw = dkim_sign(
-                            raw,
-                            domain=domain.name,
-                            selector=domain.dkim_selector,
-                            private_key_pem=domain.dkim_private_key,
-                        )
+                    raw = self._renderer.render(message, domain)
+                    return_path = self._renderer.return_path(message, domain)
             except Exception as error:
                 log.exception("delivery: cannot render %s", message.id)
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
-                outcome = await self._transport.send(message.sender, message.recipient, raw)
+                outcome = await self._transport.send(return_path, message.recipient, raw)
             await self._writer.save_async([self._record(message, outcome)])
+            if outcome.is_permanent and self._feedback is not None:
+                # A refusal at SMTP time suppresses as a bounce report (DSN) would.
+                bounce = classify(outcome.enhanced_status, outcome.code, outcome.text)
+                await asyncio.to_thread(
+                    self._feedback.suppress_after_bounce,
+                    message.account_id,
+                    message.recipient,
+                    bounce.kind,
+                    bounce.definitive,
+                    datetime.now(UTC),
+                )
         if outcome.is_success:
             self.delivered_count += 1
         return 1
@@ -329,7 +334,13 @@ class DeliveryWorker:
         if outcome.is_success:
             message.record_delivered(outcome.code, outcome.enhanced_status, outcome.text)
         elif outcome.is_permanent:
-            message.record_bounced(outcome.code, outcome.enhanced_status, outcome.text)
+            kind = classify(outcome.enhanced_status, outcome.code, outcome.text).kind
+            message.record_bounced(
+                outcome.code,
+                outcome.enhanced_status,
+                outcome.text,
+                kind="block" if kind == "block" else "hard",
+            )
         else:
             now = datetime.now(UTC)
             message.record_deferred(

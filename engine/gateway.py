@@ -11,14 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import struct
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -49,10 +47,10 @@ from engine.application import (
     new_sender_domain,
 )
 from engine.domains import DomainNameInvalid, normalise_domain_name
+from engine.keys import session_secret
 from engine.params import iso_time, text_param, uuid_param
 from engine.passwords import hash_password, new_password, verify_password
 from engine.sending import RequestLimit, SendingService
-from engine.settings import Settings
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
 
@@ -112,23 +110,6 @@ class Sessions:
 
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:20]
-
-
-def session_secret(settings: Settings) -> bytes:
-    """``SESSION_SECRET`` when set (several API hosts must share it), else a random secret kept
-    in the data folder, made on first use."""
-    configured = os.environ.get("SESSION_SECRET", "")
-    if configured:
-        return configured.encode()
-    path = Path(settings.data_dir) / "session.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(secrets.token_bytes(32))
-    return path.read_bytes()
 
 
 class Gateway:

@@ -31,10 +31,14 @@ from engine.stream import NewEventSignal, NotificationLogSource, RecentEvents, o
 from engine.writer import BatchWriter
 
 if TYPE_CHECKING:
+    from engine.bounce_intake import BounceIntake
     from engine.campaign_runner import CampaignRunner
     from engine.campaigns import CampaignService
+    from engine.feedback import FeedbackService
     from engine.gateway import Gateway
+    from engine.rendering import MessageRenderer
     from engine.smtp_submission import SubmissionServer
+    from engine.suppressions import SuppressionCommands
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,10 @@ class Engine:
     submission_server: SubmissionServer | None = field(init=False, default=None)
     campaign_runner: CampaignRunner | None = field(init=False, default=None)
     _campaigns: CampaignService | None = field(init=False, default=None)
+    _suppressions: SuppressionCommands | None = field(init=False, default=None)
+    _renderer: MessageRenderer | None = field(init=False, default=None)
+    _feedback: FeedbackService | None = field(init=False, default=None)
+    bounce_intake: BounceIntake | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +150,47 @@ class Engine:
             )
         return self._campaigns
 
+    @property
+    def renderer(self) -> MessageRenderer:
+        """Renders each recipient's copy; shared so that clicks find the links it tracked."""
+        if self._renderer is None:
+            from engine.keys import tracking_key, verp_key
+            from engine.rendering import MessageRenderer
+
+            self._renderer = MessageRenderer(
+                self.contents,
+                self.settings,
+                tracking_key=tracking_key(self.settings),
+                verp_key=verp_key(self.settings),
+            )
+        return self._renderer
+
+    @property
+    def feedback(self) -> FeedbackService:
+        """Opens, clicks, unsubscribes, bounces and complaints, recorded on the Message."""
+        if self._feedback is None:
+            from engine.feedback import FeedbackService
+
+            self._feedback = FeedbackService(
+                self.app,
+                tracked_links=lambda message: self.renderer.tracked_links(message, None),
+                soft_bounce_limit=self.settings.soft_bounce_limit,
+                on_suppressed=self.sending.forget_suppressions,
+            )
+        return self._feedback
+
+    @property
+    def suppressions(self) -> SuppressionCommands:
+        """The unsubscribe, bounce, complaint and block list commands of ``/api.php``."""
+        if self._suppressions is None:
+            from engine.suppressions import SuppressionCommands
+
+            # The send path caches each account's list for a moment: not after a change here.
+            self._suppressions = SuppressionCommands(
+                self.app, on_change=lambda account: self.sending.forget_suppressions(account.id)
+            )
+        return self._suppressions
+
     def _watch_campaign(self, campaign_id: UUID) -> None:
         if self.campaign_runner is not None:
             self.campaign_runner.watch(campaign_id)
@@ -189,6 +238,8 @@ class Engine:
             self._spawn("projector", projector.run)
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
+        if Role.API in self.roles:
+            self.feedback.start()
         if Role.CAMPAIGNS in self.roles:
             from engine.campaign_runner import CampaignRunner
             from projections.events import finished_message_count, held_message_ids
@@ -207,6 +258,18 @@ class Engine:
 
             self.submission_server = SubmissionServer(self)
             self.submission_server.start()
+        if Role.SMTP in self.roles and settings.bounce_ports:
+            from engine.bounce_intake import BounceIntake
+            from engine.keys import verp_key
+
+            self.bounce_intake = BounceIntake(
+                settings.smtp_submission_host,
+                settings.bounce_ports,
+                verp_key(settings),
+                on_bounce=self.feedback.record_bounce,
+                on_complaint=self.feedback.record_complaint,
+            )
+            self.bounce_intake.start()
 
     def _source(
         self,
@@ -235,7 +298,14 @@ class Engine:
                 "delivery", streams=("message", "submission"), event_types=[received, queued]
             )
             worker = DeliveryWorker(
-                self.app, self.writer, source, transport, fresh=self.fresh, contents=self.contents
+                self.app,
+                self.writer,
+                source,
+                transport,
+                fresh=self.fresh,
+                contents=self.contents,
+                renderer=self.renderer,
+                feedback=self.feedback,
             )
             self.delivery = worker
             stopped = asyncio.Event()
@@ -261,6 +331,10 @@ class Engine:
     def close(self) -> None:
         if self.submission_server is not None:
             self.submission_server.stop()
+        if self.bounce_intake is not None:
+            self.bounce_intake.stop()
+        if self._feedback is not None:
+            self._feedback.close()
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=15)

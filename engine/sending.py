@@ -150,6 +150,9 @@ class SendingService:
         self._suppression_cache[account_id] = (now, found)
         return found
 
+    def forget_suppressions(self, account_id: UUID) -> None:
+        self._suppression_cache.pop(account_id, None)
+
     def suppress(self, account_id: UUID, email: str, reason: str) -> None:
         self._app.suppress(account_id, email, reason, datetime.now(UTC))
         self._suppression_cache.pop(account_id, None)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
+    bounce_smtp_ports: str = Field(default="2526", alias="BOUNCE_SMTP_PORTS")
+    soft_bounce_limit: int = Field(default=3, alias="SOFT_BOUNCE_LIMIT")
+    trust_forwarded_for: bool = Field(default=False, alias="TRUST_FORWARDED_FOR")
     session_lifetime_seconds: int = Field(default=3600, alias="SESSION_LIFETIME_SECONDS")
     dns_resolver: str = Field(default="", alias="DNS_RESOLVER")
     smtp_submission_host: str = Field(default="127.0.0.1", alias="SMTP_SUBMISSION_HOST")
@@ -83,6 +86,10 @@ class Settings(BaseSettings):
     @property
     def submission_ports(self) -> list[int]:
         return [int(p) for p in self.smtp_submission_ports.split(",") if p.strip()]
+
+    @property
+    def bounce_ports(self) -> list[int]:
+        return [int(p) for p in self.bounce_smtp_ports.split(",") if p.strip()]
 
     @property
     def submission_tls_ports(self) -> list[int]:

@@ -112,6 +112,12 @@ EVENT_TYPES: Mapping[str, str] = {
     "Message.Bounced": "bounced",
     "Message.Failed": "failed",
     "Message.Held": "held",  # ours: its campaign is paused
+    # After delivery: the Event API's open, click, unsubscribe, bounce and complaint.
+    "Message.Opened": "open",
+    "Message.Clicked": "click",
+    "Message.Unsubscribed": "unsubscribe",
+    "Message.BounceReported": "bounced",
+    "Message.Complained": "complaint",
 }
 
 # Every event type the API may be asked to filter by: those projected today, and those
@@ -210,12 +216,40 @@ def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[di
                 details["RetryAt"] = _iso_ms(_datetime(data["retry_at"]))
             if event_type == "failed" and data.get("reason"):
                 details["Reason"] = str(data["reason"])
+            if event_type == "bounced":
+                # Synchronous (Bounced) and asynchronous (BounceReported, a DSN) alike.
+                details["BounceType"] = str(data.get("kind") or "hard")
+                details["Definitive"] = 1 if str(data.get("kind") or "hard") != "soft" else 0
+                if "diagnostic" in data:
+                    row["diagnostic"] = str(data.get("diagnostic") or "")
+                    details["Definitive"] = 1 if _truthy(data.get("definitive")) else 0
+                    details["Source"] = "dsn"
+        elif event_type in ("open", "click"):
+            details["IpAddress"] = str(data.get("ip") or "")
+            details["UserAgent"] = str(data.get("user_agent") or "")
+            details["Machine"] = _truthy(data.get("machine"))
+            if event_type == "click":
+                details["URL"] = str(data.get("url") or "")
+                details["Position"] = int(data.get("position") or 1)
+                details["HTML"] = _truthy(data.get("html"))
+        elif event_type == "unsubscribe":
+            details["UnsubscribeType"] = str(data.get("kind") or "m")
+            details["IpAddress"] = str(data.get("ip") or "")
+        elif event_type == "complaint":
+            details["AbuseID"] = str(data.get("abuse_id") or "")
+            details["FeedbackType"] = str(data.get("feedback_type") or "")
+            details["UserAgent"] = str(data.get("user_agent") or "")
         # Extra fields are stored under their API names, so a query only merges them in.
         row["details"] = (
             orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode() if details else ""
         )
         rows.append(row)
     return rows
+
+
+def _truthy(value: Any) -> bool:
+    """Booleans arrive as themselves from the event store and as text through Kafka."""
+    return value is True or str(value).lower() in ("true", "1")
 
 
 def facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFacts:

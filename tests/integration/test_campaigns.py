@@ -280,7 +280,9 @@ async def test_a_recursive_campaign_sends_one_instance_per_due_time_up_to_its_ma
     from projections.events import finished_message_count, held_message_ids
 
     # The runner is driven by hand with a clock of its own; delivery runs for real.
-    engine = make_engine(roles=frozenset({Role.API, Role.DELIVERY, Role.PROJECTOR, Role.SCHEDULER}))
+    engine = make_engine(
+        roles=frozenset({Role.API, Role.DELIVERY, Role.PROJECTOR, Role.SCHEDULER, Role.RELAY})
+    )
     account = Account(engine, api_client(engine), "shop.example")
     campaign_id, _ = await prepared_campaign(account, 3)
     await account.ok(

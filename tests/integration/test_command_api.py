@@ -436,7 +436,7 @@ async def test_messages_the_reports_do_not_know_yet_are_stopped_by_delivery(
     make_engine: Callable[..., Engine], api_client: Client
 ) -> None:
     # No projector: the clear finds nothing to fail, so only delivery's check can stop them.
-    engine = make_engine(roles=frozenset({Role.API, Role.DELIVERY, Role.SCHEDULER}))
+    engine = make_engine(roles=frozenset({Role.API, Role.DELIVERY, Role.SCHEDULER, Role.RELAY}))
     alpha = Tenant(engine, api_client(engine), "alpha.example")
     soon = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%d %H:%M:%S")
 

@@ -66,7 +66,7 @@ async def test_verification_follows_dns_and_a_verified_domain_signs_with_dkim(
     )
 
     engine = make_engine(
-        roles=frozenset({Role.API, Role.DELIVERY}),
+        roles=frozenset({Role.API, Role.DELIVERY, Role.RELAY}),  # relay: Kafka mode
         DNS_RESOLVER=dns.resolver,
         SMTP_RELAY_URL=receiver.url,
     )

@@ -95,7 +95,12 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    env = {**os.environ, "SENDSTREAM_DATA_DIR": str(tmp_path / "var"), "SMTP_SUBMISSION_PORTS": ""}
+    env = {
+        **os.environ,
+        "SENDSTREAM_DATA_DIR": str(tmp_path / "var"),
+        "SMTP_SUBMISSION_PORTS": "",
+        "BOUNCE_SMTP_PORTS": "",
+    }
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
         env.pop(name, None)
     out = subprocess.run(

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -56,16 +57,22 @@ def send_mail(engine: Engine) -> UUID:
 
 
 def listed(engine: Engine, domain_id: UUID, event_type: str | None = None) -> list[dict[str, Any]]:
-    """The domain's events as ``GET /api/v1/events`` lists them (deduplicated by FINAL)."""
-    total, events = list_events(
-        engine.reporting,
-        domain_id=domain_id,
-        start_from=0,
-        retrieve_count=1000,
-        event_type=event_type,
-    )
-    assert total == len(events)
-    return events
+    """The domain's events as ``GET /api/v1/events`` lists them (deduplicated by FINAL).
+
+    The count and the page are two queries: while the projector still writes, a row may
+    land between them, so ask again until they agree."""
+    for _ in range(50):
+        total, events = list_events(
+            engine.reporting,
+            domain_id=domain_id,
+            start_from=0,
+            retrieve_count=1000,
+            event_type=event_type,
+        )
+        if total == len(events):
+            return events
+        time.sleep(0.05)
+    raise AssertionError(f"the count ({total}) and the page ({len(events)}) never agreed")
 
 
 def stored_rows(engine: Engine) -> Counter[tuple[UUID, str]]:

@@ -227,8 +227,9 @@ def test_every_message_event_type_maps_to_its_row() -> None:
         "accepted", "queued", "sent", "bounced",
         "accepted", "scheduled", "failed",
     ]  # fmt: skip
-    # Held belongs to campaigns: test_a_held_campaign_message_maps_to_its_row.
-    assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values()) - {"held"}
+    # Held belongs to campaigns, the rest to what happens after delivery: tested on their own.
+    after = {"held", "open", "click", "unsubscribe", "complaint"}
+    assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values()) - after
     for row, envelope in zip(rows, envelopes, strict=True):
         assert row["event_id"] == envelope.event_id
         assert row["position"] == envelope.position
@@ -301,6 +302,8 @@ def test_every_event_type_is_listed_in_the_api_shape(store: ReportingStore) -> N
         "SmtpCode": 550,
         "EnhancedStatus": "5.1.1",
         "Diagnostic": "550 5.1.1 No such user",
+        "BounceType": "hard",
+        "Definitive": 1,
     }
     assert details["failed"] == {
         "SmtpCode": 451,
@@ -682,3 +685,45 @@ def test_insert_of_100k_event_rows(store: ReportingStore) -> None:
     total, events = list_events(store, domain_id=domain_id, start_from=99_990, retrieve_count=100)
     assert total == 100_000
     assert len(events) == 10
+
+
+def test_what_happens_after_delivery_maps_to_the_event_api_rows() -> None:
+    message = new_message()
+    message.queue()
+    message.start_attempt()
+    message.record_delivered(250, "2.0.0", "ok")
+    message.record_open("192.0.2.1", "Mozilla/5.0 (via ggpht.com GoogleImageProxy)", True, T0)
+    message.record_click("https://shop.example/a", 2, True, "192.0.2.2", "Safari", False, T0)
+    message.record_unsubscribe("u", "192.0.2.3", T0)
+    message.record_bounce_report("hard", 550, "5.1.1", "smtp;550 5.1.1 gone", True, T0)
+    message.record_complaint("abuse-1", "abuse", "Yahoo FBL", T0)
+    rows = rows_for(envelopes_of(message, Positions()), no_lookup)
+    by_type = {r["event_type"]: r for r in rows}
+    assert list(by_type) == [
+        "accepted", "queued", "sent", "delivered", "open", "click", "unsubscribe", "bounced",
+        "complaint",
+    ]  # fmt: skip
+    assert orjson.loads(by_type["open"]["details"]) == {
+        "IpAddress": "192.0.2.1",
+        "UserAgent": "Mozilla/5.0 (via ggpht.com GoogleImageProxy)",
+        "Machine": True,
+    }
+    click = orjson.loads(by_type["click"]["details"])
+    assert (click["URL"], click["Position"], click["HTML"], click["Machine"]) == (
+        "https://shop.example/a",
+        2,
+        True,
+        False,
+    )
+    assert orjson.loads(by_type["unsubscribe"]["details"]) == {
+        "UnsubscribeType": "u",
+        "IpAddress": "192.0.2.3",
+    }
+    bounce = by_type["bounced"]
+    assert (bounce["smtp_code"], bounce["enhanced_status"], bounce["diagnostic"]) == (
+        550,
+        "5.1.1",
+        "smtp;550 5.1.1 gone",
+    )
+    assert orjson.loads(bounce["details"])["Definitive"] == 1
+    assert orjson.loads(by_type["complaint"]["details"])["AbuseID"] == "abuse-1"

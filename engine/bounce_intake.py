@@ -1,0 +1,290 @@
+"""The bounce intake: an SMTP server for what comes back to the return paths.
+
+Every outgoing message leaves with a return path of its own (``domain.verp``), and
+receiving systems send their delivery reports (DSNs) and feedback reports (ARF
+complaints) there. This server accepts mail only for those addresses, reads it
+(``adapters.dsn``) and hands each failure and complaint to the engine's callbacks, with
+the message id that the return path names: the report's own recipient lines are
+information, never trusted to say which message it was.
+
+It is never a relay: RCPT accepts nothing but a return path whose signature checks
+(``550 5.1.1`` for anything else), there is no AUTH, and nothing received is sent on.
+
+Replies at the end of DATA:
+
+* ``250``: the report was recorded, or it was nothing to record (an auto-reply, spam, a
+  read receipt, a success notice, a DMARC failure report, garbage): accepted and
+  dropped, with a log line (``2.6.0``). A ``550`` would only make the sender's system
+  bounce it to its own sender (for a bounce, nobody) or try again, forever, for mail
+  that will never be read.
+* ``451 4.3.0``: a callback failed (the event store is down): the sender will try again,
+  and no bounce or complaint is lost.
+* ``552 5.3.4`` for a message over ``max_message_bytes`` (reports are small; a returned
+  message is at most a few MB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, AnyStr
+from uuid import UUID
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from adapters.dsn import (
+    DeliveryReport,
+    FeedbackReport,
+    classify_recipient,
+    is_complaint,
+    parse_report,
+)
+from domain.bounces import BounceClass
+from domain.verp import message_id_from_verp
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BounceIntake", "OnBounce", "OnComplaint"]
+
+OnBounce = Callable[[UUID, BounceClass, DeliveryReport | None], None]
+OnComplaint = Callable[[UUID, FeedbackReport], None]
+
+_START_TIMEOUT = 10.0
+_DRAIN_TIMEOUT = 5.0  # how long stop() lets a report being recorded finish
+MAX_RECIPIENTS = 50  # return paths in one transaction (one report is sent to one)
+_FAILURES = ("failed", "delayed")
+
+NO_SUCH_USER = "550 5.1.1 no such user here"
+RECORDED = "250 2.0.0 Ok: report recorded"
+DROPPED = "250 2.6.0 Ok: not a delivery or feedback report, discarded"
+NOTHING_TO_RECORD = "250 2.6.0 Ok: no failure or complaint in this report, discarded"
+TRY_LATER = "451 4.3.0 Temporary failure, try again later"
+TOO_BIG = "552 5.3.4 Message too big for this system"
+
+
+class _Hooks:
+    """aiosmtpd's ``handle_*`` hooks: RCPT checks the return path, DATA reads the report."""
+
+    def __init__(self, intake: BounceIntake) -> None:
+        self._intake = intake
+        # Reports being recorded, which stop() lets finish: the sender would otherwise
+        # send again a report that was recorded but never answered (harmless, but noisy).
+        self.in_flight: set[asyncio.Future[str]] = set()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        # Bounces come from the null sender <>, feedback loops from an address of theirs:
+        # any sender is fine, as nothing is ever sent to it.
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if message_id_from_verp(address, self._intake.verp_key) is None:
+            return NO_SUCH_USER
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return f"452 4.5.3 Too many recipients: at most {MAX_RECIPIENTS} per message"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        message_ids = [
+            m
+            for m in (message_id_from_verp(a, self._intake.verp_key) for a in envelope.rcpt_tos)
+            if m is not None
+        ]
+        receiving = asyncio.ensure_future(self._intake.receive(message_ids, data, session.peer))
+        self.in_flight.add(receiving)
+        receiving.add_done_callback(self.in_flight.discard)
+        return await receiving
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default reply names the exception: not the client's business.
+        log.error("bounce intake session failed", exc_info=error)
+        return TRY_LATER
+
+
+class _IntakeSMTP(SMTP):
+    def __init__(self, hooks: _Hooks, intake: BounceIntake, loop: asyncio.AbstractEventLoop):
+        super().__init__(
+            hooks,
+            loop=loop,
+            hostname=intake.hostname,
+            ident="Sendstream bounce intake",
+            data_size_limit=intake.max_message_bytes,
+            # No AUTH at all: nobody logs in here, and nothing is relayed.
+            auth_exclude_mechanism=["LOGIN", "PLAIN"],
+            timeout=intake.idle_timeout,
+        )
+        self._intake = intake
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._intake.connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._intake.connections.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        # aiosmtpd enforces the size limit itself (at MAIL with SIZE=, and while DATA
+        # streams in, without buffering the excess) but words it without a status code.
+        if isinstance(status, str) and status.startswith("552 Error"):
+            await super().push(TOO_BIG)
+            return
+        await super().push(status)
+
+
+class BounceIntake:
+    """The SMTP server of the return paths, on ``host``: one listener per port in
+    ``ports`` (0 binds a free port; after ``start()``, ``ports`` holds those bound).
+
+    ``on_bounce(message_id, bounce_class, report)`` is called once for each failed or
+    delayed recipient of a delivery report, ``on_complaint(message_id, report)`` once for
+    a feedback report of a complaint type (``adapters.dsn.COMPLAINT_TYPES``). Both run in
+    worker threads, never on the server's loop: they may block (they save events).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        ports: list[int],
+        verp_key: bytes,
+        on_bounce: OnBounce,
+        on_complaint: OnComplaint,
+        max_message_bytes: int = 2_000_000,
+        *,
+        hostname: str | None = None,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        if not verp_key:
+            raise ValueError("the bounce intake needs the VERP key")
+        self.host = host
+        self.ports: list[int] = list(ports)
+        self.verp_key = verp_key
+        self.on_bounce = on_bounce
+        self.on_complaint = on_complaint
+        self.max_message_bytes = max_message_bytes
+        # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
+        self.hostname = hostname or socket.gethostname()
+        self.idle_timeout = idle_timeout
+        self.connections: set[_IntakeSMTP] = set()
+        self._wanted = list(ports)
+        self._hooks = _Hooks(self)
+        self._servers: list[asyncio.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- what a report becomes ----------------------------------------------------------
+
+    async def receive(self, message_ids: Sequence[UUID], data: bytes, peer: Any = None) -> str:
+        """The reply to one message received for ``message_ids`` (their return paths)."""
+        report = await asyncio.to_thread(parse_report, data)
+        try:
+            if isinstance(report, FeedbackReport):
+                return await self._complaint(message_ids, report, peer)
+            if isinstance(report, DeliveryReport):
+                return await self._bounces(message_ids, report, peer)
+        except Exception:
+            log.exception("recording a report from %s failed", peer)
+            return TRY_LATER
+        log.info("not a report, from %s (%d bytes): discarded", peer, len(data))
+        return DROPPED
+
+    async def _bounces(self, message_ids: Sequence[UUID], report: DeliveryReport, peer: Any) -> str:
+        failures = [r for r in report.recipients if r.action in _FAILURES]
+        if not failures:
+            log.info("delivery report from %s with no failure: discarded", peer)
+            return NOTHING_TO_RECORD
+        classes = [classify_recipient(r) for r in failures]
+        for message_id in message_ids:
+            for bounce in classes:
+                await asyncio.to_thread(self.on_bounce, message_id, bounce, report)
+        return RECORDED
+
+    async def _complaint(
+        self, message_ids: Sequence[UUID], report: FeedbackReport, peer: Any
+    ) -> str:
+        if not is_complaint(report.feedback_type):
+            # not-spam, auth-failure (DMARC forensics)… are reports, not complaints.
+            log.info("feedback report %r from %s: not a complaint", report.feedback_type, peer)
+            return NOTHING_TO_RECORD
+        for message_id in message_ids:
+            await asyncio.to_thread(self.on_complaint, message_id, report)
+        return RECORDED
+
+    # --- the server's life ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind every port and serve; raises (with nothing left running) if one cannot bind."""
+        if self._thread is not None:
+            raise RuntimeError("the bounce intake is running already")
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=self._run, args=(loop,), name="bounce-intake")
+        thread.daemon = True
+        self._loop, self._thread = loop, thread
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._bind(), loop).result(_START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop listening, let reports being recorded finish, close every connection."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_DRAIN_TIMEOUT + 5)
+            except Exception:
+                log.exception("bounce intake did not shut down cleanly")  # the loop stops anyway
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._loop = self._thread = None
+        self.ports = list(self._wanted)
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        bound: list[int] = []
+        for port in self._wanted:
+            server = await loop.create_server(
+                lambda: _IntakeSMTP(self._hooks, self, loop), host=self.host, port=port
+            )
+            self._servers.append(server)
+            bound.append(server.sockets[0].getsockname()[1])
+        self.ports = bound
+
+    async def _shutdown(self) -> None:
+        for server in self._servers:
+            server.close()
+        if self._hooks.in_flight:
+            await asyncio.wait(set(self._hooks.in_flight), timeout=_DRAIN_TIMEOUT)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
