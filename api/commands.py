@@ -80,6 +80,8 @@ def command_table(
         CommandSpec("Campaign.Get", campaigns.get_campaign, blocking=True),
         CommandSpec("Campaigns.Get", campaigns.get_campaigns, blocking=True),
         CommandSpec("Campaigns.Delete", campaigns.delete_campaigns, blocking=True),
+        CommandSpec("Account.Get", gateway.get_account),
+        CommandSpec("Account.Update", gateway.update_account, blocking=True),
         CommandSpec("EmailGateway.AddDomain", gateway.add_domain, blocking=True),
         CommandSpec("EmailGateway.GetDomain", gateway.get_domain),
         CommandSpec("EmailGateway.GetDomains", gateway.get_domains),

@@ -65,6 +65,7 @@ class Account(Aggregate):
         self.username: str | None = None
         self.password_hash: str | None = None
         self.max_domains = DEFAULT_MAX_DOMAINS
+        self.custom_id_header = ""
 
     @event("DomainAttached")
     def attach_domain(self, domain_id: UUID) -> None:
@@ -84,6 +85,11 @@ class Account(Aggregate):
         """``password_hash`` is a slow-KDF hash made outside the domain (no secrets here)."""
         self.username = username
         self.password_hash = password_hash
+
+    @event("CustomIdHeaderSet")
+    def set_custom_id_header(self, name: str) -> None:
+        """The header whose value is reported as each message's Custom ID (004)."""
+        self.custom_id_header = name
 
     @event("DomainLimitSet")
     def set_max_domains(self, limit: int) -> None:

@@ -60,6 +60,7 @@ class Message(Aggregate):
         tags: list[str],
         campaign_id: str = "",
         merge_fields: dict[str, str] | None = None,
+        custom_id: str = "",
     ) -> None:
         self._id = id
         self.submission_id = submission_id
@@ -71,6 +72,7 @@ class Message(Aggregate):
         self.subject = subject
         self.tags = tags
         self.campaign_id = campaign_id
+        self.custom_id = custom_id
         # A campaign recipient's list fields, for the merge tags of the campaign's content.
         self.merge_fields = merge_fields
         self.send_at: datetime | None = None

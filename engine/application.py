@@ -69,6 +69,7 @@ class SenderContext:
     account_verified: bool
     domain_active: bool
     daily_send_limit: int | None
+    custom_id_header: str = ""
 
 
 def _replay(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -157,6 +158,7 @@ class Sendstream(Application[UUID]):
             account_verified=account.is_verified,
             domain_active=domain.is_active and not domain.is_deleted,
             daily_send_limit=account.daily_send_limit,
+            custom_id_header=account.custom_id_header,
         )
 
     def smtp_credential(self, username: str) -> SmtpCredential | None:
@@ -193,6 +195,10 @@ class Sendstream(Application[UUID]):
         """Build (not save) the submission and a Message per recipient, queued unless scheduled."""
         submission_id = submission_id or new_id()
         messages: list[Message] = []
+        custom_id = ""
+        if sender.custom_id_header:
+            wanted = sender.custom_id_header.lower()
+            custom_id = next((v for k, v in content.headers if k.lower() == wanted), "")[:256]
         for index, (kind, address) in enumerate(content.recipients()):
             message = Message(
                 id=message_id_for(submission_id, index),
@@ -204,6 +210,7 @@ class Sendstream(Application[UUID]):
                 sender=content.sender.email,
                 subject=content.subject,
                 tags=list(content.tags),
+                custom_id=custom_id,
             )
             if content.send_at is None or content.send_at <= now:
                 message.queue()

@@ -214,6 +214,43 @@ class Gateway:
         except IntegrityError:
             raise ValueError(f"the username {username!r} is taken") from None
 
+    # The account itself.
+
+    def get_account(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Account": {
+                "AccountID": str(account.id),
+                "Name": account.name,
+                "Username": account.username,
+                "IsActive": account.is_active,
+                "IsVerified": account.is_verified,
+                "DailySendLimit": account.daily_send_limit,
+                "MaxDomains": account.max_domains,
+                "Domains": len(account.domain_ids),
+                "CustomIDHeader": account.custom_id_header,
+            }
+        }
+
+    def update_account(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """``CustomIDHeader``: the header whose value events report as the Custom ID (004);
+        empty to stop."""
+        name = params.get("CustomIDHeader")
+        if name is None:
+            raise RequestRejected(E.UserLogin.MISSING_PARAMETER.format(name="CustomIDHeader"))
+        if (
+            not isinstance(name, str)
+            or len(name) > 64
+            or not all(33 <= ord(c) <= 126 and c != ":" for c in name.strip())
+        ):
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="CustomIDHeader"))
+        account = self._app.account(account.id)
+        if account.custom_id_header != name.strip():
+            account.set_custom_id_header(name.strip())
+            self._save(account)
+        # The send path caches who a key belongs to for a moment; this changes that.
+        self._sending.forget_all()
+        return {"CustomIDHeader": account.custom_id_header}
+
     # Sender domains.
 
     def _own_domain(self, account: Account, value: Any, error: ErrorText) -> SenderDomain:

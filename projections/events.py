@@ -164,6 +164,7 @@ class MessageFacts:
     subject: str
     tags: tuple[str, ...] = ()
     campaign_id: str = ""
+    custom_id: str = ""  # the value of the account's Custom-ID header (004)
 
 
 FactsLookup = Callable[[UUID], MessageFacts | None]
@@ -239,6 +240,8 @@ def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[di
             details["AbuseID"] = str(data.get("abuse_id") or "")
             details["FeedbackType"] = str(data.get("feedback_type") or "")
             details["UserAgent"] = str(data.get("user_agent") or "")
+        if facts.custom_id:
+            details["CustomID"] = facts.custom_id
         # Extra fields are stored under their API names, so a query only merges them in.
         row["details"] = (
             orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode() if details else ""
@@ -263,6 +266,7 @@ def facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFac
         subject=str(data.get("subject") or ""),
         tags=tuple(str(tag) for tag in data.get("tags") or ()),
         campaign_id=str(data.get("campaign_id") or ""),
+        custom_id=str(data.get("custom_id") or ""),
     )
 
 
@@ -318,7 +322,7 @@ def load_facts(store: ReportingStore, message_ids: Iterable[UUID]) -> dict[UUID,
     rows = store.query(
         """
         SELECT message_id, submission_id, account_id, domain_id, recipient, sender, subject,
-               tags, campaign_id
+               tags, campaign_id, details
         FROM events
         WHERE event_type = 'accepted' AND message_id IN {ids:Array(UUID)}
         LIMIT 1 BY message_id
@@ -336,6 +340,9 @@ def load_facts(store: ReportingStore, message_ids: Iterable[UUID]) -> dict[UUID,
             subject=row["subject"],
             tags=tuple(row["tags"]),
             campaign_id=row["campaign_id"],
+            custom_id=str(orjson.loads(row["details"]).get("CustomID", ""))
+            if row["details"]
+            else "",
         )
         for row in rows
     }

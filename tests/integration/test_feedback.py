@@ -3,6 +3,7 @@ suppression lists: recorded on the Message, kept in the lists, refused by the se
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -149,3 +150,44 @@ async def test_feedback_is_recorded_on_the_message_and_suppresses(
     assert reason("done@example.org") == UNSUBSCRIBE
     engine.sending.forget_suppressions(tenant.account_id)
     assert (await tenant.send("done@example.org")).json()["Errors"][0]["Code"] == 14
+
+
+async def test_the_accounts_custom_id_header_is_reported_with_every_event(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine()
+    tenant = Tenant(engine, api_client(engine), "alpha.example")
+    updated = await tenant.call("Account.Update", CustomIDHeader="X-Custom-ID")
+    assert updated["CustomIDHeader"] == "X-Custom-ID"
+    assert (await tenant.call("Account.Get"))["Account"]["CustomIDHeader"] == "X-Custom-ID"
+    bad = await tenant.call("Account.Update", CustomIDHeader="Bad: header")
+    assert bad["ErrorCode"] == 400
+    response = await tenant.client.post(
+        "/api/v1/email",
+        headers={"Authorization": f"Bearer {tenant.sender_key}"},
+        json={
+            "Subject": "Hi", "ContentType": "plain", "PlainContent": "hello",
+            "From": {"email": "news@alpha.example", "name": "News"},
+            "To": [{"email": "reader@example.org", "name": ""}],
+            "Headers": {"X-Custom-ID": "order-987987"},
+        },
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+
+    async def custom_ids() -> set[str]:
+        listed = await tenant.client.get(
+            "/api/v1/events",
+            params={"MessageID": response.json()["MessageID"], "RetrieveCount": 100},
+            headers={"Authorization": f"Bearer {tenant.sender_key}"},
+        )
+        events = listed.json()["Events"]
+        if not any(e["EventType"] == "delivered" for e in events):
+            return set()
+        return {e["Details"].get("CustomID", "") for e in events}
+
+    for _ in range(100):
+        found = await custom_ids()
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found == {"order-987987"}
