@@ -317,6 +317,7 @@ class CampaignInstance(Aggregate):
         self.domain_id = domain_id
         self.number = number
         self.audience: list[dict[str, str]] = []
+        self.suppressed: list[dict[str, str]] = []
         self.audience_complete = False
         self.created = 0
         self.finished = False
@@ -324,6 +325,12 @@ class CampaignInstance(Aggregate):
     @event("AudienceRecorded")
     def record_audience(self, recipients: list[dict[str, str]]) -> None:
         self.audience.extend(recipients)
+
+    @event("RecipientsSuppressed")
+    def record_suppressed(self, recipients: list[dict[str, str]]) -> None:
+        """Left out because the account's lists say so (``{"EmailAddress", "Reason"}``): kept
+        as a record, never silently dropped."""
+        self.suppressed.extend(recipients)
 
     @event("AudienceComplete")
     def complete_audience(self, total: int, excluded: int) -> None:

@@ -173,7 +173,7 @@ class CampaignRunner:
             )
             self._app.save(campaign)
             return
-        recipients, excluded = self._audience(campaign)
+        recipients, suppressed, excluded = self._audience(campaign)
         if not recipients:
             campaign.fail("no recipients", now)
             self._app.save(campaign)
@@ -188,6 +188,8 @@ class CampaignRunner:
         )
         for start in range(0, len(recipients), AUDIENCE_CHUNK):
             instance.record_audience(recipients[start : start + AUDIENCE_CHUNK])
+        for start in range(0, len(suppressed), AUDIENCE_CHUNK):
+            instance.record_suppressed(suppressed[start : start + AUDIENCE_CHUNK])
         instance.complete_audience(total=len(recipients), excluded=excluded)
         content = EmailContent(
             subject=email.subject,
@@ -219,7 +221,9 @@ class CampaignRunner:
             return None
         return None if email.is_deleted else email
 
-    def _audience(self, campaign: Campaign) -> tuple[list[dict[str, str]], int]:
+    def _audience(
+        self, campaign: Campaign
+    ) -> tuple[list[dict[str, str]], list[dict[str, str]], int]:
         """Lists and segments, minus exclusions and the account's suppressions, each address
         once (with the fields of the first list it was found in)."""
         from domain.segments import evaluate, parse_segment
@@ -273,10 +277,14 @@ class CampaignRunner:
             }
             chosen = [f for email, f in by_email.items() if email not in excluded_emails]
         suppressions = self._app.suppression_list(campaign.account_id)
-        kept = [
-            f for f in chosen if suppressions is None or not suppressions.contains(f[EMAIL_FIELD])
-        ]
-        return kept, len(by_email) - len(kept)
+        kept, suppressed = [], []
+        for fields in chosen:
+            reason = suppressions.reason_for(fields[EMAIL_FIELD]) if suppressions else None
+            if reason is None:
+                kept.append(fields)
+            else:
+                suppressed.append({"EmailAddress": fields[EMAIL_FIELD], "Reason": reason})
+        return kept, suppressed, len(by_email) - len(kept)
 
     def _saved_segment(self, segment_id: str, account_id: UUID) -> SavedSegment | None:
         try:

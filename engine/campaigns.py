@@ -23,10 +23,13 @@ from domain.campaign import (
     FINAL,
     Campaign,
     CampaignEmail,
+    CampaignInstance,
     CampaignStatus,
     IllegalCampaignTransition,
     Library,
     SavedSegment,
+    fanout_id,
+    instance_id_for,
     library_id,
 )
 from domain.errors import ErrorText, RequestRejected
@@ -761,6 +764,17 @@ class CampaignService:
             described["Tags"] = campaign.tags
         if statistics and self._statistics is not None:
             described.update(self._statistics(campaign.id))
+            # Left out by the suppression lists: on record, not in the reporting tables.
+            described["TotalSuppressed"] = sum(
+                len(instance.suppressed)
+                for number in range(1, campaign.instances_started + 1)
+                if (
+                    instance := self._get(
+                        fanout_id(instance_id_for(campaign.id, number)), CampaignInstance
+                    )
+                )
+                is not None
+            )
         return described
 
     def get_campaign(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:

@@ -367,6 +367,8 @@ async def test_saved_segments_and_exclusions_choose_the_audience(
     await account.ok(
         "Subscriber.Subscribe", ListID=blocked["ListID"], EmailAddress="User1@Example.org"
     )
+    # user4 unsubscribed from the account: left out, and counted as suppressed.
+    await account.ok("Unsubscribe.Add", EmailAddress="user4@example.org")
     await account.ok(
         "Campaign.Update",
         CampaignID=campaign_id,
@@ -375,8 +377,13 @@ async def test_saved_segments_and_exclusions_choose_the_audience(
     )
     await account.ok("Campaign.Approve", CampaignID=campaign_id)
     # City1 is every third reader from user1: 13 of 40, less user1, excluded.
-    expected = {f"user{n}@example.org" for n in range(40) if n % 3 == 1} - {"user1@example.org"}
+    expected = {f"user{n}@example.org" for n in range(40) if n % 3 == 1} - {
+        "user1@example.org",
+        "user4@example.org",
+    }
     wait_for(lambda: len(receiver.received) >= len(expected), timeout=60)
     await asyncio.sleep(1.0)
     assert {r.recipients[0] for r in receiver.received} == expected
-    assert len(receiver.received) == 12
+    assert len(receiver.received) == 11
+    got = await account.ok("Campaign.Get", campaignid=campaign_id, retrievestatistics="true")
+    assert got["Campaign"]["TotalSuppressed"] == 1
