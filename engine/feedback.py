@@ -120,21 +120,24 @@ class FeedbackService:
     def record_open(self, message_id: UUID, ip: str, user_agent: str) -> None:
         self._hits.put(("o", message_id, datetime.now(UTC), ip[:64], user_agent[:512], None))
 
-    def links_of(self, message_id: UUID) -> list[tuple[str, bool]] | None:
+    def links_of(
+        self, message_id: UUID, message: Message | None = None
+    ) -> list[tuple[str, bool]] | None:
         """The message's tracked links (url, in HTML?), in their order in the message: made
         again from its content, which is what the tokens in it index. None: no such message."""
         with self._lock:
             found = self._links.get(message_id)
             if found is not None:
                 return found
-        try:
-            message = self._app.message(message_id)
-        except AggregateNotFoundError:
-            return None
+        if message is None:
+            try:
+                message = self._app.message(message_id)
+            except AggregateNotFoundError:
+                return None
         links = self._tracked_links(message) if self._tracked_links else []
         with self._lock:
             self._links[message_id] = links
-            while len(self._links) > 10_000:
+            while len(self._links) > 50_000:
                 self._links.popitem(last=False)
         return links
 
@@ -204,6 +207,14 @@ class FeedbackService:
                 # Another writer (delivery, a bounce) moved one of them: replay each one's hits.
                 for message in changed:
                     self._replay_hits(message.id, [h for h in batch if h[1] == message.id])
+        # A reader who opened a message may click next: have its links ready, so that the
+        # click is answered without rendering anything on the event loop.
+        for message_id, message in messages.items():
+            if message is not None and message_id not in self._links:
+                try:
+                    self.links_of(message_id, message)
+                except Exception:
+                    log.exception("tracking: links of %s not prepared", message_id)
         for waiter in waiters:
             waiter.set()
         return open_
