@@ -79,3 +79,19 @@ def message_id_from_verp(address: str, key: bytes) -> UUID | None:
     if not hmac.compare_digest(raw[16:], _mac(message_id, key)):
         return None
     return message_id
+
+
+_UNSUBSCRIBE_PREFIX = "u-"
+
+
+def unsubscribe_address(message_id: UUID, host: str, key: bytes) -> str:
+    """The ``mailto:`` of a message's List-Unsubscribe: ``u-<token>@<host>``, signed like a
+    return path but with a key of its own, so neither address can stand for the other."""
+    return _UNSUBSCRIBE_PREFIX + verp_address(message_id, host, key)[len(PREFIX) :]
+
+
+def message_id_from_unsubscribe_address(address: str, key: bytes) -> UUID | None:
+    text = address.strip().lstrip("<").lower()
+    if not text.startswith(_UNSUBSCRIBE_PREFIX):
+        return None
+    return message_id_from_verp(PREFIX + text[len(_UNSUBSCRIBE_PREFIX) :], key)

@@ -43,7 +43,7 @@ from adapters.dsn import (
     parse_report,
 )
 from domain.bounces import BounceClass
-from domain.verp import message_id_from_verp
+from domain.verp import message_id_from_unsubscribe_address, message_id_from_verp
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ class _Hooks:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if message_id_from_verp(address, self._intake.verp_key) is None:
+        if (
+            message_id_from_verp(address, self._intake.verp_key) is None
+            and self._intake.unsubscribed_by(address) is None
+        ):
             return NO_SUCH_USER
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return f"452 4.5.3 Too many recipients: at most {MAX_RECIPIENTS} per message"
@@ -96,6 +99,13 @@ class _Hooks:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
+        # Mail to a List-Unsubscribe mailto: address is the unsubscribe; what it says is not.
+        leaving = [m for m in map(self._intake.unsubscribed_by, envelope.rcpt_tos) if m]
+        if leaving and self._intake.on_unsubscribe is not None:
+            for message_id in leaving:
+                await asyncio.to_thread(self._intake.on_unsubscribe, message_id)
+            if len(leaving) == len(envelope.rcpt_tos):
+                return "250 2.0.0 Unsubscribed"
         message_ids = [
             m
             for m in (message_id_from_verp(a, self._intake.verp_key) for a in envelope.rcpt_tos)
@@ -164,6 +174,8 @@ class BounceIntake:
         *,
         hostname: str | None = None,
         idle_timeout: float = 300.0,
+        unsubscribe_key: bytes | None = None,
+        on_unsubscribe: Callable[[UUID], object] | None = None,
     ) -> None:
         if not verp_key:
             raise ValueError("the bounce intake needs the VERP key")
@@ -172,6 +184,8 @@ class BounceIntake:
         self.verp_key = verp_key
         self.on_bounce = on_bounce
         self.on_complaint = on_complaint
+        self.unsubscribe_key = unsubscribe_key
+        self.on_unsubscribe = on_unsubscribe
         self.max_message_bytes = max_message_bytes
         # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
         self.hostname = hostname or socket.gethostname()
@@ -182,6 +196,12 @@ class BounceIntake:
         self._servers: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+
+    def unsubscribed_by(self, address: str) -> UUID | None:
+        """The message whose List-Unsubscribe ``mailto:`` this is, if it is one."""
+        if not self.unsubscribe_key:
+            return None
+        return message_id_from_unsubscribe_address(address, self.unsubscribe_key)
 
     # --- what a report becomes ----------------------------------------------------------
 

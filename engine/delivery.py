@@ -32,7 +32,7 @@ from domain.content import EmailContent
 from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
 from engine.application import Sendstream
 from engine.feedback import FeedbackService
-from engine.keys import tracking_key, verp_key
+from engine.keys import tracking_key, unsubscribe_mail_key, verp_key
 from engine.rendering import MessageRenderer
 from engine.throttle import DomainThrottle
 from engine.writer import BatchWriter
@@ -158,6 +158,7 @@ class DeliveryWorker:
             app.settings,
             tracking_key=tracking_key(app.settings),
             verp_key=verp_key(app.settings),
+            unsubscribe_key=unsubscribe_mail_key(app.settings),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -261,6 +261,10 @@ class FeedbackService:
         self._suppress(message.account_id, lambda s: s.add(message.recipient, UNSUBSCRIBE, now))
         return True
 
+    def record_unsubscribe_by_mail(self, message_id: UUID) -> bool:
+        """Mail to the List-Unsubscribe ``mailto:`` address: the recipient's own act (u)."""
+        return self.record_unsubscribe(message_id, "", "mailto", one_click=False)
+
     # Bounces and complaints (called by the bounce intake, and by delivery for 5xx replies).
 
     def record_bounce(

@@ -46,3 +46,7 @@ def tracking_key(settings: Settings) -> bytes:
 
 def verp_key(settings: Settings) -> bytes:
     return derived_key(settings, "verp")
+
+
+def unsubscribe_mail_key(settings: Settings) -> bytes:
+    return derived_key(settings, "unsubscribe-mail")

@@ -13,7 +13,7 @@ from domain.account import SenderDomain
 from domain.content import Address, EmailContent
 from domain.message import Message
 from domain.tracking import track_message, unsubscribe_url
-from domain.verp import verp_address
+from domain.verp import unsubscribe_address, verp_address
 from engine.personalise import Personaliser
 from engine.settings import Settings
 
@@ -28,11 +28,14 @@ class MessageRenderer:
         settings: Settings,
         tracking_key: bytes,
         verp_key: bytes,
+        unsubscribe_key: bytes = b"",
     ) -> None:
         self._contents = contents
         self._settings = settings
         self._tracking_key = tracking_key
         self._verp_key = verp_key
+        # A key of its own, so that the mailto: address and the return path never match.
+        self._unsubscribe_key = unsubscribe_key or verp_key[::-1]
         self._personaliser = Personaliser()
 
     def content_for(self, message: Message) -> EmailContent:
@@ -52,12 +55,13 @@ class MessageRenderer:
     def return_path(self, message: Message, domain: SenderDomain | None) -> str:
         """The envelope sender: a VERP address naming the message, so that a bounce that
         comes back later is matched to it (and cannot be forged for another)."""
-        host = (
-            f"bounces.{domain.name}"
-            if domain is not None and domain.last_checked.get("return_path")
-            else self._settings.mail_hostname
-        )
-        return verp_address(message.id, host, self._verp_key)
+        return verp_address(message.id, self._bounce_host(domain), self._verp_key)
+
+    def _bounce_host(self, domain: SenderDomain | None) -> str:
+        """The domain's bounce host once DNS shows its CNAME to us, else ours."""
+        if domain is not None and domain.last_checked.get("return_path"):
+            return f"bounces.{domain.name}"
+        return self._settings.mail_hostname
 
     def tracked_links(
         self, message: Message, domain: SenderDomain | None
@@ -84,9 +88,13 @@ class MessageRenderer:
             content = dataclasses.replace(content, html=html, plain=plain)
         extra: list[tuple[str, str]] = []
         if message.campaign_id or (domain is not None and domain.unsubscribe_link):
-            # RFC 8058 one-click: mailbox providers POST to it on the reader's behalf.
+            # RFC 8058 one-click: mailbox providers POST to the https one on the reader's
+            # behalf; older clients send mail to the mailto one (our bounce server takes it).
             link = unsubscribe_url(base, message.id, self._tracking_key)
-            extra = [("List-Unsubscribe", f"<{link}>"),
+            mailto = unsubscribe_address(
+                message.id, self._bounce_host(domain), self._unsubscribe_key
+            )
+            extra = [("List-Unsubscribe", f"<{link}>, <mailto:{mailto}?subject=unsubscribe>"),
                      ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]  # fmt: skip
         raw = build_message(
             content,

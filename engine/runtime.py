@@ -154,7 +154,7 @@ class Engine:
     def renderer(self) -> MessageRenderer:
         """Renders each recipient's copy; shared so that clicks find the links it tracked."""
         if self._renderer is None:
-            from engine.keys import tracking_key, verp_key
+            from engine.keys import tracking_key, unsubscribe_mail_key, verp_key
             from engine.rendering import MessageRenderer
 
             self._renderer = MessageRenderer(
@@ -162,6 +162,7 @@ class Engine:
                 self.settings,
                 tracking_key=tracking_key(self.settings),
                 verp_key=verp_key(self.settings),
+                unsubscribe_key=unsubscribe_mail_key(self.settings),
             )
         return self._renderer
 
@@ -260,7 +261,7 @@ class Engine:
             self.submission_server.start()
         if Role.SMTP in self.roles and settings.bounce_ports:
             from engine.bounce_intake import BounceIntake
-            from engine.keys import verp_key
+            from engine.keys import unsubscribe_mail_key, verp_key
 
             self.bounce_intake = BounceIntake(
                 settings.smtp_submission_host,
@@ -268,6 +269,8 @@ class Engine:
                 verp_key(settings),
                 on_bounce=self.feedback.record_bounce,
                 on_complaint=self.feedback.record_complaint,
+                unsubscribe_key=unsubscribe_mail_key(settings),
+                on_unsubscribe=self.feedback.record_unsubscribe_by_mail,
             )
             self.bounce_intake.start()
 

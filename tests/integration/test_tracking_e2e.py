@@ -164,3 +164,21 @@ async def test_opens_clicks_unsubscribes_and_bounces_come_back_to_the_message(
         smtp.mail("")
         code, _ = smtp.rcpt("someone@example.org")  # never a relay
         assert code == 550
+
+    # The List-Unsubscribe mailto: of a third message, as an older mail client uses it.
+    leaving_id = await send("leaving@example.org")
+    wait_for(lambda: engine.app.message(leaving_id).status is MessageStatus.DELIVERED)
+    copy = next(r for r in receiver.received if r.recipients == ["leaving@example.org"])
+    mailto = re.search(r"<mailto:([^?>]+)", copy.message["List-Unsubscribe"])
+    assert mailto is not None and mailto.group(1).startswith("u-")
+    assert mailto.group(1) != copy.mail_from
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.sendmail(
+            "leaving@example.org", [mailto.group(1)],
+            b"From: leaving@example.org\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n",
+        )  # fmt: skip
+    message = engine.app.message(leaving_id)
+    assert message.unsubscribed
+    suppressions = engine.app.suppression_list(UUID(keys["AccountID"]))
+    assert suppressions is not None
+    assert suppressions.reason_for("leaving@example.org") == UNSUBSCRIBE
