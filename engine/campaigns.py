@@ -36,7 +36,7 @@ from domain.errors import ErrorText, RequestRejected
 from domain.lists import EMAIL_FIELD, ListRuleBroken, SubscriberList, normalise_fields
 from engine.application import Sendstream
 from engine.ids import new_id
-from engine.params import iso_time, text_param, uuid_param
+from engine.params import count_param, iso_time, text_param, uuid_param
 from engine.send_request import is_valid_email
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
@@ -264,9 +264,9 @@ class CampaignService:
 
     def get_subscribers(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         subscribers = self._own_list(account, params)
-        start = _page_number(params.get("RecordsFrom"), 0, "RecordsFrom")
+        start = count_param(params.get("RecordsFrom"), 0, "RecordsFrom")
         count = min(
-            _page_number(params.get("RecordsPerRequest"), 100, "RecordsPerRequest"), MAX_PAGE
+            count_param(params.get("RecordsPerRequest"), 100, "RecordsPerRequest"), MAX_PAGE
         )
         keys = list(subscribers.subscribers)[start : start + count]
         return {
@@ -819,10 +819,8 @@ class CampaignService:
             found.sort(key=lambda c: c.status.value, reverse=descending)
         else:
             found.sort(key=lambda c: c.created_at, reverse=descending)
-        start = _page_number(params.get("RecordsFrom"), 0, "RecordsFrom")
-        count = min(
-            _page_number(params.get("RecordsPerRequest"), 50, "RecordsPerRequest"), MAX_PAGE
-        )
+        start = count_param(params.get("RecordsFrom"), 0, "RecordsFrom")
+        count = min(count_param(params.get("RecordsPerRequest"), 50, "RecordsPerRequest"), MAX_PAGE)
         statistics = _flag(params.get("RetrieveStatistics"), "RetrieveStatistics")
         tags = _flag(params.get("RetrieveTags"), "RetrieveTags")
         return {
@@ -838,18 +836,6 @@ def _audience_lists(audience: dict[str, Any]) -> set[str]:
     if "rules" in audience:
         return {str(c.get("list_id")) for c in audience["rules"].get("criteria", [])}
     return set(audience.get("include", []))
-
-
-def _page_number(value: Any, default: int, name: str) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name)) from None
-    if not 0 <= number < 2**31:
-        raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name))
-    return number
 
 
 def _csv_rows(data: Any) -> Iterable[tuple[int, dict[str, Any] | str]]:

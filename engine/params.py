@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from domain import errors as E
+from domain.errors import RequestRejected
+
 
 def text_param(value: Any) -> str | None:
     """A parameter as text: strings stripped, numbers as written; anything else is absent."""
@@ -34,3 +37,17 @@ def iso_time(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def count_param(value: Any, default: int, name: str) -> int:
+    """A count or an offset (``RecordsFrom``, ``RecordsPerRequest``): a 32-bit natural
+    number, as the REST conventions (003) have it."""
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name)) from None
+    if not 0 <= number < 2**31:
+        raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name))
+    return number

@@ -24,7 +24,7 @@ from domain.suppression import (
 )
 from engine.application import Sendstream
 from engine.feedback import suppression_exception
-from engine.params import text_param
+from engine.params import count_param, text_param
 from engine.send_request import is_valid_email
 
 MAX_PAGE = 1000
@@ -77,9 +77,9 @@ class SuppressionCommands:
     def get(self, reason: str) -> Callable[[Account, dict[str, Any]], dict[str, Any]]:
         def handler(account: Account, params: dict[str, Any]) -> dict[str, Any]:
             found = self.entries(account, reason)
-            start = _number(params.get("RecordsFrom"), 0, "RecordsFrom")
+            start = count_param(params.get("RecordsFrom"), 0, "RecordsFrom")
             count = min(
-                _number(params.get("RecordsPerRequest"), 100, "RecordsPerRequest"), MAX_PAGE
+                count_param(params.get("RecordsPerRequest"), 100, "RecordsPerRequest"), MAX_PAGE
             )
             return {"TotalRecords": len(found), "Addresses": found[start : start + count]}
 
@@ -132,15 +132,3 @@ class SuppressionCommands:
             table[f"{noun}.Remove"] = self.remove(reason)
             table[f"{noun}s.Export"] = self.export(reason)
         return table
-
-
-def _number(value: Any, default: int, name: str) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name)) from None
-    if not 0 <= number < 2**31:
-        raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name))
-    return number
