@@ -1,7 +1,7 @@
 """What recipients and their mail systems tell us after a message left: opens, clicks,
 unsubscribes, bounces and complaints, recorded on the Message, and the account's
 suppression list kept in step (hard bounces, complaints and unsubscribes stop mail to
-that address; soft bounces do after ``SOFT_BOUNCE_LIMIT`` within a week)."""
+that address; soft bounces do after ``SOFT_BOUNCE_LIMIT`` within ``SOFT_BOUNCE_WINDOW_DAYS``)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOFT_BOUNCE_WINDOW = timedelta(days=7)
-
 # A tracking hit: kind ("o" or "c"), message, when, IP, user agent, and for a click its
 # (url, position, in HTML).
 _Hit = tuple[str, UUID, datetime, str, str, tuple[str, int, bool] | None]
@@ -42,8 +40,10 @@ class FeedbackService:
         tracked_links: Callable[[Message], list[tuple[str, bool]]] | None = None,
         soft_bounce_limit: int = 3,
         on_suppressed: Callable[[UUID], None] | None = None,
+        soft_bounce_window: timedelta = timedelta(days=7),
     ) -> None:
         self._app = app
+        self._soft_bounce_window = soft_bounce_window
         self._on_suppressed = on_suppressed
         self._tracked_links = tracked_links
         self._soft_bounce_limit = soft_bounce_limit
@@ -292,9 +292,9 @@ class FeedbackService:
         self, account_id: UUID, recipient: str, kind: str, definitive: bool, now: datetime
     ) -> None:
         """A definitive hard bounce suppresses at once; a soft one, or a hard one the
-        receiver was not sure of, counts towards ``SOFT_BOUNCE_LIMIT``. A block is about
-        us (policy, reputation, our sender address), not the recipient: recorded, not
-        suppressed."""
+        receiver was not sure of, counts towards ``SOFT_BOUNCE_LIMIT`` within the window.
+        A block is about us (policy, reputation, our sender address), not the recipient:
+        recorded, not suppressed."""
         if kind == "block":
             return
         if kind == "hard" and definitive:
@@ -302,7 +302,8 @@ class FeedbackService:
             return
         limit = self._soft_bounce_limit
         self._suppress(
-            account_id, lambda s: s.note_soft_bounce(recipient, now, limit, SOFT_BOUNCE_WINDOW)
+            account_id,
+            lambda s: s.note_soft_bounce(recipient, now, limit, self._soft_bounce_window),
         )
 
     def record_complaint(self, message_id: UUID, report: FeedbackReport) -> None:

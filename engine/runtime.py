@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,6 +177,7 @@ class Engine:
                 self.app,
                 tracked_links=lambda message: self.renderer.tracked_links(message, None),
                 soft_bounce_limit=self.settings.soft_bounce_limit,
+                soft_bounce_window=timedelta(days=self.settings.soft_bounce_window_days),
                 on_suppressed=self.sending.forget_suppressions,
             )
         return self._feedback

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
     bounce_smtp_ports: str = Field(default="2526", alias="BOUNCE_SMTP_PORTS")
     soft_bounce_limit: int = Field(default=3, alias="SOFT_BOUNCE_LIMIT")
+    soft_bounce_window_days: int = Field(default=7, alias="SOFT_BOUNCE_WINDOW_DAYS")
     trust_forwarded_for: bool = Field(default=False, alias="TRUST_FORWARDED_FOR")
     session_lifetime_seconds: int = Field(default=3600, alias="SESSION_LIFETIME_SECONDS")
     dns_resolver: str = Field(default="", alias="DNS_RESOLVER")
