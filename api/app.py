@@ -19,9 +19,9 @@ from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendE
 from api.tracking import TrackingEndpoint
 from domain.errors import Extensions, GetEvents, RequestRejected, SendEmail
 from engine.keys import tracking_key
+from engine.params import date_param, event_param
 from engine.runtime import Engine
-from engine.send_request import parse_timestamp
-from projections.events import EVENT_TYPE_NAMES, list_events
+from projections.events import list_events
 
 log = logging.getLogger(__name__)
 
@@ -334,9 +334,9 @@ def create_api(engine: Engine) -> FastAPI:
             ),
             MAX_RETRIEVE_COUNT,
         )
-        start = _date_param(params.get("StartDate"), end_of_day=False)
-        end = _date_param(params.get("EndDate"), end_of_day=True)
-        event_type = _event_param(params.get("Event"))
+        start = date_param(params.get("StartDate"), end_of_day=False)
+        end = date_param(params.get("EndDate"), end_of_day=True)
+        event_type = event_param(params.get("Event"))
         submission_id = _uuid_param(params.get("MessageID"), "MessageID")
         total, events = await asyncio.to_thread(
             list_events,
@@ -361,37 +361,6 @@ def create_api(engine: Engine) -> FastAPI:
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _date_param(value: Any, *, end_of_day: bool) -> Any:
-    if value is None or value == "":
-        return None
-    parsed = parse_timestamp(value)
-    if parsed is None:
-        raise RequestRejected(Extensions.INVALID_DATE)
-    text = str(value).strip()
-    if end_of_day and len(text) == 10 and text[4] == "-":
-        # A bare date as the end of a range means the whole of that day (inclusive end).
-        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999_000)
-    return parsed
-
-
-_EVENT_SYNONYMS = {
-    "delivery": "delivered",
-    "bounce": "bounced",
-    "send": "sent",
-    "defer": "deferred",
-}
-
-
-def _event_param(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    name = str(value).strip().lower()
-    name = _EVENT_SYNONYMS.get(name, name)
-    if name not in EVENT_TYPE_NAMES:
-        raise RequestRejected(Extensions.INVALID_PARAMETER.format(name="Event"))
-    return name
 
 
 def _uuid_param(value: Any, name: str) -> UUID | None:

@@ -179,6 +179,15 @@ class DeleteSmtp:
     SMTP_NOT_FOUND = ErrorText(2, "SMTP configuration not found or user does not have permission")
 
 
+class GatewayGetEvents:
+    """``EmailGateway.GetEvents`` (002)."""
+
+    MISSING_DOMAIN_ID = ErrorText(1, "Required parameter missing: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Failed to retrieve sender domain")
+    MISSING_START_FROM = ErrorText(4, "Required parameter missing: StartFrom")
+    MISSING_RETRIEVE_COUNT = ErrorText(5, "Required parameter missing: RetrieveCount")
+
+
 class GetApis:
     MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter: DomainID")
     DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve sender domain")

@@ -24,6 +24,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from adapters.ports import ReportingStore
 from domain import errors as E
 from domain.account import (
     Account,
@@ -48,7 +49,7 @@ from engine.application import (
 )
 from engine.domains import DomainNameInvalid, normalise_domain_name
 from engine.keys import session_secret
-from engine.params import iso_time, text_param, uuid_param
+from engine.params import count_param, date_param, event_param, iso_time, text_param, uuid_param
 from engine.passwords import hash_password, new_password, verify_password
 from engine.sending import RequestLimit, SendingService
 
@@ -120,8 +121,10 @@ class Gateway:
         app: Sendstream,
         sending: SendingService,
         pending_messages: Callable[[UUID], list[UUID]] | None = None,
+        reporting: Callable[[], ReportingStore] | None = None,
     ) -> None:
         self._app = app
+        self._reporting = reporting
         self._settings = app.settings
         self._sending = sending
         self._pending_messages = pending_messages
@@ -468,6 +471,61 @@ class Gateway:
                     "Verified": found,
                 }
                 for r, found in results
+            ],
+        }
+
+    def get_events(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """The domain's events, newest first, filtered by date, type and ``Query``."""
+        from projections.events import list_event_rows
+        from projections.query import QueryError, parse_query
+
+        if text_param(params.get("DomainID")) is None:
+            raise RequestRejected(E.GatewayGetEvents.MISSING_DOMAIN_ID)
+        domain = self._own_domain(account, params["DomainID"], E.GatewayGetEvents.DOMAIN_NOT_FOUND)
+        if params.get("StartFrom") in (None, ""):
+            raise RequestRejected(E.GatewayGetEvents.MISSING_START_FROM)
+        if params.get("RetrieveCount") in (None, ""):
+            raise RequestRejected(E.GatewayGetEvents.MISSING_RETRIEVE_COUNT)
+        start_from = count_param(params["StartFrom"], 0, "StartFrom")
+        # More than the documented maximum is served as the maximum, as paging APIs do.
+        retrieve_count = min(count_param(params["RetrieveCount"], 0, "RetrieveCount"), 100)
+        try:
+            terms = parse_query(str(params.get("Query") or ""))
+        except QueryError as error:
+            raise RequestRejected(
+                E.Command.INVALID_OPTION.format(name=f"Query ({error})")
+            ) from None
+        if self._reporting is None:
+            return {"TotalRecords": 0, "Events": []}
+        total, rows = list_event_rows(
+            self._reporting(),
+            domain_id=domain.id,
+            start_from=start_from,
+            retrieve_count=retrieve_count,
+            start=date_param(params.get("StartDate"), end_of_day=False),
+            end=date_param(params.get("EndDate"), end_of_day=True),
+            event_type=event_param(params.get("Event")),
+            terms=terms,
+        )
+        return {
+            "TotalRecords": total,
+            "Events": [
+                {
+                    "event_id": str(row["event_id"]),
+                    "event_type": row["event_type"],
+                    "timestamp": row["occurred_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "recipient": row["recipient"],
+                    "message_id": str(row["submission_id"]),
+                    "campaign_id": row["campaign_id"] or None,
+                    "message": {
+                        "headers": {
+                            "subject": row["subject"],
+                            "from": row["sender"],
+                            "to": row["recipient"],
+                        }
+                    },
+                }
+                for row in rows
             ],
         }
 

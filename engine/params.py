@@ -7,7 +7,9 @@ from typing import Any
 from uuid import UUID
 
 from domain import errors as E
-from domain.errors import RequestRejected
+from domain.errors import Extensions, RequestRejected
+from engine.send_request import parse_timestamp
+from projections.events import EVENT_TYPE_NAMES
 
 
 def text_param(value: Any) -> str | None:
@@ -51,3 +53,34 @@ def count_param(value: Any, default: int, name: str) -> int:
     if not 0 <= number < 2**31:
         raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name))
     return number
+
+
+def date_param(value: Any, *, end_of_day: bool) -> Any:
+    if value is None or value == "":
+        return None
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise RequestRejected(Extensions.INVALID_DATE)
+    text = str(value).strip()
+    if end_of_day and len(text) == 10 and text[4] == "-":
+        # A bare date as the end of a range means the whole of that day (inclusive end).
+        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999_000)
+    return parsed
+
+
+EVENT_SYNONYMS = {
+    "delivery": "delivered",
+    "bounce": "bounced",
+    "send": "sent",
+    "defer": "deferred",
+}
+
+
+def event_param(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    name = str(value).strip().lower()
+    name = EVENT_SYNONYMS.get(name, name)
+    if name not in EVENT_TYPE_NAMES:
+        raise RequestRejected(Extensions.INVALID_PARAMETER.format(name="Event"))
+    return name

@@ -132,6 +132,7 @@ class Engine:
                 pending_messages=lambda domain_id: unfinished_message_ids(
                     self.reporting, domain_id
                 ),
+                reporting=lambda: self.reporting,
             )
         return self._gateway
 

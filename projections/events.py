@@ -32,6 +32,7 @@ import orjson
 
 from adapters.ports import ReportingStore
 from domain.envelope import EventEnvelope
+from projections.query import Term, query_sql
 
 __all__ = [
     "EVENTS_DDL",
@@ -358,10 +359,15 @@ def _where(
     end: datetime | None,
     event_type: str | None,
     submission_id: UUID | None,
+    terms: Sequence[Term] = (),
 ) -> tuple[str, dict[str, Any]]:
     """The filter, as fixed SQL fragments and bound parameters."""
     clauses = ["domain_id = {domain_id:UUID}"]
     parameters: dict[str, Any] = {"domain_id": domain_id}
+    if terms:
+        extra, bound = query_sql(list(terms))
+        clauses += extra
+        parameters.update(bound)
     if start is not None:
         clauses.append("occurred_at >= {start:DateTime64(3, 'UTC')}")
         parameters["start"] = start
@@ -385,11 +391,59 @@ def count_events(
     end: datetime | None = None,
     event_type: str | None = None,
     submission_id: UUID | None = None,
+    terms: Sequence[Term] = (),
 ) -> int:
     """How many distinct events match; ``start`` and ``end`` are inclusive."""
-    where, parameters = _where(domain_id, start, end, event_type, submission_id)
+    where, parameters = _where(domain_id, start, end, event_type, submission_id, terms)
     rows = store.query(f"SELECT count() AS total FROM events FINAL WHERE {where}", parameters)  # noqa: S608 (fixed fragments; values are bound)
     return int(rows[0]["total"]) if rows else 0
+
+
+def list_event_rows(
+    store: ReportingStore,
+    *,
+    domain_id: UUID,
+    start_from: int,
+    retrieve_count: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    event_type: str | None = None,
+    submission_id: UUID | None = None,
+    terms: Sequence[Term] = (),
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(TotalRecords, Events)`` for ``GET /api/v1/events``, newest first.
+
+    Order is ``occurred_at DESC, position DESC, event_id DESC``: the event
+    store's position breaks ties within a millisecond in the order things
+    happened (``queued`` after ``accepted``), and the event id makes the order
+    total, so ``start_from``/``retrieve_count`` pages neither repeat nor skip.
+    """
+    if start_from < 0 or retrieve_count < 0:
+        raise ValueError("start_from and retrieve_count must not be negative")
+    where, parameters = _where(domain_id, start, end, event_type, submission_id, terms)
+    total = count_events(
+        store,
+        domain_id=domain_id,
+        start=start,
+        end=end,
+        event_type=event_type,
+        submission_id=submission_id,
+        terms=terms,
+    )
+    if retrieve_count == 0 or start_from >= total:
+        return total, []
+    rows = store.query(
+        f"""
+        SELECT event_id, event_type, occurred_at, recipient, submission_id, campaign_id,
+               smtp_code, enhanced_status, diagnostic, attempt, details, subject, sender
+        FROM events FINAL
+        WHERE {where}
+        ORDER BY occurred_at DESC, position DESC, event_id DESC
+        LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}
+        """,  # noqa: S608 (fixed fragments; values are bound)
+        {**parameters, "limit": retrieve_count, "offset": start_from},
+    )
+    return total, rows
 
 
 def list_events(
@@ -402,38 +456,13 @@ def list_events(
     end: datetime | None = None,
     event_type: str | None = None,
     submission_id: UUID | None = None,
+    terms: Sequence[Term] = (),
 ) -> tuple[int, list[dict[str, Any]]]:
-    """``(TotalRecords, Events)`` for ``GET /api/v1/events``, newest first.
-
-    Order is ``occurred_at DESC, position DESC, event_id DESC``: the event
-    store's position breaks ties within a millisecond in the order things
-    happened (``queued`` after ``accepted``), and the event id makes the order
-    total, so ``start_from``/``retrieve_count`` pages neither repeat nor skip.
-    """
-    if start_from < 0 or retrieve_count < 0:
-        raise ValueError("start_from and retrieve_count must not be negative")
-    where, parameters = _where(domain_id, start, end, event_type, submission_id)
-    total = count_events(
-        store,
-        domain_id=domain_id,
-        start=start,
-        end=end,
-        event_type=event_type,
-        submission_id=submission_id,
-    )
-    if retrieve_count == 0 or start_from >= total:
-        return total, []
-    rows = store.query(
-        f"""
-        SELECT event_id, event_type, occurred_at, recipient, submission_id, campaign_id,
-               smtp_code, enhanced_status, diagnostic, attempt, details
-        FROM events FINAL
-        WHERE {where}
-        ORDER BY occurred_at DESC, position DESC, event_id DESC
-        LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}
-        """,  # noqa: S608 (fixed fragments; values are bound)
-        {**parameters, "limit": retrieve_count, "offset": start_from},
-    )
+    """``(TotalRecords, Events)`` in the shape of ``GET /api/v1/events``."""
+    total, rows = list_event_rows(
+        store, domain_id=domain_id, start_from=start_from, retrieve_count=retrieve_count,
+        start=start, end=end, event_type=event_type, submission_id=submission_id, terms=terms,
+    )  # fmt: skip
     return total, [_api_event(row) for row in rows]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -489,3 +490,79 @@ async def test_commands_are_rate_limited_per_account(
         "for another 3 attempts."
     )
     ok(await beta.call("EmailGateway.GetDomains"))  # another account has its own budget
+
+
+async def test_get_events_pages_filters_and_searches_with_query_terms(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine()
+    alpha = Tenant(engine, api_client(engine), "alpha.example")
+
+    async def send(subject: str, to: str, tags: list[str]) -> None:
+        response = await alpha.client.post(
+            "/api/v1/email",
+            headers={"Authorization": f"Bearer {alpha.sender_key}"},
+            json={
+                "Subject": subject, "ContentType": "plain", "PlainContent": "hi",
+                "From": {"email": "news@alpha.example", "name": "News"},
+                "To": [{"email": to, "name": ""}], "Tags": tags,
+            },
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+
+    await send("Welcome aboard", "jane@example.org", ["onboarding"])
+    await send("Weekly sale 50% off", "joe@example.net", ["promo"])
+    await send("Welcome back", "ann@example.org", ["promo"])
+
+    async def events(**params: Any) -> dict[str, Any]:
+        return ok(
+            await alpha.call(
+                "EmailGateway.GetEvents", DomainID=alpha.domain_id, StartFrom=0,
+                RetrieveCount=100, Event="delivered", **params,
+            )
+        )  # fmt: skip
+
+    for _ in range(200):
+        if (await events())["TotalRecords"] == 3:
+            break
+        await asyncio.sleep(0.1)
+    everything = await events()
+    assert everything["TotalRecords"] == 3
+    first = everything["Events"][0]
+    assert first["event_type"] == "delivered" and first["timestamp"].endswith("Z")
+    subjects = {e["message"]["headers"]["subject"] for e in everything["Events"]}
+    assert subjects == {"Welcome aboard", "Weekly sale 50% off", "Welcome back"}
+
+    async def found(query: str) -> set[str]:
+        answer = await events(Query=query)
+        return {e["message"]["headers"]["subject"] for e in answer["Events"]}
+
+    assert await found("subject:welcome") == {"Welcome aboard", "Welcome back"}
+    assert await found('subject:"welcome back"') == {"Welcome back"}
+    assert await found("subject:welcome tag:promo") == {"Welcome back"}
+    assert await found("recipient:*@example.net") == {"Weekly sale 50% off"}
+    assert await found("subject:50%") == {"Weekly sale 50% off"}
+    assert await found("subject:5_%") == set()  # _ and % are literal, not wildcards
+    assert await found("sale") == {"Weekly sale 50% off"}  # a bare word: the subject
+    assert await found('subject:"\'; DROP TABLE events; --"') == set()
+    assert (await events())["TotalRecords"] == 3  # the value was bound, never run
+    paged = ok(
+        await alpha.call(
+            "EmailGateway.GetEvents", DomainID=alpha.domain_id, StartFrom=1, RetrieveCount=1,
+            Event="delivered",
+        )
+    )  # fmt: skip
+    assert paged["TotalRecords"] == 3 and len(paged["Events"]) == 1
+
+    bad = await alpha.call("EmailGateway.GetEvents", DomainID=alpha.domain_id, StartFrom=0,
+                           RetrieveCount=10, Query="nosuchfield:x")  # fmt: skip
+    assert (bad["ErrorCode"], bad["_status"]) == (400, 400)
+    for params, code in (
+        ({"StartFrom": 0, "RetrieveCount": 10}, 1),
+        ({"DomainID": alpha.domain_id, "RetrieveCount": 10}, 4),
+        ({"DomainID": alpha.domain_id, "StartFrom": 0}, 5),
+        ({"DomainID": "0190a2b4-0000-7000-8000-000000000000", "StartFrom": 0,
+          "RetrieveCount": 1}, 2),
+    ):  # fmt: skip
+        answer = await alpha.call("EmailGateway.GetEvents", **params)
+        assert answer["ErrorCode"] == code, answer

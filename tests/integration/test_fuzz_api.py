@@ -31,11 +31,13 @@ COMMANDS = [
     "EmailGateway.GetSMTPs",
     "EmailGateway.DeleteSMTP",
     "EmailGateway.ResetSMTPPassword",
+    "EmailGateway.GetEvents",
     "User.Login",
 ]
 PARAMETERS = [
     "DomainID", "DomainName", "Description", "ApiKeyId", "smtpid", "LinkTracking",
     "OpenTracking", "UnsubscribeLink", "HostingProvider", "Subdomain", "Username", "Password",
+    "Query", "StartFrom", "RetrieveCount", "StartDate", "EndDate", "Event",
 ]  # fmt: skip
 
 hostile_text = st.one_of(
