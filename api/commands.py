@@ -90,6 +90,8 @@ def command_table(
         CommandSpec("EmailGateway.ClearDomainQueue", gateway.clear_domain_queue, blocking=True),
         CommandSpec("EmailGateway.VerifyDomain", gateway.verify_domain, blocking=True),
         CommandSpec("EmailGateway.GetEvents", gateway.get_events, blocking=True),
+        CommandSpec("EmailGateway.AggrEvents", gateway.aggregated_events, blocking=True),
+        CommandSpec("EmailGateway.DomainStats", gateway.domain_stats, blocking=True),
         CommandSpec("EmailGateway.AddAPI", gateway.add_api, blocking=True),
         CommandSpec("EmailGateway.GetAPIs", gateway.get_apis),
         CommandSpec("EmailGateway.DeleteAPI", gateway.delete_api, blocking=True),

@@ -188,6 +188,16 @@ class GatewayGetEvents:
     MISSING_RETRIEVE_COUNT = ErrorText(5, "Required parameter missing: RetrieveCount")
 
 
+class AggrEvents:
+    MISSING_DOMAIN_ID = ErrorText(1, "Required parameter missing: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Failed to retrieve sender domain")
+
+
+class DomainStats:
+    MISSING_DOMAIN_ID = ErrorText(1, "Required parameter missing: DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve domain information")
+
+
 class GetApis:
     MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter: DomainID")
     DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve sender domain")

@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -528,6 +528,42 @@ class Gateway:
                 for row in rows
             ],
         }
+
+    def _range(self, params: dict[str, Any]) -> tuple[datetime, datetime]:
+        """StartDate and EndDate (inclusive); by default the last 30 days."""
+        end = date_param(params.get("EndDate"), end_of_day=True) or datetime.now(UTC)
+        start = date_param(params.get("StartDate"), end_of_day=False) or end - timedelta(days=30)
+        if start > end:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="StartDate"))
+        return start, end
+
+    def aggregated_events(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from projections.stats import AGGREGATIONS, aggregated_events
+
+        if text_param(params.get("DomainID")) is None:
+            raise RequestRejected(E.AggrEvents.MISSING_DOMAIN_ID)
+        domain = self._own_domain(account, params["DomainID"], E.AggrEvents.DOMAIN_NOT_FOUND)
+        field = (text_param(params.get("AggregatedField")) or "eventType").lower()
+        field = field.replace("_", "").replace(" ", "")
+        if field not in AGGREGATIONS:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="AggregatedField"))
+        size = min(count_param(params.get("AggregateSize"), 10, "AggregateSize"), 1000)
+        start, end = self._range(params)
+        if self._reporting is None:
+            return {"AggBuckets": []}
+        buckets = aggregated_events(self._reporting(), domain.id, field, size, start, end)
+        return {"AggBuckets": buckets}
+
+    def domain_stats(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from projections.stats import domain_stats
+
+        if text_param(params.get("DomainID")) is None:
+            raise RequestRejected(E.DomainStats.MISSING_DOMAIN_ID)
+        domain = self._own_domain(account, params["DomainID"], E.DomainStats.DOMAIN_NOT_FOUND)
+        start, end = self._range(params)
+        if self._reporting is None:
+            return {"Stats": {}, "ComparisonStats": {}, "TagStats": {}}
+        return domain_stats(self._reporting(), domain.id, start, end)
 
     # Sender API keys.
 

@@ -566,3 +566,77 @@ async def test_get_events_pages_filters_and_searches_with_query_terms(
     ):  # fmt: skip
         answer = await alpha.call("EmailGateway.GetEvents", **params)
         assert answer["ErrorCode"] == code, answer
+
+
+async def test_aggregated_events_and_domain_stats(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    from domain.bounces import BounceClass
+
+    engine = make_engine()
+    alpha = Tenant(engine, api_client(engine), "alpha.example")
+    message_ids = []
+    for n, (to, tags) in enumerate(
+        [("a@gmail.example", ["promo"]), ("b@gmail.example", ["promo"]),
+         ("c@yahoo.example", ["news"]), ("d@yahoo.example", [])]
+    ):  # fmt: skip
+        response = await alpha.client.post(
+            "/api/v1/email",
+            headers={"Authorization": f"Bearer {alpha.sender_key}"},
+            json={
+                "Subject": f"S{n}", "ContentType": "plain", "PlainContent": "hi",
+                "From": {"email": "news@alpha.example", "name": "News"},
+                "To": [{"email": to, "name": ""}], "Tags": tags,
+            },
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        message_ids.append(engine.app.submission(UUID(response.json()["MessageID"])).message_ids[0])
+    wait_for(
+        lambda: all(engine.app.message(m).status is MessageStatus.DELIVERED for m in message_ids)
+    )
+    engine.feedback.record_open(message_ids[0], "192.0.2.1", "Mozilla/5.0 (X11) Firefox")
+    engine.feedback.record_open(message_ids[0], "192.0.2.1", "Mozilla/5.0 (X11) Firefox")
+    engine.feedback.flush()
+    engine.feedback.record_bounce(message_ids[3], BounceClass("hard", True, "5.1.1", "gone"))
+
+    async def stats() -> dict[str, Any]:
+        return ok(await alpha.call("EmailGateway.DomainStats", DomainID=alpha.domain_id))
+
+    for _ in range(200):
+        figures = (await stats())["Stats"]
+        if figures["Delivered"] == 4 and figures["Opens"] == 2 and figures["HardBounces"] == 1:
+            break
+        await asyncio.sleep(0.1)
+    answer = await stats()
+    figures = answer["Stats"]
+    assert (figures["Sent"], figures["Delivered"], figures["Opens"], figures["UniqueOpens"]) == (
+        4,
+        4,
+        2,
+        1,
+    )
+    assert figures["HardBounces"] == 1 and figures["OpenRate"] == 25.0
+    assert answer["ComparisonStats"]["Delivered"] == 0
+    assert answer["ComparisonStats"]["Deltas"]["Delivered"] == 4
+    assert set(answer["TagStats"]) == {"promo", "news"}
+    assert answer["TagStats"]["promo"]["Delivered"] == 2
+
+    by_domain = ok(
+        await alpha.call(
+            "EmailGateway.AggrEvents", DomainID=alpha.domain_id,
+            AggregatedField="recipientDomain", AggregateSize=5,
+        )
+    )["AggBuckets"]  # fmt: skip
+    assert {b["Key"] for b in by_domain} == {"gmail.example", "yahoo.example"}
+    by_type = ok(
+        await alpha.call("EmailGateway.AggrEvents", DomainID=alpha.domain_id, AggregateSize=2)
+    )["AggBuckets"]
+    assert len(by_type) == 2 and by_type[0]["Count"] >= by_type[1]["Count"]
+    bad = await alpha.call(
+        "EmailGateway.AggrEvents", DomainID=alpha.domain_id, AggregatedField="nope"
+    )
+    assert bad["ErrorCode"] == 400
+    missing = await alpha.call("EmailGateway.DomainStats")
+    assert (missing["ErrorCode"], missing["ErrorMessage"]) == (
+        1, "Required parameter missing: DomainID"
+    )  # fmt: skip

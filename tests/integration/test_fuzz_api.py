@@ -32,12 +32,15 @@ COMMANDS = [
     "EmailGateway.DeleteSMTP",
     "EmailGateway.ResetSMTPPassword",
     "EmailGateway.GetEvents",
+    "EmailGateway.AggrEvents",
+    "EmailGateway.DomainStats",
     "User.Login",
 ]
 PARAMETERS = [
     "DomainID", "DomainName", "Description", "ApiKeyId", "smtpid", "LinkTracking",
     "OpenTracking", "UnsubscribeLink", "HostingProvider", "Subdomain", "Username", "Password",
-    "Query", "StartFrom", "RetrieveCount", "StartDate", "EndDate", "Event",
+    "Query", "StartFrom", "RetrieveCount", "StartDate", "EndDate", "Event", "AggregatedField",
+    "AggregateSize",
 ]  # fmt: skip
 
 hostile_text = st.one_of(
