@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Generic, Protocol, TypeVar, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from adapters.loop_thread import DRAIN_TIMEOUT, LoopThreadServer
+
 log = logging.getLogger(__name__)
 
 IdentityT = TypeVar("IdentityT")
-
-_START_TIMEOUT = 10.0
-_DRAIN_TIMEOUT = 5.0  # how long stop() lets a message being accepted finish
 
 
 class SubmissionHandler(Protocol[IdentityT]):
@@ -212,7 +210,9 @@ class _SubmissionSMTP(SMTP):
         return AuthResult(success=False, handled=False)  # 535 5.7.8 from aiosmtpd
 
 
-class SmtpServer(Generic[IdentityT]):
+class SmtpServer(LoopThreadServer, Generic[IdentityT]):
+    thread_name = "smtp-in"
+
     """SMTP listeners on ``host``: ``ports`` in the clear (offering STARTTLS when a TLS
     context is given) and ``tls_ports`` with implicit TLS (which need one). Port 0 binds
     a free port; ``listeners`` tells which ones were bound."""
@@ -231,6 +231,7 @@ class SmtpServer(Generic[IdentityT]):
         max_auth_failures: int = 3,
         idle_timeout: float = 300.0,
     ) -> None:
+        super().__init__()
         if tls_ports and tls_context is None:
             raise ValueError("implicit-TLS ports need a TLS context (certificate and key)")
         self.hostname = hostname
@@ -245,49 +246,13 @@ class SmtpServer(Generic[IdentityT]):
         self._wanted = [Listener(p, False) for p in ports] + [Listener(p, True) for p in tls_ports]
         self._listeners: list[Listener] = []
         self._servers: list[asyncio.Server] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def listeners(self) -> list[Listener]:
         return list(self._listeners)
 
-    def start(self) -> None:
-        """Bind every port and serve; raises (with nothing left running) if one cannot bind."""
-        if self._thread is not None:
-            raise RuntimeError("the SMTP server is running already")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=self._run, args=(loop,), name="smtp-in", daemon=True)
-        self._loop, self._thread = loop, thread
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._bind(), loop).result(_START_TIMEOUT)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop listening, let messages being accepted finish, close every connection."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_DRAIN_TIMEOUT + 5)
-            except Exception:
-                log.exception("SMTP server did not shut down cleanly")  # the loop stops anyway
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._loop = self._thread = None
+    def _stopped(self) -> None:
         self._listeners = []
-
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -311,7 +276,7 @@ class SmtpServer(Generic[IdentityT]):
         for server in self._servers:
             server.close()
         if self._hooks.in_flight:
-            await asyncio.wait(set(self._hooks.in_flight), timeout=_DRAIN_TIMEOUT)
+            await asyncio.wait(set(self._hooks.in_flight), timeout=DRAIN_TIMEOUT)
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()

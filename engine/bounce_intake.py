@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, AnyStr
 from uuid import UUID
@@ -42,6 +41,7 @@ from adapters.dsn import (
     is_complaint,
     parse_report,
 )
+from adapters.loop_thread import DRAIN_TIMEOUT, LoopThreadServer
 from domain.bounces import BounceClass
 from domain.verp import message_id_from_unsubscribe_address, message_id_from_verp
 
@@ -52,8 +52,6 @@ __all__ = ["BounceIntake", "OnBounce", "OnComplaint"]
 OnBounce = Callable[[UUID, BounceClass, DeliveryReport | None], None]
 OnComplaint = Callable[[UUID, FeedbackReport], None]
 
-_START_TIMEOUT = 10.0
-_DRAIN_TIMEOUT = 5.0  # how long stop() lets a report being recorded finish
 MAX_RECIPIENTS = 50  # return paths in one transaction (one report is sent to one)
 _FAILURES = ("failed", "delayed")
 
@@ -153,7 +151,9 @@ class _IntakeSMTP(SMTP):
         await super().push(status)
 
 
-class BounceIntake:
+class BounceIntake(LoopThreadServer):
+    thread_name = "bounce-intake"
+
     """The SMTP server of the return paths, on ``host``: one listener per port in
     ``ports`` (0 binds a free port; after ``start()``, ``ports`` holds those bound).
 
@@ -177,6 +177,7 @@ class BounceIntake:
         unsubscribe_key: bytes | None = None,
         on_unsubscribe: Callable[[UUID], object] | None = None,
     ) -> None:
+        super().__init__()
         if not verp_key:
             raise ValueError("the bounce intake needs the VERP key")
         self.host = host
@@ -194,8 +195,6 @@ class BounceIntake:
         self._wanted = list(ports)
         self._hooks = _Hooks(self)
         self._servers: list[asyncio.Server] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     def unsubscribed_by(self, address: str) -> UUID | None:
         """The message whose List-Unsubscribe ``mailto:`` this is, if it is one."""
@@ -243,43 +242,8 @@ class BounceIntake:
 
     # --- the server's life ----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Bind every port and serve; raises (with nothing left running) if one cannot bind."""
-        if self._thread is not None:
-            raise RuntimeError("the bounce intake is running already")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=self._run, args=(loop,), name="bounce-intake")
-        thread.daemon = True
-        self._loop, self._thread = loop, thread
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._bind(), loop).result(_START_TIMEOUT)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop listening, let reports being recorded finish, close every connection."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_DRAIN_TIMEOUT + 5)
-            except Exception:
-                log.exception("bounce intake did not shut down cleanly")  # the loop stops anyway
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._loop = self._thread = None
+    def _stopped(self) -> None:
         self.ports = list(self._wanted)
-
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -296,7 +260,7 @@ class BounceIntake:
         for server in self._servers:
             server.close()
         if self._hooks.in_flight:
-            await asyncio.wait(set(self._hooks.in_flight), timeout=_DRAIN_TIMEOUT)
+            await asyncio.wait(set(self._hooks.in_flight), timeout=DRAIN_TIMEOUT)
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()
