@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -14,20 +15,41 @@ DRAIN_TIMEOUT = 5.0  # how long stop() lets work in progress finish
 
 
 class LoopThreadServer:
-    """Subclasses bind in ``_bind`` and drain in ``_shutdown`` (both on the loop), and reset
-    what they keep in ``_stopped`` (after the thread has ended)."""
+    """Subclasses bind in ``_bind`` (on the loop), appending to ``_servers``, track their
+    open sessions in ``connections`` and their work in progress in ``_in_flight()``, and
+    reset what they keep in ``_stopped`` (after the thread has ended)."""
 
     thread_name = "server"
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.Server] = []
+        self.connections: set[Any] = set()
 
     async def _bind(self) -> None:
         raise NotImplementedError
 
+    def _in_flight(self) -> set[asyncio.Future[str]]:
+        return set()
+
     async def _shutdown(self) -> None:
-        raise NotImplementedError
+        """Stop listening, let work in progress finish (a while), then close what is open."""
+        for server in self._servers:
+            server.close()
+        if self._in_flight():
+            await asyncio.wait(set(self._in_flight()), timeout=DRAIN_TIMEOUT)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _stopped(self) -> None:
         """Called once the loop's thread has ended."""

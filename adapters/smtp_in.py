@@ -17,7 +17,7 @@ from typing import Any, AnyStr, Generic, Protocol, TypeVar, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
-from adapters.loop_thread import DRAIN_TIMEOUT, LoopThreadServer
+from adapters.loop_thread import LoopThreadServer
 
 log = logging.getLogger(__name__)
 
@@ -272,19 +272,5 @@ class SmtpServer(LoopThreadServer, Generic[IdentityT]):
     ) -> Callable[[], _SubmissionSMTP]:
         return lambda: _SubmissionSMTP(self._hooks, self, implicit_tls=implicit_tls, loop=loop)
 
-    async def _shutdown(self) -> None:
-        for server in self._servers:
-            server.close()
-        if self._hooks.in_flight:
-            await asyncio.wait(set(self._hooks.in_flight), timeout=DRAIN_TIMEOUT)
-        for connection in list(self.connections):
-            if connection.transport is not None:
-                connection.transport.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers = []
-        current = asyncio.current_task()
-        tasks = [t for t in asyncio.all_tasks() if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _in_flight(self) -> set[asyncio.Future[str]]:
+        return self._hooks.in_flight

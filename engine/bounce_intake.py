@@ -41,7 +41,7 @@ from adapters.dsn import (
     is_complaint,
     parse_report,
 )
-from adapters.loop_thread import DRAIN_TIMEOUT, LoopThreadServer
+from adapters.loop_thread import LoopThreadServer
 from domain.bounces import BounceClass
 from domain.verp import message_id_from_unsubscribe_address, message_id_from_verp
 
@@ -256,19 +256,5 @@ class BounceIntake(LoopThreadServer):
             bound.append(server.sockets[0].getsockname()[1])
         self.ports = bound
 
-    async def _shutdown(self) -> None:
-        for server in self._servers:
-            server.close()
-        if self._hooks.in_flight:
-            await asyncio.wait(set(self._hooks.in_flight), timeout=DRAIN_TIMEOUT)
-        for connection in list(self.connections):
-            if connection.transport is not None:
-                connection.transport.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers = []
-        current = asyncio.current_task()
-        tasks = [t for t in asyncio.all_tasks() if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _in_flight(self) -> set[asyncio.Future[str]]:
+        return self._hooks.in_flight

@@ -20,7 +20,6 @@ from domain import errors as E
 from domain.account import Account, domain_accepts_sender
 from domain.campaign import (
     EDITABLE,
-    FINAL,
     Campaign,
     CampaignEmail,
     CampaignInstance,
@@ -876,7 +875,3 @@ def rows_from_file(path: str) -> list[tuple[int, dict[str, Any] | str]]:
     with open(path, encoding="utf-8-sig") as file:
         text = file.read()
     return list(_json_rows(text)) if path.lower().endswith(".json") else list(_csv_rows(text))
-
-
-def campaign_final(campaign: Campaign) -> bool:
-    return campaign.status in FINAL

@@ -263,6 +263,14 @@ class Gateway:
             raise RequestRejected(error)
         return domain
 
+    def _domain_param(
+        self, account: Account, params: dict[str, Any], missing: ErrorText, not_found: ErrorText
+    ) -> SenderDomain:
+        """The caller's domain named by ``DomainID``, or the command's own errors."""
+        if text_param(params.get("DomainID")) is None:
+            raise RequestRejected(missing)
+        return self._own_domain(account, params["DomainID"], not_found)
+
     def _records(self, domain: SenderDomain) -> list[Any]:
         from domain.dns_records import required_records
 
@@ -330,9 +338,9 @@ class Gateway:
         }
 
     def get_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.GetDomain.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.GetDomain.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.GetDomain.MISSING_DOMAIN_ID, E.GetDomain.DOMAIN_NOT_FOUND
+        )
         return {
             "Domain": {
                 "DomainID": str(domain.id),
@@ -360,9 +368,9 @@ class Gateway:
         return {"Domains": domains}
 
     def update_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.UpdateDomain.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.UpdateDomain.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.UpdateDomain.MISSING_DOMAIN_ID, E.UpdateDomain.DOMAIN_NOT_FOUND
+        )
         domain = self._app.domain(domain.id)
         provider = params.get("HostingProvider", domain.hosting_provider)
         subdomain = params.get("Subdomain", domain.subdomain)
@@ -384,9 +392,9 @@ class Gateway:
         return {"Domain": {"DomainID": str(domain.id), **self._settings_of(domain)}}
 
     def delete_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.DeleteDomain.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.DeleteDomain.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.DeleteDomain.MISSING_DOMAIN_ID, E.DeleteDomain.DOMAIN_NOT_FOUND
+        )
         domain = self._app.domain(domain.id)
         account = self._app.account(account.id)
         now = datetime.now(UTC)
@@ -409,9 +417,12 @@ class Gateway:
         return {}
 
     def clear_domain_queue(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.ClearDomainQueue.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.ClearDomainQueue.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account,
+            params,
+            E.ClearDomainQueue.MISSING_DOMAIN_ID,
+            E.ClearDomainQueue.DOMAIN_NOT_FOUND,
+        )
         domain = self._app.domain(domain.id)
         domain.clear_queue(datetime.now(UTC))
         self._save(domain)
@@ -443,9 +454,9 @@ class Gateway:
         from adapters.dns import DnsLookup
         from engine.domain_verification import check_records
 
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.VerifyDomain.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.VerifyDomain.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.VerifyDomain.MISSING_DOMAIN_ID, E.VerifyDomain.DOMAIN_NOT_FOUND
+        )
         domain = self._app.domain(domain.id)
         results = check_records(DnsLookup(self._settings.dns_resolver), self._records(domain))
         published: dict[str, bool] = {}
@@ -479,9 +490,12 @@ class Gateway:
         from projections.events import list_event_rows
         from projections.query import QueryError, parse_query
 
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.GatewayGetEvents.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.GatewayGetEvents.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account,
+            params,
+            E.GatewayGetEvents.MISSING_DOMAIN_ID,
+            E.GatewayGetEvents.DOMAIN_NOT_FOUND,
+        )
         if params.get("StartFrom") in (None, ""):
             raise RequestRejected(E.GatewayGetEvents.MISSING_START_FROM)
         if params.get("RetrieveCount") in (None, ""):
@@ -540,9 +554,9 @@ class Gateway:
     def aggregated_events(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         from projections.stats import AGGREGATIONS, aggregated_events
 
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.AggrEvents.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.AggrEvents.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.AggrEvents.MISSING_DOMAIN_ID, E.AggrEvents.DOMAIN_NOT_FOUND
+        )
         field = (text_param(params.get("AggregatedField")) or "eventType").lower()
         field = field.replace("_", "").replace(" ", "")
         if field not in AGGREGATIONS:
@@ -557,9 +571,9 @@ class Gateway:
     def domain_stats(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         from projections.stats import domain_stats
 
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.DomainStats.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.DomainStats.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.DomainStats.MISSING_DOMAIN_ID, E.DomainStats.DOMAIN_NOT_FOUND
+        )
         start, end = self._range(params)
         if self._reporting is None:
             return {"Stats": {}, "ComparisonStats": {}, "TagStats": {}}
@@ -603,9 +617,9 @@ class Gateway:
         }
 
     def get_apis(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.GetApis.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.GetApis.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.GetApis.MISSING_DOMAIN_ID, E.GetApis.DOMAIN_NOT_FOUND
+        )
         keys = []
         for key_id in domain.api_key_ids:
             key = self._load(key_id, SenderApiKey)
@@ -653,9 +667,9 @@ class Gateway:
         return {"SMTPHost": self._settings.mail_hostname, "SMTPPorts": [str(p) for p in ports]}
 
     def add_smtp(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.AddSmtp.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.AddSmtp.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.AddSmtp.MISSING_DOMAIN_ID, E.AddSmtp.DOMAIN_NOT_FOUND
+        )
         domain = self._app.domain(domain.id)
         username = f"smtp-{secrets.token_hex(6)}@{domain.name}"
         password = new_password()
@@ -681,9 +695,9 @@ class Gateway:
         }
 
     def get_smtps(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        if text_param(params.get("DomainID")) is None:
-            raise RequestRejected(E.GetSmtps.MISSING_DOMAIN_ID)
-        domain = self._own_domain(account, params["DomainID"], E.GetSmtps.DOMAIN_NOT_FOUND)
+        domain = self._domain_param(
+            account, params, E.GetSmtps.MISSING_DOMAIN_ID, E.GetSmtps.DOMAIN_NOT_FOUND
+        )
         found = []
         for credential_id in domain.smtp_credential_ids:
             credential = self._load(credential_id, SmtpCredential)
