@@ -52,7 +52,9 @@ class ReportingStoreError(RuntimeError):
 # Parameters, shared by both adapters
 
 _PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^{}]+?)\s*\}")
-_WRAPPERS = re.compile(r"^(?:Nullable|LowCardinality)\((.*)\)$")
+# Types whose values read as their inner type: Nullable(T), LowCardinality(T) and a rollup's
+# SimpleAggregateFunction(f, T).
+_WRAPPERS = re.compile(r"^(?:Nullable\(|LowCardinality\(|SimpleAggregateFunction\(\w+,)(.*)\)$")
 _INT_TYPE = re.compile(r"^(U?)Int(8|16|32|64|128|256)$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?$")
 

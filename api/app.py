@@ -19,7 +19,7 @@ from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendE
 from api.tracking import TrackingEndpoint
 from domain.errors import Extensions, GetEvents, RequestRejected, SendEmail
 from engine.keys import tracking_key
-from engine.params import date_param, event_param
+from engine.params import MAX_PAGED_RECORDS, date_param, event_param
 from engine.runtime import Engine
 from projections.events import list_events
 
@@ -334,8 +334,10 @@ def create_api(engine: Engine) -> FastAPI:
             ),
             MAX_RETRIEVE_COUNT,
         )
-        start = date_param(params.get("StartDate"), end_of_day=False)
-        end = date_param(params.get("EndDate"), end_of_day=True)
+        if start_from + retrieve_count > MAX_PAGED_RECORDS:
+            raise RequestRejected(Extensions.TOO_MANY_RECORDS)
+        start = date_param(params.get("StartDate"), end_of_day=False, zone=sender.time_zone)
+        end = date_param(params.get("EndDate"), end_of_day=True, zone=sender.time_zone)
         event_type = event_param(params.get("Event"))
         submission_id = _uuid_param(params.get("MessageID"), "MessageID")
         total, events = await asyncio.to_thread(

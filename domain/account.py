@@ -66,6 +66,7 @@ class Account(Aggregate):
         self.password_hash: str | None = None
         self.max_domains = DEFAULT_MAX_DOMAINS
         self.custom_id_header = ""
+        self.time_zone = "UTC"
 
     @event("DomainAttached")
     def attach_domain(self, domain_id: UUID) -> None:
@@ -85,6 +86,11 @@ class Account(Aggregate):
         """``password_hash`` is a slow-KDF hash made outside the domain (no secrets here)."""
         self.username = username
         self.password_hash = password_hash
+
+    @event("TimeZoneSet")
+    def set_time_zone(self, name: str) -> None:
+        """The IANA zone in which the account's report dates are read (checked outside)."""
+        self.time_zone = name
 
     @event("CustomIdHeaderSet")
     def set_custom_id_header(self, name: str) -> None:

@@ -111,6 +111,12 @@ class Extensions:
     INVALID_TAGS = ErrorText(422, "Invalid Tags: tags must be an array of strings")
     INVALID_DATE = ErrorText(422, "Date specified is invalid.")  # InvalidDateException (000)
     INVALID_PARAMETER = ErrorText(422, "Invalid {name}")
+    # TooManyRecordsException (000): paging beyond the first 20,000 records of a range.
+    TOO_MANY_RECORDS = ErrorText(
+        422,
+        "Date range resulted in too many records. "
+        "Please narrow date range to pull 20,000 records or less.",
+    )
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
 
 

@@ -70,6 +70,7 @@ class SenderContext:
     domain_active: bool
     daily_send_limit: int | None
     custom_id_header: str = ""
+    time_zone: str = "UTC"
 
 
 def _replay(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -159,6 +160,7 @@ class Sendstream(Application[UUID]):
             domain_active=domain.is_active and not domain.is_deleted,
             daily_send_limit=account.daily_send_limit,
             custom_id_header=account.custom_id_header,
+            time_zone=account.time_zone,
         )
 
     def smtp_credential(self, username: str) -> SmtpCredential | None:

@@ -49,7 +49,16 @@ from engine.application import (
 )
 from engine.domains import DomainNameInvalid, normalise_domain_name
 from engine.keys import session_secret
-from engine.params import count_param, date_param, event_param, iso_time, text_param, uuid_param
+from engine.params import (
+    MAX_PAGED_RECORDS,
+    count_param,
+    date_param,
+    event_param,
+    iso_time,
+    text_param,
+    time_zone_param,
+    uuid_param,
+)
 from engine.passwords import hash_password, new_password, verify_password
 from engine.sending import RequestLimit, SendingService
 
@@ -231,28 +240,39 @@ class Gateway:
                 "MaxDomains": account.max_domains,
                 "Domains": len(account.domain_ids),
                 "CustomIDHeader": account.custom_id_header,
+                "TimeZone": account.time_zone,
             }
         }
 
     def update_account(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         """``CustomIDHeader``: the header whose value events report as the Custom ID (004);
-        empty to stop."""
+        empty to stop. ``TimeZone``: the IANA zone in which report dates are read."""
         name = params.get("CustomIDHeader")
-        if name is None:
+        zone_value = params.get("TimeZone")
+        if name is None and zone_value is None:
             raise RequestRejected(E.UserLogin.MISSING_PARAMETER.format(name="CustomIDHeader"))
-        if (
+        if name is not None and (
             not isinstance(name, str)
             or len(name) > 64
             or not all(33 <= ord(c) <= 126 and c != ":" for c in name.strip())
         ):
             raise RequestRejected(E.Command.INVALID_OPTION.format(name="CustomIDHeader"))
+        zone = None if zone_value is None else time_zone_param(zone_value)
+        if zone_value is not None and zone is None:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="TimeZone"))
         account = self._app.account(account.id)
-        if account.custom_id_header != name.strip():
+        changed = False
+        if name is not None and account.custom_id_header != name.strip():
             account.set_custom_id_header(name.strip())
+            changed = True
+        if zone is not None and account.time_zone != zone:
+            account.set_time_zone(zone)
+            changed = True
+        if changed:
             self._save(account)
         # The send path caches who a key belongs to for a moment; this changes that.
         self._sending.forget_all()
-        return {"CustomIDHeader": account.custom_id_header}
+        return {"CustomIDHeader": account.custom_id_header, "TimeZone": account.time_zone}
 
     # Sender domains.
 
@@ -503,6 +523,8 @@ class Gateway:
         start_from = count_param(params["StartFrom"], 0, "StartFrom")
         # More than the documented maximum is served as the maximum, as paging APIs do.
         retrieve_count = min(count_param(params["RetrieveCount"], 0, "RetrieveCount"), 100)
+        if start_from + retrieve_count > MAX_PAGED_RECORDS:
+            raise RequestRejected(E.Extensions.TOO_MANY_RECORDS)
         try:
             terms = parse_query(str(params.get("Query") or ""))
         except QueryError as error:
@@ -516,8 +538,8 @@ class Gateway:
             domain_id=domain.id,
             start_from=start_from,
             retrieve_count=retrieve_count,
-            start=date_param(params.get("StartDate"), end_of_day=False),
-            end=date_param(params.get("EndDate"), end_of_day=True),
+            start=date_param(params.get("StartDate"), end_of_day=False, zone=account.time_zone),
+            end=date_param(params.get("EndDate"), end_of_day=True, zone=account.time_zone),
             event_type=event_param(params.get("Event")),
             terms=terms,
         )
@@ -543,10 +565,13 @@ class Gateway:
             ],
         }
 
-    def _range(self, params: dict[str, Any]) -> tuple[datetime, datetime]:
-        """StartDate and EndDate (inclusive); by default the last 30 days."""
-        end = date_param(params.get("EndDate"), end_of_day=True) or datetime.now(UTC)
-        start = date_param(params.get("StartDate"), end_of_day=False) or end - timedelta(days=30)
+    def _range(self, account: Account, params: dict[str, Any]) -> tuple[datetime, datetime]:
+        """StartDate and EndDate (inclusive, in the account's time zone); by default the
+        last 30 days."""
+        zone = account.time_zone
+        end = date_param(params.get("EndDate"), end_of_day=True, zone=zone) or datetime.now(UTC)
+        start = date_param(params.get("StartDate"), end_of_day=False, zone=zone)
+        start = start or end - timedelta(days=30)
         if start > end:
             raise RequestRejected(E.Command.INVALID_OPTION.format(name="StartDate"))
         return start, end
@@ -562,10 +587,12 @@ class Gateway:
         if field not in AGGREGATIONS:
             raise RequestRejected(E.Command.INVALID_OPTION.format(name="AggregatedField"))
         size = min(count_param(params.get("AggregateSize"), 10, "AggregateSize"), 1000)
-        start, end = self._range(params)
+        start, end = self._range(account, params)
         if self._reporting is None:
             return {"AggBuckets": []}
-        buckets = aggregated_events(self._reporting(), domain.id, field, size, start, end)
+        buckets = aggregated_events(
+            self._reporting(), domain.id, field, size, start, end, account.time_zone
+        )
         return {"AggBuckets": buckets}
 
     def domain_stats(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
@@ -574,7 +601,7 @@ class Gateway:
         domain = self._domain_param(
             account, params, E.DomainStats.MISSING_DOMAIN_ID, E.DomainStats.DOMAIN_NOT_FOUND
         )
-        start, end = self._range(params)
+        start, end = self._range(account, params)
         if self._reporting is None:
             return {"Stats": {}, "ComparisonStats": {}, "TagStats": {}}
         return domain_stats(self._reporting(), domain.id, start, end)

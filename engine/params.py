@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain import errors as E
 from domain.errors import Extensions, RequestRejected
 from engine.send_request import parse_timestamp
 from projections.events import EVENT_TYPE_NAMES
+
+# How deep a range may be paged (TooManyRecordsException): a deeper offset means a narrower range.
+MAX_PAGED_RECORDS = 20_000
 
 
 def text_param(value: Any) -> str | None:
@@ -55,17 +59,49 @@ def count_param(value: Any, default: int, name: str) -> int:
     return number
 
 
-def date_param(value: Any, *, end_of_day: bool) -> Any:
+def time_zone(name: str) -> ZoneInfo:
+    """The zone of an IANA name; UTC when the name is unknown (checked when it was set)."""
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return ZoneInfo("UTC")
+
+
+def time_zone_param(value: Any) -> str | None:
+    """An IANA time zone name (``Europe/Paris``), or None when it is not one."""
+    text = text_param(value)
+    if text is None or len(text) > 64 or text.startswith(("/", ".")) or ".." in text:
+        return None
+    try:
+        ZoneInfo(text)
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    return text
+
+
+def date_param(value: Any, *, end_of_day: bool, zone: str = "UTC") -> datetime | None:
+    """StartDate or EndDate: a Unix timestamp (an instant), or a date or date and time
+    read in the account's time ``zone``. A bare date as the end of a range means the whole
+    of that day (inclusive end, to the millisecond)."""
     if value is None or value == "":
         return None
-    parsed = parse_timestamp(value)
-    if parsed is None:
+    if isinstance(value, bool | int | float) or str(value).strip().isdigit():
+        parsed = parse_timestamp(value)
+        if parsed is None:
+            raise RequestRejected(Extensions.INVALID_DATE)
+        return parsed
+    text = str(value).strip() if isinstance(value, str) else ""
+    if not text or len(text) > 40:
         raise RequestRejected(Extensions.INVALID_DATE)
-    text = str(value).strip()
-    if end_of_day and len(text) == 10 and text[4] == "-":
-        # A bare date as the end of a range means the whole of that day (inclusive end).
-        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999_000)
-    return parsed
+    try:
+        local = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RequestRejected(Extensions.INVALID_DATE) from None
+    if local.tzinfo is not None:
+        return local.astimezone(UTC)
+    if end_of_day and len(text) == 10:
+        local = local.replace(hour=23, minute=59, second=59, microsecond=999_000)
+    return local.replace(tzinfo=time_zone(zone)).astimezone(UTC)
 
 
 EVENT_SYNONYMS = {

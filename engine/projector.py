@@ -9,7 +9,7 @@ from uuid import UUID
 from adapters.ports import EventSource, ReportingStore
 from engine.application import Sendstream
 from engine.stream import run_until_stopped
-from projections.events import MessageFacts, facts_from_accepted, rows_for
+from projections.events import MessageFacts, facts_from_accepted, insert_new_events, rows_for
 
 
 class MessageFactsCache:
@@ -38,6 +38,8 @@ class MessageFactsCache:
                 sender=message.sender,
                 subject=message.subject,
                 tags=tuple(message.tags),
+                campaign_id=str(message.campaign_id or ""),
+                custom_id=str(message.custom_id or ""),
             )
             self.remember(facts)
         return facts
@@ -67,7 +69,7 @@ class Projector:
                     self._facts.remember(facts)
             rows = rows_for(envelopes, self._facts) if envelopes else []
             if rows:
-                self._store.insert("events", rows)
+                insert_new_events(self._store, rows)
         except Exception:
             self._source.rewind()
             raise

@@ -145,9 +145,7 @@ class Engine:
 
             self._campaigns = CampaignService(
                 self.app,
-                statistics=lambda campaign_id: campaign_statistics(
-                    self.reporting.query, campaign_id
-                ),
+                statistics=lambda campaign_id: campaign_statistics(self.reporting, campaign_id),
                 on_change=self._watch_campaign,
             )
         return self._campaigns
@@ -212,7 +210,7 @@ class Engine:
             store = open_reporting_store(
                 self.settings.clickhouse_url or None, str(self.settings.chdb_path)
             )
-            ensure_schema(store)
+            ensure_schema(store, self.settings.events_retention_days)
             self._reporting = store
         return self._reporting
 

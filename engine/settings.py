@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_topic_prefix: str = Field(default="sendstream", alias="KAFKA_TOPIC_PREFIX")
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
+    # Raw events older than this are deleted; the rollups keep their counts. 0 keeps them.
+    events_retention_days: int = Field(default=90, ge=0, alias="EVENTS_RETENTION_DAYS")
     smtp_relay_url: str = Field(default="", alias="SMTP_RELAY_URL")
     smtp_pool_size: int = Field(default=8, alias="SMTP_POOL_SIZE")
     delivery_concurrency: int = Field(default=64, alias="DELIVERY_CONCURRENCY")

@@ -1,82 +1,222 @@
-"""Domain statistics and aggregated events (``EmailGateway.DomainStats`` and ``AggrEvents``),
-read from the ``events`` table. Counts are of distinct events (a row replayed or delivered
-twice counts once) and, for "unique" figures, of distinct messages."""
+"""Domain statistics, aggregated events and campaign statistics (``EmailGateway.DomainStats``,
+``EmailGateway.AggrEvents``, ``Campaign.Get``), read from the rollups.
+
+A date range is cut into slices (:func:`plan`): whole UTC days come from the daily
+rollup, whole hours at its edges from the hourly rollup, and minutes at the very
+edges (a range that starts at 09:30, or an account in a half-hour time zone) from
+the raw ``events`` rows, grouped with the same expressions the rollups' views use.
+So a figure is the same whichever table it came from, and a stats query reads a
+few hundred rollup rows however many events the range holds.
+
+Counts are of events (each stored once, see :mod:`projections.events`); "unique"
+figures are distinct messages from ``uniq`` states. ``Sent`` counts first
+attempts, so a message retried three times is sent once.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from adapters.ports import ReportingStore
+from projections.schema import BOUNCE_TYPE_SQL, IS_RETRY_SQL, TAG_SQL
 
-# AggregatedField → the SQL expression that names a bucket.
-AGGREGATIONS: dict[str, str] = {
-    "eventtype": "event_type",
-    "recipientdomain": "recipient_domain",
-    "tag": "arrayJoin(if(empty(tags), [''], tags))",
-    "campaign": "campaign_id",
-    "hour": "formatDateTime(toStartOfHour(occurred_at), '%Y-%m-%dT%H:00:00Z')",
-    "day": "formatDateTime(toStartOfDay(occurred_at), '%Y-%m-%d')",
-    "url": "JSONExtractString(details, 'URL')",
-    "bouncetype": "JSONExtractString(details, 'BounceType')",
+__all__ = [
+    "AGGREGATIONS",
+    "Slice",
+    "aggregated_events",
+    "campaign_figures",
+    "domain_stats",
+    "plan",
+]
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+# ---------------------------------------------------------------------------
+# Slices
+
+
+@dataclass(frozen=True)
+class Slice:
+    source: str  # "events", "hourly" or "daily"
+    low: datetime  # inclusive
+    high: datetime  # exclusive
+
+
+def _floor(moment: datetime, unit: timedelta) -> datetime:
+    moment = moment.astimezone(UTC)
+    if unit == DAY:
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil(moment: datetime, unit: timedelta) -> datetime:
+    floor = _floor(moment, unit)
+    return floor if floor == moment else floor + unit
+
+
+def plan(start: datetime, stop: datetime, *, daily: bool = True) -> list[Slice]:
+    """The slices covering ``[start, stop)``: raw rows, then hours, days, hours, raw rows."""
+    if stop <= start:
+        return []
+    first_hour, last_hour = _ceil(start, HOUR), _floor(stop, HOUR)
+    if first_hour >= last_hour:
+        return [Slice("events", start, stop)]
+    slices: list[Slice] = []
+    if start < first_hour:
+        slices.append(Slice("events", start, first_hour))
+    first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
+    if daily and first_day < last_day:
+        if first_hour < first_day:
+            slices.append(Slice("hourly", first_hour, first_day))
+        slices.append(Slice("daily", first_day, last_day))
+        if last_day < last_hour:
+            slices.append(Slice("hourly", last_day, last_hour))
+    else:
+        slices.append(Slice("hourly", first_hour, last_hour))
+    if last_hour < stop:
+        slices.append(Slice("events", last_hour, stop))
+    return slices
+
+
+@dataclass(frozen=True)
+class _Dimension:
+    """One GROUP BY key: its expression over raw rows and over a rollup (``$t`` = its time)."""
+
+    raw: str
+    rollup: str
+
+
+_DIMENSIONS: dict[str, _Dimension] = {
+    "event_type": _Dimension("event_type", "event_type"),
+    "bounce_type": _Dimension(BOUNCE_TYPE_SQL, "bounce_type"),
+    "is_retry": _Dimension(IS_RETRY_SQL, "is_retry"),
+    "campaign_id": _Dimension("campaign_id", "campaign_id"),
+    "tag": _Dimension(TAG_SQL, "tag"),
+    "hour": _Dimension(
+        "formatDateTime(toStartOfHour(occurred_at), '%Y-%m-%dT%H:00:00Z')",
+        "formatDateTime(toStartOfHour($t), '%Y-%m-%dT%H:00:00Z')",
+    ),
+    "day": _Dimension(
+        "toString(toDate(occurred_at, {tz:String}))", "toString(toDate($t, {tz:String}))"
+    ),
+}  # fmt: skip
+
+# Only these event types have unique figures; merging the states of the others is wasted work.
+_UNIQUE_KINDS = "event_type IN ('open', 'click')"
+
+_TABLES = {
+    (False, "hourly"): ("rollup_hourly", "hour"),
+    (False, "daily"): ("rollup_daily", "day"),
+    (True, "hourly"): ("tag_rollup_hourly", "hour"),
+    (True, "daily"): ("tag_rollup_daily", "day"),
 }
 
 
-def aggregated_events(
-    store: ReportingStore,
-    domain_id: UUID,
-    field: str,
-    size: int,
-    start: datetime,
-    end: datetime,
-) -> list[dict[str, Any]]:
-    """Buckets of event counts by ``field`` (a key of ``AGGREGATIONS``), largest first."""
-    expression = AGGREGATIONS[field]
-    rows = store.query(
-        f"""
-        SELECT {expression} AS key, uniqExact(event_id) AS count
-        FROM events
-        WHERE domain_id = {{domain:UUID}}
-          AND occurred_at >= {{start:DateTime64(3, 'UTC')}}
-          AND occurred_at <= {{end:DateTime64(3, 'UTC')}}
-        GROUP BY key
-        ORDER BY count DESC, key
-        LIMIT {{size:UInt32}}
-        """,  # noqa: S608 (the expression is one of ours; values are bound)
-        {"domain": domain_id, "start": start, "end": end, "size": size},
+def _sliced_query(
+    dimensions: Sequence[str],
+    periods: Sequence[tuple[datetime, datetime]],
+    *,
+    tagged: bool,
+    daily: bool,
+    condition: str = "",
+    messages: bool = True,
+) -> tuple[str, dict[str, Any]]:
+    """One query summing ``events`` (and merging ``messages``) by ``period`` and
+    ``dimensions`` over the slices of each period; its text is ours, its values bound.
+    The caller binds ``domain`` (and ``tz``)."""
+    parameters: dict[str, Any] = {}
+    parts: list[str] = []
+    # Inner aliases are prefixed: an alias named like a column would shadow it in WHERE.
+    names = ", ".join(f"d_{d}" for d in dimensions)
+    outer = ", ".join(f"d_{d} AS {d}" for d in dimensions)
+    message_state = ", uniqState(message_id) AS messages" if messages else ""
+    message_column = ", messages" if messages else ""
+    for period, (start, stop) in enumerate(periods):
+        for n, piece in enumerate(plan(start, stop, daily=daily)):
+            low, high = f"low_{period}_{n}", f"high_{period}_{n}"
+            parameters[low], parameters[high] = piece.low, piece.high
+            where = f"domain_id = {{domain:UUID}}{f' AND ({condition})' if condition else ''}"
+            if piece.source == "events":
+                keys = ", ".join(f"{_DIMENSIONS[d].raw} AS d_{d}" for d in dimensions)
+                parts.append(
+                    f"SELECT {period} AS period, {keys}, count() AS events{message_state} "  # noqa: S608
+                    f"FROM events WHERE {where} "
+                    f"AND occurred_at >= {{{low}:DateTime64(3, 'UTC')}} "
+                    f"AND occurred_at < {{{high}:DateTime64(3, 'UTC')}} "
+                    f"GROUP BY period, {names}"
+                )
+                continue
+            table, time_column = _TABLES[(tagged, piece.source)]
+            keys = ", ".join(
+                f"{_DIMENSIONS[d].rollup.replace('$t', time_column)} AS d_{d}" for d in dimensions
+            )
+            if piece.source == "daily":
+                parameters[low], parameters[high] = piece.low.date(), piece.high.date()
+                bounds = f"day >= {{{low}:Date}} AND day < {{{high}:Date}}"
+            else:
+                low_hour = f"{{{low}:DateTime64(3, 'UTC')}}"
+                bounds = f"hour >= {low_hour} AND hour < {{{high}:DateTime64(3, 'UTC')}}"
+            parts.append(
+                f"SELECT {period} AS period, {keys}, events{message_column} "  # noqa: S608
+                f"FROM {table} WHERE {where} AND {bounds}"
+            )
+    if not parts:
+        return "", parameters
+    merged = f", uniqMergeIf(messages, {_UNIQUE_KINDS}) AS messages" if messages else ""
+    union = "\nUNION ALL\n".join(parts)
+    sql = (
+        f"SELECT period, {outer}, sum(events) AS events{merged} "  # noqa: S608
+        f"FROM ({union}) GROUP BY period, {names}"
     )
-    return [{"Key": str(row["key"]), "Count": int(row["count"])} for row in rows]
+    return sql, parameters
 
 
-_FIGURES = """
-    uniqExactIf(message_id, event_type = 'sent') AS sent,
-    uniqExactIf(message_id, event_type = 'delivered') AS delivered,
-    uniqExactIf(message_id, event_type = 'deferred') AS deferred,
-    uniqExactIf(message_id, event_type = 'bounced'
-                AND JSONExtractString(details, 'BounceType') IN ('hard', '')) AS hard_bounces,
-    uniqExactIf(message_id, event_type = 'bounced'
-                AND JSONExtractString(details, 'BounceType') = 'soft') AS soft_bounces,
-    uniqExactIf(message_id, event_type = 'bounced'
-                AND JSONExtractString(details, 'BounceType') = 'block') AS blocks,
-    uniqExactIf(event_id, event_type = 'open') AS opens,
-    uniqExactIf(message_id, event_type = 'open') AS unique_opens,
-    uniqExactIf(event_id, event_type = 'click') AS clicks,
-    uniqExactIf(message_id, event_type = 'click') AS unique_clicks,
-    uniqExactIf(message_id, event_type = 'unsubscribe') AS unsubscribes,
-    uniqExactIf(message_id, event_type = 'complaint') AS complaints
-"""
+# ---------------------------------------------------------------------------
+# Figures
 
-_NAMES = {
-    "sent": "Sent", "delivered": "Delivered", "deferred": "Deferred",
-    "hard_bounces": "HardBounces", "soft_bounces": "SoftBounces", "blocks": "Blocks",
-    "opens": "Opens", "unique_opens": "UniqueOpens", "clicks": "Clicks",
-    "unique_clicks": "UniqueClicks", "unsubscribes": "Unsubscribes", "complaints": "Complaints",
-}  # fmt: skip
+_NAMES = (
+    "Sent", "Delivered", "Deferred", "HardBounces", "SoftBounces", "Blocks", "Opens",
+    "UniqueOpens", "Clicks", "UniqueClicks", "Unsubscribes", "Complaints",
+)  # fmt: skip
 
 
-def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
-    figures: dict[str, Any] = {name: int(row[column]) for column, name in _NAMES.items()}
+def _figures(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The named figures, with rates, from rows of (event_type, bounce_type, is_retry) sums."""
+    figures = dict.fromkeys(_NAMES, 0)
+    for row in rows:
+        kind, events = row["event_type"], int(row["events"])
+        unique = int(row.get("messages") or 0)
+        if kind == "sent":
+            if not int(row["is_retry"]):
+                figures["Sent"] += events
+        elif kind == "delivered":
+            figures["Delivered"] += events
+        elif kind == "deferred":
+            figures["Deferred"] += events
+        elif kind == "bounced":
+            bounce = row["bounce_type"]
+            name = {"soft": "SoftBounces", "block": "Blocks"}.get(bounce, "HardBounces")
+            figures[name] += events
+        elif kind == "open":
+            figures["Opens"] += events
+            figures["UniqueOpens"] += unique
+        elif kind == "click":
+            figures["Clicks"] += events
+            figures["UniqueClicks"] += unique
+        elif kind == "unsubscribe":
+            figures["Unsubscribes"] += events
+        elif kind == "complaint":
+            figures["Complaints"] += events
+    return _with_rates(figures)
+
+
+def _with_rates(figures: dict[str, Any]) -> dict[str, Any]:
     sent, delivered = figures["Sent"], figures["Delivered"]
 
     def rate(part: int, whole: int) -> float:
@@ -96,51 +236,128 @@ def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def _period(
-    store: ReportingStore, domain_id: UUID, start: datetime, end: datetime
-) -> dict[str, Any]:
-    rows = store.query(
-        f"""
-        SELECT {_FIGURES}
-        FROM events
-        WHERE domain_id = {{domain:UUID}}
-          AND occurred_at >= {{start:DateTime64(3, 'UTC')}}
-          AND occurred_at <= {{end:DateTime64(3, 'UTC')}}
-        """,  # noqa: S608 (fixed text; values are bound)
-        {"domain": domain_id, "start": start, "end": end},
-    )
-    return _with_rates(rows[0])
+_KIND_DIMENSIONS = ("event_type", "bounce_type", "is_retry")
 
 
 def domain_stats(
     store: ReportingStore, domain_id: UUID, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """``Stats``, ``ComparisonStats`` (the preceding period of equal length, with the
-    change of each figure) and ``TagStats``."""
-    stats = _period(store, domain_id, start, end)
-    length = end - start
-    before = _period(store, domain_id, start - length, start)
+    """``Stats`` for ``[start, end]`` (inclusive, to the millisecond), ``ComparisonStats``
+    (the preceding period of equal length, with the change of each figure) and ``TagStats``."""
+    stop = end + timedelta(milliseconds=1)
+    length = stop - start
+    periods = [(start, stop), (start - length, start)]
+    sql, parameters = _sliced_query(_KIND_DIMENSIONS, periods, tagged=False, daily=True)
+    rows = store.query(sql, {**parameters, "domain": domain_id}) if sql else []
+    stats = _figures(r for r in rows if r["period"] == 0)
+    before = _figures(r for r in rows if r["period"] == 1)
     comparison = {
         **before,
         "PeriodStart": (start - length).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "PeriodEnd": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "Deltas": {key: round(stats[key] - before[key], 2) for key in stats},
     }
-    tag_rows = store.query(
-        f"""
-        SELECT arrayJoin(tags) AS tag, {_FIGURES}
-        FROM events
-        WHERE domain_id = {{domain:UUID}} AND notEmpty(tags)
-          AND occurred_at >= {{start:DateTime64(3, 'UTC')}}
-          AND occurred_at <= {{end:DateTime64(3, 'UTC')}}
-        GROUP BY tag
-        ORDER BY tag
-        LIMIT 1000
-        """,  # noqa: S608 (fixed text; values are bound)
-        {"domain": domain_id, "start": start, "end": end},
+    sql, parameters = _sliced_query(
+        ("tag", *_KIND_DIMENSIONS), [(start, stop)], tagged=True, daily=True, condition=""
     )
+    tag_rows = store.query(sql, {**parameters, "domain": domain_id}) if sql else []
+    by_tag: dict[str, list[Mapping[str, Any]]] = {}
+    for row in tag_rows:
+        if row["tag"]:
+            by_tag.setdefault(str(row["tag"]), []).append(row)
     return {
         "Stats": stats,
         "ComparisonStats": comparison,
-        "TagStats": {str(row["tag"]): _with_rates(row) for row in tag_rows},
+        "TagStats": {tag: _figures(by_tag[tag]) for tag in sorted(by_tag)[:1000]},
     }
+
+
+# AggregatedField (lower case, no separators) → how its buckets are read.
+AGGREGATIONS: dict[str, str] = {
+    "eventtype": "event_type",
+    "recipientdomain": "recipient_domain",
+    "tag": "tag",
+    "campaign": "campaign_id",
+    "hour": "hour",
+    "day": "day",
+    "url": "url",
+    "bouncetype": "bounce_type",
+}
+
+# Fields no rollup keeps (their cardinality is the recipients' or the links'): read from the
+# raw rows of the range, which the table's sorting key narrows to the domain and the dates.
+_RAW_FIELDS = {
+    "recipient_domain": ("recipient_domain", ""),
+    "url": ("JSONExtractString(details, 'URL')", "event_type = 'click'"),
+}
+
+
+def aggregated_events(
+    store: ReportingStore,
+    domain_id: UUID,
+    field: str,
+    size: int,
+    start: datetime,
+    end: datetime,
+    time_zone: str = "UTC",
+) -> list[dict[str, Any]]:
+    """Buckets of event counts by ``field`` (a key of ``AGGREGATIONS``) in ``[start, end]``,
+    largest first; days are the account's (``time_zone``)."""
+    dimension = AGGREGATIONS[field]
+    stop = end + timedelta(milliseconds=1)
+    parameters: dict[str, Any] = {"domain": domain_id, "tz": time_zone, "size": size}
+    if dimension in _RAW_FIELDS:
+        expression, condition = _RAW_FIELDS[dimension]
+        sql = f"""
+            SELECT {expression} AS key, count() AS count
+            FROM events
+            WHERE domain_id = {{domain:UUID}}
+              AND occurred_at >= {{start:DateTime64(3, 'UTC')}}
+              AND occurred_at < {{stop:DateTime64(3, 'UTC')}}
+              {f"AND {condition}" if condition else ""}
+            GROUP BY key
+            ORDER BY count DESC, key
+            LIMIT {{size:UInt32}}
+            """  # noqa: S608 (fixed expressions; values are bound)
+        rows = store.query(sql, {**parameters, "start": start, "stop": stop})
+    else:
+        condition = "event_type = 'bounced'" if dimension == "bounce_type" else ""
+        # Daily rollups are UTC days: other time zones' days are summed from hours.
+        daily = dimension != "hour" and (dimension != "day" or time_zone == "UTC")
+        inner, bound = _sliced_query(
+            (dimension,), [(start, stop)], tagged=dimension == "tag", daily=daily,
+            condition=condition, messages=False,
+        )  # fmt: skip
+        if not inner:
+            return []
+        rows = store.query(
+            f"""
+            SELECT {dimension} AS key, sum(events) AS count FROM ({inner})
+            GROUP BY key ORDER BY count DESC, key LIMIT {{size:UInt32}}
+            """,  # noqa: S608 (fixed text; values are bound)
+            {**parameters, **bound},
+        )
+    return [{"Key": str(row["key"]), "Count": int(row["count"])} for row in rows]
+
+
+# ---------------------------------------------------------------------------
+# Campaigns
+
+
+def campaign_figures(store: ReportingStore, campaign_id: UUID) -> list[dict[str, Any]]:
+    """A campaign's rows of (submission_id, event_type, bounce_type, is_retry) with their
+    events (``total``), distinct messages (``unique_messages``, for opens and clicks), first
+    and last times, and the events of the current and previous minute (``recent``)."""
+    return store.query(
+        """
+        SELECT submission_id, event_type, bounce_type, is_retry,
+               sum(events) AS total,
+               uniqMergeIf(messages, event_type IN ('open', 'click')) AS unique_messages,
+               min(first_at) AS first, max(last_at) AS last,
+               sumIf(events, minute >= toStartOfMinute(now()) - INTERVAL 1 MINUTE) AS recent
+        FROM campaign_rollup
+        WHERE campaign_id = {c:String}
+        GROUP BY submission_id, event_type, bounce_type, is_retry
+        """,
+        {"c": str(campaign_id)},
+    )
