@@ -1,11 +1,13 @@
-"""``python -m bench [WHICH] [--messages N] [--seconds S]``: WHICH is api, commands,
-delivery, delivery-kafka, smtp, campaign, segments, tracking, bounces or all (default)."""
+"""``python -m bench [WHICH] [--messages N] [--seconds S] [--events N]``: WHICH is api,
+commands, delivery, delivery-kafka, smtp, campaign, segments, tracking, bounces, analytics
+or all (default)."""
 
 from __future__ import annotations
 
 import argparse
 
 from bench import (
+    analytics,
     api_accept,
     api_commands,
     bounces,
@@ -34,11 +36,13 @@ def main() -> None:
             "segments",
             "tracking",
             "bounces",
+            "analytics",
             "all",
         ],
     )
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--events", type=int, default=10_000_000)
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     if args.which in ("api", "all"):
@@ -60,6 +64,8 @@ def main() -> None:
         rows += tracking.run(seconds=args.seconds)
     if args.which in ("bounces", "all"):
         rows += bounces.run()
+    if args.which in ("analytics", "all"):
+        rows += analytics.run(events=args.events)
     print_table("Machine", [(k, v, "") for k, v in describe().items()])
     print_table("Sendstream", rows)
 

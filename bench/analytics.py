@@ -35,7 +35,7 @@ from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
 from engine.campaign_runner import campaign_statistics
 from engine.projector import Projector
-from engine.runtime import Engine
+from engine.runtime import Engine, tune_garbage_collector
 from engine.settings import Settings
 from projections.events import list_event_rows
 from projections.query import parse_query
@@ -69,8 +69,7 @@ class EnvelopesInMemory:
 
 def synthetic_envelopes(messages: int, start_position: int) -> list[EventEnvelope]:
     """Four events a message (accepted, sent, delivered, and an open for every other one
-    or a click), in the order the stream carries them: a message's sends interleave with
-    other messages' deliveries."""
+    or a click), with their data as the embedded event store hands it over (objects)."""
     rng = random.Random(11)
     now = datetime.now(UTC) - timedelta(days=1)
     account, domains = uuid4(), [uuid4() for _ in range(50)]
@@ -83,9 +82,9 @@ def synthetic_envelopes(messages: int, start_position: int) -> list[EventEnvelop
             (
                 "Message.Accepted",
                 {
-                    "submission_id": str(submission),
-                    "account_id": str(account),
-                    "domain_id": str(rng.choice(domains)),
+                    "submission_id": submission,
+                    "account_id": account,
+                    "domain_id": rng.choice(domains),
                     "recipient": f"reader{n}@example.org",
                     "sender": "news@shop.example",
                     "subject": "Your weekly digest",
@@ -211,6 +210,7 @@ def run(events: int = 10_000_000) -> list[tuple[str, str, str]]:
         SENDSTREAM_DATA_DIR=workdir / "var", SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS=""
     )
     engine = Engine(settings, roles=frozenset())
+    tune_garbage_collector()  # as `sendstream serve` does
     rows: list[tuple[str, str, str]] = []
     try:
         store = engine.reporting

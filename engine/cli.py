@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import secrets
 import signal
@@ -20,7 +19,7 @@ from engine.processes import (
     WorkerProcess,
     stop_when_parent_exits,
 )
-from engine.runtime import ALL_ROLES, Engine, Role
+from engine.runtime import ALL_ROLES, Engine, Role, tune_garbage_collector
 from engine.settings import Settings
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -63,11 +62,7 @@ def serve(
     engine.start_workers()
     if worker_process is not None:
         worker_process.start()
-    # What was built at start lives for the whole run: keep the collector from rescanning it.
-    gc.freeze()
-    # The engine allocates in bursts (batches of events); CPython's default first threshold
-    # (700) runs the young collection thousands of times a second under load.
-    gc.set_threshold(20_000, 20, 20)
+    tune_garbage_collector()
     try:
         if Role.API in roles:
             import uvicorn

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from uuid import UUID
 
 from adapters.ports import EventSource, ReportingStore
 from engine.application import Sendstream
 from engine.stream import run_until_stopped
-from projections.events import MessageFacts, facts_from_accepted, insert_new_events, rows_for
+from projections.events import MessageFacts, insert_new_events, rows_for
 
 
 class MessageFactsCache:
@@ -46,35 +47,61 @@ class MessageFactsCache:
 
 
 class Projector:
+    """Maps stream events to reporting rows and writes each event once.
+
+    Within one ``run_once`` up to ``pipeline`` batches are read: the rows of
+    each batch are mapped (Python, holding the GIL) while the previous batch is
+    written by a writer thread (chdb and the network release the GIL), so a
+    busy stream is projected at the speed of the slower of the two rather than
+    their sum. The source is committed only once every batch read is written.
+    """
+
     def __init__(
         self,
         app: Sendstream,
         source: EventSource,
         store: ReportingStore,
         batch_size: int = 5000,
+        pipeline: int = 8,
     ) -> None:
         self._source = source
         self._store = store
         self._batch_size = batch_size
+        self._pipeline = max(1, pipeline)
         self._facts = MessageFactsCache(app)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-writer")
 
     def run_once(self, timeout: float = 0.5) -> int:
-        envelopes = self._source.poll(self._batch_size, timeout)
+        read = 0
+        writing: Future[int] | None = None
         try:
-            for envelope in envelopes:
-                # Learn each message's identity from its first event, so that its later
-                # events (in later batches) never need the event store.
-                if envelope.event_type == "Message.Accepted":
-                    facts = facts_from_accepted(envelope.aggregate_id, envelope.data)
-                    self._facts.remember(facts)
-            rows = rows_for(envelopes, self._facts) if envelopes else []
-            if rows:
-                insert_new_events(self._store, rows)
+            for _ in range(self._pipeline):
+                # Wait for events only when there is nothing in hand yet.
+                envelopes = self._source.poll(self._batch_size, timeout if not read else 0)
+                if not envelopes:
+                    break
+                read += len(envelopes)
+                rows = rows_for(envelopes, self._facts, self._facts.remember)
+                if writing is not None:
+                    writing.result()
+                    writing = None
+                if rows:
+                    writing = self._writer.submit(insert_new_events, self._store, rows)
+                if len(envelopes) < self._batch_size:
+                    break  # the stream is drained: commit now rather than wait for more
+            if writing is not None:
+                writing.result()
         except Exception:
+            if writing is not None:
+                wait([writing])
             self._source.rewind()
             raise
-        self._source.commit()
-        return len(envelopes)
+        if read:
+            self._source.commit()
+        return read
 
     def run(self, stop: threading.Event) -> None:
-        run_until_stopped("projector", self.run_once, stop)
+        try:
+            run_until_stopped("projector", self.run_once, stop)
+        finally:
+            self._writer.shutdown(wait=True)

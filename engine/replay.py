@@ -19,7 +19,7 @@ from tqdm import tqdm
 from engine.projector import MessageFactsCache
 from engine.runtime import Engine
 from engine.stream import stream_of, to_envelope
-from projections.events import facts_from_accepted, insert_new_events, rows_for
+from projections.events import insert_new_events, rows_for
 from projections.schema import create_shadow_tables, migrate, swap_in_shadow_tables
 
 PAGE = 20_000
@@ -43,10 +43,7 @@ def _project_range(
         envelopes = [
             to_envelope(engine.app, n) for n in notifications if stream_of(n.topic)[0] == "message"
         ]
-        for envelope in envelopes:
-            if envelope.event_type == "Message.Accepted":
-                facts.remember(facts_from_accepted(envelope.aggregate_id, envelope.data))
-        rows = rows_for(envelopes, facts)
+        rows = rows_for(envelopes, facts, facts.remember)
         if rows and check:
             insert_new_events(engine.reporting, rows, table)
         elif rows:

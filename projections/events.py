@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -96,33 +97,38 @@ def insert_new_events(
 ) -> int:
     """Insert the rows whose events are not stored yet; returns how many were inserted.
 
-    Rows of one batch are looked up by their whole sorting key, so the query reads
-    only the granules of the batch's domains and time span.
+    An event keeps its position in the event store's log wherever it is read
+    from (the notification log, Kafka, a replay), so positions identify the
+    copies. The lookup asks for the stored positions within the batch's
+    domains, time span and position range, and the batch is compared in Python:
+    binding the 20,000 ids of a batch cost 70 ms (positions) to 390 ms (UUIDs),
+    the ranges alone 5 ms.
     """
-    unique: dict[UUID, dict[str, Any]] = {}
+    unique: dict[int, dict[str, Any]] = {}
     for row in rows:
-        unique.setdefault(row["event_id"], row)
+        unique.setdefault(row["position"], row)
     if not unique:
         return 0
     batch = list(unique.values())
     moments = [row["occurred_at"] for row in batch]
     found = store.query(
         f"""
-        SELECT DISTINCT event_id FROM {table}
+        SELECT DISTINCT position FROM {table}
         WHERE domain_id IN {{domains:Array(UUID)}}
           AND occurred_at >= {{low:DateTime64(3, 'UTC')}}
           AND occurred_at <= {{high:DateTime64(3, 'UTC')}}
-          AND event_id IN {{ids:Array(UUID)}}
+          AND position >= {{first:UInt64}} AND position <= {{last:UInt64}}
         """,  # noqa: S608 (the table name is ours)
         {
             "domains": sorted({row["domain_id"] for row in batch}),
             "low": min(moments),
             "high": max(moments),
-            "ids": list(unique),
+            "first": min(unique),
+            "last": max(unique),
         },
     )
-    stored = {_uuid(row["event_id"]) for row in found}
-    fresh = [row for row in batch if row["event_id"] not in stored]
+    stored = {int(row["position"]) for row in found}
+    fresh = [row for row in batch if row["position"] not in stored] if stored else batch
     if fresh:
         store.insert(table, fresh)
     return len(fresh)
@@ -147,6 +153,31 @@ class MessageFacts:
     campaign_id: str = ""
     custom_id: str = ""  # the value of the account's Custom-ID header (004)
 
+    @cached_property
+    def row_template(self) -> dict[str, Any]:
+        """The columns every row of this message shares; rows are copies (read-only lists)."""
+        return {
+            "event_id": None,
+            "position": 0,
+            "event_type": "",
+            "occurred_at": None,
+            "account_id": self.account_id,
+            "domain_id": self.domain_id,
+            "submission_id": self.submission_id,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "recipient_domain": self.recipient.rpartition("@")[2].lower(),
+            "sender": self.sender,
+            "subject": self.subject,
+            "tags": list(self.tags),
+            "campaign_id": self.campaign_id,
+            "smtp_code": 0,
+            "enhanced_status": "",
+            "diagnostic": "",
+            "attempt": 0,
+            "details": "",
+        }
+
 
 FactsLookup = Callable[[UUID], MessageFacts | None]
 
@@ -155,13 +186,18 @@ class MissingMessageFacts(LookupError):
     """A later event of a message whose facts nobody knows: the batch must not be committed."""
 
 
-def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[dict[str, Any]]:
+def rows_for(
+    envelopes: Sequence[EventEnvelope],
+    lookup: FactsLookup,
+    remember: Callable[[MessageFacts], None] | None = None,
+) -> list[dict[str, Any]]:
     """The ``events`` rows for a batch; envelopes of other streams and types give none.
 
     Facts come from ``Accepted`` envelopes earlier in the batch, else from
-    ``lookup``. Raises :class:`MissingMessageFacts` rather than dropping an
-    event whose message is unknown. ``data`` values may be objects (from the
-    event store) or their JSON strings (from Kafka).
+    ``lookup``; ``remember`` is told each message's facts learnt from its
+    ``Accepted``, for later batches. Raises :class:`MissingMessageFacts` rather
+    than dropping an event whose message is unknown. ``data`` values may be
+    objects (from the event store) or their JSON strings (from Kafka).
     """
     known: dict[UUID, MessageFacts] = {}
     rows: list[dict[str, Any]] = []
@@ -174,6 +210,8 @@ def rows_for(envelopes: Sequence[EventEnvelope], lookup: FactsLookup) -> list[di
         if event_type == "accepted":
             facts = facts_from_accepted(message_id, data)
             known[message_id] = facts
+            if remember is not None:
+                remember(facts)
         else:
             found = known.get(message_id) or lookup(message_id)
             if found is None:
@@ -253,28 +291,16 @@ def facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFac
 
 def _base_row(envelope: EventEnvelope, event_type: str, facts: MessageFacts) -> dict[str, Any]:
     occurred_at = _datetime(envelope.occurred_at)
-    return {
-        "event_id": _uuid(envelope.event_id),
-        "position": int(envelope.position),
-        "event_type": event_type,
-        # The column keeps milliseconds; truncating here keeps the row equal to what is stored.
-        "occurred_at": occurred_at.replace(microsecond=occurred_at.microsecond // 1000 * 1000),
-        "account_id": facts.account_id,
-        "domain_id": facts.domain_id,
-        "submission_id": facts.submission_id,
-        "message_id": facts.message_id,
-        "recipient": facts.recipient,
-        "recipient_domain": facts.recipient.rpartition("@")[2].lower(),
-        "sender": facts.sender,
-        "subject": facts.subject,
-        "tags": list(facts.tags),
-        "campaign_id": facts.campaign_id,
-        "smtp_code": 0,
-        "enhanced_status": "",
-        "diagnostic": "",
-        "attempt": 0,
-        "details": "",
-    }
+    # The column keeps milliseconds; truncating here keeps the row equal to what is stored.
+    sub_millisecond = occurred_at.microsecond % 1000
+    if sub_millisecond:
+        occurred_at -= timedelta(microseconds=sub_millisecond)
+    row = facts.row_template.copy()
+    row["event_id"] = _uuid(envelope.event_id)
+    row["position"] = int(envelope.position)
+    row["event_type"] = event_type
+    row["occurred_at"] = occurred_at
+    return row
 
 
 def _uuid(value: Any) -> UUID:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -554,6 +555,17 @@ async def test_get_events_pages_filters_and_searches_with_query_terms(
     )  # fmt: skip
     assert paged["TotalRecords"] == 3 and len(paged["Events"]) == 1
 
+    too_deep = await alpha.call("EmailGateway.GetEvents", DomainID=alpha.domain_id,
+                                StartFrom=19_950, RetrieveCount=100)  # fmt: skip
+    failed(too_deep, 422, TOO_MANY_RECORDS)  # a command's own error: HTTP 200
+    rest = await alpha.client.get(
+        "/api/v1/events", params={"StartFrom": 20_000, "RetrieveCount": 1},
+        headers={"Authorization": f"Bearer {alpha.sender_key}"},
+    )  # fmt: skip
+    assert rest.status_code == 422 and TOO_MANY_RECORDS in rest.text
+    assert ok(await alpha.call("EmailGateway.GetEvents", DomainID=alpha.domain_id,
+                               StartFrom=19_900, RetrieveCount=100))["Events"] == []  # fmt: skip
+
     bad = await alpha.call("EmailGateway.GetEvents", DomainID=alpha.domain_id, StartFrom=0,
                            RetrieveCount=10, Query="nosuchfield:x")  # fmt: skip
     assert (bad["ErrorCode"], bad["_status"]) == (400, 400)
@@ -566,6 +578,57 @@ async def test_get_events_pages_filters_and_searches_with_query_terms(
     ):  # fmt: skip
         answer = await alpha.call("EmailGateway.GetEvents", **params)
         assert answer["ErrorCode"] == code, answer
+
+
+TOO_MANY_RECORDS = (
+    "Date range resulted in too many records. "
+    "Please narrow date range to pull 20,000 records or less."
+)
+
+
+async def test_report_dates_are_read_in_the_account_time_zone(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine()
+    alpha = Tenant(engine, api_client(engine), "alpha.example")
+    assert ok(await alpha.call("Account.Get"))["Account"]["TimeZone"] == "UTC"
+    bad = await alpha.call("Account.Update", TimeZone="Mars/Olympus_Mons")
+    assert (bad["ErrorCode"], bad["ErrorMessage"]) == (400, "Invalid Option specified: TimeZone")
+    for hostile in ("../../etc/passwd", "/etc/localtime", "x" * 300, 5):
+        assert (await alpha.call("Account.Update", TimeZone=hostile))["ErrorCode"] == 400
+    assert ok(await alpha.call("Account.Get"))["Account"]["TimeZone"] == "UTC"  # unchanged
+    updated = ok(await alpha.call("Account.Update", TimeZone="Pacific/Kiritimati"))  # UTC+14
+    assert updated["TimeZone"] == "Pacific/Kiritimati"
+
+    response = await alpha.client.post(
+        "/api/v1/email",
+        headers={"Authorization": f"Bearer {alpha.sender_key}"},
+        json={"Subject": "Now", "ContentType": "plain", "PlainContent": "hi",
+              "From": {"email": "news@alpha.example", "name": "News"},
+              "To": [{"email": "a@example.org", "name": ""}]},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    local_today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+
+    async def delivered_on(day: date) -> int:
+        text = day.isoformat()
+        answer = ok(
+            await alpha.call(
+                "EmailGateway.DomainStats", DomainID=alpha.domain_id, StartDate=text, EndDate=text
+            )
+        )
+        return int(answer["Stats"]["Delivered"])
+
+    for _ in range(200):
+        if await delivered_on(local_today) == 1:
+            break
+        await asyncio.sleep(0.1)
+    # The mail was sent "today" in the account's zone, whatever the date is in UTC.
+    assert await delivered_on(local_today) == 1
+    assert await delivered_on(local_today - timedelta(days=1)) == 0
+    by_day = ok(await alpha.call("EmailGateway.AggrEvents", DomainID=alpha.domain_id,
+                                 AggregatedField="day"))["AggBuckets"]  # fmt: skip
+    assert {b["Key"] for b in by_day} == {local_today.isoformat()}
 
 
 async def test_aggregated_events_and_domain_stats(

@@ -7,6 +7,7 @@ read from a daily, hourly or raw slice must equal the plain count.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from projections.stats import Slice, aggregated_events, domain_stats, plan
 from tests.adapters.test_clickhouse import STORE_KINDS, open_store
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+POSITIONS = itertools.count(1)  # the event store's log positions: unique per event
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -58,7 +60,7 @@ def row(
         details = f'{{"URL":"{url}"}}'
     return {
         "event_id": uuid4(),
-        "position": position,
+        "position": position or next(POSITIONS),
         "event_type": event_type,
         "occurred_at": occurred_at,
         "account_id": UUID(int=1),
