@@ -137,7 +137,7 @@ class Schedule:
             _check_send_at_local(self.send_at_local)
         elif self.kind == RECURSIVE:
             self._check_recursive()
-        if not isinstance(self.timezone, str) or _canonical_zone(self.timezone) != self.timezone:
+        if not isinstance(self.timezone, str) or canonical_zone(self.timezone) != self.timezone:
             raise ScheduleError(TIMEZONE_REQUIRED, f"unknown time zone {self.timezone!r}")
 
     def _check_recursive(self) -> None:
@@ -361,7 +361,7 @@ def _zone_names() -> tuple[frozenset[str], dict[str, str]]:
     return names, {name.lower(): name for name in names}
 
 
-def _canonical_zone(name: str) -> str | None:
+def canonical_zone(name: str) -> str | None:
     """The IANA spelling of ``name`` (matched case-insensitively), or None if unknown.
 
     Looking names up in the list of known zones, rather than handing user input
@@ -378,7 +378,7 @@ def _parse_zone(value: object) -> str:
     # exactly like a missing one.
     if value is None:
         raise ScheduleError(TIMEZONE_REQUIRED)
-    zone = _canonical_zone(value) if isinstance(value, str) else None
+    zone = canonical_zone(value) if isinstance(value, str) else None
     if zone is None:
         raise ScheduleError(TIMEZONE_REQUIRED, f"unknown time zone {value!r}")
     return zone

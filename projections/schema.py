@@ -158,10 +158,17 @@ class _Rollup:
     partition: str
     where: str = ""
 
+    @property
+    def _order(self) -> str:
+        return ", ".join(column for column, _, _ in self.key)
+
+    @property
+    def _select(self) -> str:
+        keys = ", ".join(f"{expression} AS {column}" for column, _, expression in self.key)
+        return f"{keys}, {_FIGURES_SQL}"
+
     def ddl(self, names: Names) -> list[str]:
         columns = ",\n".join(f"    {column} {type_}" for column, type_, _ in self.key)
-        order = ", ".join(column for column, _, _ in self.key)
-        select = ", ".join(f"{expression} AS {column}" for column, _, expression in self.key)
         where = f"WHERE {self.where}" if self.where else ""
         return [
             f"""
@@ -172,31 +179,29 @@ class _Rollup:
             )
             ENGINE = AggregatingMergeTree
             PARTITION BY {self.partition}
-            ORDER BY ({order})
+            ORDER BY ({self._order})
             """,
             f"""
             CREATE MATERIALIZED VIEW IF NOT EXISTS {names[self.table + "_mv"]}
             TO {names[self.table]}
-            AS SELECT {select}, {_FIGURES_SQL}
+            AS SELECT {self._select}
             FROM {names["events"]}
             {where}
-            GROUP BY {order}
+            GROUP BY {self._order}
             """,  # noqa: S608 (names and expressions are ours)
         ]
 
     def backfill(self, names: Names, up_to_position: int) -> str:
         """Counts of the rows stored before the view existed (up to ``up_to_position``)."""
-        order = ", ".join(column for column, _, _ in self.key)
-        select = ", ".join(f"{expression} AS {column}" for column, _, expression in self.key)
         condition = f"position <= {int(up_to_position)}"
         if self.where:
             condition += f" AND ({self.where})"
         return f"""
             INSERT INTO {names[self.table]}
-            SELECT {select}, {_FIGURES_SQL}
+            SELECT {self._select}
             FROM {names["events"]}
             WHERE {condition}
-            GROUP BY {order}
+            GROUP BY {self._order}
             """  # noqa: S608 (fixed text and an int)
 
 
