@@ -149,6 +149,12 @@ def _table_name(table: str) -> str:
     return ".".join(f"`{part}`" for part in table.split("."))
 
 
+def _column_name(column: str) -> str:
+    if not _IDENTIFIER.match(column) or "." in column:
+        raise ReportingStoreError(f"not a column name: {column!r}")
+    return f"`{column}`"
+
+
 # ---------------------------------------------------------------------------
 # Results
 
@@ -278,17 +284,30 @@ class ChdbStore:
             payload = orjson.dumps(list(rows), default=_json_default, option=orjson.OPT_NAIVE_UTC)
         except TypeError as error:
             raise ReportingStoreError(str(error)) from error
-        handle, scratch = tempfile.mkstemp(prefix="sendstream-insert-", suffix=".json")
+        self._insert_from_file(
+            f"INSERT INTO {name} SELECT * FROM file({{path:String}}, JSONEachRow) "  # noqa: S608
+            "SETTINGS input_format_skip_unknown_fields = 0, "
+            "date_time_input_format = 'best_effort'",
+            payload,
+        )
+
+    def insert_tab_separated(self, table: str, columns: Sequence[str], payload: bytes) -> None:
+        """TabSeparated rows in ``columns`` order, read from a scratch file like :meth:`insert`."""
+        if not payload:
+            return
+        name = _table_name(table)
+        names = ", ".join(_column_name(column) for column in columns)
+        self._insert_from_file(
+            f"INSERT INTO {name} ({names}) SELECT * FROM file({{path:String}}, TabSeparated)",  # noqa: S608
+            payload,
+        )
+
+    def _insert_from_file(self, sql: str, payload: bytes) -> None:
+        handle, scratch = tempfile.mkstemp(prefix="sendstream-insert-")
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(payload)
-            self._run(
-                f"INSERT INTO {name} SELECT * FROM file({{path:String}}, JSONEachRow) "  # noqa: S608
-                "SETTINGS input_format_skip_unknown_fields = 0, "
-                "date_time_input_format = 'best_effort'",
-                "CSV",
-                {"path": scratch},
-            )
+            self._run(sql, "CSV", {"path": scratch})
         finally:
             os.unlink(scratch)
 
@@ -354,6 +373,17 @@ class ClickHouseServerStore:
                 self._client.insert(table, data, column_names=list(column_names))
             except Exception as error:
                 raise ReportingStoreError(str(error)) from error
+
+    def insert_tab_separated(self, table: str, columns: Sequence[str], payload: bytes) -> None:
+        if not payload:
+            return
+        _table_name(table)
+        for column in columns:
+            _column_name(column)
+        try:
+            self._client.raw_insert(table, list(columns), payload, fmt="TabSeparated")
+        except Exception as error:
+            raise ReportingStoreError(str(error)) from error
 
     def close(self) -> None:
         self._client.close()

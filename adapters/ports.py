@@ -51,6 +51,10 @@ class ReportingStore(Protocol):
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
+    def insert_tab_separated(self, table: str, columns: Sequence[str], payload: bytes) -> None:
+        """Rows already encoded in ClickHouse's TabSeparated format, in ``columns`` order."""
+        ...
+
     def close(self) -> None: ...
 
 

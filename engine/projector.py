@@ -81,12 +81,15 @@ class Projector:
                 if not envelopes:
                     break
                 read += len(envelopes)
-                rows = rows_for(envelopes, self._facts, self._facts.remember)
+                # Encoded here, not by the writer: it is Python work, and the writer's
+                # own work (chdb) runs without the GIL beside the next batch's mapping.
+                lines: list[str] = []
+                rows = rows_for(envelopes, self._facts, self._facts.remember, lines)
                 if writing is not None:
                     writing.result()
                     writing = None
                 if rows:
-                    writing = self._writer.submit(insert_new_events, self._store, rows)
+                    writing = self._writer.submit(insert_new_events, self._store, rows, lines=lines)
                 if len(envelopes) < self._batch_size:
                     break  # the stream is drained: commit now rather than wait for more
             if writing is not None:

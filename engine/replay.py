@@ -19,7 +19,7 @@ from tqdm import tqdm
 from engine.projector import MessageFactsCache
 from engine.runtime import Engine
 from engine.stream import stream_of, to_envelope
-from projections.events import insert_new_events, rows_for
+from projections.events import EVENT_COLUMNS, insert_new_events, rows_for
 from projections.schema import create_shadow_tables, migrate, swap_in_shadow_tables
 
 PAGE = 20_000
@@ -43,11 +43,12 @@ def _project_range(
         envelopes = [
             to_envelope(engine.app, n) for n in notifications if stream_of(n.topic)[0] == "message"
         ]
-        rows = rows_for(envelopes, facts, facts.remember)
+        lines: list[str] = []
+        rows = rows_for(envelopes, facts, facts.remember, lines)
         if rows and check:
-            insert_new_events(engine.reporting, rows, table)
+            insert_new_events(engine.reporting, rows, table, lines)
         elif rows:
-            engine.reporting.insert(table, rows)
+            engine.reporting.insert_tab_separated(table, EVENT_COLUMNS, "".join(lines).encode())
         position = notifications[-1].id
         if bar is not None:
             bar.update(len(notifications))

@@ -27,9 +27,10 @@ batch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 from uuid import UUID
@@ -93,7 +94,10 @@ def ensure_schema(store: ReportingStore, retention_days: int | None = None) -> N
 
 
 def insert_new_events(
-    store: ReportingStore, rows: Sequence[dict[str, Any]], table: str = "events"
+    store: ReportingStore,
+    rows: Sequence[dict[str, Any]],
+    table: str = "events",
+    lines: Sequence[str] | None = None,
 ) -> int:
     """Insert the rows whose events are not stored yet; returns how many were inserted.
 
@@ -102,15 +106,17 @@ def insert_new_events(
     copies. The lookup asks for the stored positions within the batch's
     domains, time span and position range, and the batch is compared in Python:
     binding the 20,000 ids of a batch cost 70 ms (positions) to 390 ms (UUIDs),
-    the ranges alone 5 ms.
+    the ranges alone 5 ms. ``lines`` are the rows already encoded by
+    :func:`tab_separated_lines`, for a caller that encodes on another thread.
     """
-    unique: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        unique.setdefault(row["position"], row)
+    if lines is None:
+        lines = tab_separated_lines(rows)
+    unique: dict[int, int] = {}
+    for index, row in enumerate(rows):
+        unique.setdefault(row["position"], index)
     if not unique:
         return 0
-    batch = list(unique.values())
-    moments = [row["occurred_at"] for row in batch]
+    moments = [rows[index]["occurred_at"] for index in unique.values()]
     found = store.query(
         f"""
         SELECT DISTINCT position FROM {table}
@@ -120,7 +126,7 @@ def insert_new_events(
           AND position >= {{first:UInt64}} AND position <= {{last:UInt64}}
         """,  # noqa: S608 (the table name is ours)
         {
-            "domains": sorted({row["domain_id"] for row in batch}),
+            "domains": sorted({rows[index]["domain_id"] for index in unique.values()}),
             "low": min(moments),
             "high": max(moments),
             "first": min(unique),
@@ -128,10 +134,86 @@ def insert_new_events(
         },
     )
     stored = {int(row["position"]) for row in found}
-    fresh = [row for row in batch if row["position"] not in stored] if stored else batch
+    fresh = [index for position, index in unique.items() if position not in stored]
     if fresh:
-        store.insert(table, fresh)
+        payload = "".join(lines[index] for index in fresh).encode()
+        store.insert_tab_separated(table, EVENT_COLUMNS, payload)
     return len(fresh)
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "position", "event_type", "occurred_at",
+    "account_id", "domain_id", "submission_id", "message_id", "recipient", "recipient_domain",
+    "sender", "subject", "tags", "campaign_id",
+    "smtp_code", "enhanced_status", "diagnostic", "attempt", "details",
+)  # fmt: skip
+# The columns between event_type and smtp_code repeat for every row of one message.
+_MESSAGE_COLUMNS = EVENT_COLUMNS[4:14]
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_TSV_SPECIAL = re.compile(r"[\\\t\n\r\0]")
+
+
+def _tsv_text(value: str) -> str:
+    return value.translate(_TSV_ESCAPES) if value and _TSV_SPECIAL.search(value) else value
+
+
+def _tsv_value(value: Any) -> str:
+    if isinstance(value, str):
+        return _tsv_text(value)
+    if isinstance(value, UUID):
+        return value.hex
+    if isinstance(value, (list, tuple)):
+        quoted = ("'" + _tsv_text(item).replace("'", "\\'") + "'" for item in value)
+        return "[" + ",".join(quoted) + "]"
+    return str(value)
+
+
+def tab_separated_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each ``events`` row as a TabSeparated line (ClickHouse), in ``EVENT_COLUMNS`` order.
+
+    Why not JSON: chdb parses TabSeparated in half the time of JSONEachRow
+    (100,000 rows: ~0.38 s against ~0.78 s). UUIDs go as 32 hex digits and
+    times as Unix seconds with milliseconds, both read by ClickHouse and
+    cheaper to write. :func:`rows_for` writes the same lines as it maps.
+    """
+    fragments: dict[UUID, str] = {}
+    lines: list[str] = []
+    for row in rows:
+        fragment = fragments.get(row["message_id"])
+        if fragment is None:
+            fragment = fragments[row["message_id"]] = _message_fragment(row)
+        lines.append(_event_line(row, fragment))
+    return lines
+
+
+def _message_fragment(row: Mapping[str, Any]) -> str:
+    return "\t".join(_tsv_value(row[column]) for column in _MESSAGE_COLUMNS)
+
+
+def _event_line(row: Mapping[str, Any], message_fragment: str) -> str:
+    # The hot loop of the projector: the three free-text columns are usually empty.
+    enhanced_status, diagnostic, details = row["enhanced_status"], row["diagnostic"], row["details"]
+    if enhanced_status and _TSV_SPECIAL.search(enhanced_status):
+        enhanced_status = enhanced_status.translate(_TSV_ESCAPES)
+    if diagnostic and _TSV_SPECIAL.search(diagnostic):
+        diagnostic = diagnostic.translate(_TSV_ESCAPES)
+    if details and _TSV_SPECIAL.search(details):
+        details = details.translate(_TSV_ESCAPES)
+    event_id = row["event_id"]
+    moment = row["occurred_at"]
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # event_type is one of EVENT_TYPES' names, never outside text.
+    return (
+        f"{event_id.hex if isinstance(event_id, UUID) else _tsv_text(str(event_id))}\t"
+        f"{row['position']:d}\t{row['event_type']}\t{moment.timestamp():.3f}\t"
+        f"{message_fragment}\t{row['smtp_code']:d}\t{enhanced_status}\t{diagnostic}\t"
+        f"{row['attempt']:d}\t{details}\n"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -178,6 +260,11 @@ class MessageFacts:
             "details": "",
         }
 
+    @cached_property
+    def tab_separated(self) -> str:
+        """The message's columns of an encoded row (see :func:`tab_separated_lines`)."""
+        return _message_fragment(self.row_template)
+
 
 FactsLookup = Callable[[UUID], MessageFacts | None]
 
@@ -190,6 +277,7 @@ def rows_for(
     envelopes: Sequence[EventEnvelope],
     lookup: FactsLookup,
     remember: Callable[[MessageFacts], None] | None = None,
+    lines: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``events`` rows for a batch; envelopes of other streams and types give none.
 
@@ -198,6 +286,8 @@ def rows_for(
     ``Accepted``, for later batches. Raises :class:`MissingMessageFacts` rather
     than dropping an event whose message is unknown. ``data`` values may be
     objects (from the event store) or their JSON strings (from Kafka).
+    ``lines``, when given, receives each row encoded as by
+    :func:`tab_separated_lines`, the message's part encoded once per message.
     """
     known: dict[UUID, MessageFacts] = {}
     rows: list[dict[str, Any]] = []
@@ -266,6 +356,8 @@ def rows_for(
             orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode() if details else ""
         )
         rows.append(row)
+        if lines is not None:
+            lines.append(_event_line(row, facts.tab_separated))
     return rows
 
 
@@ -283,7 +375,7 @@ def facts_from_accepted(message_id: UUID, data: Mapping[str, Any]) -> MessageFac
         recipient=str(data["recipient"]),
         sender=str(data.get("sender") or ""),
         subject=str(data.get("subject") or ""),
-        tags=tuple(str(tag) for tag in data.get("tags") or ()),
+        tags=tuple(map(str, data.get("tags") or ())),
         campaign_id=str(data.get("campaign_id") or ""),
         custom_id=str(data.get("custom_id") or ""),
     )
@@ -294,7 +386,7 @@ def _base_row(envelope: EventEnvelope, event_type: str, facts: MessageFacts) -> 
     # The column keeps milliseconds; truncating here keeps the row equal to what is stored.
     sub_millisecond = occurred_at.microsecond % 1000
     if sub_millisecond:
-        occurred_at -= timedelta(microseconds=sub_millisecond)
+        occurred_at = occurred_at.replace(microsecond=occurred_at.microsecond - sub_millisecond)
     row = facts.row_template.copy()
     row["event_id"] = _uuid(envelope.event_id)
     row["position"] = int(envelope.position)

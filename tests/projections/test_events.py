@@ -16,6 +16,7 @@ from adapters.ports import ReportingStore
 from domain.envelope import EventEnvelope, event_id_for
 from domain.message import Message
 from projections.events import (
+    EVENT_COLUMNS,
     EVENT_TYPE_NAMES,
     EVENT_TYPES,
     MessageFacts,
@@ -28,6 +29,7 @@ from projections.events import (
     load_position,
     rows_for,
     save_position,
+    tab_separated_lines,
 )
 from projections.schema import create_shadow_tables, swap_in_shadow_tables
 from tests.adapters.test_clickhouse import HOSTILE, STORE_KINDS, open_store
@@ -642,6 +644,38 @@ def test_hostile_recipient_and_subject_round_trip(store: ReportingStore, hostile
     )
     assert stored == {"subject": hostile}
     assert count_events(store, domain_id=message.domain_id) == 4
+
+
+def test_every_column_round_trips_through_the_projectors_encoding(store: ReportingStore) -> None:
+    """The projector writes TabSeparated lines; each stored column must equal the mapped row."""
+    messages = []
+    for hostile in HOSTILE:
+        message = Message(
+            id=uuid4(),
+            submission_id=uuid4(),
+            account_id=uuid4(),
+            domain_id=uuid4(),
+            recipient=f"{hostile}@Example.COM",
+            recipient_kind="to",
+            sender=f"{hostile}@sender.test",
+            subject=hostile,
+            tags=[hostile, "plain"],
+            campaign_id=str(uuid4()),
+        )
+        message.queue()
+        message.start_attempt()
+        message.record_bounced(550, "5.1.1", hostile)
+        messages.append(message)
+    positions = Positions()
+    envelopes = [envelope for message in messages for envelope in envelopes_of(message, positions)]
+    lines: list[str] = []
+    rows = rows_for(envelopes, no_lookup, None, lines)
+    assert lines == tab_separated_lines(rows)
+
+    assert insert_new_events(store, rows, lines=lines) == len(rows)
+
+    stored = store.query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY position")  # noqa: S608
+    assert [{**row, "tags": list(row["tags"])} for row in stored] == rows
 
 
 # ---------------------------------------------------------------------------
