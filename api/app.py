@@ -17,7 +17,9 @@ from api.commands import CommandEndpoint
 from api.errors import JSONResponse, rest_error_response
 from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendEmailResponse
 from api.tracking import TrackingEndpoint
-from domain.errors import Extensions, GetEvents, RequestRejected, SendEmail
+from domain import errors as E
+from domain.errors import ErrorText, Extensions, GetEvents, RequestRejected, SendEmail
+from engine.application import SenderContext
 from engine.keys import tracking_key
 from engine.params import MAX_PAGED_RECORDS, date_param, event_param
 from engine.runtime import Engine
@@ -188,6 +190,7 @@ def create_app(engine: Engine) -> ASGIApp:
         engine.gateway,
         engine.campaigns,
         engine.suppressions,
+        engine.webhooks,
         max_body_bytes=engine.settings.max_request_bytes,
     )
     # Tracking hits come first: they are the most numerous requests of all.
@@ -247,7 +250,12 @@ def create_api(engine: Engine) -> FastAPI:
         return JSONResponse({"MessageID": message_id})
 
     commands = CommandEndpoint(
-        app, engine.gateway, engine.campaigns, engine.suppressions, settings.max_request_bytes
+        app,
+        engine.gateway,
+        engine.campaigns,
+        engine.suppressions,
+        engine.webhooks,
+        settings.max_request_bytes,
     )
 
     @app.api_route(
@@ -353,6 +361,59 @@ def create_api(engine: Engine) -> FastAPI:
         )
         engine.sending.note_use(sender.key_id)
         return JSONResponse({"TotalRecords": total, "Events": events})
+
+    @app.post(
+        "/api/v1/webhooks",
+        responses=ERROR_RESPONSES,
+        summary="Add a New Webhook for Email Events",
+        tags=["webhooks"],
+    )
+    async def add_webhook(request: Request) -> JSONResponse:
+        params = await read_parameters(request, 64 * 1024)
+        sender = webhook_sender(request, params, E.AddWebhookRest.INVALID_SENDER_API_KEY,
+                                E.AddWebhookRest.TOO_MANY_REQUESTS)  # fmt: skip
+        added = await asyncio.to_thread(engine.webhooks.rest_add, sender, params)
+        return JSONResponse(added)
+
+    @app.get(
+        "/api/v1/webhooks",
+        responses=ERROR_RESPONSES,
+        summary="Retrieve Domain Webhooks (with the domain's SigningKey)",
+        tags=["webhooks"],
+    )
+    async def get_webhooks(request: Request) -> JSONResponse:
+        params = await read_parameters(request, 64 * 1024)
+        sender = webhook_sender(request, params, E.GetWebhooksRest.INVALID_SENDER_API_KEY,
+                                E.GetWebhooksRest.TOO_MANY_REQUESTS)  # fmt: skip
+        if not sender.account_active:
+            raise RequestRejected(E.GetWebhooksRest.INVALID_USER_ACCOUNT)
+        return JSONResponse(await asyncio.to_thread(engine.webhooks.rest_list, sender))
+
+    @app.delete(
+        "/api/v1/webhooks",
+        responses=ERROR_RESPONSES,
+        summary="Delete an Email Webhook",
+        tags=["webhooks"],
+    )
+    async def delete_webhook(request: Request) -> JSONResponse:
+        params = await read_parameters(request, 64 * 1024)
+        sender = webhook_sender(request, params, E.DeleteWebhookRest.INVALID_SENDER_API_KEY,
+                                E.DeleteWebhookRest.TOO_MANY_REQUESTS)  # fmt: skip
+        if not sender.account_active:
+            raise RequestRejected(E.DeleteWebhookRest.INVALID_USER_ACCOUNT)
+        deleted = await asyncio.to_thread(engine.webhooks.rest_delete, sender, params)
+        return JSONResponse(deleted)
+
+    def webhook_sender(
+        request: Request, params: dict[str, Any], invalid: ErrorText, too_many: ErrorText
+    ) -> SenderContext:
+        # The documents list no "missing key" error here: a missing key is an invalid one.
+        return engine.sending.authenticate(
+            bearer_token(request) or _text_or_none(params.get("SenderAPIKey")),
+            too_many=too_many,
+            missing=invalid,
+            invalid=invalid,
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:

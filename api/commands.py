@@ -30,6 +30,7 @@ from domain.errors import Command, ErrorText, RequestRejected
 from engine.campaigns import CampaignService
 from engine.gateway import Gateway
 from engine.suppressions import SuppressionCommands
+from engine.webhooks import WebhookCommands
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,19 @@ class CommandSpec:
 
 
 def command_table(
-    gateway: Gateway, campaigns: CampaignService, suppressions: SuppressionCommands
+    gateway: Gateway,
+    campaigns: CampaignService,
+    suppressions: SuppressionCommands,
+    webhooks: WebhookCommands,
 ) -> dict[str, CommandSpec]:
     specs = [
         *(
             CommandSpec(name, handler, blocking=True)
             for name, handler in suppressions.commands().items()
+        ),
+        *(
+            CommandSpec(name, handler, blocking=True)
+            for name, handler in webhooks.commands().items()
         ),
         CommandSpec("List.Create", campaigns.create_list, blocking=True),
         CommandSpec("Lists.Get", campaigns.get_lists, blocking=True),
@@ -129,11 +137,12 @@ class CommandEndpoint:
         gateway: Gateway,
         campaigns: CampaignService,
         suppressions: SuppressionCommands,
+        webhooks: WebhookCommands,
         max_body_bytes: int,
     ) -> None:
         self.app = app
         self.gateway = gateway
-        self.commands = command_table(gateway, campaigns, suppressions)
+        self.commands = command_table(gateway, campaigns, suppressions, webhooks)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

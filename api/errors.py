@@ -23,6 +23,8 @@ _HTTP_STATUS_CODES = {400, 401, 403, 404, 405, 409, 413, 415, 420, 422, 429, 500
 
 
 def status_for(error: ErrorText) -> int:
+    if error.status is not None:
+        return error.status
     if error.code in _HTTP_STATUS_CODES:
         return error.code
     return _STATUS_BY_CODE.get(error.code, 422)

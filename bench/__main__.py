@@ -1,6 +1,6 @@
 """``python -m bench [WHICH] [--messages N] [--seconds S] [--events N]``: WHICH is api,
-commands, delivery, delivery-kafka, smtp, campaign, segments, tracking, bounces, analytics
-or all (default)."""
+commands, delivery, delivery-kafka, smtp, campaign, segments, tracking, bounces, analytics,
+webhooks or all (default)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bench import (
     segments,
     smtp_submit,
     tracking,
+    webhooks,
 )
 from bench.machine import describe, print_table
 
@@ -37,6 +38,7 @@ def main() -> None:
             "tracking",
             "bounces",
             "analytics",
+            "webhooks",
             "all",
         ],
     )
@@ -66,6 +68,8 @@ def main() -> None:
         rows += bounces.run()
     if args.which in ("analytics", "all"):
         rows += analytics.run(events=args.events)
+    if args.which in ("webhooks", "all"):
+        rows += webhooks.run(seconds=max(args.seconds, 20))
     print_table("Machine", [(k, v, "") for k, v in describe().items()])
     print_table("Sendstream", rows)
 

@@ -160,6 +160,8 @@ class SenderDomain(Aggregate):
         self.api_key_ids: list[UUID] = []
         self.smtp_credential_ids: list[UUID] = []
         self.queue_cleared_at: datetime | None = None
+        self.webhook_ids: list[UUID] = []
+        self.webhook_signing_key = ""
 
     @property
     def is_verified(self) -> bool:
@@ -224,6 +226,24 @@ class SenderDomain(Aggregate):
     def detach_smtp_credential(self, credential_id: UUID) -> None:
         if credential_id in self.smtp_credential_ids:
             self.smtp_credential_ids.remove(credential_id)
+
+    @event("WebhookAttached")
+    def attach_webhook(self, webhook_id: UUID) -> None:
+        self.webhook_ids.append(webhook_id)
+
+    @event("WebhookDetached")
+    def detach_webhook(self, webhook_id: UUID) -> None:
+        if webhook_id in self.webhook_ids:
+            self.webhook_ids.remove(webhook_id)
+
+    def set_webhook_signing_key(self, key: str) -> None:
+        """Set once: receivers keep it to verify every call (GetWebhooks shows it)."""
+        if not self.webhook_signing_key:
+            self._webhook_signing_key_set(key=key)
+
+    @event("WebhookSigningKeySet")
+    def _webhook_signing_key_set(self, key: str) -> None:
+        self.webhook_signing_key = key
 
     @event("QueueCleared")
     def clear_queue(self, cleared_at: datetime) -> None:

@@ -17,9 +17,12 @@ class ErrorText:
 
     code: int
     message: str
+    # The HTTP status on the REST endpoints when the code's usual one (api/errors.py) does
+    # not fit this endpoint: DeleteWebhook's 1 is a missing field, not missing credentials.
+    status: int | None = None
 
     def format(self, **values: object) -> ErrorText:
-        return ErrorText(self.code, self.message.format(**values))
+        return ErrorText(self.code, self.message.format(**values), self.status)
 
 
 class RequestRejected(Exception):
@@ -118,6 +121,42 @@ class Extensions:
         "Please narrow date range to pull 20,000 records or less.",
     )
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
+    INVALID_WEBHOOK_URL = ErrorText(422, "Invalid WebhookURL: {reason}")
+    INVALID_WEBHOOK_PARAMETERS = ErrorText(422, "Invalid Parameters: {reason}")
+    INVALID_WEBHOOK_METHOD = ErrorText(422, "Invalid Method: use POST, FORM or GET")
+
+
+_WEBHOOKS_TOO_MANY_REQUESTS = ErrorText(
+    429, "Too many requests. Wait for {seconds} seconds for another {attempts} attempts."
+)
+
+
+class AddWebhookRest:
+    """``POST /api/v1/webhooks`` (002)."""
+
+    MISSING_EVENT = ErrorText(2, "Event is missing")
+    INVALID_EVENT = ErrorText(3, "Invalid Event value")
+    MISSING_URL = ErrorText(5, "WebhookURL is missing")
+    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
+    TOO_MANY_REQUESTS = _WEBHOOKS_TOO_MANY_REQUESTS
+
+
+class GetWebhooksRest:
+    """``GET /api/v1/webhooks`` (002)."""
+
+    INVALID_USER_ACCOUNT = ErrorText(2, "Invalid user account")
+    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
+    TOO_MANY_REQUESTS = _WEBHOOKS_TOO_MANY_REQUESTS
+
+
+class DeleteWebhookRest:
+    """``DELETE /api/v1/webhooks`` (002)."""
+
+    MISSING_WEBHOOK_ID = ErrorText(1, "WebhookID is missing", status=422)
+    INVALID_USER_ACCOUNT = ErrorText(2, "Invalid user account")
+    INVALID_WEBHOOK_ID = ErrorText(4, "Invalid WebhookID", status=404)
+    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
+    TOO_MANY_REQUESTS = _WEBHOOKS_TOO_MANY_REQUESTS
 
 
 # ``POST /api.php``: each command numbers its own errors ("ErrorCode"), texts from 002.
@@ -217,6 +256,39 @@ class GetDomain:
 class GetSmtps:
     MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter 'DomainID'.")
     DOMAIN_NOT_FOUND = ErrorText(2, "Unable to retrieve sender domain details.")
+
+
+class AddWebhook:
+    MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter DomainID")
+    MISSING_EVENT = ErrorText(2, "Missing required parameter Event")
+    INVALID_EVENT = ErrorText(3, "Invalid event type specified")
+    DOMAIN_NOT_FOUND = ErrorText(4, "Domain not found or access denied")
+    MISSING_URL = ErrorText(5, "Missing required parameter WebhookURL")
+
+
+class GetWebhooks:
+    MISSING_DOMAIN_ID = ErrorText(1, "Missing required parameter DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Invalid domain or domain does not belong to the user")
+
+
+class DeleteWebhook:
+    MISSING_PARAMETER = ErrorText(1, "Missing required parameter: WebhookID or DomainID")
+    DOMAIN_NOT_FOUND = ErrorText(2, "Invalid DomainID or DomainID not found")
+    DOMAIN_VALIDATION_FAILED = ErrorText(3, "Domain validation failed")
+    WEBHOOK_NOT_FOUND = ErrorText(
+        4, "Webhook not found or user does not have permission to access it"
+    )
+
+
+class GetWebhookAttempts:
+    """``EmailGateway.GetWebhookAttempts``: ours (the Event API Log of 004); worded like
+    DeleteWebhook's errors."""
+
+    MISSING_WEBHOOK_ID = ErrorText(1, "Missing required parameter: WebhookID")
+    WEBHOOK_NOT_FOUND = ErrorText(
+        4, "Webhook not found or user does not have permission to access it"
+    )
+    INVALID_STATUS = ErrorText(5, "Invalid Status: use Success or Failure")
 
 
 class ResetSmtpPassword:

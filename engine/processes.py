@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # What each process runs when `serve` is given no --role.
 API_PROCESS_ROLES = frozenset({Role.API, Role.PROJECTOR, Role.SMTP, Role.CAMPAIGNS})
-WORKER_PROCESS_ROLES = frozenset({Role.DELIVERY, Role.SCHEDULER, Role.RELAY})
+WORKER_PROCESS_ROLES = frozenset({Role.DELIVERY, Role.SCHEDULER, Role.RELAY, Role.WEBHOOKS})
 
 
 class WorkerProcess:

@@ -17,6 +17,7 @@ from engine.stream import NotificationLogSource, run_until_stopped
 # creates a topic for a stream it has not seen.
 ALL_STREAMS = (
     "message", "submission", "account", "senderdomain", "senderapikey", "suppressionlist",
+    "webhook",
 )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ import gc
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -33,6 +33,8 @@ from engine.stream import NewEventSignal, NotificationLogSource, RecentEvents, o
 from engine.writer import BatchWriter
 
 if TYPE_CHECKING:
+    from adapters.webhook_http import AddressPolicy
+    from adapters.webhook_store import WebhookStore
     from engine.bounce_intake import BounceIntake
     from engine.campaign_runner import CampaignRunner
     from engine.campaigns import CampaignService
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from engine.rendering import MessageRenderer
     from engine.smtp_submission import SubmissionServer
     from engine.suppressions import SuppressionCommands
+    from engine.webhook_worker import WebhookDelivery
+    from engine.webhooks import WebhookCommands, WebhookRegistry
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class Role(StrEnum):
     SCHEDULER = "scheduler"
     SMTP = "smtp"  # the SMTP submission server
     CAMPAIGNS = "campaigns"  # starts due campaigns and fans them out
+    WEBHOOKS = "webhooks"  # calls customers' webhooks
 
 
 ALL_ROLES = frozenset(Role)
@@ -81,6 +86,32 @@ def open_schedule_store(settings: Settings) -> ScheduleStore:
     return SqliteScheduleStore(Path(settings.data_dir) / "schedule.sqlite")
 
 
+def webhook_address_policy(settings: Settings) -> AddressPolicy:
+    from adapters.webhook_http import AddressPolicy
+
+    return AddressPolicy(
+        allow_loopback=settings.webhook_allow_loopback,
+        allow_private=settings.webhook_allow_private,
+    )
+
+
+async def until_stopped(
+    stop: threading.Event, run: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Run an async worker loop until the engine's (thread) ``stop`` is set."""
+    stopped = asyncio.Event()
+
+    async def watch() -> None:
+        await asyncio.to_thread(stop.wait)
+        stopped.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await run(stopped)
+    finally:
+        watcher.cancel()
+
+
 @dataclass
 class Engine:
     """One process's share of Sendstream: what its roles need, started and stopped together."""
@@ -107,6 +138,9 @@ class Engine:
     _renderer: MessageRenderer | None = field(init=False, default=None)
     _feedback: FeedbackService | None = field(init=False, default=None)
     bounce_intake: BounceIntake | None = field(init=False, default=None)
+    _webhook_store: WebhookStore | None = field(init=False, default=None)
+    _webhooks: WebhookCommands | None = field(init=False, default=None)
+    webhook_delivery: WebhookDelivery | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +237,37 @@ class Engine:
             )
         return self._suppressions
 
+    @property
+    def webhook_store(self) -> WebhookStore:
+        """Calls owed to webhooks and their attempt log: shared by the API (backfills, the
+        attempt log command) and the webhook worker, so a file or database, not memory."""
+        if self._webhook_store is None:
+            from adapters.webhook_store import PostgresWebhookStore, SqliteWebhookStore
+
+            settings = self.settings
+            if settings.eventstore_url.startswith(("postgresql://", "postgres://")):
+                self._webhook_store = PostgresWebhookStore(
+                    settings.postgres_conninfo(), schema=settings.postgres_schema
+                )
+            else:
+                self._webhook_store = SqliteWebhookStore(settings.data_dir / "webhooks.sqlite")
+        return self._webhook_store
+
+    @property
+    def webhooks(self) -> WebhookCommands:
+        """The webhook commands of ``/api.php`` and ``/api/v1/webhooks``."""
+        if self._webhooks is None:
+            from engine.webhooks import WebhookCommands
+
+            self._webhooks = WebhookCommands(
+                self.app,
+                store=lambda: self.webhook_store,
+                reporting=lambda: self.reporting,
+                allow_http=self.settings.webhook_allow_http,
+                policy=webhook_address_policy(self.settings),
+            )
+        return self._webhooks
+
     def _watch_campaign(self, campaign_id: UUID) -> None:
         if self.campaign_runner is not None:
             self.campaign_runner.watch(campaign_id)
@@ -250,6 +315,17 @@ class Engine:
             self._spawn("projector", projector.run)
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
+        if Role.WEBHOOKS in self.roles:
+            from engine.webhook_worker import WebhookIntake
+            from engine.webhooks import WebhookRegistry
+
+            registry = WebhookRegistry(self.app)
+            streams = ("message", "webhook", "senderdomain")
+            intake = WebhookIntake(
+                self.app, self._source("webhooks", streams), self.webhook_store, registry
+            )
+            self._spawn("webhook-intake", intake.run)
+            self._spawn("webhook-delivery", lambda stop: self._run_webhooks(stop, registry))
         if Role.API in self.roles:
             self.feedback.start()
         if Role.CAMPAIGNS in self.roles:
@@ -322,18 +398,42 @@ class Engine:
                 feedback=self.feedback,
             )
             self.delivery = worker
-            stopped = asyncio.Event()
-
-            async def watch() -> None:
-                await asyncio.to_thread(stop.wait)
-                stopped.set()
-
-            watcher = asyncio.create_task(watch())
             try:
-                await worker.run(stopped)
+                await until_stopped(stop, worker.run)
             finally:
-                watcher.cancel()
                 await transport.close()
+
+        asyncio.run(main())
+
+    def _run_webhooks(self, stop: threading.Event, registry: WebhookRegistry) -> None:
+        from adapters.webhook_http import WebhookSender
+        from engine.webhook_worker import WebhookDelivery
+
+        settings = self.settings
+
+        async def main() -> None:
+            sender = WebhookSender(
+                webhook_address_policy(settings),
+                connect_timeout=settings.webhook_connect_timeout_seconds,
+                total_timeout=settings.webhook_timeout_seconds,
+                max_connections=settings.webhook_concurrency,
+                max_per_host=settings.webhook_per_endpoint,
+            )
+            delivery = WebhookDelivery(
+                self.app,
+                self.webhook_store,
+                registry,
+                sender,
+                concurrency=settings.webhook_concurrency,
+                lease_seconds=settings.webhook_timeout_seconds * 2 + 60,
+                retry_delays=settings.webhook_retry_delays,
+                disable_after=settings.webhook_disable_after,
+            )
+            self.webhook_delivery = delivery
+            try:
+                await until_stopped(stop, delivery.run)
+            finally:
+                await sender.aclose()
 
         asyncio.run(main())
 
@@ -355,4 +455,6 @@ class Engine:
         self.writer.close()
         if self._reporting is not None:
             self._reporting.close()
+        if self._webhook_store is not None:
+            self._webhook_store.close()
         self.app.close()

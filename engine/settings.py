@@ -56,6 +56,21 @@ class Settings(BaseSettings):
         default="100/second", alias="SMTP_SUBMISSION_RATE_LIMIT"
     )
 
+    webhook_allow_http: bool = Field(default=False, alias="WEBHOOK_ALLOW_HTTP")
+    webhook_allow_loopback: bool = Field(default=False, alias="WEBHOOK_ALLOW_LOOPBACK")
+    webhook_allow_private: bool = Field(default=False, alias="WEBHOOK_ALLOW_PRIVATE")
+    webhook_concurrency: int = Field(default=512, ge=1, alias="WEBHOOK_CONCURRENCY")
+    webhook_per_endpoint: int = Field(default=32, ge=1, alias="WEBHOOK_PER_ENDPOINT")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, alias="WEBHOOK_CONNECT_TIMEOUT_SECONDS"
+    )
+
+    webhook_retry_schedule: str = Field(
+        default="5,30,120,600,1800,3600", alias="WEBHOOK_RETRY_SCHEDULE"
+    )
+    webhook_disable_after: int = Field(default=1000, ge=1, alias="WEBHOOK_DISABLE_AFTER")
+
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables they are read from (for a child process)."""
         return {
@@ -77,6 +92,10 @@ class Settings(BaseSettings):
     @property
     def retry_schedule(self) -> list[timedelta]:
         return [timedelta(seconds=int(s)) for s in self.delivery_retry_schedule.split(",") if s]
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(s) for s in self.webhook_retry_schedule.split(",") if s.strip())
 
     @property
     def message_lifetime(self) -> timedelta:

@@ -544,6 +544,30 @@ def list_event_rows(
     return total, rows
 
 
+def rows_since(
+    store: ReportingStore,
+    domain_id: UUID,
+    event_types: Sequence[str],
+    since: datetime,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A domain's rows of these types from ``since`` on, oldest first: a webhook's backfill."""
+    rows = store.query(
+        f"""
+        SELECT {", ".join(EVENT_COLUMNS)}
+        FROM events
+        WHERE domain_id = {{domain_id:UUID}} AND occurred_at >= {{since:DateTime64(3, 'UTC')}}
+          AND event_type IN {{event_types:Array(String)}}
+        ORDER BY occurred_at, position
+        LIMIT {{limit:UInt64}}
+        """,  # noqa: S608 (fixed column names; values are bound)
+        {"domain_id": domain_id, "since": since, "event_types": list(event_types), "limit": limit},
+    )
+    for row in rows:
+        row["tags"] = list(row["tags"])
+    return rows
+
+
 def list_events(
     store: ReportingStore,
     *,
