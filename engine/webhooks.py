@@ -136,13 +136,14 @@ def field_values(event: str, row: Mapping[str, Any], details: Mapping[str, Any])
     return {name: values[name][:MAX_FIELD_CHARS] for name in EVENT_FIELDS[event]}
 
 
-def call_content(event: str, parameters: Mapping[str, str], row: Mapping[str, Any]) -> bytes:
+def call_content(
+    event: str, parameters: Mapping[str, str], row: Mapping[str, Any], details: Mapping[str, Any]
+) -> bytes:
     """What is stored for a call: Standard Webhooks' ``{type, timestamp, data}``.
 
     A POST sends it as it is; a form POST or GET sends ``data`` as parameters, so the
     method may change between the event and the call.
     """
-    details = orjson.loads(row["details"]) if row["details"] else {}
     fields = named_fields(event, parameters, field_values(event, row, details))
     moment = row["occurred_at"].astimezone(UTC)
     return orjson.dumps(
@@ -268,21 +269,24 @@ def jobs_for_rows(
         if event is None:
             continue
         for webhook in domain.by_event.get(event, ()):
-            jobs.append(job_for(webhook.id, webhook.event_type, webhook.parameters, row, due_at))
+            jobs.append(job_for(webhook, row, details, due_at))
     return jobs
 
 
 def job_for(
-    webhook_id: UUID, event: str, parameters: Mapping[str, str], row: Mapping[str, Any],
+    webhook: WebhookView | Webhook,
+    row: Mapping[str, Any],
+    details: Mapping[str, Any],
     due_at: datetime,
-) -> DeliveryJob:  # fmt: skip
+) -> DeliveryJob:
+    """The call owed to ``webhook`` for one row (``details``: the row's, already parsed)."""
     return DeliveryJob(
-        webhook_id=webhook_id,
+        webhook_id=webhook.id,
         event_id=row["event_id"],
         message_id=row["message_id"],
         position=int(row["position"]),
         occurred_at=row["occurred_at"],
-        payload=call_content(event, parameters, row),
+        payload=call_content(webhook.event_type, webhook.parameters, row, details),
         attempt=0,
         due_at=due_at,
     )
@@ -488,7 +492,7 @@ class WebhookCommands:
         for row in rows:
             details = orjson.loads(row["details"]) if row["details"] else {}
             if webhook_event_of(row, details) == webhook.event_type:
-                jobs.append(job_for(webhook.id, webhook.event_type, webhook.parameters, row, now))
+                jobs.append(job_for(webhook, row, details, now))
         return self._store().enqueue(jobs, None) if jobs else 0
 
     def _ensure_signing_key(self, domain: SenderDomain) -> SenderDomain:
