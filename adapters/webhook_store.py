@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +46,10 @@ from uuid import UUID
 
 if TYPE_CHECKING:
     import psycopg
+
+
+# claim_due skips at most this many webhooks (a bound on the statement's parameters).
+MAX_SKIPPED = 1000
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,11 @@ class WebhookStore(Protocol):
 
     def position(self) -> int | None: ...
 
-    def claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[DeliveryJob]:
-        """Up to ``limit`` pending jobs with due_at <= now, earliest due first.
+    def claim_due(
+        self, now: datetime, limit: int, lease_seconds: float, skip: Collection[UUID] = ()
+    ) -> list[DeliveryJob]:
+        """Up to ``limit`` pending jobs with due_at <= now, earliest due first, none of the
+        webhooks in ``skip`` (at most 1,000 of them are skipped: the rest are claimed).
 
         A job waits while a job of the same (webhook_id, message_id) with a lower
         position is pending (per-message order), due or not. Claimed jobs get
@@ -307,6 +314,25 @@ _SQLITE_NORMALISE_HEAD = (
 )
 
 
+# Pairs of ids per statement: well below SQLite's 32,766 bound parameters.
+_PAIRS_PER_STATEMENT = 500
+
+
+def _chunks(pairs: Sequence[tuple[UUID, UUID]]) -> list[Sequence[tuple[UUID, UUID]]]:
+    return [pairs[i : i + _PAIRS_PER_STATEMENT] for i in range(0, len(pairs), _PAIRS_PER_STATEMENT)]
+
+
+def _keys(count: int) -> str:
+    """``count`` pairs of parameters as a table ``k`` (column1, column2). Joined to a table
+    with CROSS JOIN, which makes SQLite look each pair up in the table's index (a row-value
+    IN list here makes it scan the table)."""
+    return f"(VALUES {','.join(['(?, ?)'] * count)}) AS k"
+
+
+def _flat(pairs: Sequence[tuple[UUID, UUID]]) -> list[bytes]:
+    return [part.bytes for pair in pairs for part in pair]
+
+
 class SqliteWebhookStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,12 +365,22 @@ class SqliteWebhookStore:
             )
             for j in jobs
         ]
-        groups = sorted({(j.webhook_id.bytes, j.message_id.bytes) for j in jobs})
+        groups = sorted({(j.webhook_id, j.message_id) for j in jobs})
         with self._write() as db:
             added = 0
             if rows:
                 added = db.executemany(_SQLITE_INSERT_JOB, rows).rowcount
-                db.executemany(_SQLITE_NORMALISE_HEAD, groups)
+                # Only a group of two or more jobs can have a head to put right.
+                shared: list[tuple[bytes, bytes]] = []
+                for chunk in _chunks(groups):
+                    shared += db.execute(
+                        "SELECT j.webhook_id, j.message_id"  # noqa: S608 (placeholders only; values are bound)
+                        f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                        " ON j.webhook_id = k.column1 AND j.message_id = k.column2"
+                        " GROUP BY j.webhook_id, j.message_id HAVING COUNT(*) > 1",
+                        _flat(chunk),
+                    ).fetchall()
+                db.executemany(_SQLITE_NORMALISE_HEAD, shared)
             if position is not None:
                 db.execute(
                     "INSERT INTO webhook_position VALUES (1, ?) "
@@ -358,17 +394,22 @@ class SqliteWebhookStore:
             row = self._db.execute("SELECT notification_id FROM webhook_position").fetchone()
         return None if row is None else int(row[0])
 
-    def claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[DeliveryJob]:
+    def claim_due(
+        self, now: datetime, limit: int, lease_seconds: float, skip: Collection[UUID] = ()
+    ) -> list[DeliveryJob]:
         if limit <= 0:
             return []
         now_us = _to_us(now)
         until = _to_us(now + timedelta(seconds=lease_seconds))
+        skipped = [webhook_id.bytes for webhook_id in list(skip)[:MAX_SKIPPED]]
         with self._write() as db:
             rows = db.execute(
-                "SELECT rowid, webhook_id, event_id, message_id, position, occurred_at, payload,"
+                "SELECT rowid, webhook_id, event_id, message_id, position, occurred_at, payload,"  # noqa: S608 (placeholders only; values are bound)
                 " attempt, due_at FROM webhook_jobs"
-                " WHERE head = 1 AND due_at <= ? ORDER BY due_at, position LIMIT ?",
-                (now_us, limit),
+                " WHERE head = 1 AND due_at <= ?"
+                f" AND webhook_id NOT IN ({','.join('?' * len(skipped))})"
+                " ORDER BY due_at, position LIMIT ?",
+                (now_us, *skipped, limit),
             ).fetchall()
             db.executemany(
                 "UPDATE webhook_jobs SET due_at = ? WHERE rowid = ?", [(until, r[0]) for r in rows]
@@ -393,22 +434,27 @@ class SqliteWebhookStore:
         keys = list(dict.fromkeys((r.webhook_id, r.event_id) for r in results))
         with self._write() as db:
             pending: dict[_Key, _Pending] = {}
-            logged: dict[_Key, int] = {}
-            for webhook_id, event_id in keys:
-                row = db.execute(
-                    "SELECT message_id, position, attempt FROM webhook_jobs"
-                    " WHERE webhook_id = ? AND event_id = ?",
-                    (webhook_id.bytes, event_id.bytes),
-                ).fetchone()
-                if row is not None:
-                    pending[webhook_id, event_id] = _Pending(UUID(bytes=row[0]), row[1], row[2])
-                    continue
-                (last,) = db.execute(
-                    "SELECT MAX(attempt) FROM webhook_attempts"
-                    " WHERE webhook_id = ? AND event_id = ?",
-                    (webhook_id.bytes, event_id.bytes),
-                ).fetchone()
-                logged[webhook_id, event_id] = last or 0
+            for chunk in _chunks(keys):
+                for w, e, m, position, attempt in db.execute(
+                    "SELECT j.webhook_id, j.event_id, j.message_id, j.position, j.attempt"  # noqa: S608 (placeholders only; values are bound)
+                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                    " ON j.webhook_id = k.column1 AND j.event_id = k.column2",
+                    _flat(chunk),
+                ):
+                    pending[UUID(bytes=w), UUID(bytes=e)] = _Pending(
+                        UUID(bytes=m), position, attempt
+                    )
+            missing = [key for key in keys if key not in pending]
+            logged: dict[_Key, int] = dict.fromkeys(missing, 0)
+            for chunk in _chunks(missing):
+                for w, e, last in db.execute(
+                    "SELECT a.webhook_id, a.event_id, MAX(a.attempt)"  # noqa: S608 (placeholders only; values are bound)
+                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_attempts a"
+                    " ON a.webhook_id = k.column1 AND a.event_id = k.column2"
+                    " GROUP BY a.webhook_id, a.event_id",
+                    _flat(chunk),
+                ):
+                    logged[UUID(bytes=w), UUID(bytes=e)] = last
             plan = _plan(results, pending, logged)
             db.executemany(
                 "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, attempted_at, url,"
@@ -439,13 +485,23 @@ class SqliteWebhookStore:
                     for (w, e), (n, due) in plan.rescheduled.items()
                 ],
             )
-            db.executemany(
-                "DELETE FROM webhook_jobs WHERE webhook_id = ? AND event_id = ?",
-                [(w.bytes, e.bytes) for w, e in plan.finished],
-            )
-            db.executemany(
-                _SQLITE_NORMALISE_HEAD, sorted((w.bytes, m.bytes) for w, m in plan.groups)
-            )
+            for chunk in _chunks(sorted(plan.finished)):
+                db.execute(
+                    "DELETE FROM webhook_jobs WHERE rowid IN (SELECT j.rowid"  # noqa: S608 (placeholders only; values are bound)
+                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                    " ON j.webhook_id = k.column1 AND j.event_id = k.column2)",
+                    _flat(chunk),
+                )
+            # Only groups with a job left need their head handed on; most have none.
+            waiting: list[tuple[bytes, bytes]] = []
+            for chunk in _chunks(sorted(plan.groups)):
+                waiting += db.execute(
+                    "SELECT DISTINCT j.webhook_id, j.message_id"  # noqa: S608 (placeholders only; values are bound)
+                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                    " ON j.webhook_id = k.column1 AND j.message_id = k.column2",
+                    _flat(chunk),
+                ).fetchall()
+            db.executemany(_SQLITE_NORMALISE_HEAD, waiting)
             db.executemany(
                 "INSERT INTO webhook_failures VALUES (?, ?) ON CONFLICT (webhook_id)"
                 " DO UPDATE SET consecutive = excluded.consecutive",
@@ -735,20 +791,24 @@ class PostgresWebhookStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[DeliveryJob]:
+    def claim_due(
+        self, now: datetime, limit: int, lease_seconds: float, skip: Collection[UUID] = ()
+    ) -> list[DeliveryJob]:
         if limit <= 0:
             return []
         until = _aware(now) + timedelta(seconds=lease_seconds)
+        skipped = list(skip)[:MAX_SKIPPED]
         with self._lock, self._db.transaction(), self._db.cursor() as cursor:
             rows = cursor.execute(
                 "WITH c AS (SELECT webhook_id, event_id, due_at FROM sendstream_webhook_jobs"
-                "  WHERE head AND due_at <= %s ORDER BY due_at, position LIMIT %s"
+                "  WHERE head AND due_at <= %s AND NOT (webhook_id = ANY(%s::uuid[]))"
+                "  ORDER BY due_at, position LIMIT %s"
                 "  FOR UPDATE SKIP LOCKED)"
                 " UPDATE sendstream_webhook_jobs j SET due_at = %s FROM c"
                 " WHERE j.webhook_id = c.webhook_id AND j.event_id = c.event_id"
                 " RETURNING j.webhook_id, j.event_id, j.message_id, j.position, j.occurred_at,"
                 " j.payload, j.attempt, c.due_at",
-                (now, limit, until),
+                (now, skipped, limit, until),
             ).fetchall()
         jobs = [
             DeliveryJob(

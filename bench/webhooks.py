@@ -1,14 +1,22 @@
 """``python -m bench webhooks``: webhook calls to a real HTTP server on loopback.
 
-The receiver (uvicorn, ``tests/webhook_receiver.py``) runs in a process of its own and
-listens on 40 ports, one endpoint each: 38 answer 200, one answers 500 and one never
-answers in time (5 % of the endpoints failing or timing out). Each endpoint is the
-delivery webhook of its own sender domain. The worker's two loops run as in
-``sendstream serve`` (intake from the stream, calls from the store), on the SQLite store.
+The receiver is nginx (``make test-deps`` installs it), so that the receiving end costs
+the two cores little: it listens on 39 ports, one endpoint each; 38 answer 200 and one
+answers 500. A 40th endpoint is a socket that takes connections and never answers (a
+hung server). So 5 % of the endpoints fail or time out. Each endpoint is the delivery
+webhook of its own sender domain. nginx logs each call to a healthy endpoint with the
+moment it answered and the call's ``webhook-id``; the lag is that moment less the time
+of the event the call reports.
 
-1. Throughput: 30,000 delivered events at once; the figure is successful calls to
-   the healthy endpoints per second until they are all made, while the failing and
-   silent endpoints take their retries and timeouts beside them.
+The engine runs as ``sendstream serve`` runs it, on the SQLite store: this process
+stands for the worker process (intake from the stream, and calls), and
+``WEBHOOK_PROCESSES`` - 1 processes of ``sendstream serve --role webhook-calls`` make
+calls beside it. ``WEBHOOK_DISABLE_AFTER`` is raised so that the failing endpoints keep
+failing for the whole run instead of being disabled after 1,000 calls.
+
+1. Throughput: 30,000 delivered events at once; the figure is successful calls to the
+   healthy endpoints per second until they are all made, while the failing and silent
+   endpoints take their retries and timeouts beside them.
 2. Lag: delivered events at a steady 1,500 a second for 20 s; the figure is the delay
    from each event to its arrival at a healthy endpoint (p50 and p99).
 """
@@ -16,34 +24,36 @@ delivery webhook of its own sender domain. The worker's two loops run as in
 from __future__ import annotations
 
 import asyncio
-import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
+import uvloop
 
 from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
-from engine.runtime import Engine, tune_garbage_collector
+from engine.processes import WorkerProcess
+from engine.runtime import Engine, Role, tune_garbage_collector, webhook_address_policy
 from engine.settings import Settings
 from engine.webhook_worker import WebhookDelivery, WebhookIntake
-from engine.webhooks import REST_ADD_ERRORS, WebhookRegistry
+from engine.webhooks import REST_ADD_ERRORS, WebhookRegistry, message_id_header
 
 ENDPOINTS = 40
+HEALTHY = ENDPOINTS - 2
 
 
 class PacedEvents:
     """An event source that hands out ``Accepted`` + ``Delivered`` pairs as time passes
-    (``rate`` deliveries a second, up to ``total``), stamped with the moment they are read."""
+    (``rate`` deliveries a second, up to ``total``), stamped with the moment they are read;
+    ``delivered_at`` keeps each delivery's time by its ``webhook-id``."""
 
     def __init__(self, domains: list[tuple[UUID, UUID]], rate: float, total: int) -> None:
         self._domains = domains
@@ -52,6 +62,7 @@ class PacedEvents:
         self._made = 0
         self._position = 0
         self._started = time.monotonic()
+        self.delivered_at: dict[str, float] = {}
 
     @property
     def done(self) -> bool:
@@ -82,9 +93,12 @@ class PacedEvents:
                 start=1,
             ):  # fmt: skip
                 self._position += 1
+                event_id = uuid4()
+                if event_type == "Message.Delivered":
+                    self.delivered_at[message_id_header(event_id)] = now.timestamp()
                 envelopes.append(
                     EventEnvelope(
-                        event_id=uuid4(),
+                        event_id=event_id,
                         position=self._position,
                         stream="message",
                         event_type=event_type,
@@ -107,66 +121,130 @@ class PacedEvents:
         pass
 
 
-def _receiver() -> tuple[subprocess.Popen[str], list[int]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.webhook_receiver", str(ENDPOINTS - 1)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert process.stdout is not None
-    ports: list[int] = json.loads(process.stdout.readline())
-    return process, ports
+class Nginx:
+    """nginx on ``ports``: ``/ok…`` answers 200 and is logged as "msec webhook-id",
+    ``/fail…`` answers 500."""
+
+    def __init__(self, workdir: Path, ports: list[int]) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise SystemExit("bench webhooks needs nginx: run `make test-deps` first")
+        self.log = workdir / "calls.log"
+        listen = "\n".join(f"    listen 127.0.0.1:{port} backlog=4096;" for port in ports)
+        temp = "\n".join(
+            f"  {kind}_temp_path {workdir}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        config = workdir / "nginx.conf"
+        config.write_text(
+            f"worker_processes 1;\ndaemon off;\npid {workdir}/nginx.pid;\n"
+            f"error_log {workdir}/error.log warn;\n"
+            "events { worker_connections 16384; }\n"
+            "http {\n  access_log off;\n  keepalive_requests 1000000;\n"
+            f"  keepalive_timeout 60s;\n{temp}\n"
+            "  log_format calls '$msec $http_webhook_id';\n"
+            f"  server {{\n{listen}\n"
+            f"    location /ok {{ access_log {self.log} calls buffer=256k flush=100ms;"
+            ' return 200 "ok"; }\n'
+            '    location /fail { return 500 "no"; }\n  }\n}\n'
+        )
+        self._process = subprocess.Popen([binary, "-p", str(workdir), "-c", str(config)])
+        deadline = time.monotonic() + 10
+        while not _listening(ports[-1]):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {(workdir / 'error.log').read_text()}")
+            time.sleep(0.05)
+
+    def calls(self) -> list[tuple[float, str]]:
+        """(answered at, webhook-id) of each call logged so far."""
+        if not self.log.exists():
+            return []
+        rows = []
+        for line in self.log.read_text().splitlines():
+            stamp, _, message_id = line.partition(" ")
+            if message_id:
+                rows.append((float(stamp), message_id))
+        return rows
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
 
 
-def _lags(port: int) -> list[list[Any]]:
-    answer = httpx.get(f"http://127.0.0.1:{port}/__lags", timeout=60)
-    result: list[list[Any]] = answer.json()
-    return result
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 def _phase(engine: Engine, domains: list[tuple[UUID, UUID]], rate: float, total: int,
-           port: int, healthy_share: float) -> tuple[float, list[float]]:  # fmt: skip
+           nginx: Nginx) -> tuple[float, list[float]]:  # fmt: skip
     """Feed ``total`` deliveries at ``rate``; returns (healthy calls a second, their lags)."""
-    before = len(_lags(port))
     source = PacedEvents(domains, rate, total)
-    registry = WebhookRegistry(engine.app, lifetime=3600)
+    registry = WebhookRegistry(engine.app)
     intake = WebhookIntake(engine.app, source, engine.webhook_store, registry)
-    stop = threading.Event()
     settings = engine.settings
-    expected = int(total * healthy_share)
+    stop = threading.Event()
+    expected = total * HEALTHY // ENDPOINTS
+    seen = len(nginx.calls())
 
     def feed() -> None:
         while not stop.is_set() and not source.done:
             intake.run_once(timeout=0.01)
 
-    from adapters.webhook_http import AddressPolicy, WebhookSender
+    from adapters.webhook_http import WebhookSender
 
     async def deliver() -> None:
-        sender = WebhookSender(AddressPolicy(allow_loopback=True),
-                               total_timeout=settings.webhook_timeout_seconds)  # fmt: skip
-        delivery = WebhookDelivery(engine.app, engine.webhook_store, registry, sender)
+        sender = WebhookSender(
+            webhook_address_policy(settings),
+            connect_timeout=settings.webhook_connect_timeout_seconds,
+            total_timeout=settings.webhook_timeout_seconds,
+            max_connections=settings.webhook_concurrency,
+            max_per_host=settings.webhook_per_endpoint,
+        )
+        delivery = WebhookDelivery(
+            engine.app, engine.webhook_store, registry, sender,
+            concurrency=settings.webhook_concurrency,
+            retry_delays=settings.webhook_retry_delays,
+            disable_after=settings.webhook_disable_after,
+        )  # fmt: skip
         stopped = asyncio.Event()
         task = asyncio.create_task(delivery.run(stopped))
-        while delivery.delivered < expected and time.monotonic() < deadline:  # noqa: ASYNC110 (a counter, polled)
-            await asyncio.sleep(0.05)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            if len(nginx.calls()) - seen >= expected:
+                break
         stopped.set()
         await task
         await sender.aclose()
 
-    started = time.monotonic()
-    deadline = started + 120
+    deadline = time.monotonic() + 120 + total / rate
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    asyncio.run(deliver())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as sendstream serve
+        runner.run(deliver())
     stop.set()
     feeder.join()
-    lags = [row for row in _lags(port)[before:] if row[0].startswith("/ok")]
-    if not lags:
+    time.sleep(0.3)  # nginx writes its log every 100 ms
+    calls = [
+        (answered, answered - source.delivered_at[message_id])
+        for answered, message_id in nginx.calls()[seen:]
+        if message_id in source.delivered_at
+    ]
+    if not calls:
         return 0.0, []
-    last = max(row[2] for row in lags)
-    first_event = min(row[2] - row[1] for row in lags)
-    return len(lags) / (last - first_event), [row[1] for row in lags]
+    first_event = min(answered - lag for answered, lag in calls)
+    last = max(answered for answered, _ in calls)
+    return len(calls) / (last - first_event), [lag for _, lag in calls]
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -176,31 +254,40 @@ def _percentile(values: list[float], share: float) -> float:
 
 def run(messages: int = 30_000, seconds: int = 20) -> list[tuple[str, str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-webhooks-"))
-    process, ports = _receiver()
+    ports = _free_ports(ENDPOINTS)
+    nginx = Nginx(workdir, ports[1:])
+    silent = socket.socket()  # takes connections (the kernel does) and never answers
+    silent.bind(("127.0.0.1", ports[0]))
+    silent.listen(4096)
+    settings = Settings(
+        SENDSTREAM_DATA_DIR=workdir / "var", SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS="",
+        WEBHOOK_ALLOW_LOOPBACK="true", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_TIMEOUT_SECONDS="5",
+        WEBHOOK_DISABLE_AFTER=str(10**9),
+    )  # fmt: skip
+    engine = Engine(settings, roles=frozenset())
+    helpers = [
+        WorkerProcess(settings, {Role.WEBHOOK_CALLS}) for _ in range(settings.webhook_processes - 1)
+    ]
     rows: list[tuple[str, str, str]] = []
     try:
-        settings = Settings(
-            SENDSTREAM_DATA_DIR=workdir / "var", SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS="",
-            WEBHOOK_ALLOW_LOOPBACK="true", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_TIMEOUT_SECONDS="5",
-        )  # fmt: skip
-        engine = Engine(settings, roles=frozenset())
         tune_garbage_collector()
         domains: list[tuple[UUID, UUID]] = []
         for n, port in enumerate(ports):
             keys = engine.app.bootstrap(f"shop{n}.example")
             account_id, domain_id = UUID(keys["AccountID"]), UUID(keys["DomainID"])
-            path = "/fail" if n == 0 else "/slow" if n == 1 else f"/ok/{n}"
+            path = "/silent" if n == 0 else "/fail" if n == 1 else f"/ok/{n}"
             engine.webhooks.add(
                 account_id, engine.app.domain(domain_id),
                 {"Event": "delivery", "WebhookURL": f"http://127.0.0.1:{port}{path}"},
                 REST_ADD_ERRORS,
             )  # fmt: skip
             domains.append((account_id, domain_id))
-        healthy = (ENDPOINTS - 2) / ENDPOINTS
-        throughput, _ = _phase(engine, domains, 10**9, messages, ports[0], healthy)
+        for helper in helpers:
+            helper.start()
+        throughput, _ = _phase(engine, domains, 10**9, messages, nginx)
         rows.append(("webhook calls/s to healthy endpoints (backlog)", f"{throughput:,.0f}",
                      ">= 1,500"))  # fmt: skip
-        rate, lags = _phase(engine, domains, 1500, 1500 * seconds, ports[0], healthy)
+        rate, lags = _phase(engine, domains, 1500, 1500 * seconds, nginx)
         rows.append(("steady 1,500 events/s: healthy calls/s", f"{rate:,.0f}", ""))
         if lags:
             rows.append(("lag event -> healthy endpoint p50 (s)",
@@ -208,10 +295,13 @@ def run(messages: int = 30_000, seconds: int = 20) -> list[tuple[str, str, str]]
             rows.append(("lag event -> healthy endpoint p99 (s)",
                          f"{_percentile(lags, 0.99):.3f}", "<= 2"))  # fmt: skip
         rows.append(("failing + silent endpoints", "2 of 40 (5 %)", ""))
-        engine.close()
+        rows.append(("processes making calls", str(settings.webhook_processes), ""))
     finally:
-        process.kill()
-        process.wait()
+        for helper in helpers:
+            helper.stop()
+        engine.close()
+        nginx.stop()
+        silent.close()
     return rows
 
 

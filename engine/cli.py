@@ -50,17 +50,22 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings()
-    worker_process: WorkerProcess | None = None
+    worker_processes: list[WorkerProcess] = []
     if role:
         roles = frozenset(role)
     elif single_process:
         roles = ALL_ROLES
     else:
         roles = API_PROCESS_ROLES
-        worker_process = WorkerProcess(settings, WORKER_PROCESS_ROLES)
+        worker_processes.append(WorkerProcess(settings, WORKER_PROCESS_ROLES))
+        # The worker process makes webhook calls too; these make them beside it.
+        worker_processes += [
+            WorkerProcess(settings, {Role.WEBHOOK_CALLS})
+            for _ in range(settings.webhook_processes - 1)
+        ]
     engine = Engine(settings, roles=roles)
     engine.start_workers()
-    if worker_process is not None:
+    for worker_process in worker_processes:
         worker_process.start()
     tune_garbage_collector()
     try:
@@ -80,7 +85,7 @@ def serve(
                 stop_when_parent_exits(parent_pid, stop)
             stop.wait()
     finally:
-        if worker_process is not None:
+        for worker_process in worker_processes:
             worker_process.stop()
         engine.close()
 

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = Field(default=False, alias="WEBHOOK_ALLOW_PRIVATE")
     webhook_concurrency: int = Field(default=512, ge=1, alias="WEBHOOK_CONCURRENCY")
     webhook_per_endpoint: int = Field(default=32, ge=1, alias="WEBHOOK_PER_ENDPOINT")
+    webhook_processes: int = Field(default=2, ge=1, le=64, alias="WEBHOOK_PROCESSES")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, alias="WEBHOOK_TIMEOUT_SECONDS")
     webhook_connect_timeout_seconds: float = Field(
         default=5.0, gt=0, alias="WEBHOOK_CONNECT_TIMEOUT_SECONDS"

@@ -38,6 +38,8 @@ from projections.events import rows_for
 
 log = logging.getLogger(__name__)
 
+_BACKED_UP_SECONDS = 1.0
+
 # Events that change who listens: the registry forgets what it knew.
 _WEBHOOK_CHANGES = ("Webhook.", "SenderDomain.WebhookAttached", "SenderDomain.WebhookDetached",
                     "SenderDomain.Deleted")  # fmt: skip
@@ -108,6 +110,7 @@ class WebhookDelivery:
         self._results: list[AttemptResult] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._webhook_domains: dict[UUID, UUID] = {}
+        self._webhook_origins: dict[UUID, tuple[str, str]] = {}  # webhook → (url, endpoint)
         self.delivered = 0
         self.failed = 0
 
@@ -128,8 +131,20 @@ class WebhookDelivery:
         room = self._concurrency - len(self._in_flight)
         if room < min(50, self._concurrency):
             return 0
+        # Calls to an endpoint already a second behind stay in the store, where they
+        # hold no slot that another endpoint's calls could use.
+        backed_up = self._sender.backed_up(_BACKED_UP_SECONDS)
+        skip = (
+            [w for w, (_, key) in self._webhook_origins.items() if key in backed_up]
+            if backed_up
+            else []
+        )
         jobs = await asyncio.to_thread(
-            self._store.claim_due, datetime.now(UTC), min(room, self._claim_size), self._lease
+            self._store.claim_due,
+            datetime.now(UTC),
+            min(room, self._claim_size),
+            self._lease,
+            skip,
         )
         for job in jobs:
             task = asyncio.create_task(self._call(job))
@@ -150,6 +165,12 @@ class WebhookDelivery:
             # Deleted or disabled since the call was stored: it is not made.
             self._results.append(_finished(job, started, "", "webhook deleted or disabled"))
             return
+        known = self._webhook_origins.get(job.webhook_id)
+        if known is None or known[0] != webhook.url:
+            self._webhook_origins[job.webhook_id] = (
+                webhook.url,
+                self._sender.origin_of(webhook.url),
+            )
         message_id = message_id_header(job.event_id)
         timestamp = int(time.time())
         method, url, body, content_type = request_parts(webhook.method, webhook.url, job.payload)
