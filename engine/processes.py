@@ -6,6 +6,11 @@ runs the delivery side (delivery, scheduler and, with Kafka, the relay) in a chi
 process of its own. Both processes write to the same event store: SQLite serialises
 their transactions, PostgreSQL was built for it.
 
+Webhook calls cost the most CPU per event of anything the worker does (an HTTP round
+trip in Python, about half a millisecond), so ``WEBHOOK_PROCESSES`` - 1 more children
+make calls beside the worker process (``--role webhook-calls``): they take due calls
+from the same store, whose claims are leased, so no two take the same call.
+
 The campaign runner stays with the API too: it reads the reporting tables to pace its
 fan-out, and it keeps the delivery process free for delivering. The SMTP submission
 server stays with the API: both accept mail through the same send
@@ -29,7 +34,9 @@ log = logging.getLogger(__name__)
 
 # What each process runs when `serve` is given no --role.
 API_PROCESS_ROLES = frozenset({Role.API, Role.PROJECTOR, Role.SMTP, Role.CAMPAIGNS})
-WORKER_PROCESS_ROLES = frozenset({Role.DELIVERY, Role.SCHEDULER, Role.RELAY, Role.WEBHOOKS})
+WORKER_PROCESS_ROLES = frozenset(
+    {Role.DELIVERY, Role.SCHEDULER, Role.RELAY, Role.WEBHOOKS, Role.WEBHOOK_CALLS}
+)
 
 
 class WorkerProcess:

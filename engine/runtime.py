@@ -58,8 +58,8 @@ class Role(StrEnum):
     SCHEDULER = "scheduler"
     SMTP = "smtp"  # the SMTP submission server
     CAMPAIGNS = "campaigns"  # starts due campaigns and fans them out
-    WEBHOOKS = "webhooks"  # stores a call per event and webhook, and makes calls
-    WEBHOOK_CALLS = "webhook-calls"  # makes stored calls only (more processes, more cores)
+    WEBHOOKS = "webhooks"  # the stream → a stored call per event and listening webhook
+    WEBHOOK_CALLS = "webhook-calls"  # makes the stored calls (in as many processes as wanted)
 
 
 ALL_ROLES = frozenset(Role)
@@ -328,7 +328,8 @@ class Engine:
                     self.app, self._source("webhooks", streams), self.webhook_store, registry
                 )
                 self._spawn("webhook-intake", intake.run)
-            self._spawn("webhook-delivery", lambda stop: self._run_webhooks(stop, registry))
+            if Role.WEBHOOK_CALLS in self.roles:
+                self._spawn("webhook-calls", lambda stop: self._run_webhooks(stop, registry))
         if Role.API in self.roles:
             self.feedback.start()
         if Role.CAMPAIGNS in self.roles:

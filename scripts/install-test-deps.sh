@@ -5,11 +5,12 @@
 #   dnsmasq  - a real DNS server, started by tests on a loopback port
 #   kcat     - a real Kafka client
 #   wrk      - the HTTP load generator of bench/ (`make bench`)
+#   nginx    - the webhook receiver of `python -m bench webhooks` (nginx-light; never left running)
 # Idempotent: installs only what is missing, runs `apt-get update` only when needed.
 # Run as root on Debian 12 (bookworm). Exits non-zero on any failure.
 set -euo pipefail
 
-PACKAGES=(postfix swaks dnsmasq kcat wrk)
+PACKAGES=(postfix swaks dnsmasq kcat wrk nginx-light)
 # Wait for another apt/dpkg run to finish instead of failing on its lock.
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 
@@ -47,7 +48,7 @@ fi
 # Postfix must not become this machine's MTA: no debconf questions, no configuration.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 
-# Keep maintainer scripts from starting postfix or dnsmasq (they would take ports 25 and 53).
+# Keep maintainer scripts from starting postfix, dnsmasq or nginx (ports 25, 53 and 80).
 created_policy=0
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -66,13 +67,13 @@ apt-get "${APT_OPTS[@]}" install -y -q --no-install-recommends "${missing[@]}"
 
 # Belt and braces: if a daemon was started anyway, stop it and keep it from coming back.
 if [[ -d /run/systemd/system ]]; then
-    for service in postfix dnsmasq; do
+    for service in postfix dnsmasq nginx; do
         if systemctl list-unit-files "$service.service" >/dev/null 2>&1; then
             systemctl disable --now "$service.service" >/dev/null 2>&1 || true
         fi
     done
 else
-    for service in postfix dnsmasq; do
+    for service in postfix dnsmasq nginx; do
         if [[ -x /etc/init.d/$service ]]; then
             /etc/init.d/"$service" stop >/dev/null 2>&1 || true
             update-rc.d "$service" disable >/dev/null 2>&1 || true

@@ -1,5 +1,6 @@
-"""`sendstream serve` runs the delivery side in a second process: it delivers, it is started
-again when it dies, and it stops when the API process is killed."""
+"""`sendstream serve` runs the delivery side in a second process and a webhook caller in a
+third: the worker delivers, each child is started again when it dies, and they stop when
+the API process is killed."""
 
 from __future__ import annotations
 
@@ -65,9 +66,23 @@ class Served:
         )
         self.log = log
 
+    def children(self) -> dict[int, list[str]]:
+        """Live children and the roles each was started with."""
+        found = {}
+        for pid in children_of(self.process.pid):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            except OSError:
+                continue
+            if is_alive(pid):
+                found[pid] = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--role"]
+        return found
+
     def worker_pid(self) -> int | None:
-        children = [pid for pid in children_of(self.process.pid) if is_alive(pid)]
-        return children[0] if children else None
+        return next((pid for pid, roles in self.children().items() if "delivery" in roles), None)
+
+    def caller_pids(self) -> list[int]:
+        return [pid for pid, roles in self.children().items() if roles == ["webhook-calls"]]
 
     def send(self, recipient: str) -> str:
         response = httpx.post(
@@ -140,13 +155,27 @@ def test_the_worker_process_delivers_and_is_replaced_when_it_dies(served: Served
     wait_for(lambda: served.delivered(message_id), timeout=60)
 
 
-def test_the_worker_process_stops_when_the_api_process_is_killed(served: Served) -> None:
-    wait_for(lambda: served.worker_pid() is not None, timeout=30)
+def test_a_webhook_caller_runs_beside_the_worker_and_is_replaced_when_it_dies(
+    served: Served,
+) -> None:
+    # WEBHOOK_PROCESSES is 2 by default: the worker process and one caller.
+    wait_for(lambda: served.worker_pid() is not None and len(served.caller_pids()) == 1, 30)
     worker = served.worker_pid()
     assert worker is not None
+    assert "webhooks" in served.children()[worker] and "webhook-calls" in served.children()[worker]
+    [caller] = served.caller_pids()
+    os.kill(caller, signal.SIGKILL)
+    wait_for(lambda: served.caller_pids() not in ([], [caller]), timeout=30)
+    assert served.worker_pid() == worker
+
+
+def test_the_child_processes_stop_when_the_api_process_is_killed(served: Served) -> None:
+    wait_for(lambda: served.worker_pid() is not None and served.caller_pids() != [], 30)
+    children = list(served.children())
+    assert len(children) == 2
     served.process.kill()
     served.process.wait()
     deadline = time.monotonic() + 30
-    while is_alive(worker) and time.monotonic() < deadline:
+    while any(is_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not is_alive(worker), served.log.read_text()[-2000:]
+    assert not any(is_alive(pid) for pid in children), served.log.read_text()[-2000:]

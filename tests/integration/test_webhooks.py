@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from domain.webhook import Webhook as WebhookAggregate
-from engine.runtime import Engine
+from engine.runtime import ALL_ROLES, Engine, Role
 from tests.integration.conftest import wait_for
 from tests.webhook_receiver import WebhookReceiver
 
@@ -279,3 +279,38 @@ async def test_the_rest_endpoints(
     again = await api.call("EmailGateway.DeleteWebhook", WebhookID=webhook_id,
                            DomainID=api.keys["DomainID"])  # fmt: skip
     assert again["ErrorCode"] == 4
+
+
+async def test_stored_calls_are_made_by_callers_in_other_processes_each_once(
+    make_engine: Callable[..., Engine], api_client: Client, receiver: WebhookReceiver
+) -> None:
+    # The intake (with the API) stores calls; callers with their own store connections, as
+    # `serve --role webhook-calls` processes have, make them: each call once, signed.
+    api = api_for(make_engine, api_client, roles=ALL_ROLES - {Role.WEBHOOK_CALLS})
+    added = await api.ok(
+        "EmailGateway.AddWebhook", DomainID=api.keys["DomainID"], Event="delivered",
+        WebhookURL=f"{receiver.url}/hooks/split",
+    )  # fmt: skip
+    webhook_id = UUID(added["NewWebhookID"])
+    signing_key = (await api.ok("EmailGateway.GetWebhooks", DomainID=api.keys["DomainID"]))[
+        "SigningKey"
+    ]
+    messages = [await api.send(f"reader{n}@example.org") for n in range(40)]
+    wait_for(lambda: api.engine.webhook_store.pending_count(webhook_id) == len(messages))
+    assert receiver.calls_to("/hooks/split") == []  # nobody here makes calls
+
+    for _ in range(2):
+        make_engine(roles=frozenset({Role.WEBHOOK_CALLS}), **LOCAL)
+    wait_for(lambda: len(receiver.calls_to("/hooks/split")) >= len(messages))
+    wait_for(lambda: api.engine.webhook_store.pending_count(webhook_id) == 0)
+
+    calls = receiver.calls_to("/hooks/split")
+    ids = [call.headers["webhook-id"] for call in calls]
+    assert len(ids) == len(set(ids)) == len(messages)
+    reported = {
+        StandardWebhook(signing_key).verify(call.body, call.headers)["data"]["TransactionalGroupID"]
+        for call in calls
+    }
+    assert reported == {str(m) for m in messages}
+    total, _ = api.engine.webhook_store.attempts(webhook_id, 0, 100, succeeded=True)
+    assert total == len(messages)
