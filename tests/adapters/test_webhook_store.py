@@ -6,6 +6,7 @@ Time never passes by itself here: every call is given its ``now``.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from adapters.webhook_store import (
+    MAX_SKIPPED,
     Attempt,
     AttemptResult,
     DeliveryJob,
@@ -745,3 +747,321 @@ def test_open_webhook_store_picks_postgres_for_a_url(postgres_schema: str) -> No
     finally:
         store.close()
         check.close()
+
+
+# --- claiming around skipped webhooks ----------------------------------------------------
+
+
+def test_claim_leaves_the_jobs_of_skipped_webhooks_pending(store: WebhookStore) -> None:
+    skipped, also_skipped, other, message = uuid4(), uuid4(), uuid4(), uuid4()
+    # Ten due jobs of the skipped webhook, all due before any of the other webhook's.
+    early = [make_job(skipped, p, due_at=T0 - seconds(100 - p)) for p in range(1, 11)]
+    # A message of the skipped webhook (its later job waits behind its head as ever) and
+    # the same message at the other webhook, which is not held back by the skip.
+    skipped_head = make_job(skipped, 11, message_id=message, due_at=T0 - seconds(50))
+    skipped_next = make_job(skipped, 12, message_id=message, due_at=T0 - seconds(50))
+    elsewhere = make_job(also_skipped, 13, due_at=T0 - seconds(200))
+    # The other webhook's: two at T0 (in position order), one earlier, one not yet due.
+    later, first, earliest = (
+        make_job(other, 22, due_at=T0),
+        make_job(other, 21, due_at=T0),
+        make_job(other, 23, message_id=message, due_at=T0 - seconds(1)),
+    )
+    not_due = make_job(other, 20, due_at=T0 + seconds(1))
+    store.enqueue([*early, skipped_head, skipped_next, elsewhere, later, first, earliest], 23)
+    store.enqueue([not_due], 23)
+
+    claimed = store.claim_due(T0, 2, LEASE, skip=[skipped, also_skipped])
+    assert event_ids(claimed) == [earliest.event_id, first.event_id]  # the limit: others only
+    assert event_ids(store.claim_due(T0, 10, LEASE, skip={skipped, also_skipped})) == [
+        later.event_id
+    ]
+    assert store.claim_due(T0, 10, LEASE, skip=(skipped, also_skipped)) == []
+
+    # Skipped means untouched: still pending, due when they were, claimable without skip.
+    assert store.pending_count(skipped) == 12
+    assert store.pending_count(also_skipped) == 1
+    assert event_ids(store.claim_due(T0, 100, LEASE, skip=[skipped])) == [elsewhere.event_id]
+    unskipped = store.claim_due(T0, 100, LEASE)
+    assert unskipped == [*early, skipped_head]  # as enqueued: attempt 0, original due times
+    store.record([result_for(skipped_head, T0, succeeded=True)])
+    assert store.claim_due(T0, 100, LEASE, skip=[skipped]) == []
+    assert event_ids(store.claim_due(T0, 100, LEASE)) == [skipped_next.event_id]
+    assert event_ids(store.claim_due(T0 + seconds(1), 100, LEASE, skip=[skipped])) == [
+        not_due.event_id
+    ]
+
+
+def test_an_empty_skip_or_one_of_webhooks_with_nothing_pending_changes_nothing(
+    open_store: OpenStore,
+) -> None:
+    store = open_store()
+    webhooks = [uuid4() for _ in range(3)]
+    offsets = [5, -3, 0, 0, -7, 2, -1, 0, 9]
+    jobs = [
+        make_job(webhooks[i % 3], 100 - i, due_at=T0 + seconds(s)) for i, s in enumerate(offsets)
+    ]
+    store.enqueue(jobs, 100)
+    by_due = sorted((j for j in jobs if j.due_at <= T0), key=lambda j: (j.due_at, j.position))
+    idle = uuid4()  # a webhook with nothing pending, ever
+
+    assert event_ids(store.claim_due(T0, 2, LEASE)) == event_ids(by_due[:2])
+    assert event_ids(store.claim_due(T0, 2, LEASE, skip=[])) == event_ids(by_due[2:4])
+    assert event_ids(store.claim_due(T0, 1, LEASE, skip=frozenset())) == event_ids(by_due[4:5])
+    assert event_ids(store.claim_due(T0, 10, LEASE, skip=[idle])) == event_ids(by_due[5:])
+    assert store.claim_due(T0, 10, LEASE, skip=[idle]) == []
+    assert store.claim_due(T0, 0, LEASE, skip=[webhooks[0]]) == []
+    assert store.pending_count() == len(jobs)
+    assert store.pending_count(idle) == 0
+
+
+def test_claim_honours_the_first_max_skipped_webhooks_and_claims_the_rest(
+    store: WebhookStore,
+) -> None:
+    skip = [UUID(int=i + 1) for i in range(MAX_SKIPPED + 500)]
+    honoured = [skip[0], skip[MAX_SKIPPED // 2], skip[MAX_SKIPPED - 1]]
+    beyond = [skip[MAX_SKIPPED], skip[-1]]
+    other = uuid4()
+    jobs = {w: make_job(w, p) for p, w in enumerate([*honoured, *beyond, other], start=1)}
+    store.enqueue(list(jobs.values()), len(jobs))
+
+    claimed = store.claim_due(T0, 100, LEASE, skip=skip)
+
+    assert [j.webhook_id for j in claimed] == [*beyond, other]
+    for webhook in honoured:
+        assert store.pending_count(webhook) == 1
+    assert [j.webhook_id for j in store.claim_due(T0, 100, LEASE, skip=skip)] == []
+    assert store.claim_due(T0, 100, LEASE) == [jobs[w] for w in honoured]
+
+
+def test_claim_with_a_huge_skip_list_binds_no_more_than_max_skipped(store: WebhookStore) -> None:
+    # Beyond any SQLite build's bound on parameters (32,766 by default, 250,000 in some
+    # distributions' builds) and PostgreSQL's 65,535 per statement.
+    skip = [UUID(int=i + 1) for i in range(300_000)]
+    honoured, beyond = make_job(skip[0], 1), make_job(skip[-1], 2)
+    store.enqueue([honoured, beyond], 2)
+
+    assert store.claim_due(T0, 10, LEASE, skip=skip) == [beyond]
+    assert store.claim_due(T0, 10, LEASE, skip=set(skip[:MAX_SKIPPED])) == []
+    assert store.claim_due(T0, 10, LEASE) == [honoured]
+
+
+# --- batches larger than one statement's worth of lookups --------------------------------
+
+
+def group_key(job: DeliveryJob) -> tuple[UUID, UUID]:
+    return (job.webhook_id, job.message_id)
+
+
+def test_enqueue_of_1300_jobs_in_one_call_keeps_each_message_in_order(
+    store: WebhookStore,
+) -> None:
+    rng = random.Random(1300)
+    webhooks = [uuid4() for _ in range(4)]
+    # 1,000 (webhook, message) groups: 100 of three jobs, 200 of two, 700 of one, their
+    # positions interleaved across the stream; each group's jobs listed lowest first.
+    pool = list(range(1, 1401))
+    rng.shuffle(pool)
+    groups: list[list[DeliveryJob]] = []
+    for size, count in ((3, 100), (2, 200), (1, 700)):
+        for _ in range(count):
+            webhook, message = rng.choice(webhooks), uuid4()
+            taken = sorted(pool.pop() for _ in range(size))
+            groups.append([make_job(webhook, p, message_id=message) for p in taken])
+    triples, pairs = groups[:100], groups[100:300]
+    early = [g[1] for g in triples[:40]]  # a middle job, before its lower one arrives
+    late = [g[0] for g in triples[40:70]] + [g[0] for g in pairs[:30]]  # lowest, last
+    later_ids = {j.event_id for j in early + late}
+    big = [j for g in groups for j in g if j.event_id not in later_ids]
+    rng.shuffle(big)  # a message's jobs out of position order within the call
+    duplicates = [rng.choice(big) for _ in range(5)]
+
+    assert store.enqueue(early, 100) == 40
+    assert store.enqueue([*big[:700], *early, *duplicates, *big[700:]], 1400) == len(big) == 1300
+    assert store.pending_count() == 1340
+    assert sum(store.pending_count(w) for w in webhooks) == 1340
+
+    # Only the lowest pending position of each group is claimable.
+    late_ids = {j.event_id for j in late}
+    heads = {min(j.position for j in g if j.event_id not in late_ids) for g in groups}
+    claimed = store.claim_due(T0, 5000, LEASE)
+    assert [j.position for j in claimed] == sorted(heads)
+
+    # The late jobs sit below the (leased) heads of their groups and take their place.
+    assert store.enqueue(late, 1400) == 60
+    assert store.claim_due(T0 + seconds(LEASE - 1), 5000, LEASE) == sorted(
+        late, key=lambda j: j.position
+    )
+    # Once the leases run out, the other groups' heads come again; the demoted ones wait.
+    late_groups = {group_key(j) for j in late}
+    again = store.claim_due(T0 + seconds(LEASE), 5000, LEASE)
+    assert [j.position for j in again] == sorted(
+        j.position for j in claimed if group_key(j) not in late_groups
+    )
+
+    # Delivering the heads hands each group on to its next job, in position order.
+    delivered: dict[tuple[UUID, UUID], list[int]] = {}
+    in_flight = sorted(late, key=lambda j: j.position) + again
+    now = T0 + seconds(LEASE)
+    rounds = 0
+    while in_flight:
+        store.record([result_for(j, now, succeeded=True) for j in in_flight])
+        for j in in_flight:
+            delivered.setdefault(group_key(j), []).append(j.position)
+        expected = {
+            g[len(delivered.get(group_key(g[0]), []))].event_id
+            for g in groups
+            if len(delivered.get(group_key(g[0]), [])) < len(g)
+        }
+        in_flight = store.claim_due(now, 5000, LEASE)
+        assert {j.event_id for j in in_flight} == expected
+        assert in_flight == sorted(in_flight, key=lambda j: (j.due_at, j.position))
+        assert all(j.attempt == 0 for j in in_flight)
+        rounds += 1
+    assert rounds == 3
+
+    assert delivered == {group_key(g[0]): [j.position for j in g] for g in groups}
+    assert store.pending_count() == 0
+    assert sum(store.attempts(w, 0, 1)[0] for w in webhooks) == 1400
+    all_jobs = [j for g in groups for j in g]
+    assert store.enqueue(all_jobs, 1400) == 0  # redelivered: nothing goes out twice
+    assert store.claim_due(now + seconds(3600), 5000, LEASE) == []
+
+
+def test_record_of_1100_mixed_results_in_one_call(store: WebhookStore) -> None:
+    rng = random.Random(1100)
+    a, b, c, d = (uuid4() for _ in range(4))  # d's jobs are dropped before their results
+    positions = iter(range(1, 10_000))
+
+    def jobs_of(webhook: UUID, count: int) -> list[DeliveryJob]:
+        return [make_job(webhook, next(positions)) for _ in range(count)]
+
+    a_jobs, b_jobs, c_jobs, d_jobs = (
+        jobs_of(a, 460),
+        jobs_of(b, 300),
+        jobs_of(c, 150),
+        jobs_of(d, 120),
+    )
+    b_pairs = [
+        [make_job(b, p, message_id=m) for p in (next(positions), next(positions))]
+        for m in (uuid4() for _ in range(50))
+    ]
+    everything = [*a_jobs, *b_jobs, *(j for pair in b_pairs for j in pair), *c_jobs, *d_jobs]
+    assert store.enqueue(everything, 2000) == 1130
+
+    # Earlier attempts: a[:100] and every c failed once, d[:40] twice and d[40:100] once.
+    retry_at = T0 + seconds(10)
+    earlier = [
+        *(result_for(j, T0, succeeded=False, next_due_at=retry_at) for j in a_jobs[:100]),
+        *(result_for(j, T0, succeeded=False, next_due_at=retry_at) for j in c_jobs),
+        *(result_for(j, T0, succeeded=False, next_due_at=retry_at) for j in d_jobs[:100]),
+        *(
+            result_for(j, T0 + seconds(1), succeeded=False, next_due_at=retry_at)
+            for j in d_jobs[:40]
+        ),
+    ]
+    store.record(earlier)
+    assert store.drop_jobs(d) == 120
+    assert [store.consecutive_failures(w) for w in (a, b, c, d)] == [100, 0, 150, 140]
+
+    retry, later_retry, given_up = T0 + seconds(1000), T0 + seconds(2000), None
+    ok: dict[str, bool] = {"success": True, "failure": False}
+
+    def outcome(job: DeliveryJob, kind: str, due: datetime | None = None) -> AttemptResult:
+        return result_for(job, T0, succeeded=ok[kind], next_due_at=due)
+
+    # (result, the attempt number it must be logged with)
+    middle: list[tuple[AttemptResult, int]] = [
+        *((outcome(j, "success"), 2) for j in a_jobs[1:50]),
+        *((outcome(j, "failure", retry), 2) for j in a_jobs[51:100]),
+        *((outcome(j, "success"), 1) for j in a_jobs[100:250]),
+        *((outcome(j, "failure", retry), 1) for j in a_jobs[250:350]),
+        *((outcome(j, "failure", given_up), 1) for j in a_jobs[351:400]),
+        *((outcome(j, "success"), 1) for j in a_jobs[400:460]),
+        *((outcome(j, "success"), 1) for j in b_jobs[:150]),
+        *((outcome(j, "failure", retry), 1) for j in b_jobs[150:250]),
+        *((outcome(j, "failure", given_up), 1) for j in b_jobs[250:300]),
+        *((outcome(head, "success"), 1) for head, _ in b_pairs[:20]),
+        *((outcome(head, "failure", given_up), 1) for head, _ in b_pairs[20:35]),
+        *((outcome(head, "failure", retry), 1) for head, _ in b_pairs[35:50]),
+        *((outcome(j, "failure", retry), 2) for j in c_jobs[:100]),
+        *((outcome(j, "failure", given_up), 2) for j in c_jobs[100:]),
+        *((outcome(j, "failure", retry), 3) for j in d_jobs[:40]),
+        *((outcome(j, "failure", given_up), 2) for j in d_jobs[40:100]),
+        *((outcome(j, "failure", retry), 1) for j in d_jobs[100:]),
+    ]
+    rng.shuffle(middle)
+    # Second results for jobs already in the batch, after their first (order is kept).
+    seconds_results: list[tuple[AttemptResult, int]] = [
+        (outcome(a_jobs[100], "success"), 2),  # a straggler after the success: logged only
+        (outcome(a_jobs[250], "failure", later_retry), 2),  # rescheduled twice
+        (outcome(a_jobs[251], "success"), 2),  # retried and then delivered
+        (outcome(a_jobs[352], "failure", retry), 2),  # given up stays given up
+        *((outcome(tail, "success"), 1) for _, tail in b_pairs[:5]),  # the whole group done
+        *((outcome(tail, "success"), 1) for _, tail in b_pairs[35:40]),  # a tail before its head
+        *((outcome(j, "failure", given_up), 4) for j in d_jobs[:10]),  # dropped: numbered on
+    ]
+    # The last result of b is a success; of a, a success then two failures.
+    ending: list[tuple[AttemptResult, int]] = [
+        (outcome(a_jobs[0], "success"), 2),
+        (outcome(b_jobs[0], "success"), 2),  # b_jobs[0] succeeded earlier in this batch
+        (outcome(a_jobs[50], "failure", retry), 2),
+        (outcome(a_jobs[350], "failure", given_up), 1),
+    ]
+    batch = [*middle, *seconds_results, *ending]
+    batch = [(replace(r, attempted_at=T0 + seconds(100 + i)), n) for i, (r, n) in enumerate(batch)]
+    assert len(batch) >= 1100
+
+    store.record([r for r, _ in batch])
+
+    # The attempt log: every result, numbered on from what each job had, newest first.
+    for webhook in (a, b, c, d):
+        before = [r for r in earlier if r.webhook_id == webhook]
+        numbers: dict[UUID, int] = {}
+        expected = []
+        for r in before:
+            numbers[r.event_id] = numbers.get(r.event_id, 0) + 1
+            expected.append((r.event_id, numbers[r.event_id], False, r.attempted_at))
+        expected += [
+            (r.event_id, n, r.succeeded, r.attempted_at)
+            for r, n in batch
+            if r.webhook_id == webhook
+        ]
+        expected.reverse()
+        total, log = store.attempts(webhook, 0, 10_000)
+        assert total == len(expected)
+        assert [(x.event_id, x.attempt, x.succeeded, x.attempted_at) for x in log] == expected
+    assert store.attempts(a, 0, 10_000, succeeded=True)[0] == 49 + 150 + 60 + 3
+
+    assert [store.consecutive_failures(w) for w in (a, b, c, d)] == [2, 0, 300, 140 + 130]
+    # a: 50 failed twice (50:100) + 99 (250:350 less the delivered 251); b: 100 singles,
+    # 15 + 15 tails released, 5 retried heads, 10 whole pairs; c: 100; d: dropped.
+    assert [store.pending_count(w) for w in (a, b, c, d)] == [50 + 99, 100 + 30 + 5 + 20, 100, 0]
+
+    # The heads that finished handed their groups on; the tails that finished did not.
+    # (Leased for longer than the test looks ahead, so that claims do not come back.)
+    hold = 100_000.0
+    released = [tail for _, tail in b_pairs[5:35]]
+    assert store.claim_due(T0 + seconds(999), 5000, hold) == released
+    retried = store.claim_due(retry, 5000, hold)
+    expected_retries = {
+        **{j.event_id: 2 for j in a_jobs[50:100]},
+        **{j.event_id: 1 for j in a_jobs[252:350]},
+        **{j.event_id: 1 for j in b_jobs[150:250]},
+        **{head.event_id: 1 for head, _ in b_pairs[35:50]},
+        **{j.event_id: 2 for j in c_jobs[:100]},
+    }
+    assert {j.event_id: j.attempt for j in retried} == expected_retries
+    assert all(j.due_at == retry for j in retried)
+    assert [j.position for j in retried] == sorted(j.position for j in retried)
+    assert store.claim_due(later_retry - seconds(1), 5000, hold) == []
+    [twice] = store.claim_due(later_retry, 5000, hold)
+    assert (twice.event_id, twice.attempt, twice.due_at) == (a_jobs[250].event_id, 2, later_retry)
+
+    # Redelivered by the stream: only the dropped jobs whose results did not finish them
+    # come back; nothing finished is delivered twice.
+    assert store.enqueue(everything, 2000) == 40 - 10 + 20
+    assert store.pending_count(d) == 50
+    assert {j.event_id for j in store.claim_due(later_retry, 5000, hold)} == {
+        j.event_id for j in d_jobs[10:40] + d_jobs[100:]
+    }
