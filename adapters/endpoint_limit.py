@@ -102,7 +102,9 @@ class EndpointLimit:
             self._slow_start = False
             self.limit = max(1.0, self.limit * _DECREASE_NO_ANSWER)
         else:
-            fastest = self._fastest * 2.0 ** ((now - self._fastest_at) / _FASTEST_HALF_LIFE)
+            # Capped: a monotonic clock counts from boot, and 2.0 ** (a day / 60 s) overflows.
+            doublings = min((now - self._fastest_at) / _FASTEST_HALF_LIFE, 64.0)
+            fastest = self._fastest * 2.0**doublings
             if latency < fastest:
                 fastest = self._fastest = latency
                 self._fastest_at = now

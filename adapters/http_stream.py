@@ -147,13 +147,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
-            transport = await loop.start_tls(
-                self._transport,
-                self._protocol,
-                ssl_context,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
+            # Our own deadline: the loop's ssl_handshake_timeout ends in a
+            # ConnectionAbortedError, which would read as a refused connection.
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                )
         except TimeoutError:
             self._transport.abort()
             raise httpcore.ConnectTimeout("timed out in the TLS handshake") from None

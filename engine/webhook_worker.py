@@ -129,7 +129,9 @@ class WebhookDelivery:
 
     async def _claim(self) -> int:
         room = self._concurrency - len(self._in_flight)
-        if room < min(50, self._concurrency):
+        # Claims come in batches, yet never wait for every call in flight to end: one
+        # silent endpoint's calls would then hold up all the others' for their timeout.
+        if room < max(1, min(50, self._concurrency // 4)):
             return 0
         # Calls to an endpoint already a second behind stay in the store, where they
         # hold no slot that another endpoint's calls could use.

@@ -5,6 +5,7 @@ disabling, the attempt log and the seven-day backfill."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -314,3 +315,38 @@ async def test_stored_calls_are_made_by_callers_in_other_processes_each_once(
     assert reported == {str(m) for m in messages}
     total, _ = api.engine.webhook_store.attempts(webhook_id, 0, 100, succeeded=True)
     assert total == len(messages)
+
+
+async def test_a_silent_endpoint_holds_up_no_other_endpoint(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    # Few slots in all, and an endpoint that never answers in time: its calls time out,
+    # it gets one call at a time, and once it is behind its calls wait in the store
+    # instead of in the slots the healthy endpoint needs.
+    receiver = WebhookReceiver(slow_seconds=3).start(extra_ports=1)
+    try:
+        api = api_for(make_engine, api_client, WEBHOOK_CONCURRENCY="8",
+                      WEBHOOK_TIMEOUT_SECONDS="1.5", WEBHOOK_RETRY_SCHEDULE="600")  # fmt: skip
+        silent = await api.ok(
+            "EmailGateway.AddWebhook", DomainID=api.keys["DomainID"], Event="delivered",
+            WebhookURL=f"http://127.0.0.1:{receiver.ports[1]}/slow",
+        )  # fmt: skip
+        await api.ok(
+            "EmailGateway.AddWebhook", DomainID=api.keys["DomainID"], Event="delivered",
+            WebhookURL=f"{receiver.url}/healthy",
+        )  # fmt: skip
+        count = 60
+        started = time.monotonic()
+        for n in range(count):
+            await api.send(f"reader{n}@example.org")
+        wait_for(lambda: len(receiver.calls_to("/healthy")) == count, timeout=30)
+        healthy_done = time.monotonic() - started
+        # Were the silent endpoint's calls taking slots, 60 of them timing out 1.5 s at a
+        # time in 8 slots would hold the healthy calls up for 10 s and more.
+        print(f"healthy calls done in {healthy_done:.2f} s")
+        assert healthy_done < 8, healthy_done
+        silent_id = UUID(silent["NewWebhookID"])
+        assert len(receiver.calls_to("/slow")) < count / 2
+        assert api.engine.webhook_store.pending_count(silent_id) > 0
+    finally:
+        receiver.stop()
