@@ -41,9 +41,9 @@ import uvloop
 from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
 from engine.processes import WorkerProcess
-from engine.runtime import Engine, Role, tune_garbage_collector, webhook_address_policy
+from engine.runtime import Engine, Role, tune_garbage_collector
 from engine.settings import Settings
-from engine.webhook_worker import WebhookDelivery, WebhookIntake
+from engine.webhook_worker import WebhookIntake
 from engine.webhooks import REST_ADD_ERRORS, WebhookRegistry, message_id_header
 
 ENDPOINTS = 40
@@ -192,7 +192,6 @@ def _phase(engine: Engine, domains: list[tuple[UUID, UUID]], rate: float, total:
     source = PacedEvents(domains, rate, total)
     registry = WebhookRegistry(engine.app)
     intake = WebhookIntake(engine.app, source, engine.webhook_store, registry)
-    settings = engine.settings
     stop = threading.Event()
     expected = total * HEALTHY // ENDPOINTS
     seen = len(nginx.calls())
@@ -201,22 +200,8 @@ def _phase(engine: Engine, domains: list[tuple[UUID, UUID]], rate: float, total:
         while not stop.is_set() and not source.done:
             intake.run_once(timeout=0.01)
 
-    from adapters.webhook_http import WebhookSender
-
     async def deliver() -> None:
-        sender = WebhookSender(
-            webhook_address_policy(settings),
-            connect_timeout=settings.webhook_connect_timeout_seconds,
-            total_timeout=settings.webhook_timeout_seconds,
-            max_connections=settings.webhook_concurrency,
-            max_per_host=settings.webhook_per_endpoint,
-        )
-        delivery = WebhookDelivery(
-            engine.app, engine.webhook_store, registry, sender,
-            concurrency=settings.webhook_concurrency,
-            retry_delays=settings.webhook_retry_delays,
-            disable_after=settings.webhook_disable_after,
-        )  # fmt: skip
+        delivery, sender = engine.webhook_caller(registry)
         stopped = asyncio.Event()
         task = asyncio.create_task(delivery.run(stopped))
         while time.monotonic() < deadline:

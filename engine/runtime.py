@@ -34,7 +34,7 @@ from engine.stream import NewEventSignal, NotificationLogSource, RecentEvents, o
 from engine.writer import BatchWriter
 
 if TYPE_CHECKING:
-    from adapters.webhook_http import AddressPolicy
+    from adapters.webhook_http import AddressPolicy, WebhookSender
     from adapters.webhook_store import WebhookStore
     from engine.bounce_intake import BounceIntake
     from engine.campaign_runner import CampaignRunner
@@ -409,30 +409,35 @@ class Engine:
 
         asyncio.run(main())
 
-    def _run_webhooks(self, stop: threading.Event, registry: WebhookRegistry) -> None:
+    def webhook_caller(self, registry: WebhookRegistry) -> tuple[WebhookDelivery, WebhookSender]:
+        """The loop that makes stored webhook calls, and its sender (for ``aclose``), as
+        the settings say; built inside the event loop that runs them."""
         from adapters.webhook_http import WebhookSender
         from engine.webhook_worker import WebhookDelivery
 
         settings = self.settings
+        sender = WebhookSender(
+            webhook_address_policy(settings),
+            connect_timeout=settings.webhook_connect_timeout_seconds,
+            total_timeout=settings.webhook_timeout_seconds,
+            max_connections=settings.webhook_concurrency,
+            max_per_host=settings.webhook_per_endpoint,
+        )
+        delivery = WebhookDelivery(
+            self.app,
+            self.webhook_store,
+            registry,
+            sender,
+            concurrency=settings.webhook_concurrency,
+            lease_seconds=settings.webhook_timeout_seconds * 2 + 60,
+            retry_delays=settings.webhook_retry_delays,
+            disable_after=settings.webhook_disable_after,
+        )
+        return delivery, sender
 
+    def _run_webhooks(self, stop: threading.Event, registry: WebhookRegistry) -> None:
         async def main() -> None:
-            sender = WebhookSender(
-                webhook_address_policy(settings),
-                connect_timeout=settings.webhook_connect_timeout_seconds,
-                total_timeout=settings.webhook_timeout_seconds,
-                max_connections=settings.webhook_concurrency,
-                max_per_host=settings.webhook_per_endpoint,
-            )
-            delivery = WebhookDelivery(
-                self.app,
-                self.webhook_store,
-                registry,
-                sender,
-                concurrency=settings.webhook_concurrency,
-                lease_seconds=settings.webhook_timeout_seconds * 2 + 60,
-                retry_delays=settings.webhook_retry_delays,
-                disable_after=settings.webhook_disable_after,
-            )
+            delivery, sender = self.webhook_caller(registry)
             self.webhook_delivery = delivery
             try:
                 await until_stopped(stop, delivery.run)
