@@ -12,7 +12,12 @@ as the signal, as in Netflix's concurrency-limits:
   answer until the first slow answer (slow start: it doubles each round
   trip), then by one per limit's worth of answers (additive increase);
 * when answers come slower than that, or not at all (timeout, refused,
-  reset), it shrinks by a fraction (multiplicative decrease), never below one.
+  reset), it shrinks by a fraction (multiplicative decrease), never below one,
+  once per round: answers to calls made before the last decrease do not
+  shrink it again.
+
+An answer on a connection the call had to open is not judged: the handshakes
+make it slower than the endpoint is.
 
 A dead endpoint therefore gets one call at a time, and a sender whose own CPU
 is the bottleneck (latency grows with everything it has in flight) stops
@@ -57,6 +62,8 @@ class EndpointLimit:
         self._fastest_at = 0.0
         self._slow_start = True
         self._average = 0.0  # seconds a slot is held, answered or not (moving average)
+        self._held: list[float] = []  # when each slot in use was taken
+        self._decreased_at = float("-inf")
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
@@ -68,15 +75,20 @@ class EndpointLimit:
         return int(self.limit)
 
     def backlog_seconds(self) -> float:
-        """About how long the calls waiting now will wait for a slot."""
-        return self.waiting * self._average / self.slots
+        """About how long the calls waiting now will wait for a slot. A slot held longer
+        than the average counts as held that long: a newly silent endpoint is behind
+        before its first call times out."""
+        if not self._waiters:
+            return 0.0
+        held = time.monotonic() - min(self._held) if self._held else 0.0
+        return self.waiting * max(self._average, held) / self.slots
 
     async def acquire(self) -> float:
         """Wait for a slot; returns the moment it was taken (``time.monotonic()``), which
         ``release`` needs to judge the answer. Cancellable while waiting."""
         if self.in_use < self.slots and not self._waiters:
             self.in_use += 1
-            return time.monotonic()
+            return self._taken()
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -90,18 +102,27 @@ class EndpointLimit:
                 with contextlib.suppress(ValueError):  # _wake may have dropped it already
                     self._waiters.remove(waiter)
             raise
-        return time.monotonic()
+        return self._taken()
 
-    def release(self, taken_at: float, answered: bool) -> None:
-        """Give the slot back. ``answered``: an HTTP answer came (whatever its status)."""
+    def _taken(self) -> float:
+        now = time.monotonic()
+        self._held.append(now)
+        return now
+
+    def release(self, taken_at: float, answered: bool, judged: bool = True) -> None:
+        """Give the slot back. ``answered``: an HTTP answer came (whatever its status);
+        ``judged``: the answer's latency is the endpoint's (no new connection in it)."""
         now = time.monotonic()
         latency = now - taken_at
         self.in_use -= 1
+        if taken_at in self._held:
+            self._held.remove(taken_at)
+        elif self._held:  # not a moment acquire gave: a slot was given back all the same
+            self._held.remove(min(self._held))
         self._average += (latency - self._average) * _AVERAGE_WEIGHT
         if not answered:
-            self._slow_start = False
-            self.limit = max(1.0, self.limit * _DECREASE_NO_ANSWER)
-        else:
+            self._decrease(taken_at, _DECREASE_NO_ANSWER)
+        elif judged:
             # Capped: a monotonic clock counts from boot, and 2.0 ** (a day / 60 s) overflows.
             doublings = min((now - self._fastest_at) / _FASTEST_HALF_LIFE, 64.0)
             fastest = self._fastest * 2.0**doublings
@@ -109,12 +130,17 @@ class EndpointLimit:
                 fastest = self._fastest = latency
                 self._fastest_at = now
             if latency > fastest * self._tolerance + self._slack:
-                self._slow_start = False
-                self.limit = max(1.0, self.limit * _DECREASE)
+                self._decrease(taken_at, _DECREASE)
             elif self._waiters:
                 step = 1.0 if self._slow_start else 1.0 / self.limit
                 self.limit = min(float(self.maximum), self.limit + step)
         self._wake()
+
+    def _decrease(self, taken_at: float, factor: float) -> None:
+        self._slow_start = False
+        if taken_at >= self._decreased_at:
+            self.limit = max(1.0, self.limit * factor)
+            self._decreased_at = time.monotonic()
 
     def _wake(self) -> None:
         while self._waiters and self.in_use < self.slots:

@@ -137,7 +137,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(protocol.error)) from protocol.error
 
     async def aclose(self) -> None:
+        # httpcore closes only connections it is done with: nothing buffered is still
+        # owed, and a peer that reads nothing (or never answers a TLS close) must not
+        # keep the socket open. So, as anyio does: close, let the loop run once, abort.
         self._transport.close()
+        await asyncio.sleep(0)
+        self._transport.abort()
 
     async def start_tls(
         self,
@@ -159,7 +164,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         except OSError as exc:  # ssl.SSLError included
             self._transport.abort()
             raise httpcore.ConnectError(str(exc)) from exc
+        except BaseException:
+            self._transport.abort()
+            raise
         if transport is None:  # the connection closed during the handshake
+            self._transport.abort()
             raise httpcore.ConnectError("the server closed the connection during the TLS handshake")
         self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)

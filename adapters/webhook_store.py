@@ -21,7 +21,10 @@ Order per message: jobs of one (webhook, message) are delivered in stream order.
 job carries a ``head`` flag, true for the lowest position pending in its (webhook,
 message) group; only heads are claimed, so a claim reads one index range of due heads
 however many later jobs wait behind a failing one. The flag is set when jobs are added
-and handed on when a head finishes, each time by an index lookup of the group.
+and handed on when a head finishes, each time by an index lookup of the group. A claim
+may skip webhooks (those of an endpoint already behind): their due heads are then read
+in that index range and passed over, a cost in proportion to their backlog (about 10 ms
+per 100,000 on SQLite), which is why the caller makes such claims at most ten a second.
 
 Finished jobs are remembered by the attempt log itself: the attempt that finishes a job
 is logged as ``finished``, and ``enqueue`` looks for such an attempt by (webhook, event)
@@ -273,7 +276,11 @@ _SQLITE_SCHEMA = (
     " position INTEGER NOT NULL, occurred_at INTEGER NOT NULL, payload BLOB NOT NULL,"
     " attempt INTEGER NOT NULL, due_at INTEGER NOT NULL, head INTEGER NOT NULL,"
     " PRIMARY KEY (webhook_id, event_id))",
-    "CREATE INDEX IF NOT EXISTS webhook_jobs_due ON webhook_jobs (due_at, position) WHERE head = 1",
+    # Due heads in claim order; the webhook too, so that skipping a busy webhook's jobs
+    # reads the index alone (webhook_jobs_due, without it, is dropped where found).
+    "DROP INDEX IF EXISTS webhook_jobs_due",
+    "CREATE INDEX IF NOT EXISTS webhook_jobs_due_heads"
+    " ON webhook_jobs (due_at, position, webhook_id) WHERE head = 1",
     "CREATE INDEX IF NOT EXISTS webhook_jobs_order"
     " ON webhook_jobs (webhook_id, message_id, position)",
     "CREATE TABLE IF NOT EXISTS webhook_failures ("

@@ -38,14 +38,16 @@ def serve(
         typer.Option(
             "--single-process",
             help="Run every role in this one process instead of putting delivery, the "
-            "scheduler and the relay in a second one (which uses a second core)",
+            "scheduler, the relay and the webhook worker in a second one, and more webhook "
+            "callers in WEBHOOK_PROCESSES - 1 more (which use the other cores)",
         ),
     ] = False,
     parent_pid: Annotated[
         int | None, typer.Option(hidden=True, help="Stop when this process is gone")
     ] = None,
 ) -> None:
-    """Run the API and the workers: by default in two processes, or only the given roles."""
+    """Run the API and the workers: by default in an API process, a worker process and
+    WEBHOOK_PROCESSES - 1 webhook callers, or only the given roles in this process."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -85,6 +87,8 @@ def serve(
                 stop_when_parent_exits(parent_pid, stop)
             stop.wait()
     finally:
+        for worker_process in worker_processes:
+            worker_process.request_stop()
         for worker_process in worker_processes:
             worker_process.stop()
         engine.close()

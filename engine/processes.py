@@ -3,13 +3,13 @@
 CPython runs one thread at a time per process, so an engine whose API, delivery
 worker and scheduler share a process uses one core. ``sendstream serve`` therefore
 runs the delivery side (delivery, scheduler and, with Kafka, the relay) in a child
-process of its own. Both processes write to the same event store: SQLite serialises
+process of its own. All processes write to the same event store: SQLite serialises
 their transactions, PostgreSQL was built for it.
 
 Webhook calls cost the most CPU per event of anything the worker does (an HTTP round
 trip in Python, about half a millisecond), so ``WEBHOOK_PROCESSES`` - 1 more children
 make calls beside the worker process (``--role webhook-calls``): they take due calls
-from the same store, whose claims are leased, so no two take the same call.
+from the same store, whose claims are leased: no two take a call at the same time.
 
 The campaign runner stays with the API too: it reads the reporting tables to pace its
 fan-out, and it keeps the delivery process free for delivering. The SMTP submission
@@ -89,13 +89,20 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the child to stop (SIGTERM) without waiting, so that several stop together."""
         self._stopping.set()
         with self._lock:
             process = self._process
-        if process is None or process.poll() is not None:
+        if process is not None and process.poll() is None:
+            process.terminate()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.request_stop()
+        with self._lock:
+            process = self._process
+        if process is None:
             return
-        process.terminate()
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -39,6 +39,7 @@ from projections.events import rows_for
 log = logging.getLogger(__name__)
 
 _BACKED_UP_SECONDS = 1.0
+_SKIPPING_CLAIM_INTERVAL = 0.1
 
 # Events that change who listens: the registry forgets what it knew.
 _WEBHOOK_CHANGES = ("Webhook.", "SenderDomain.WebhookAttached", "SenderDomain.WebhookDetached",
@@ -110,15 +111,25 @@ class WebhookDelivery:
         self._results: list[AttemptResult] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._webhook_domains: dict[UUID, UUID] = {}
-        self._webhook_origins: dict[UUID, tuple[str, str]] = {}  # webhook → (url, endpoint)
+        # Which webhooks call which endpoint (scheme, host, port), to skip a busy one's.
+        self._webhook_urls: dict[UUID, str] = {}
+        self._endpoint_webhooks: dict[str, set[UUID]] = {}
+        self._next_skipping_claim = 0.0
         self.delivered = 0
         self.failed = 0
 
     async def run(self, stopped: asyncio.Event) -> None:
         try:
             while not stopped.is_set():
-                claimed = await self._claim()
-                await self._flush()
+                try:
+                    claimed = await self._claim()
+                    await self._flush()
+                except Exception:
+                    # The store is busy or away: the calls in flight go on, their results
+                    # wait here, and claiming starts again in a second.
+                    log.exception("webhook calls: the store failed; trying again")
+                    await asyncio.sleep(1.0)
+                    continue
                 if not claimed:
                     # Nothing due, or every slot busy: wait for a slot or for time to pass.
                     await asyncio.sleep(0.02 if self._in_flight else 0.1)
@@ -135,12 +146,18 @@ class WebhookDelivery:
             return 0
         # Calls to an endpoint already a second behind stay in the store, where they
         # hold no slot that another endpoint's calls could use.
-        backed_up = self._sender.backed_up(_BACKED_UP_SECONDS)
-        skip = (
-            [w for w, (_, key) in self._webhook_origins.items() if key in backed_up]
-            if backed_up
-            else []
-        )
+        skip = [
+            webhook_id
+            for endpoint in self._sender.backed_up(_BACKED_UP_SECONDS)
+            for webhook_id in self._endpoint_webhooks.get(endpoint, ())
+        ]
+        if skip:
+            # A claim that skips still reads past the skipped webhooks' due calls (their
+            # backlog may be long), holding the store meanwhile: ten such claims a second.
+            now = time.monotonic()
+            if now < self._next_skipping_claim:
+                return 0
+            self._next_skipping_claim = now + _SKIPPING_CLAIM_INTERVAL
         jobs = await asyncio.to_thread(
             self._store.claim_due,
             datetime.now(UTC),
@@ -167,12 +184,7 @@ class WebhookDelivery:
             # Deleted or disabled since the call was stored: it is not made.
             self._results.append(_finished(job, started, "", "webhook deleted or disabled"))
             return
-        known = self._webhook_origins.get(job.webhook_id)
-        if known is None or known[0] != webhook.url:
-            self._webhook_origins[job.webhook_id] = (
-                webhook.url,
-                self._sender.origin_of(webhook.url),
-            )
+        self._learn_endpoint(job.webhook_id, webhook.url)
         message_id = message_id_header(job.event_id)
         timestamp = int(time.time())
         method, url, body, content_type = request_parts(webhook.method, webhook.url, job.payload)
@@ -209,6 +221,15 @@ class WebhookDelivery:
             )
         )
 
+    def _learn_endpoint(self, webhook_id: UUID, url: str) -> None:
+        known = self._webhook_urls.get(webhook_id)
+        if known == url:
+            return
+        if known is not None:
+            self._endpoint_webhooks[self._sender.origin_of(known)].discard(webhook_id)
+        self._webhook_urls[webhook_id] = url
+        self._endpoint_webhooks.setdefault(self._sender.origin_of(url), set()).add(webhook_id)
+
     def _domain_of(self, job: DeliveryJob) -> UUID | None:
         return self._webhook_domains.get(job.webhook_id) or self._learn_domain(job.webhook_id)
 
@@ -224,7 +245,11 @@ class WebhookDelivery:
         if not self._results:
             return
         results, self._results = self._results, []
-        await asyncio.to_thread(self._store.record, results)
+        try:
+            await asyncio.to_thread(self._store.record, results)
+        except BaseException:
+            self._results[:0] = results  # recorded with the next flush, not lost
+            raise
         failing = {r.webhook_id for r in results if not r.succeeded}
         if failing:
             await asyncio.to_thread(self._disable_exhausted, failing, results)

@@ -205,8 +205,9 @@ class DomainWebhooks:
 class WebhookRegistry:
     """The webhooks of each sender domain, read from the event store and kept a few seconds.
 
-    The worker forgets a domain when the stream shows one of its webhooks changing; the
-    time limit covers changes the stream has not brought yet.
+    The intake forgets what it knew when the stream shows a webhook changing; the time
+    limit covers changes the stream has not brought yet, and callers in processes
+    without an intake.
     """
 
     def __init__(self, app: Sendstream, lifetime: float = 5.0) -> None:

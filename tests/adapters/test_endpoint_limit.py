@@ -251,7 +251,10 @@ async def test_no_answer_halves_the_limit_and_ends_slow_start(clock: FakeClock) 
 
     answer(limit, clock, 0.001, answered=False)
     assert limit.limit == 4.0
-    answer(limit, clock, 5.0, answered=False)
+    answer(limit, clock, 5.0, answered=False)  # made before that decrease: the same round
+    assert limit.limit == 4.0
+    clock.now += 1.0
+    answer(limit, clock, 0.5, answered=False)  # made after it: the next round
     assert limit.limit == 2.0
 
     # Slow start is over: a fast answer adds 1/limit, not 1.
@@ -265,6 +268,7 @@ async def test_the_limit_never_drops_below_one(clock: FakeClock) -> None:
     for _ in range(4):
         await limit.acquire()
     for _ in range(4):
+        clock.now += 2.0  # each call made after the last decrease
         answer(limit, clock, 1.0, answered=False)
     assert limit.limit == 1.0
     assert limit.in_use == 0
@@ -444,9 +448,11 @@ async def test_backlog_grows_with_the_waiters(clock: FakeClock) -> None:
     assert limit.backlog_seconds() == 0.0  # nobody waits
 
     first = await start_waiters(limit, 4)
-    assert limit.backlog_seconds() == pytest.approx(4 * 0.1 / 2)
+    # The slot taken before the clock moved has been held 1 s, longer than the 0.1 s
+    # average: it is what the waiters wait behind.
+    assert limit.backlog_seconds() == pytest.approx(4 * 1.0 / 2)
     second = await start_waiters(limit, 4)
-    assert limit.backlog_seconds() == pytest.approx(8 * 0.1 / 2)
+    assert limit.backlog_seconds() == pytest.approx(8 * 1.0 / 2)
 
     await drain(limit, first + second)
     assert limit.backlog_seconds() == 0.0
@@ -554,3 +560,41 @@ async def test_the_first_answer_on_a_machine_up_for_a_day_is_judged(clock: FakeC
     limit.release(taken, answered=True)
     assert limit.in_use == 2
     assert await waiter == clock.now
+
+
+async def test_a_newly_silent_endpoint_is_behind_before_its_first_call_times_out(
+    clock: FakeClock,
+) -> None:
+    limit = new_limit(maximum=10)
+    await limit.acquire()
+    await limit.acquire()
+    waiters = await start_waiters(limit, 3)
+    assert limit.backlog_seconds() == 0.0  # no answer yet, no time held yet
+    clock.now += 2.0  # nothing comes back
+    assert limit.backlog_seconds() == pytest.approx(3 * 2.0 / 2)
+    await drain(limit, waiters)
+
+
+async def test_a_burst_of_slow_answers_from_one_round_decreases_once(clock: FakeClock) -> None:
+    limit = new_limit(maximum=100, initial=32)
+    taken = [await limit.acquire() for _ in range(32)]
+    answer(limit, clock, FAST)  # sets the fastest answer
+    clock.now += 1.0
+    for moment in taken[1:]:  # all made before the first of them came back slow
+        limit.release(moment, answered=True)
+    assert limit.limit == pytest.approx(32 * 0.9)
+    assert limit.in_use == 0
+
+
+async def test_an_answer_on_a_new_connection_is_not_judged(clock: FakeClock) -> None:
+    limit = new_limit(maximum=100, initial=4)
+    for _ in range(4):
+        await limit.acquire()
+    waiters = await start_waiters(limit, 2)
+    answer(limit, clock, FAST)
+    assert limit.limit == 5.0  # slow start
+    taken = clock.now - 10 * FAST
+    limit.release(taken, answered=True, judged=False)  # slow, but it had to connect first
+    assert limit.limit == 5.0
+    assert limit.in_use == 4  # the freed slots went to the waiters
+    await drain(limit, waiters)

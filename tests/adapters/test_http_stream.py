@@ -724,3 +724,26 @@ def test_on_uvloop(scenario: Callable[..., Awaitable[None]], tls_files: TlsFiles
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run())
+
+
+async def test_closing_lets_go_of_a_connection_with_data_nobody_reads() -> None:
+    # httpcore closes only connections it is done with; what is still buffered for a peer
+    # that reads nothing must not keep the socket open.
+    never = asyncio.Event()
+
+    async def read_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await never.wait()
+
+    async with serve(read_nothing, rcvbuf=SMALL_BUFFER) as server:
+        stream = await open_tcp_stream(
+            LOOPBACK,
+            server.port,
+            socket_options=[(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)],
+        )
+        with pytest.raises(httpcore.WriteTimeout):
+            await stream.write(payload(4 * MiB, seed=1), timeout=0.05)
+        sock = stream.get_extra_info("socket")
+        await stream.aclose()
+        await asyncio.sleep(0.05)
+        assert stream.get_extra_info("is_readable")  # the connection is lost to us
+        assert sock.fileno() == -1

@@ -978,3 +978,40 @@ def _make_certificates(folder: Path, name: str) -> TlsFiles:
         )
     )
     return files
+
+
+async def test_an_endpoint_that_refuses_gets_one_call_at_a_time(
+    sender: WebhookSender, token: str
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        url = f"http://{LOOPBACK}:{probe.getsockname()[1]}/echo?t={token}"
+        for _ in range(3):
+            assert (await sender.send(_post(url))).error == "connection refused"
+        origin = sender._origins[sender.origin_of(url)]
+    assert origin.slots.limit == 1.0  # from 2, halved by the first refusal, never below 1
+
+
+async def test_an_endpoint_whose_calls_queue_past_a_second_is_backed_up(
+    server: RunningServer, token: str
+) -> None:
+    sender = WebhookSender(LOCAL, total_timeout=5.0)
+    url = server.url("/sleep", token, s="1.5")
+    try:
+        calls = [asyncio.create_task(sender.send(_post(url))) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        assert sender.backed_up(1.0) == set()  # two held for 0.2 s, four waiting: 0.4 s
+        await asyncio.sleep(0.6)
+        assert sender.backed_up(1.0) == {sender.origin_of(url)}  # 4 x 0.8 s / 2 slots
+        results = await asyncio.gather(*calls)
+    finally:
+        await sender.aclose()
+    assert all(result.succeeded for result in results)
+    assert sender.backed_up(1.0) == set()
+
+
+def test_the_endpoint_of_a_url_is_its_scheme_host_and_port() -> None:
+    sender = WebhookSender(LOCAL)
+    assert sender.origin_of("https://Hooks.Example.com/a?b=c") == "https://hooks.example.com:443"
+    assert sender.origin_of("http://hooks.example.com:8080/") == "http://hooks.example.com:8080"
+    assert sender.origin_of("not a url") == ""
