@@ -123,6 +123,18 @@ class WebhookStore(Protocol):
         """
         ...
 
+    def record_and_claim(
+        self,
+        results: Sequence[AttemptResult],
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        skip: Collection[UUID] = (),
+    ) -> list[DeliveryJob]:
+        """``record(results)`` then ``claim_due(now, limit, lease_seconds, skip)``, in ONE
+        transaction: a caller's round trip to the store, and the store's write lock, once."""
+        ...
+
     def record(self, results: Sequence[AttemptResult]) -> None:
         """Log attempts, count failures, reschedule or finish jobs, in ONE transaction.
 
@@ -344,7 +356,11 @@ class SqliteWebhookStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Callers in several processes share the file; its transactions are short, and a
+        # writer that waits its turn is better than one that gives up after 5 s.
+        self._db = sqlite3.connect(
+            path, timeout=30.0, check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -406,21 +422,47 @@ class SqliteWebhookStore:
     ) -> list[DeliveryJob]:
         if limit <= 0:
             return []
+        with self._write() as db:
+            return self._claim_in(db, now, limit, lease_seconds, skip)
+
+    def record_and_claim(
+        self,
+        results: Sequence[AttemptResult],
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        skip: Collection[UUID] = (),
+    ) -> list[DeliveryJob]:
+        if not results and limit <= 0:
+            return []
+        with self._write() as db:
+            self._record_in(db, results)
+            return self._claim_in(db, now, limit, lease_seconds, skip)
+
+    def _claim_in(
+        self,
+        db: sqlite3.Connection,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        skip: Collection[UUID],
+    ) -> list[DeliveryJob]:
+        if limit <= 0:
+            return []
         now_us = _to_us(now)
         until = _to_us(now + timedelta(seconds=lease_seconds))
         skipped = [webhook_id.bytes for webhook_id in list(skip)[:MAX_SKIPPED]]
-        with self._write() as db:
-            rows = db.execute(
-                "SELECT rowid, webhook_id, event_id, message_id, position, occurred_at, payload,"  # noqa: S608 (placeholders only; values are bound)
-                " attempt, due_at FROM webhook_jobs"
-                " WHERE head = 1 AND due_at <= ?"
-                f" AND webhook_id NOT IN ({','.join('?' * len(skipped))})"
-                " ORDER BY due_at, position LIMIT ?",
-                (now_us, *skipped, limit),
-            ).fetchall()
-            db.executemany(
-                "UPDATE webhook_jobs SET due_at = ? WHERE rowid = ?", [(until, r[0]) for r in rows]
-            )
+        rows = db.execute(
+            "SELECT rowid, webhook_id, event_id, message_id, position, occurred_at, payload,"  # noqa: S608 (placeholders only; values are bound)
+            " attempt, due_at FROM webhook_jobs"
+            " WHERE head = 1 AND due_at <= ?"
+            f" AND webhook_id NOT IN ({','.join('?' * len(skipped))})"
+            " ORDER BY due_at, position LIMIT ?",
+            (now_us, *skipped, limit),
+        ).fetchall()
+        db.executemany(
+            "UPDATE webhook_jobs SET due_at = ? WHERE rowid = ?", [(until, r[0]) for r in rows]
+        )
         return [
             DeliveryJob(
                 webhook_id=UUID(bytes=r[1]),
@@ -438,87 +480,86 @@ class SqliteWebhookStore:
     def record(self, results: Sequence[AttemptResult]) -> None:
         if not results:
             return
-        keys = list(dict.fromkeys((r.webhook_id, r.event_id) for r in results))
         with self._write() as db:
-            pending: dict[_Key, _Pending] = {}
-            for chunk in _chunks(keys):
-                for w, e, m, position, attempt in db.execute(
-                    "SELECT j.webhook_id, j.event_id, j.message_id, j.position, j.attempt"  # noqa: S608 (placeholders only; values are bound)
-                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
-                    " ON j.webhook_id = k.column1 AND j.event_id = k.column2",
-                    _flat(chunk),
-                ):
-                    pending[UUID(bytes=w), UUID(bytes=e)] = _Pending(
-                        UUID(bytes=m), position, attempt
-                    )
-            missing = [key for key in keys if key not in pending]
-            logged: dict[_Key, int] = dict.fromkeys(missing, 0)
-            for chunk in _chunks(missing):
-                for w, e, last in db.execute(
-                    "SELECT a.webhook_id, a.event_id, MAX(a.attempt)"  # noqa: S608 (placeholders only; values are bound)
-                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_attempts a"
-                    " ON a.webhook_id = k.column1 AND a.event_id = k.column2"
-                    " GROUP BY a.webhook_id, a.event_id",
-                    _flat(chunk),
-                ):
-                    logged[UUID(bytes=w), UUID(bytes=e)] = last
-            plan = _plan(results, pending, logged)
-            db.executemany(
-                "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, attempted_at, url,"
-                " status_code, latency_ms, error, response_snippet, succeeded, finished)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.webhook_id.bytes,
-                        r.event_id.bytes,
-                        number,
-                        _to_us(r.attempted_at),
-                        r.url,
-                        r.status_code,
-                        r.latency_ms,
-                        r.error,
-                        r.response_snippet,
-                        r.succeeded,
-                        r.next_due_at is None,
-                    )
-                    for r, number in plan.log
-                ],
-            )
-            db.executemany(
-                "UPDATE webhook_jobs SET attempt = ?, due_at = ?"
-                " WHERE webhook_id = ? AND event_id = ?",
-                [
-                    (n, _to_us(due), w.bytes, e.bytes)
-                    for (w, e), (n, due) in plan.rescheduled.items()
-                ],
-            )
-            for chunk in _chunks(sorted(plan.finished)):
-                db.execute(
-                    "DELETE FROM webhook_jobs WHERE rowid IN (SELECT j.rowid"  # noqa: S608 (placeholders only; values are bound)
-                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
-                    " ON j.webhook_id = k.column1 AND j.event_id = k.column2)",
-                    _flat(chunk),
+            self._record_in(db, results)
+
+    def _record_in(self, db: sqlite3.Connection, results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
+        keys = list(dict.fromkeys((r.webhook_id, r.event_id) for r in results))
+        pending: dict[_Key, _Pending] = {}
+        for chunk in _chunks(keys):
+            for w, e, m, position, attempt in db.execute(
+                "SELECT j.webhook_id, j.event_id, j.message_id, j.position, j.attempt"  # noqa: S608 (placeholders only; values are bound)
+                f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                " ON j.webhook_id = k.column1 AND j.event_id = k.column2",
+                _flat(chunk),
+            ):
+                pending[UUID(bytes=w), UUID(bytes=e)] = _Pending(UUID(bytes=m), position, attempt)
+        missing = [key for key in keys if key not in pending]
+        logged: dict[_Key, int] = dict.fromkeys(missing, 0)
+        for chunk in _chunks(missing):
+            for w, e, last in db.execute(
+                "SELECT a.webhook_id, a.event_id, MAX(a.attempt)"  # noqa: S608 (placeholders only; values are bound)
+                f" FROM {_keys(len(chunk))} CROSS JOIN webhook_attempts a"
+                " ON a.webhook_id = k.column1 AND a.event_id = k.column2"
+                " GROUP BY a.webhook_id, a.event_id",
+                _flat(chunk),
+            ):
+                logged[UUID(bytes=w), UUID(bytes=e)] = last
+        plan = _plan(results, pending, logged)
+        db.executemany(
+            "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, attempted_at, url,"
+            " status_code, latency_ms, error, response_snippet, succeeded, finished)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.webhook_id.bytes,
+                    r.event_id.bytes,
+                    number,
+                    _to_us(r.attempted_at),
+                    r.url,
+                    r.status_code,
+                    r.latency_ms,
+                    r.error,
+                    r.response_snippet,
+                    r.succeeded,
+                    r.next_due_at is None,
                 )
-            # Only groups with a job left need their head handed on; most have none.
-            waiting: list[tuple[bytes, bytes]] = []
-            for chunk in _chunks(sorted(plan.groups)):
-                waiting += db.execute(
-                    "SELECT DISTINCT j.webhook_id, j.message_id"  # noqa: S608 (placeholders only; values are bound)
-                    f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
-                    " ON j.webhook_id = k.column1 AND j.message_id = k.column2",
-                    _flat(chunk),
-                ).fetchall()
-            db.executemany(_SQLITE_NORMALISE_HEAD, waiting)
-            db.executemany(
-                "INSERT INTO webhook_failures VALUES (?, ?) ON CONFLICT (webhook_id)"
-                " DO UPDATE SET consecutive = excluded.consecutive",
-                [(w.bytes, n) for w, n in plan.reset.items()],
+                for r, number in plan.log
+            ],
+        )
+        db.executemany(
+            "UPDATE webhook_jobs SET attempt = ?, due_at = ? WHERE webhook_id = ? AND event_id = ?",
+            [(n, _to_us(due), w.bytes, e.bytes) for (w, e), (n, due) in plan.rescheduled.items()],
+        )
+        for chunk in _chunks(sorted(plan.finished)):
+            db.execute(
+                "DELETE FROM webhook_jobs WHERE rowid IN (SELECT j.rowid"  # noqa: S608 (placeholders only; values are bound)
+                f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                " ON j.webhook_id = k.column1 AND j.event_id = k.column2)",
+                _flat(chunk),
             )
-            db.executemany(
-                "INSERT INTO webhook_failures VALUES (?, ?) ON CONFLICT (webhook_id)"
-                " DO UPDATE SET consecutive = consecutive + excluded.consecutive",
-                [(w.bytes, n) for w, n in plan.add.items()],
-            )
+        # Only groups with a job left need their head handed on; most have none.
+        waiting: list[tuple[bytes, bytes]] = []
+        for chunk in _chunks(sorted(plan.groups)):
+            waiting += db.execute(
+                "SELECT DISTINCT j.webhook_id, j.message_id"  # noqa: S608 (placeholders only; values are bound)
+                f" FROM {_keys(len(chunk))} CROSS JOIN webhook_jobs j"
+                " ON j.webhook_id = k.column1 AND j.message_id = k.column2",
+                _flat(chunk),
+            ).fetchall()
+        db.executemany(_SQLITE_NORMALISE_HEAD, waiting)
+        db.executemany(
+            "INSERT INTO webhook_failures VALUES (?, ?) ON CONFLICT (webhook_id)"
+            " DO UPDATE SET consecutive = excluded.consecutive",
+            [(w.bytes, n) for w, n in plan.reset.items()],
+        )
+        db.executemany(
+            "INSERT INTO webhook_failures VALUES (?, ?) ON CONFLICT (webhook_id)"
+            " DO UPDATE SET consecutive = consecutive + excluded.consecutive",
+            [(w.bytes, n) for w, n in plan.add.items()],
+        )
 
     def consecutive_failures(self, webhook_id: UUID) -> int:
         with self._lock:
@@ -803,20 +844,46 @@ class PostgresWebhookStore:
     ) -> list[DeliveryJob]:
         if limit <= 0:
             return []
+        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
+            return self._claim_in(cursor, now, limit, lease_seconds, skip)
+
+    def record_and_claim(
+        self,
+        results: Sequence[AttemptResult],
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        skip: Collection[UUID] = (),
+    ) -> list[DeliveryJob]:
+        if not results and limit <= 0:
+            return []
+        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
+            self._record_in(cursor, results)
+            return self._claim_in(cursor, now, limit, lease_seconds, skip)
+
+    def _claim_in(
+        self,
+        cursor: psycopg.Cursor[Any],
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        skip: Collection[UUID],
+    ) -> list[DeliveryJob]:
+        if limit <= 0:
+            return []
         until = _aware(now) + timedelta(seconds=lease_seconds)
         skipped = list(skip)[:MAX_SKIPPED]
-        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
-            rows = cursor.execute(
-                "WITH c AS (SELECT webhook_id, event_id, due_at FROM sendstream_webhook_jobs"
-                "  WHERE head AND due_at <= %s AND NOT (webhook_id = ANY(%s::uuid[]))"
-                "  ORDER BY due_at, position LIMIT %s"
-                "  FOR UPDATE SKIP LOCKED)"
-                " UPDATE sendstream_webhook_jobs j SET due_at = %s FROM c"
-                " WHERE j.webhook_id = c.webhook_id AND j.event_id = c.event_id"
-                " RETURNING j.webhook_id, j.event_id, j.message_id, j.position, j.occurred_at,"
-                " j.payload, j.attempt, c.due_at",
-                (now, skipped, limit, until),
-            ).fetchall()
+        rows = cursor.execute(
+            "WITH c AS (SELECT webhook_id, event_id, due_at FROM sendstream_webhook_jobs"
+            "  WHERE head AND due_at <= %s AND NOT (webhook_id = ANY(%s::uuid[]))"
+            "  ORDER BY due_at, position LIMIT %s"
+            "  FOR UPDATE SKIP LOCKED)"
+            " UPDATE sendstream_webhook_jobs j SET due_at = %s FROM c"
+            " WHERE j.webhook_id = c.webhook_id AND j.event_id = c.event_id"
+            " RETURNING j.webhook_id, j.event_id, j.message_id, j.position, j.occurred_at,"
+            " j.payload, j.attempt, c.due_at",
+            (now, skipped, limit, until),
+        ).fetchall()
         jobs = [
             DeliveryJob(
                 webhook_id=r[0],
@@ -836,6 +903,12 @@ class PostgresWebhookStore:
     def record(self, results: Sequence[AttemptResult]) -> None:
         if not results:
             return
+        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
+            self._record_in(cursor, results)
+
+    def _record_in(self, cursor: psycopg.Cursor[Any], results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
         keys = list(dict.fromkeys((r.webhook_id, r.event_id) for r in results))
         key_columns = ([w for w, _ in keys], [e for _, e in keys])
         find = (
@@ -844,95 +917,92 @@ class PostgresWebhookStore:
             " JOIN sendstream_webhook_jobs j"
             "  ON j.webhook_id = k.webhook_id AND j.event_id = k.event_id"
         )
-        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
-            # A job's group never changes: learn the groups, lock them, then read the jobs
-            # again under the locks (and row locks) for their current attempt counts.
-            groups = {(r[0], r[2]) for r in cursor.execute(find, key_columns).fetchall()}
-            self._lock_groups(cursor, groups)
-            pending = {
-                (r[0], r[1]): _Pending(r[2], r[3], r[4])
-                for r in cursor.execute(
-                    find + " ORDER BY j.webhook_id, j.event_id FOR UPDATE OF j", key_columns
-                ).fetchall()
-            }
-            missing = [k for k in keys if k not in pending]
-            logged: dict[_Key, int] = dict.fromkeys(missing, 0)
-            if missing:
-                for w, e, last in cursor.execute(
-                    "SELECT a.webhook_id, a.event_id, MAX(a.attempt)"
-                    " FROM unnest(%s::uuid[], %s::uuid[]) AS k(webhook_id, event_id)"
-                    " JOIN sendstream_webhook_attempts a"
-                    "  ON a.webhook_id = k.webhook_id AND a.event_id = k.event_id"
-                    " GROUP BY a.webhook_id, a.event_id",
-                    ([w for w, _ in missing], [e for _, e in missing]),
-                ).fetchall():
-                    logged[w, e] = last
-            plan = _plan(results, pending, logged)
+        # A job's group never changes: learn the groups, lock them, then read the jobs
+        # again under the locks (and row locks) for their current attempt counts.
+        groups = {(r[0], r[2]) for r in cursor.execute(find, key_columns).fetchall()}
+        self._lock_groups(cursor, groups)
+        pending = {
+            (r[0], r[1]): _Pending(r[2], r[3], r[4])
+            for r in cursor.execute(
+                find + " ORDER BY j.webhook_id, j.event_id FOR UPDATE OF j", key_columns
+            ).fetchall()
+        }
+        missing = [k for k in keys if k not in pending]
+        logged: dict[_Key, int] = dict.fromkeys(missing, 0)
+        if missing:
+            for w, e, last in cursor.execute(
+                "SELECT a.webhook_id, a.event_id, MAX(a.attempt)"
+                " FROM unnest(%s::uuid[], %s::uuid[]) AS k(webhook_id, event_id)"
+                " JOIN sendstream_webhook_attempts a"
+                "  ON a.webhook_id = k.webhook_id AND a.event_id = k.event_id"
+                " GROUP BY a.webhook_id, a.event_id",
+                ([w for w, _ in missing], [e for _, e in missing]),
+            ).fetchall():
+                logged[w, e] = last
+        plan = _plan(results, pending, logged)
 
-            log: list[list[Any]] = [[] for _ in range(11)]
-            for r, number in plan.log:
-                values = (
-                    r.webhook_id,
-                    r.event_id,
-                    number,
-                    r.attempted_at,
-                    r.url,
-                    r.status_code,
-                    r.latency_ms,
-                    r.error,
-                    r.response_snippet,
-                    r.succeeded,
-                    r.next_due_at is None,
-                )
-                for column, value in zip(log, values, strict=True):
-                    column.append(value)
+        log: list[list[Any]] = [[] for _ in range(11)]
+        for r, number in plan.log:
+            values = (
+                r.webhook_id,
+                r.event_id,
+                number,
+                r.attempted_at,
+                r.url,
+                r.status_code,
+                r.latency_ms,
+                r.error,
+                r.response_snippet,
+                r.succeeded,
+                r.next_due_at is None,
+            )
+            for column, value in zip(log, values, strict=True):
+                column.append(value)
+        cursor.execute(
+            "INSERT INTO sendstream_webhook_attempts (webhook_id, event_id, attempt,"
+            " attempted_at, url, status_code, latency_ms, error, response_snippet, succeeded,"
+            " finished)"
+            " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::integer[],"
+            " %s::timestamptz[], %s::text[], %s::integer[], %s::float8[], %s::text[],"
+            " %s::text[], %s::boolean[], %s::boolean[])",
+            log,
+        )
+        if plan.rescheduled:
+            items = sorted(plan.rescheduled.items())
             cursor.execute(
-                "INSERT INTO sendstream_webhook_attempts (webhook_id, event_id, attempt,"
-                " attempted_at, url, status_code, latency_ms, error, response_snippet, succeeded,"
-                " finished)"
-                " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::integer[],"
-                " %s::timestamptz[], %s::text[], %s::integer[], %s::float8[], %s::text[],"
-                " %s::text[], %s::boolean[], %s::boolean[])",
-                log,
+                "UPDATE sendstream_webhook_jobs j SET attempt = u.attempt, due_at = u.due_at"
+                " FROM unnest(%s::uuid[], %s::uuid[], %s::integer[], %s::timestamptz[])"
+                "  AS u(webhook_id, event_id, attempt, due_at)"
+                " WHERE j.webhook_id = u.webhook_id AND j.event_id = u.event_id",
+                (
+                    [w for (w, _), _ in items],
+                    [e for (_, e), _ in items],
+                    [n for _, (n, _) in items],
+                    [due for _, (_, due) in items],
+                ),
             )
-            if plan.rescheduled:
-                items = sorted(plan.rescheduled.items())
-                cursor.execute(
-                    "UPDATE sendstream_webhook_jobs j SET attempt = u.attempt, due_at = u.due_at"
-                    " FROM unnest(%s::uuid[], %s::uuid[], %s::integer[], %s::timestamptz[])"
-                    "  AS u(webhook_id, event_id, attempt, due_at)"
-                    " WHERE j.webhook_id = u.webhook_id AND j.event_id = u.event_id",
-                    (
-                        [w for (w, _), _ in items],
-                        [e for (_, e), _ in items],
-                        [n for _, (n, _) in items],
-                        [due for _, (_, due) in items],
-                    ),
-                )
-            if plan.finished:
-                done = sorted(plan.finished)
-                cursor.execute(
-                    "DELETE FROM sendstream_webhook_jobs j"
-                    " USING unnest(%s::uuid[], %s::uuid[]) AS d(webhook_id, event_id)"
-                    " WHERE j.webhook_id = d.webhook_id AND j.event_id = d.event_id",
-                    ([w for w, _ in done], [e for _, e in done]),
-                )
-                ordered = sorted(plan.groups)
-                cursor.execute(
-                    _PG_NORMALISE_HEADS, ([w for w, _ in ordered], [m for _, m in ordered])
-                )
-            changes = sorted(
-                [(w, n, True) for w, n in plan.reset.items()]
-                + [(w, n, False) for w, n in plan.add.items()]
-            )
-            webhooks = [w for w, _, _ in changes]
-            # Lock every counter row in key order first (creating those missing), so that
-            # concurrent ``record`` calls cannot lock two webhooks in opposite orders.
-            cursor.execute(_PG_LOCK_FAILURES, (webhooks,))
+        if plan.finished:
+            done = sorted(plan.finished)
             cursor.execute(
-                _PG_UPDATE_FAILURES,
-                (webhooks, [n for _, n, _ in changes], [reset for _, _, reset in changes]),
+                "DELETE FROM sendstream_webhook_jobs j"
+                " USING unnest(%s::uuid[], %s::uuid[]) AS d(webhook_id, event_id)"
+                " WHERE j.webhook_id = d.webhook_id AND j.event_id = d.event_id",
+                ([w for w, _ in done], [e for _, e in done]),
             )
+            ordered = sorted(plan.groups)
+            cursor.execute(_PG_NORMALISE_HEADS, ([w for w, _ in ordered], [m for _, m in ordered]))
+        changes = sorted(
+            [(w, n, True) for w, n in plan.reset.items()]
+            + [(w, n, False) for w, n in plan.add.items()]
+        )
+        webhooks = [w for w, _, _ in changes]
+        # Lock every counter row in key order first (creating those missing), so that
+        # concurrent ``record`` calls cannot lock two webhooks in opposite orders.
+        cursor.execute(_PG_LOCK_FAILURES, (webhooks,))
+        cursor.execute(
+            _PG_UPDATE_FAILURES,
+            (webhooks, [n for _, n, _ in changes], [reset for _, _, reset in changes]),
+        )
 
     def consecutive_failures(self, webhook_id: UUID) -> int:
         with self._lock:

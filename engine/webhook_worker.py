@@ -122,8 +122,7 @@ class WebhookDelivery:
         try:
             while not stopped.is_set():
                 try:
-                    claimed = await self._claim()
-                    await self._flush()
+                    claimed = await self._exchange()
                 except Exception:
                     # The store is busy or away: the calls in flight go on, their results
                     # wait here, and claiming starts again in a second.
@@ -138,12 +137,34 @@ class WebhookDelivery:
                 await asyncio.wait(self._in_flight, timeout=15)
             await self._flush()
 
-    async def _claim(self) -> int:
+    async def _exchange(self) -> int:
+        """Record the results so far and claim more due calls, in one transaction; start
+        the calls claimed. Returns how many."""
+        limit, skip = self._claim_size_now()
+        if not self._results and not limit:
+            return 0
+        results, self._results = self._results, []
+        try:
+            jobs = await asyncio.to_thread(
+                self._store.record_and_claim, results, datetime.now(UTC), limit, self._lease, skip
+            )
+        except BaseException:
+            self._results[:0] = results  # recorded with the next exchange, not lost
+            raise
+        for job in jobs:
+            task = asyncio.create_task(self._call(job))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        await self._disable_exhausted_of(results)
+        return len(jobs)
+
+    def _claim_size_now(self) -> tuple[int, list[UUID]]:
+        """How many calls to claim now (0: none), and the webhooks whose calls to leave."""
         room = self._concurrency - len(self._in_flight)
         # Claims come in batches, yet never wait for every call in flight to end: one
         # silent endpoint's calls would then hold up all the others' for their timeout.
         if room < max(1, min(50, self._concurrency // 4)):
-            return 0
+            return 0, []
         # Calls to an endpoint already a second behind stay in the store, where they
         # hold no slot that another endpoint's calls could use.
         skip = [
@@ -156,20 +177,9 @@ class WebhookDelivery:
             # backlog may be long), holding the store meanwhile: ten such claims a second.
             now = time.monotonic()
             if now < self._next_skipping_claim:
-                return 0
+                return 0, []
             self._next_skipping_claim = now + _SKIPPING_CLAIM_INTERVAL
-        jobs = await asyncio.to_thread(
-            self._store.claim_due,
-            datetime.now(UTC),
-            min(room, self._claim_size),
-            self._lease,
-            skip,
-        )
-        for job in jobs:
-            task = asyncio.create_task(self._call(job))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        return len(jobs)
+        return min(room, self._claim_size), skip
 
     async def _call(self, job: DeliveryJob) -> None:
         started = datetime.now(UTC)
@@ -248,8 +258,11 @@ class WebhookDelivery:
         try:
             await asyncio.to_thread(self._store.record, results)
         except BaseException:
-            self._results[:0] = results  # recorded with the next flush, not lost
+            self._results[:0] = results
             raise
+        await self._disable_exhausted_of(results)
+
+    async def _disable_exhausted_of(self, results: list[AttemptResult]) -> None:
         failing = {r.webhook_id for r in results if not r.succeeded}
         if failing:
             await asyncio.to_thread(self._disable_exhausted, failing, results)

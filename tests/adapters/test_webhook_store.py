@@ -1065,3 +1065,35 @@ def test_record_of_1100_mixed_results_in_one_call(store: WebhookStore) -> None:
     assert {j.event_id for j in store.claim_due(later_retry, 5000, hold)} == {
         j.event_id for j in d_jobs[10:40] + d_jobs[100:]
     }
+
+
+def test_record_and_claim_records_first_then_claims_in_one_call(store: WebhookStore) -> None:
+    hook, other = uuid4(), uuid4()
+    message = uuid4()
+    first = make_job(hook, 1, message_id=message)
+    second = make_job(hook, 2, message_id=message)  # waits behind `first`
+    failing = make_job(other, 3)
+    store.enqueue([first, second, failing], None)
+    claimed = store.claim_due(T0, 10, LEASE)
+    assert event_ids(claimed) == [first.event_id, failing.event_id]
+
+    # The head's success hands the group on, so the same call claims the next job; the
+    # failure's retry is not due yet and is not claimed.
+    results = [
+        result_for(first, T0 + seconds(1), succeeded=True),
+        result_for(failing, T0 + seconds(1), succeeded=False, next_due_at=T0 + seconds(60)),
+    ]
+    again = store.record_and_claim(results, T0 + seconds(2), 10, LEASE)
+    assert event_ids(again) == [second.event_id]
+    assert store.attempts(hook, 0, 10)[0] == 1
+    assert store.consecutive_failures(other) == 1
+    due = {j.event_id: j.attempt for j in store.claim_due(T0 + seconds(60), 10, LEASE)}
+    assert due[failing.event_id] == 1  # (and `second`, its lease over, attempt 0)
+    assert due[second.event_id] == 0
+
+    # Nothing to record and nothing to claim: nothing happens.
+    assert store.record_and_claim([], T0 + seconds(90), 0, LEASE) == []
+    # Results only (limit 0): recorded, nothing claimed.
+    done = result_for(second, T0 + seconds(91), succeeded=True)
+    assert store.record_and_claim([done], T0 + seconds(91), 0, LEASE) == []
+    assert store.pending_count(hook) == 0
