@@ -6,6 +6,7 @@ COPY engine engine
 COPY adapters adapters
 COPY projections projections
 COPY api api
+COPY cli cli
 RUN pip install --no-cache-dir .
 ENV SENDSTREAM_DATA_DIR=/var/lib/sendstream
 EXPOSE 8000

@@ -28,7 +28,7 @@ test-deps: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain engine adapters projections api
+	$(BIN)/mypy domain engine adapters projections api cli
 
 test-embedded: test-deps
 	SENDSTREAM_TEST_KAFKA=0 $(BIN)/pytest -q -p no:cacheprovider

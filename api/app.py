@@ -22,7 +22,7 @@ from domain.errors import ErrorText, Extensions, GetEvents, RequestRejected, Sen
 from engine.application import SenderContext
 from engine.keys import tracking_key
 from engine.params import MAX_PAGED_RECORDS, date_param, event_param
-from engine.runtime import Engine
+from engine.runtime.composition import Engine
 from projections.events import list_events
 
 log = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.errors import JSONResponse
 from domain.account import Account
 from domain.errors import Command, ErrorText, RequestRejected
-from engine.campaigns import CampaignService
-from engine.gateway import Gateway
-from engine.suppressions import SuppressionCommands
-from engine.webhooks import WebhookCommands
+from engine.accounts.gateway import Gateway
+from engine.campaigns.commands import CampaignService
+from engine.feedback.suppressions import SuppressionCommands
+from engine.webhooks.commands import WebhookCommands
 
 log = logging.getLogger(__name__)
 

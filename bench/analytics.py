@@ -33,9 +33,9 @@ from uuid import UUID, uuid4
 from adapters.ports import ReportingStore
 from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
-from engine.campaign_runner import campaign_statistics
-from engine.projector import Projector
-from engine.runtime import Engine, tune_garbage_collector
+from engine.campaigns.runner import campaign_statistics
+from engine.reporting.projector import Projector
+from engine.runtime.composition import Engine, tune_garbage_collector
 from engine.settings import Settings
 from projections.events import list_event_rows
 from projections.query import parse_query

@@ -55,7 +55,7 @@ class Server:
 
     def bootstrap(self) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "bootstrap", "--domain", "example.com"],
+            [sys.executable, "-m", "cli", "bootstrap", "--domain", "example.com"],
             env=self.env, check=True, capture_output=True,
         )  # fmt: skip
         return str(json.loads(out.stdout)["SenderAPIKey"])
@@ -63,7 +63,7 @@ class Server:
     def start(self) -> str:
         key = self.bootstrap()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port)]
+            [sys.executable, "-m", "cli", "serve", "--port", str(self.port)]
             + [arg for role in self.roles for arg in ("--role", role)],
             env=self.env,
             stdout=(self.workdir / "server.log").open("wb"),

@@ -48,7 +48,7 @@ def run(seconds: int = 10) -> list[tuple[str, str, str]]:
         server.start()
         keys = json.loads(
             subprocess.run(
-                [sys.executable, "-m", "engine.cli", "bootstrap", "--domain", "bench.example"],
+                [sys.executable, "-m", "cli", "bootstrap", "--domain", "bench.example"],
                 env=server.env, check=True, capture_output=True,
             ).stdout
         )  # fmt: skip

@@ -23,7 +23,7 @@ from adapters.dsn import DeliveryReport, FeedbackReport
 from bench.machine import describe, print_table
 from domain.bounces import BounceClass
 from domain.verp import verp_address
-from engine.bounce_intake import BounceIntake
+from engine.feedback.bounce_intake import BounceIntake
 
 KEY = b"bench key: not a secret"
 HOST = "bounces.bench.test"

@@ -13,8 +13,8 @@ from uuid import UUID
 
 from tqdm import tqdm
 
-from engine.processes import API_PROCESS_ROLES, WorkerProcess
-from engine.runtime import Engine
+from engine.runtime.composition import Engine
+from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
 from engine.settings import Settings
 from tests.services import start_smtp_sink
 

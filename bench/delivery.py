@@ -12,8 +12,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.application import SenderContext
-from engine.processes import API_PROCESS_ROLES, WorkerProcess
-from engine.runtime import Engine
+from engine.runtime.composition import Engine
+from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
 from engine.settings import Settings
 from tests.services import start_kafka_broker, start_smtp_sink
 

@@ -17,10 +17,10 @@ from aiosmtplib import SMTP
 from tqdm import tqdm
 
 from domain.account import SmtpCredential, smtp_credential_id
-from engine.passwords import hash_password
-from engine.runtime import Engine, Role
+from engine.accounts.passwords import hash_password
+from engine.runtime.composition import Engine, Role
+from engine.sending.smtp_submission import SubmissionServer
 from engine.settings import Settings
-from engine.smtp_submission import SubmissionServer
 
 USERNAME = "bench@example.com"
 PASSWORD = "bench password"  # noqa: S105 (a throwaway credential of a throwaway store)

@@ -40,11 +40,11 @@ import uvloop
 
 from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
-from engine.processes import WorkerProcess
-from engine.runtime import Engine, Role, tune_garbage_collector
+from engine.runtime.composition import Engine, Role, tune_garbage_collector
+from engine.runtime.processes import WorkerProcess
 from engine.settings import Settings
-from engine.webhook_worker import WebhookIntake
-from engine.webhooks import REST_ADD_ERRORS, WebhookRegistry, message_id_header
+from engine.webhooks.commands import REST_ADD_ERRORS, WebhookRegistry, message_id_header
+from engine.webhooks.worker import WebhookIntake
 
 ENDPOINTS = 40
 HEALTHY = ENDPOINTS - 2

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from domain import errors as E
 from domain.campaign_schedule import canonical_zone
 from domain.errors import Extensions, RequestRejected
-from engine.send_request import parse_timestamp
+from engine.sending.request import parse_timestamp
 from projections.events import EVENT_TYPE_NAMES
 
 # How deep a range may be paged (TooManyRecordsException): a deeper offset means a narrower range.

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.dns import DnsLookup
 from domain.dns_records import DKIM, PURPOSES, SPF, DnsRecord, required_records
-from engine.domain_verification import check_records
+from engine.accounts.dns_check import check_records
 from tests.services import DnsEntry, DnsmasqService, free_port
 
 DnsServer = Callable[..., DnsmasqService]

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from api.app import create_app
-from engine.runtime import ALL_ROLES, Engine, Role
+from engine.runtime.composition import ALL_ROLES, Engine, Role
 from engine.settings import Settings
 
 KAFKA_MODE = os.environ.get("SENDSTREAM_TEST_KAFKA", "0") == "1"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.runtime import Engine
+from engine.runtime.composition import Engine
 from tests.integration.test_send_pipeline import bearer, email_body
 
 

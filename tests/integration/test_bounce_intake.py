@@ -19,7 +19,7 @@ import pytest
 from adapters.dsn import DeliveryReport, FeedbackReport
 from domain.bounces import BounceClass
 from domain.verp import verp_address
-from engine.bounce_intake import BounceIntake
+from engine.feedback.bounce_intake import BounceIntake
 from tests.adapters.test_dsn import EXPECTED
 from tests.fixtures.bounces import make_postfix_samples as samples
 

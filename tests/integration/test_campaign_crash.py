@@ -17,8 +17,8 @@ import pytest
 
 from domain.campaign import CampaignStatus, campaign_message_id
 from domain.message import MessageStatus
-from engine.delivery import INTERRUPTED
-from engine.runtime import Engine
+from engine.delivery.worker import INTERRUPTED
+from engine.runtime.composition import Engine
 from engine.settings import Settings
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
@@ -71,7 +71,7 @@ def prepare(data_dir: Path) -> tuple[UUID, UUID]:
 
 def serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--single-process",
+        [sys.executable, "-m", "cli", "serve", "--single-process",
          "--port", str(free_port())],
         env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )  # fmt: skip

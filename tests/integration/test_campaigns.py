@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from domain.campaign import CampaignStatus
-from engine.runtime import Engine, Role
+from engine.runtime.composition import Engine, Role
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
 
@@ -276,7 +276,7 @@ async def test_a_recursive_campaign_sends_one_instance_per_due_time_up_to_its_ma
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from engine.campaign_runner import CampaignRunner
+    from engine.campaigns.runner import CampaignRunner
     from projections.events import finished_message_count, held_message_ids
 
     # The runner is driven by hand with a clock of its own; delivery runs for real.

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from domain.message import MessageStatus
-from engine.gateway import QUEUE_CLEARED
-from engine.passwords import verify_password
-from engine.runtime import Engine, Role
+from engine.accounts.gateway import QUEUE_CLEARED
+from engine.accounts.passwords import verify_password
+from engine.runtime.composition import Engine, Role
 from tests.integration.conftest import wait_for
 
 Client = Callable[[Engine], httpx.AsyncClient]
@@ -174,7 +174,7 @@ async def test_login_gives_a_session_that_works_and_a_wrong_password_does_not(
 
 
 async def test_sessions_expire(tenants: tuple[Tenant, Tenant]) -> None:
-    from engine.gateway import Sessions
+    from engine.accounts.gateway import Sessions
 
     sessions = Sessions(b"secret", lifetime_seconds=60)
     alpha, _ = tenants

@@ -16,8 +16,8 @@ import pytest
 
 from domain.content import Address, EmailContent
 from domain.message import FINAL_STATUSES, MessageStatus
-from engine.delivery import INTERRUPTED
-from engine.runtime import Engine, Role
+from engine.delivery.worker import INTERRUPTED
+from engine.runtime.composition import Engine, Role
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
 
@@ -49,7 +49,7 @@ def receiver() -> Iterator[Receiver]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--role", "delivery"],
+        [sys.executable, "-m", "cli", "serve", "--role", "delivery"],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.dkim import verify as dkim_verify
 from adapters.dns import DnsLookup
-from engine.runtime import Engine, Role
+from engine.runtime.composition import Engine, Role
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
 from tests.services import DnsmasqService

@@ -12,8 +12,8 @@ import httpx
 
 from domain.message import MessageStatus
 from domain.suppression import BOUNCE, COMPLAINT, UNSUBSCRIBE
-from engine.feedback import FeedbackService
-from engine.runtime import Engine, Role
+from engine.feedback.service import FeedbackService
+from engine.runtime.composition import Engine, Role
 from tests.integration.conftest import wait_for
 
 Client = Callable[[Engine], httpx.AsyncClient]

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
-from engine.runtime import Engine, Role
+from engine.runtime.composition import Engine, Role
 
 COMMANDS = [
     "EmailGateway.AddDomain",

@@ -58,7 +58,7 @@ class Served:
         self.url = f"http://127.0.0.1:{port}"
         self.key = key
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "cli", "serve", "--port", str(port)],
             env=env,
             cwd=ROOT,
             stdout=log.open("ab"),
@@ -119,7 +119,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
         env.pop(name, None)
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bootstrap", "--domain", "example.com"],
+        [sys.executable, "-m", "cli", "bootstrap", "--domain", "example.com"],
         env=env, cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
     key = json.loads(out.stdout)["SenderAPIKey"]

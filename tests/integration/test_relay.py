@@ -36,9 +36,9 @@ from adapters.kafka import (
 )
 from domain.content import Address, EmailContent
 from domain.envelope import EventEnvelope, event_id_for
-from engine.relay import ALL_STREAMS, Relay
-from engine.runtime import Engine
-from engine.stream import NotificationLogSource
+from engine.eventlog.followers import NotificationLogSource
+from engine.eventlog.relay import ALL_STREAMS, Relay
+from engine.runtime.composition import Engine
 from tests.integration.conftest import wait_for
 from tests.services import RunningService
 

@@ -22,8 +22,8 @@ from typing import Any
 from uuid import UUID
 
 from domain.content import Address, EmailContent
-from engine.replay import replay
-from engine.runtime import Engine
+from engine.reporting.replay import replay
+from engine.runtime.composition import Engine
 from projections.events import list_events
 from tests.integration.conftest import wait_for
 
@@ -143,7 +143,7 @@ def test_the_cli_rebuilds_the_tables_of_a_closed_engine(
     }
     env["SENDSTREAM_DATA_DIR"] = str(data_dir)
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "replay-projections"],
+        [sys.executable, "-m", "cli", "replay-projections"],
         env=env,
         cwd=REPO,
         capture_output=True,

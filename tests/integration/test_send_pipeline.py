@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from domain.message import MessageStatus, message_id_for
-from engine.runtime import Engine
+from engine.runtime.composition import Engine
 from tests.integration.conftest import new_postgres_schema, wait_for
 from tests.integration.receiver import Receiver
 

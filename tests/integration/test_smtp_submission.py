@@ -28,9 +28,9 @@ from cryptography.x509.oid import NameOID
 
 from domain.account import SmtpCredential, smtp_credential_id
 from domain.message import MessageStatus
-from engine.passwords import hash_password
-from engine.runtime import Engine, Role
-from engine.smtp_submission import SubmissionServer
+from engine.accounts.passwords import hash_password
+from engine.runtime.composition import Engine, Role
+from engine.sending.smtp_submission import SubmissionServer
 from tests.integration.conftest import wait_for
 
 USERNAME = "smtp-user@example.com"

@@ -37,9 +37,9 @@ from adapters.ports import EventSource
 from domain.content import Address, EmailContent
 from domain.envelope import EventEnvelope, event_id_for
 from engine.application import SenderContext
-from engine.relay import ALL_STREAMS, Relay
-from engine.runtime import Engine
-from engine.stream import NotificationLogSource
+from engine.eventlog.followers import NotificationLogSource
+from engine.eventlog.relay import ALL_STREAMS, Relay
+from engine.runtime.composition import Engine
 from tests.services import RunningService
 
 READ = ("message", "submission")  # the streams most tests ask for

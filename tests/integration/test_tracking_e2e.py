@@ -15,7 +15,7 @@ import pytest
 
 from domain.message import MessageStatus
 from domain.suppression import BOUNCE, UNSUBSCRIBE
-from engine.runtime import Engine
+from engine.runtime.composition import Engine
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
 

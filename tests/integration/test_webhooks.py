@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from domain.webhook import Webhook as WebhookAggregate
-from engine.runtime import ALL_ROLES, Engine, Role
+from engine.runtime.composition import ALL_ROLES, Engine, Role
 from tests.integration.conftest import wait_for
 from tests.webhook_receiver import WebhookReceiver
 

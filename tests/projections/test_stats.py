@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.ports import ReportingStore
-from engine.campaign_runner import campaign_statistics
+from engine.campaigns.runner import campaign_statistics
 from engine.params import date_param
 from projections.events import ensure_schema, insert_new_events
 from projections.schema import MIGRATIONS, applied_versions, apply_retention, migrate

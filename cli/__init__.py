@@ -1,0 +1,1 @@
+"""``sendstream``, the command line: the entry point above the engine and the API it serves."""

@@ -1,0 +1,180 @@
+"""``sendstream``: serve the engine, bootstrap an account, rebuild the reporting tables."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import sys
+import threading
+from typing import Annotated
+from uuid import UUID
+
+import orjson
+import typer
+
+from engine.runtime.composition import ALL_ROLES, Engine, Role, tune_garbage_collector
+from engine.runtime.processes import (
+    API_PROCESS_ROLES,
+    WORKER_PROCESS_ROLES,
+    WorkerProcess,
+    stop_when_parent_exits,
+)
+from engine.settings import Settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address the API listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the API listens on")] = 8000,
+    role: Annotated[
+        list[Role] | None,
+        typer.Option(help="Run only these roles (repeatable); default: all of them"),
+    ] = None,
+    single_process: Annotated[
+        bool,
+        typer.Option(
+            "--single-process",
+            help="Run every role in this one process instead of putting delivery, the "
+            "scheduler, the relay and the webhook worker in a second one, and more webhook "
+            "callers in WEBHOOK_PROCESSES - 1 more (which use the other cores)",
+        ),
+    ] = False,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop when this process is gone")
+    ] = None,
+) -> None:
+    """Run the API and the workers: by default in an API process, a worker process and
+    WEBHOOK_PROCESSES - 1 webhook callers, or only the given roles in this process."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    worker_processes: list[WorkerProcess] = []
+    if role:
+        roles = frozenset(role)
+    elif single_process:
+        roles = ALL_ROLES
+    else:
+        roles = API_PROCESS_ROLES
+        worker_processes.append(WorkerProcess(settings, WORKER_PROCESS_ROLES))
+        # The worker process makes webhook calls too; these make them beside it.
+        worker_processes += [
+            WorkerProcess(settings, {Role.WEBHOOK_CALLS})
+            for _ in range(settings.webhook_processes - 1)
+        ]
+    engine = Engine(settings, roles=roles)
+    engine.start_workers()
+    for worker_process in worker_processes:
+        worker_process.start()
+    tune_garbage_collector()
+    try:
+        if Role.API in roles:
+            import uvicorn
+
+            from api.app import create_app
+
+            uvicorn.run(
+                create_app(engine), host=host, port=port, log_level="warning", access_log=False
+            )
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            if parent_pid is not None:
+                stop_when_parent_exits(parent_pid, stop)
+            stop.wait()
+    finally:
+        for worker_process in worker_processes:
+            worker_process.request_stop()
+        for worker_process in worker_processes:
+            worker_process.stop()
+        engine.close()
+
+
+@cli.command()
+def bootstrap(
+    domain: Annotated[str, typer.Option(help="The sender domain, e.g. example.com")],
+    username: Annotated[
+        str | None,
+        typer.Option(help="The login for User.Login; default: admin@<domain>"),
+    ] = None,
+) -> None:
+    """Create an account (with a login), a sender domain and a sender API key; print them and
+    the generated password once, as JSON."""
+    from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
+    from engine.accounts.passwords import new_password
+
+    try:
+        name = normalise_domain_name(domain)
+    except DomainNameInvalid as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    engine = Engine(Settings(), roles=frozenset())
+    try:
+        if username is not None and engine.gateway.username_taken(username):
+            typer.echo(f"error: the username {username!r} is taken", err=True)
+            raise typer.Exit(2)
+        login = username or f"admin@{name}"
+        while engine.gateway.username_taken(login):  # another account of the same domain
+            login = f"admin-{secrets.token_hex(3)}@{name}"
+        password = new_password()
+        result = engine.app.bootstrap(name)
+        engine.gateway.set_login(UUID(result["AccountID"]), login, password)
+        result.update({"Username": login, "Password": password})
+    finally:
+        engine.close()
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@cli.command("import-subscribers")
+def import_subscribers(
+    path: Annotated[str, typer.Argument(help="A CSV file with a header row, or a .json array")],
+    account_key: Annotated[str, typer.Option(help="The account's API key (acc_…)")],
+    list_id: Annotated[str, typer.Option(help="The ListID to import into")],
+) -> None:
+    """Import subscribers into a list from a file, with a progress bar; prints the report."""
+    from tqdm import tqdm
+
+    from domain.errors import RequestRejected
+    from engine.campaigns.commands import rows_from_file
+
+    engine = Engine(Settings(), roles=frozenset())
+    try:
+        try:
+            account = engine.gateway.authenticate({"APIKey": account_key})
+            subscribers = engine.campaigns._own_list(account, {"ListID": list_id})
+        except RequestRejected as rejected:
+            typer.echo(f"error: {rejected.errors[0].message}", err=True)
+            raise typer.Exit(2) from None
+        rows = rows_from_file(path)
+        with tqdm(total=len(rows), unit="row", desc="importing") as bar:
+            done = 0
+
+            def progress(seen: int) -> None:
+                nonlocal done
+                bar.update(seen - done)
+                done = seen
+
+            report = engine.campaigns.import_rows(subscribers, rows, progress=progress)
+    finally:
+        engine.close()
+    sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@cli.command("replay-projections")
+def replay_projections() -> None:
+    """Rebuild the ClickHouse tables from the event store; the old tables serve until the swap."""
+    from engine.reporting.replay import replay
+
+    engine = Engine(Settings(), roles=frozenset())
+    try:
+        replay(engine, progress=True)
+    finally:
+        engine.close()
+
+
+def main() -> None:
+    cli()

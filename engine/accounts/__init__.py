@@ -1,0 +1,9 @@
+"""Accounts: logins, sender domains with their DNS and DKIM, sender API keys and SMTP
+credentials (``EmailGateway.*`` and ``User.Login`` of 002 and 000).
+
+Writes the ``Account``, ``UsernameClaim``, ``SenderDomain``, ``SenderApiKey`` and
+``SmtpCredential`` events (``Account.Opened``, ``SenderDomain.Verified``,
+``SenderDomain.DnsChecked``, ``SmtpCredential.Issued`` …); clearing a domain's queue
+records ``Message.Failed`` for each message still waiting. Reads no stream: every command
+loads the aggregates it answers about.
+"""

@@ -1,0 +1,798 @@
+"""The account layer of ``POST /api.php``: logins, sender domains, their DNS and DKIM, sender
+API keys and SMTP credentials (``EmailGateway.*`` and ``User.Login`` in 002 and 000).
+
+Every command takes the caller's ``Account`` and answers only about that account's
+resources: anything else is "not found", worded as each command's document words it,
+so one account can neither see nor infer another's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import struct
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from adapters.ports import ReportingStore
+from domain import errors as E
+from domain.account import (
+    Account,
+    DomainLimitReached,
+    SenderApiKey,
+    SenderDomain,
+    SmtpCredential,
+    UsernameClaim,
+    aggregate_id_for_key,
+    key_digest,
+    smtp_credential_id,
+    username_id,
+)
+from domain.errors import ErrorText, RequestRejected
+from domain.message import QUEUE_CLEARED, MessageStatus
+from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
+from engine.accounts.passwords import hash_password, new_password, verify_password
+from engine.application import (
+    ACCOUNT_KEY_KIND,
+    KEY_PERMISSIONS,
+    SENDER_KEY_KIND,
+    Sendstream,
+    new_sender_domain,
+)
+from engine.keys import session_secret
+from engine.params import (
+    MAX_PAGED_RECORDS,
+    count_param,
+    date_param,
+    event_param,
+    iso_time,
+    text_param,
+    time_zone_param,
+    uuid_param,
+)
+from engine.sending.service import RequestLimit, SendingService
+
+AggregateT = TypeVar("AggregateT", bound=Aggregate)
+
+_READ_CACHE_SECONDS = 2.0
+_PENDING = (MessageStatus.ACCEPTED, MessageStatus.SCHEDULED, MessageStatus.QUEUED,
+            MessageStatus.DEFERRED)  # fmt: skip
+
+
+def _flag(params: dict[str, Any], name: str, current: bool) -> bool:
+    """``1``/``0`` in the documents; true/false, yes/no and on/off are accepted too."""
+    if name not in params or params[name] in (None, ""):
+        return current
+    value = params[name]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise RequestRejected(E.Command.INVALID_OPTION.format(name=name))
+
+
+class Sessions:
+    """``SessionID``s that carry their account and expiry, signed with a server secret.
+
+    Nothing to store or share between API processes but the secret, and a session
+    cannot outlive its expiry, whatever happens to the process that issued it.
+    """
+
+    _LAYOUT = struct.Struct(">16sQ")
+
+    def __init__(self, secret: bytes, lifetime_seconds: int) -> None:
+        self._secret = secret
+        self._lifetime = lifetime_seconds
+
+    def issue(self, account_id: UUID, now: float | None = None) -> tuple[str, datetime]:
+        expires = int((now or time.time()) + self._lifetime)
+        body = self._LAYOUT.pack(account_id.bytes, expires)
+        token = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
+        return "ses_" + token, datetime.fromtimestamp(expires, UTC)
+
+    def account_of(self, session_id: str, now: float | None = None) -> UUID | None:
+        if not session_id.startswith("ses_") or len(session_id) > 128:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(session_id[4:] + "=" * (-len(session_id[4:]) % 4))
+        except (ValueError, TypeError):
+            return None
+        body, signature = raw[: self._LAYOUT.size], raw[self._LAYOUT.size :]
+        if len(body) != self._LAYOUT.size or not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        account_bytes, expires = self._LAYOUT.unpack(body)
+        if expires < (now or time.time()):
+            return None
+        return UUID(bytes=account_bytes)
+
+    def _sign(self, body: bytes) -> bytes:
+        return hmac.new(self._secret, body, hashlib.sha256).digest()[:20]
+
+
+class Gateway:
+    """The ``EmailGateway.*`` commands of the account layer, and ``User.Login``."""
+
+    def __init__(
+        self,
+        app: Sendstream,
+        sending: SendingService,
+        pending_messages: Callable[[UUID], list[UUID]] | None = None,
+        reporting: Callable[[], ReportingStore] | None = None,
+    ) -> None:
+        self._app = app
+        self._reporting = reporting
+        self._settings = app.settings
+        self._sending = sending
+        self._pending_messages = pending_messages
+        self._sessions = Sessions(
+            session_secret(app.settings), app.settings.session_lifetime_seconds
+        )
+        self._limiter = RequestLimit(app.settings.api_rate_limit)
+        self._cache: dict[UUID, tuple[float, Aggregate | None]] = {}
+        self._cache_lock = threading.Lock()
+
+    # Reading, with a short cache: the same few aggregates answer most requests.
+
+    def _load(self, aggregate_id: UUID, kind: type[AggregateT]) -> AggregateT | None:
+        now = time.monotonic()
+        cached = self._cache.get(aggregate_id)
+        if cached is not None and now - cached[0] < _READ_CACHE_SECONDS:
+            found = cached[1]
+        else:
+            try:
+                found = self._app._get(aggregate_id, Aggregate)
+            except AggregateNotFoundError:
+                found = None
+            with self._cache_lock:
+                if len(self._cache) > 50_000:
+                    self._cache.clear()
+                self._cache[aggregate_id] = (now, found)
+        return found if isinstance(found, kind) else None
+
+    def _save(self, *aggregates: Aggregate) -> None:
+        """Save, and forget what this process had cached of them."""
+        try:
+            self._app.save(*aggregates)
+        finally:
+            with self._cache_lock:
+                for aggregate in aggregates:
+                    self._cache.pop(aggregate.id, None)
+
+    # Who is calling.
+
+    def authenticate(self, params: dict[str, Any]) -> Account:
+        """The account behind ``APIKey`` or ``SessionID``, after its rate limit."""
+        api_key, session_id = text_param(params.get("APIKey")), text_param(params.get("SessionID"))
+        account: Account | None = None
+        if api_key:
+            digest = key_digest(api_key)
+            found = self._load(aggregate_id_for_key(ACCOUNT_KEY_KIND, digest), Account)
+            if found is not None and hmac.compare_digest(found.api_key_digest, digest):
+                account = found
+        if account is None and session_id:
+            account_id = self._sessions.account_of(session_id)
+            if account_id is not None:
+                account = self._load(account_id, Account)
+        if account is None:
+            if not api_key and not session_id:
+                raise RequestRejected(E.Command.NOT_AUTHENTICATED)
+            raise RequestRejected(E.Command.INVALID_CREDENTIALS)
+        self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
+        return account
+
+    def login(self, params: dict[str, Any]) -> dict[str, Any]:
+        username, password = text_param(params.get("Username")), params.get("Password")
+        for name, value in (("Username", username), ("Password", password)):
+            if not value or not isinstance(value, str):
+                raise RequestRejected(E.UserLogin.MISSING_PARAMETER.format(name=name))
+        assert username is not None and isinstance(password, str)
+        claim = self._load(username_id(username), UsernameClaim) if len(username) <= 256 else None
+        account = self._load(claim.account_id, Account) if claim else None
+        # A missing user costs a hash too, so that timing does not tell which usernames exist.
+        stored = account.password_hash if account and account.password_hash else _DUMMY_HASH
+        if not verify_password(stored, password[:1024]) or account is None:
+            raise RequestRejected(E.Command.LOGIN_FAILED)
+        self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
+        session_id, expires = self._sessions.issue(account.id)
+        return {
+            "SessionID": session_id,
+            "ExpiresAt": iso_time(expires),
+            "AccountID": str(account.id),
+        }
+
+    def username_taken(self, username: str) -> bool:
+        return self._load(username_id(username), UsernameClaim) is not None
+
+    def set_login(self, account_id: UUID, username: str, password: str) -> None:
+        """Give an account its username (unique across accounts) and password."""
+        account = self._app.account(account_id)
+        claim = UsernameClaim(id=username_id(username), account_id=account.id)
+        account.set_login(username.strip(), hash_password(password))
+        try:
+            self._save(claim, account)
+        except IntegrityError:
+            raise ValueError(f"the username {username!r} is taken") from None
+
+    # The account itself.
+
+    def get_account(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Account": {
+                "AccountID": str(account.id),
+                "Name": account.name,
+                "Username": account.username,
+                "IsActive": account.is_active,
+                "IsVerified": account.is_verified,
+                "DailySendLimit": account.daily_send_limit,
+                "MaxDomains": account.max_domains,
+                "Domains": len(account.domain_ids),
+                "CustomIDHeader": account.custom_id_header,
+                "TimeZone": account.time_zone,
+            }
+        }
+
+    def update_account(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """``CustomIDHeader``: the header whose value events report as the Custom ID (004);
+        empty to stop. ``TimeZone``: the IANA zone in which report dates are read."""
+        name = params.get("CustomIDHeader")
+        zone_value = params.get("TimeZone")
+        if name is None and zone_value is None:
+            raise RequestRejected(E.UserLogin.MISSING_PARAMETER.format(name="CustomIDHeader"))
+        if name is not None and (
+            not isinstance(name, str)
+            or len(name) > 64
+            or not all(33 <= ord(c) <= 126 and c != ":" for c in name.strip())
+        ):
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="CustomIDHeader"))
+        zone = None if zone_value is None else time_zone_param(zone_value)
+        if zone_value is not None and zone is None:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="TimeZone"))
+        account = self._app.account(account.id)
+        changed = False
+        if name is not None and account.custom_id_header != name.strip():
+            account.set_custom_id_header(name.strip())
+            changed = True
+        if zone is not None and account.time_zone != zone:
+            account.set_time_zone(zone)
+            changed = True
+        if changed:
+            self._save(account)
+        # The send path caches who a key belongs to for a moment; this changes that.
+        self._sending.forget_all()
+        return {"CustomIDHeader": account.custom_id_header, "TimeZone": account.time_zone}
+
+    # Sender domains.
+
+    def _own_domain(self, account: Account, value: Any, error: ErrorText) -> SenderDomain:
+        domain_id = uuid_param(value)
+        domain = self._load(domain_id, SenderDomain) if domain_id else None
+        if domain is None or domain.account_id != account.id or domain.is_deleted:
+            raise RequestRejected(error)
+        return domain
+
+    def _domain_param(
+        self, account: Account, params: dict[str, Any], missing: ErrorText, not_found: ErrorText
+    ) -> SenderDomain:
+        """The caller's domain named by ``DomainID``, or the command's own errors."""
+        if text_param(params.get("DomainID")) is None:
+            raise RequestRejected(missing)
+        return self._own_domain(account, params["DomainID"], not_found)
+
+    def _records(self, domain: SenderDomain) -> list[Any]:
+        from domain.dns_records import required_records
+
+        return required_records(
+            domain.name,
+            verification_token=domain.verification_token,
+            dkim_selector=domain.dkim_selector,
+            dkim_public_key=domain.dkim_public_key,
+            spf_include=self._settings.spf_include,
+            mail_hostname=self._settings.mail_hostname,
+            tracking_subdomain=domain.subdomain,
+        )
+
+    def _describe_records(self, domain: SenderDomain) -> list[dict[str, Any]]:
+        return [
+            {
+                "Purpose": r.purpose,
+                "Host": r.host,
+                "Type": r.type,
+                "Value": r.value,
+                "Verified": domain.last_checked.get(r.purpose, False),
+            }
+            for r in self._records(domain)
+        ]
+
+    def add_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        name = text_param(params.get("DomainName"))
+        if name is None:
+            raise RequestRejected(E.AddDomain.MISSING_DOMAIN_NAME)
+        try:
+            name = normalise_domain_name(name)
+        except DomainNameInvalid:
+            raise RequestRejected(E.AddDomain.INVALID_DOMAIN_NAME) from None
+        account = self._app.account(account.id)  # fresh: the limit counts every domain
+        existing = [self._load(d, SenderDomain) for d in account.domain_ids]
+        if any(d is not None and d.name == name and not d.is_deleted for d in existing):
+            raise RequestRejected(E.AddDomain.INVALID_DOMAIN_NAME)
+        domain = new_sender_domain(account.id, name, datetime.now(UTC))
+        try:
+            account.add_domain(domain.id)
+        except DomainLimitReached:
+            raise RequestRejected(E.AddDomain.LIMIT_REACHED) from None
+        self._save(account, domain)
+        return {
+            "NewSenderDomainID": str(domain.id),
+            "Domain": {**self._status(domain), "DNSRecords": self._describe_records(domain)},
+        }
+
+    @staticmethod
+    def _status(domain: SenderDomain) -> dict[str, Any]:
+        return {
+            "DomainName": domain.name,
+            "VerificationStatus": domain.verification_status,
+            "DKIMStatus": domain.dkim_status,
+            "SPFStatus": domain.spf_status,
+        }
+
+    def _settings_of(self, domain: SenderDomain) -> dict[str, Any]:
+        return {
+            "LinkTracking": "1" if domain.link_tracking else "0",
+            "OpenTracking": "1" if domain.open_tracking else "0",
+            "UnsubscribeLink": "1" if domain.unsubscribe_link else "0",
+            "HostingProvider": domain.hosting_provider,
+            "Subdomain": domain.subdomain,
+        }
+
+    def get_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account, params, E.GetDomain.MISSING_DOMAIN_ID, E.GetDomain.DOMAIN_NOT_FOUND
+        )
+        return {
+            "Domain": {
+                "DomainID": str(domain.id),
+                "IsActive": domain.is_active,
+                **self._status(domain),
+                **self._settings_of(domain),
+                "DNSRecords": self._describe_records(domain),
+            }
+        }
+
+    def get_domains(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domains = []
+        for domain_id in account.domain_ids:
+            domain = self._load(domain_id, SenderDomain)
+            if domain is None or domain.is_deleted:
+                continue
+            domains.append(
+                {
+                    "DomainID": str(domain.id),
+                    "DomainName": domain.name,
+                    "Verified": domain.is_verified,
+                    "Active": domain.is_active,
+                }
+            )
+        return {"Domains": domains}
+
+    def update_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account, params, E.UpdateDomain.MISSING_DOMAIN_ID, E.UpdateDomain.DOMAIN_NOT_FOUND
+        )
+        domain = self._app.domain(domain.id)
+        provider = params.get("HostingProvider", domain.hosting_provider)
+        subdomain = params.get("Subdomain", domain.subdomain)
+        if not isinstance(provider, str) or len(provider) > 255 or "\x00" in provider:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="HostingProvider"))
+        if not isinstance(subdomain, str) or len(subdomain) > 63:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="Subdomain"))
+        subdomain = subdomain.strip().lower()
+        if subdomain and not _is_label(subdomain):
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="Subdomain"))
+        domain.update_settings(
+            link_tracking=_flag(params, "LinkTracking", domain.link_tracking),
+            open_tracking=_flag(params, "OpenTracking", domain.open_tracking),
+            unsubscribe_link=_flag(params, "UnsubscribeLink", domain.unsubscribe_link),
+            hosting_provider=provider.strip(),
+            subdomain=subdomain,
+        )
+        self._save(domain)
+        return {"Domain": {"DomainID": str(domain.id), **self._settings_of(domain)}}
+
+    def delete_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account, params, E.DeleteDomain.MISSING_DOMAIN_ID, E.DeleteDomain.DOMAIN_NOT_FOUND
+        )
+        domain = self._app.domain(domain.id)
+        account = self._app.account(account.id)
+        now = datetime.now(UTC)
+        changed: list[Aggregate] = [domain, account]
+        for key_id in domain.api_key_ids:
+            key = self._app._get(key_id, SenderApiKey)
+            if not key.is_revoked:
+                key.revoke()
+                changed.append(key)
+        for credential_id in domain.smtp_credential_ids:
+            credential = self._app._get(credential_id, SmtpCredential)
+            if not credential.is_deleted:
+                credential.delete(now)
+                changed.append(credential)
+        domain.delete(now)
+        account.detach_domain(domain.id)
+        self._save(*changed)
+        self._sending.forget_all()
+        self._fail_pending(domain)
+        return {}
+
+    def clear_domain_queue(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account,
+            params,
+            E.ClearDomainQueue.MISSING_DOMAIN_ID,
+            E.ClearDomainQueue.DOMAIN_NOT_FOUND,
+        )
+        domain = self._app.domain(domain.id)
+        domain.clear_queue(datetime.now(UTC))
+        self._save(domain)
+        failed = self._fail_pending(domain)
+        return {"ClearedMessages": failed}
+
+    def _fail_pending(self, domain: SenderDomain) -> int:
+        """Fail the domain's waiting messages now, as events. Those the reporting tables do
+        not know of yet are stopped by the delivery worker, which honours the domain's
+        ``queue_cleared_at`` before it sends anything."""
+        if self._pending_messages is None:
+            return 0
+        failed = 0
+        for message_id in self._pending_messages(domain.id):
+            for _ in range(3):
+                message = self._app.message(message_id)
+                if message.status not in _PENDING:
+                    break
+                message.fail(reason=QUEUE_CLEARED, reply_text="the domain's queue was cleared")
+                try:
+                    self._app.save(message)
+                except IntegrityError:
+                    continue  # a worker moved it meanwhile: look again
+                failed += 1
+                break
+        return failed
+
+    def verify_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from adapters.dns import DnsLookup
+        from engine.accounts.dns_check import check_records
+
+        domain = self._domain_param(
+            account, params, E.VerifyDomain.MISSING_DOMAIN_ID, E.VerifyDomain.DOMAIN_NOT_FOUND
+        )
+        domain = self._app.domain(domain.id)
+        results = check_records(DnsLookup(self._settings.dns_resolver), self._records(domain))
+        published: dict[str, bool] = {}
+        for record, found in results:
+            published[record.purpose] = published.get(record.purpose, True) and found
+        domain.record_dns_check(published, datetime.now(UTC))
+        self._save(domain)
+        return {
+            "Domain": {
+                "DomainID": str(domain.id),
+                "DomainName": domain.name,
+                "Status": "Enabled" if domain.is_verified else "Pending",
+                "VerificationStatus": domain.verification_status,
+                "DKIMStatus": domain.dkim_status,
+                "SPFStatus": domain.spf_status,
+            },
+            "DNSVerificationResults": [
+                {
+                    "Purpose": r.purpose,
+                    "Host": r.host,
+                    "Type": r.type,
+                    "Value": r.value,
+                    "Verified": found,
+                }
+                for r, found in results
+            ],
+        }
+
+    def get_events(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """The domain's events, newest first, filtered by date, type and ``Query``."""
+        from projections.events import list_event_rows
+        from projections.query import QueryError, parse_query
+
+        domain = self._domain_param(
+            account,
+            params,
+            E.GatewayGetEvents.MISSING_DOMAIN_ID,
+            E.GatewayGetEvents.DOMAIN_NOT_FOUND,
+        )
+        if params.get("StartFrom") in (None, ""):
+            raise RequestRejected(E.GatewayGetEvents.MISSING_START_FROM)
+        if params.get("RetrieveCount") in (None, ""):
+            raise RequestRejected(E.GatewayGetEvents.MISSING_RETRIEVE_COUNT)
+        start_from = count_param(params["StartFrom"], 0, "StartFrom")
+        # More than the documented maximum is served as the maximum, as paging APIs do.
+        retrieve_count = min(count_param(params["RetrieveCount"], 0, "RetrieveCount"), 100)
+        if start_from + retrieve_count > MAX_PAGED_RECORDS:
+            raise RequestRejected(E.Extensions.TOO_MANY_RECORDS)
+        try:
+            terms = parse_query(str(params.get("Query") or ""))
+        except QueryError as error:
+            raise RequestRejected(
+                E.Command.INVALID_OPTION.format(name=f"Query ({error})")
+            ) from None
+        if self._reporting is None:
+            return {"TotalRecords": 0, "Events": []}
+        total, rows = list_event_rows(
+            self._reporting(),
+            domain_id=domain.id,
+            start_from=start_from,
+            retrieve_count=retrieve_count,
+            start=date_param(params.get("StartDate"), end_of_day=False, zone=account.time_zone),
+            end=date_param(params.get("EndDate"), end_of_day=True, zone=account.time_zone),
+            event_type=event_param(params.get("Event")),
+            terms=terms,
+        )
+        return {
+            "TotalRecords": total,
+            "Events": [
+                {
+                    "event_id": str(row["event_id"]),
+                    "event_type": row["event_type"],
+                    "timestamp": row["occurred_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "recipient": row["recipient"],
+                    "message_id": str(row["submission_id"]),
+                    "campaign_id": row["campaign_id"] or None,
+                    "message": {
+                        "headers": {
+                            "subject": row["subject"],
+                            "from": row["sender"],
+                            "to": row["recipient"],
+                        }
+                    },
+                }
+                for row in rows
+            ],
+        }
+
+    def _range(self, account: Account, params: dict[str, Any]) -> tuple[datetime, datetime]:
+        """StartDate and EndDate (inclusive, in the account's time zone); by default the
+        last 30 days."""
+        zone = account.time_zone
+        end = date_param(params.get("EndDate"), end_of_day=True, zone=zone) or datetime.now(UTC)
+        start = date_param(params.get("StartDate"), end_of_day=False, zone=zone)
+        start = start or end - timedelta(days=30)
+        if start > end:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="StartDate"))
+        return start, end
+
+    def aggregated_events(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from projections.stats import AGGREGATIONS, aggregated_events
+
+        domain = self._domain_param(
+            account, params, E.AggrEvents.MISSING_DOMAIN_ID, E.AggrEvents.DOMAIN_NOT_FOUND
+        )
+        field = (text_param(params.get("AggregatedField")) or "eventType").lower()
+        field = field.replace("_", "").replace(" ", "")
+        if field not in AGGREGATIONS:
+            raise RequestRejected(E.Command.INVALID_OPTION.format(name="AggregatedField"))
+        size = min(count_param(params.get("AggregateSize"), 10, "AggregateSize"), 1000)
+        start, end = self._range(account, params)
+        if self._reporting is None:
+            return {"AggBuckets": []}
+        buckets = aggregated_events(
+            self._reporting(), domain.id, field, size, start, end, account.time_zone
+        )
+        return {"AggBuckets": buckets}
+
+    def domain_stats(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from projections.stats import domain_stats
+
+        domain = self._domain_param(
+            account, params, E.DomainStats.MISSING_DOMAIN_ID, E.DomainStats.DOMAIN_NOT_FOUND
+        )
+        start, end = self._range(account, params)
+        if self._reporting is None:
+            return {"Stats": {}, "ComparisonStats": {}, "TagStats": {}}
+        return domain_stats(self._reporting(), domain.id, start, end)
+
+    # Sender API keys.
+
+    def add_api(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        description = params.get("Description")
+        if not isinstance(description, str) or not description.strip() or len(description) > 255:
+            raise RequestRejected(E.AddApi.MISSING_DESCRIPTION)
+        if (
+            uuid_param(params.get("DomainID")) is None
+            and text_param(params.get("DomainID")) is None
+        ):
+            raise RequestRejected(E.AddApi.MISSING_DOMAIN_ID)
+        domain = self._own_domain(account, params.get("DomainID"), E.AddApi.DOMAIN_NOT_FOUND)
+        domain = self._app.domain(domain.id)
+        secret = "snd_" + secrets.token_urlsafe(32)
+        digest = key_digest(secret)
+        key = SenderApiKey(
+            id=aggregate_id_for_key(SENDER_KEY_KIND, digest),
+            account_id=account.id,
+            domain_id=domain.id,
+            digest=digest,
+            description=description.strip(),
+            permissions=list(KEY_PERMISSIONS),
+            issued_at=datetime.now(UTC),
+            hint=secret[:10],
+        )
+        domain.attach_api_key(key.id)
+        self._save(key, domain)
+        return {
+            "NewAPIKeyID": str(key.id),
+            "APIKey": {
+                "Key": secret,
+                "Permissions": ",".join(key.permissions),
+                "DomainID": str(domain.id),
+                "Description": key.description,
+            },
+        }
+
+    def get_apis(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account, params, E.GetApis.MISSING_DOMAIN_ID, E.GetApis.DOMAIN_NOT_FOUND
+        )
+        keys = []
+        for key_id in domain.api_key_ids:
+            key = self._load(key_id, SenderApiKey)
+            if key is None or key.is_revoked:
+                continue
+            keys.append(
+                {
+                    "KeyID": str(key.id),
+                    "DomainID": str(key.domain_id),
+                    "UserID": str(key.account_id),
+                    # Only the hash is kept: the key itself was shown once, at creation.
+                    "Key": f"{key.hint}…" if key.hint else "",
+                    "Description": key.description,
+                    "Permissions": ",".join(key.permissions),
+                    "CreationDate": iso_time(key.issued_at),
+                    "LastUsedDate": key.last_used_on,
+                }
+            )
+        return {"APIKeys": keys}
+
+    def delete_api(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        if text_param(params.get("ApiKeyId")) is None:
+            raise RequestRejected(E.DeleteApi.MISSING_KEY_ID)
+        key_id = uuid_param(params["ApiKeyId"])
+        key = self._load(key_id, SenderApiKey) if key_id else None
+        if key is None or key.account_id != account.id or key.is_revoked:
+            raise RequestRejected(E.DeleteApi.KEY_NOT_FOUND)
+        key = self._app._get(key.id, SenderApiKey)
+        key.revoke()
+        changed: list[Aggregate] = [key]
+        domain = self._load(key.domain_id, SenderDomain)
+        if domain is not None:
+            domain = self._app.domain(domain.id)
+            domain.detach_api_key(key.id)
+            changed.append(domain)
+        self._save(*changed)
+        # The send path caches who a key belongs to for a moment: not a revoked one.
+        self._sending.forget_all()
+        return {}
+
+    # SMTP credentials.
+
+    def _smtp_info(self) -> dict[str, Any]:
+        ports = self._settings.submission_ports + self._settings.submission_tls_ports
+        return {"SMTPHost": self._settings.mail_hostname, "SMTPPorts": [str(p) for p in ports]}
+
+    def add_smtp(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account, params, E.AddSmtp.MISSING_DOMAIN_ID, E.AddSmtp.DOMAIN_NOT_FOUND
+        )
+        domain = self._app.domain(domain.id)
+        username = f"smtp-{secrets.token_hex(6)}@{domain.name}"
+        password = new_password()
+        credential = SmtpCredential(
+            id=smtp_credential_id(username),
+            account_id=account.id,
+            domain_id=domain.id,
+            username=username,
+            password_hash=hash_password(password),
+            issued_at=datetime.now(UTC),
+        )
+        domain.attach_smtp_credential(credential.id)
+        self._save(credential, domain)
+        return {
+            "NewSMTPID": str(credential.id),
+            "SMTP": {
+                **self._smtp_info(),
+                "Username": username,
+                "Password": password,
+                "OtherSMTPInfo": "AUTH PLAIN or LOGIN; STARTTLS where offered. "
+                "The password is shown only now.",
+            },
+        }
+
+    def get_smtps(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        domain = self._domain_param(
+            account, params, E.GetSmtps.MISSING_DOMAIN_ID, E.GetSmtps.DOMAIN_NOT_FOUND
+        )
+        found = []
+        for credential_id in domain.smtp_credential_ids:
+            credential = self._load(credential_id, SmtpCredential)
+            if credential is None or credential.is_deleted:
+                continue
+            found.append(
+                {
+                    "SMTPID": str(credential.id),
+                    **self._smtp_info(),
+                    "Username": credential.username,
+                    # Only a hash is kept; ResetSMTPPassword issues a new password.
+                    "Password": None,
+                    "IsActive": domain.is_active,
+                    "CreationDate": iso_time(credential.issued_at),
+                }
+            )
+        return {"SMTPs": found}
+
+    def _own_credential(self, account: Account, value: Any, error: ErrorText) -> SmtpCredential:
+        credential_id = uuid_param(value)
+        credential = self._load(credential_id, SmtpCredential) if credential_id else None
+        if credential is None or credential.account_id != account.id or credential.is_deleted:
+            raise RequestRejected(error)
+        return self._app._get(credential.id, SmtpCredential)
+
+    def delete_smtp(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        if text_param(params.get("smtpid")) is None:
+            raise RequestRejected(E.DeleteSmtp.MISSING_SMTP_ID)
+        credential = self._own_credential(account, params["smtpid"], E.DeleteSmtp.SMTP_NOT_FOUND)
+        credential.delete(datetime.now(UTC))
+        changed: list[Aggregate] = [credential]
+        domain = self._load(credential.domain_id, SenderDomain)
+        if domain is not None:
+            domain = self._app.domain(domain.id)
+            domain.detach_smtp_credential(credential.id)
+            changed.append(domain)
+        self._save(*changed)
+        return {}
+
+    def reset_smtp_password(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        if text_param(params.get("smtpid")) is None:
+            raise RequestRejected(E.ResetSmtpPassword.MISSING_SMTP_ID)
+        credential = self._own_credential(
+            account, params["smtpid"], E.ResetSmtpPassword.SMTP_NOT_FOUND
+        )
+        password = new_password()
+        credential.reset_password(hash_password(password), datetime.now(UTC))
+        self._save(credential)
+        ports = self._settings.submission_ports + self._settings.submission_tls_ports
+        return {
+            "SMTP": {
+                "SMTPID": str(credential.id),
+                "Server": self._settings.mail_hostname,
+                "Port": ports[-1] if ports else None,
+                "Username": credential.username,
+                "Password": password,
+            }
+        }
+
+
+def _is_label(text: str) -> bool:
+    return (
+        0 < len(text) <= 63
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in text)
+        and not text.startswith("-")
+        and not text.endswith("-")
+    )
+
+
+# A real Argon2id hash of a random password, checked when the username is unknown.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))

@@ -1,0 +1,356 @@
+"""The delivery worker: turns Queued events into SMTP transactions and records the outcome.
+
+Exactly-once towards the recipient rests on the Message aggregate, not on the
+stream: a worker claims each message (a DeliveryAttempted event, guarded by
+optimistic concurrency) before it opens the SMTP transaction, and records each
+reply as an event. A message re-read after a
+restart is therefore never sent again. The one case the claim cannot settle is a
+worker killed between the server's reply and our record of it: such a message is
+recorded as Failed with reason ``interrupted`` (it may have arrived) rather than
+risking a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from adapters.ports import EventSource, MailTransport, SmtpOutcome
+from domain.account import SenderDomain
+from domain.bounces import classify
+from domain.campaign import Campaign, CampaignStatus
+from domain.content import EmailContent
+from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
+from engine.application import Sendstream
+from engine.delivery.rendering import MessageRenderer
+from engine.delivery.throttle import DomainThrottle
+from engine.eventlog.writer import BatchWriter
+from engine.feedback.service import FeedbackService
+from engine.keys import tracking_key, unsubscribe_mail_key, verp_key
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+_CAMPAIGN_RECHECK = 0.3  # seconds
+
+
+def _approximate_size(content: EmailContent) -> int:
+    return (
+        len(content.html or "")
+        + len(content.plain or "")
+        + sum(len(a.content_base64) for a in content.attachments)
+        + 1024
+    )
+
+
+class ContentCache:
+    """Submissions are immutable, so their decoded content can be kept without invalidation.
+
+    The API puts what it has just accepted; the delivery worker reads it, and loads
+    from the event store only what is not here. Bounded by count and by size.
+    """
+
+    def __init__(
+        self, app: Sendstream, size: int = 20_000, max_bytes: int = 256 * 1024 * 1024
+    ) -> None:
+        self._app = app
+        self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[UUID, tuple[EmailContent, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, submission_id: UUID, content: EmailContent) -> None:
+        size = _approximate_size(content)
+        if size > self._max_bytes // 16:
+            return  # a very large message is read back from the store when it is needed
+        with self._lock:
+            if submission_id not in self._items:
+                self._items[submission_id] = (content, size)
+                self._bytes += size
+            while len(self._items) > self._size or self._bytes > self._max_bytes:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._bytes -= evicted
+
+    def __contains__(self, submission_id: object) -> bool:
+        return submission_id in self._items
+
+    def get(self, submission_id: UUID) -> EmailContent:
+        with self._lock:
+            item = self._items.get(submission_id)
+            if item is not None:
+                self._items.move_to_end(submission_id)
+                return item[0]
+        content = EmailContent.from_dict(self._app.submission(submission_id).content)
+        self.put(submission_id, content)
+        return content
+
+
+class FreshMessages:
+    """Messages this process has just saved, handed to its delivery worker as they are.
+
+    The API builds every Message it queues; once saved, that object is exactly the
+    stored aggregate at its version, so the worker can take it instead of loading
+    it again (a load is most of a sandbox delivery's cost). Bounded: anything
+    evicted, or written by another process, is loaded from the store as usual.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._messages: OrderedDict[UUID, Message] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, messages: list[Message]) -> None:
+        with self._lock:
+            for message in messages:
+                self._messages[message.id] = message
+            while len(self._messages) > self._size:
+                self._messages.popitem(last=False)
+
+    def take(self, message_id: UUID, version: int) -> Message | None:
+        """The message if it is still at ``version``; the caller then owns it."""
+        with self._lock:
+            message = self._messages.pop(message_id, None)
+        if message is None or message.version != version:
+            return None
+        return message
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        app: Sendstream,
+        writer: BatchWriter,
+        source: EventSource,
+        transport: MailTransport,
+        batch_size: int = 500,
+        fresh: FreshMessages | None = None,
+        contents: ContentCache | None = None,
+        renderer: MessageRenderer | None = None,
+        feedback: FeedbackService | None = None,
+    ) -> None:
+        self._fresh = fresh
+        self._feedback = feedback
+        self._app = app
+        self._writer = writer
+        self._source = source
+        self._transport = transport
+        self._batch_size = batch_size
+        self._contents = contents or ContentCache(app)
+        self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
+        self._throttle = DomainThrottle(
+            app.settings.recipient_domain_concurrency, app.settings.recipient_domain_rate
+        )
+        self.delivered_count = 0
+        self._domains: dict[UUID, SenderDomain] = {}
+        self._campaigns: dict[str, tuple[float, CampaignStatus | None]] = {}
+        self._renderer = renderer or MessageRenderer(
+            self._contents,
+            app.settings,
+            tracking_key=tracking_key(app.settings),
+            verp_key=verp_key(app.settings),
+            unsubscribe_key=unsubscribe_mail_key(app.settings),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("delivery: batch failed; it will be read again")
+                await asyncio.to_thread(self._source.rewind)
+                await asyncio.sleep(1.0)
+
+    async def run_once(self, wait: float = 0.5) -> int:
+        """One batch: poll (up to ``wait`` seconds), deliver, then commit."""
+        envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, wait)
+        queued: dict[UUID, int] = {}
+        for envelope in envelopes:
+            if envelope.event_type == "Message.Queued":
+                queued[envelope.aggregate_id] = envelope.aggregate_version
+            elif (
+                envelope.event_type == "Submission.Received"
+                and self._transport.renders_messages
+                and envelope.aggregate_id not in self._contents
+            ):
+                # The content arrives just before its messages: keep it rather than load it.
+                self._contents.put(
+                    envelope.aggregate_id, EmailContent.from_dict(envelope.data["content"])
+                )
+        handled = 0
+        if queued:
+            ready = await asyncio.to_thread(self._load, queued)
+            handled = sum(await asyncio.gather(*(self._deliver(m) for m in ready)))
+        # Only now is every effect of the batch durable, so only now may the position move.
+        await asyncio.to_thread(self._source.commit)
+        return handled
+
+    def _load(self, queued: dict[UUID, int]) -> list[Message]:
+        """The messages still waiting for delivery; settles those a dead worker left mid-attempt.
+
+        ``queued`` maps each message to the version its Queued event gave it.
+        """
+        ready: list[Message] = []
+        interrupted: list[Message] = []
+        for message_id, version in queued.items():
+            fresh = self._fresh.take(message_id, version) if self._fresh else None
+            message = fresh or self._app.message(message_id)
+            if message.status is MessageStatus.QUEUED:
+                ready.append(message)
+            elif message.status is MessageStatus.SENDING:
+                # Claimed by a worker that died before it recorded the reply: the server may
+                # have the message already, so it is not sent again.
+                message.fail(
+                    reason=INTERRUPTED,
+                    reply_text="the delivery worker stopped during the SMTP transaction; "
+                    "not retried, to avoid a duplicate",
+                )
+                interrupted.append(message)
+        # Read each domain of the batch afresh: a cleared queue or a deleted domain must stop
+        # its messages here, and a verified domain's key signs them.
+        self._domains = {}
+        for domain_id in {message.domain_id for message in ready}:
+            with contextlib.suppress(AggregateNotFoundError):
+                self._domains[domain_id] = self._app.domain(domain_id)
+        cleared = [m for m in ready if self._was_cleared(m)]
+        for message in cleared:
+            message.fail(reason=QUEUE_CLEARED, reply_text="the domain's queue was cleared")
+        self._campaigns.clear()  # each campaign read afresh once per batch
+        for message in ready:
+            if message.campaign_id and message.status is MessageStatus.QUEUED:
+                self._stop_if_campaign_stopped(message)
+        stopped = [m for m in ready if m.status is not MessageStatus.QUEUED]
+        if stopped:
+            ready = [m for m in ready if m.status is MessageStatus.QUEUED]
+        if interrupted or stopped:
+            try:
+                self._writer.save([*interrupted, *stopped])
+            except IntegrityError:
+                log.info("delivery: a message changed meanwhile; it is read again later")
+        if self._transport.renders_messages:
+            for message in ready:
+                self._contents.get(message.submission_id)  # warm, while still off the loop
+        return ready
+
+    def _campaign_status(self, campaign_id: str) -> CampaignStatus | None:
+        """A campaign's status, re-read at most every ``_CAMPAIGN_RECHECK`` seconds (a pause
+        must stop new SMTP transactions within a second); None if it is gone."""
+        now = time.monotonic()
+        cached = self._campaigns.get(campaign_id)
+        if cached is not None and now - cached[0] < _CAMPAIGN_RECHECK:
+            return cached[1]
+        try:
+            campaign = self._app._get(UUID(campaign_id), Campaign)
+        except (AggregateNotFoundError, ValueError):
+            status = None
+        else:
+            status = None if campaign.is_deleted else campaign.status
+        self._campaigns[campaign_id] = (now, status)
+        return status
+
+    def _stop_if_campaign_stopped(self, message: Message) -> bool:
+        """Hold the message of a paused campaign, fail that of a cancelled one; True if so."""
+        status = self._campaign_status(message.campaign_id)
+        if status is CampaignStatus.PAUSED:
+            message.hold("campaign paused")
+            return True
+        if status is None or status in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
+            message.fail(reason=CAMPAIGN_CANCELLED, reply_text="the campaign was cancelled")
+            return True
+        return False
+
+    def _was_cleared(self, message: Message) -> bool:
+        domain = self._domains.get(message.domain_id)
+        cleared_at = domain.queue_cleared_at if domain is not None else None
+        return cleared_at is not None and message.created_on <= cleared_at
+
+    async def _claim(self, message: Message) -> Message | None:
+        """Record the attempt before any SMTP traffic. Claims are taken only when a sending
+        slot is free, so at most ``DELIVERY_CONCURRENCY`` messages are ever in doubt after a
+        crash; the group-commit writer still saves concurrent claims in one transaction."""
+        for _ in range(2):
+            message.start_attempt()
+            try:
+                await self._writer.save_async([message])
+                return message
+            except IntegrityError:
+                # Something else (a queue clear, another worker) changed it: look again.
+                message = await asyncio.to_thread(self._app.message, message.id)
+                if message.status is not MessageStatus.QUEUED:
+                    return None
+        return None
+
+    async def _deliver(self, message: Message) -> int:
+        # The recipient's domain first, so that messages waiting for a busy mailbox provider
+        # hold none of the slots other domains' messages need.
+        recipient_domain = message.recipient.rpartition("@")[2]
+        async with self._throttle.slot(recipient_domain), self._semaphore:
+            if message.campaign_id and self._stop_if_campaign_stopped(message):
+                with contextlib.suppress(IntegrityError):
+                    await self._writer.save_async([message])
+                return 1
+            claimed = await self._claim(message)
+            if claimed is None:
+                return 0
+            message = claimed
+            domain = self._domains.get(message.domain_id)
+            try:
+                raw = b""
+                return_path = message.sender
+                if self._transport.renders_messages:
+                    raw = self._renderer.render(message, domain)
+                    return_path = self._renderer.return_path(message, domain)
+            except Exception as error:
+                log.exception("delivery: cannot render %s", message.id)
+                outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
+            else:
+                outcome = await self._transport.send(return_path, message.recipient, raw)
+            await self._writer.save_async([self._record(message, outcome)])
+            if outcome.is_permanent and self._feedback is not None:
+                # A refusal at SMTP time suppresses as a bounce report (DSN) would.
+                bounce = classify(outcome.enhanced_status, outcome.code, outcome.text)
+                await asyncio.to_thread(
+                    self._feedback.suppress_after_bounce,
+                    message.account_id,
+                    message.recipient,
+                    bounce.kind,
+                    bounce.definitive,
+                    datetime.now(UTC),
+                )
+        if outcome.is_success:
+            self.delivered_count += 1
+        return 1
+
+    def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
+        settings = self._app.settings
+        if outcome.is_success:
+            message.record_delivered(outcome.code, outcome.enhanced_status, outcome.text)
+        elif outcome.is_permanent:
+            kind = classify(outcome.enhanced_status, outcome.code, outcome.text).kind
+            message.record_bounced(
+                outcome.code,
+                outcome.enhanced_status,
+                outcome.text,
+                kind="block" if kind == "block" else "hard",
+            )
+        else:
+            now = datetime.now(UTC)
+            message.record_deferred(
+                outcome.code,
+                outcome.enhanced_status,
+                outcome.text,
+                now=now,
+                first_accepted_at=message.created_on,
+                retry_schedule=settings.retry_schedule,
+                lifetime=settings.message_lifetime,
+            )
+        return message

@@ -1,0 +1,253 @@
+"""The send service: everything between an authenticated request and durable Messages."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from adapters.mime import build_message
+from domain.account import SenderApiKey, domain_accepts_sender
+from domain.content import Address, EmailContent
+from domain.errors import ErrorText, RequestRejected, SendEmail
+from domain.suppression import SuppressionList
+from engine.application import SenderContext, Sendstream
+from engine.delivery.worker import ContentCache, FreshMessages
+from engine.eventlog.writer import BatchWriter
+from engine.sending.rate_limit import Rate, RateLimiter, seconds_to_wait
+from engine.sending.request import parse_send_request
+
+log = logging.getLogger(__name__)
+
+_AUTH_CACHE_SECONDS = 2.0
+
+
+class RequestLimit:
+    """A rate limit that answers with the endpoint's own 429 error and a Retry-After."""
+
+    def __init__(self, rule: str) -> None:
+        self._limiter = RateLimiter(Rate.parse(rule))
+
+    def check(self, key: str, too_many: ErrorText) -> None:
+        wait = self._limiter.acquire(key)
+        if wait > 0:
+            seconds = seconds_to_wait(wait)
+            raise RequestRejected(
+                too_many.format(seconds=seconds, attempts=self._limiter.rate.amount),
+                retry_after=seconds,
+            )
+
+
+class DailyQuota:
+    """Messages accepted per account per UTC day, for the account's daily send limit.
+
+    Counted in this process; a deployment with several API processes gives each its share.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._day: date | None = None
+        self._counts: defaultdict[UUID, int] = defaultdict(int)
+
+    def take(self, account_id: UUID, amount: int, limit: int | None, today: date) -> bool:
+        with self._lock:
+            if self._day != today:
+                self._day, self._counts = today, defaultdict(int)
+            if limit is not None and self._counts[account_id] + amount > limit:
+                return False
+            self._counts[account_id] += amount
+            return True
+
+    def give_back(self, account_id: UUID, amount: int) -> None:
+        with self._lock:
+            self._counts[account_id] = max(0, self._counts[account_id] - amount)
+
+
+def _ignore_outcome(future: Future[None]) -> None:
+    """A lost race on a key's day of use is harmless: another request recorded it."""
+    if future.exception() is not None:
+        log.debug("key use not recorded: %s", future.exception())
+
+
+class SendingService:
+    def __init__(
+        self,
+        app: Sendstream,
+        writer: BatchWriter,
+        fresh: FreshMessages | None = None,
+        contents: ContentCache | None = None,
+    ) -> None:
+        self._app = app
+        self._writer = writer
+        self._fresh = fresh
+        self._contents = contents
+        settings = app.settings
+        self._request_limiter = RequestLimit(settings.api_rate_limit)
+        self._send_limiter = RequestLimit(settings.send_rate_limit)
+        self._quota = DailyQuota()
+        self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
+        self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
+        self._used_on: dict[UUID, date] = {}
+
+    def authenticate(
+        self, secret: str | None, too_many: ErrorText, missing: ErrorText, invalid: ErrorText
+    ) -> SenderContext:
+        """The sender behind a key, after its rate limit; raises the endpoint's own errors."""
+        if not secret:
+            raise RequestRejected(missing)
+        now = time.monotonic()
+        cached = self._auth_cache.get(secret)
+        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
+            sender = cached[1]
+        else:
+            sender = self._app.sender_context(secret)
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[secret] = (now, sender)
+        if sender is None:
+            raise RequestRejected(invalid)
+        self._request_limiter.check(str(sender.key_id), too_many)
+        return sender
+
+    def note_use(self, key_id: UUID) -> None:
+        """Record a sender key's day of use (its LastUsedDate) once per key and day, after a
+        request it made succeeded (a refused request records nothing). The event is handed
+        to the writer and nobody waits for it."""
+        today = datetime.now(UTC).date()
+        if self._used_on.get(key_id) == today:
+            return
+        self._used_on[key_id] = today
+        try:
+            key = self._app._get(key_id, SenderApiKey)
+        except AggregateNotFoundError:
+            return
+        key.note_use(today)
+        self._writer.submit([key]).add_done_callback(_ignore_outcome)
+
+    def forget_key(self, secret: str) -> None:
+        self._auth_cache.pop(secret, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached key lookup (a key was revoked: it must stop working at once)."""
+        self._auth_cache.clear()
+
+    def _suppressions(self, account_id: UUID) -> SuppressionList | None:
+        """The account's suppression list, re-read at most every couple of seconds."""
+        now = time.monotonic()
+        cached = self._suppression_cache.get(account_id)
+        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
+            return cached[1]
+        found = self._app.suppression_list(account_id)
+        if len(self._suppression_cache) > 10_000:
+            self._suppression_cache.clear()
+        self._suppression_cache[account_id] = (now, found)
+        return found
+
+    def forget_suppressions(self, account_id: UUID) -> None:
+        self._suppression_cache.pop(account_id, None)
+
+    def suppress(self, account_id: UUID, email: str, reason: str) -> None:
+        self._app.suppress(account_id, email, reason, datetime.now(UTC))
+        self._suppression_cache.pop(account_id, None)
+
+    async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
+        """Accept one email; returns its MessageID once every recipient's Message is durable."""
+        self._check_sender(sender)
+        now = datetime.now(UTC)
+        settings = self._app.settings
+        content = parse_send_request(
+            body,
+            max_recipients=settings.max_recipients,
+            max_reply_to=settings.max_reply_to,
+            now=now,
+        )
+        return await self.accept(sender, content, now)
+
+    @staticmethod
+    def _check_sender(sender: SenderContext) -> None:
+        if not sender.account_active:
+            raise RequestRejected(SendEmail.ACCOUNT_DEACTIVATED)
+        if not sender.account_verified:
+            raise RequestRejected(SendEmail.ACCOUNT_NOT_VERIFIED)
+        if not sender.domain_active:
+            raise RequestRejected(SendEmail.DOMAIN_NOT_ACTIVATED)
+
+    async def accept(
+        self,
+        sender: SenderContext,
+        content: EmailContent,
+        now: datetime | None = None,
+        source: str = "api",
+    ) -> str:
+        """Accept content already parsed (by the API or the SMTP submission server): the
+        sender, suppression, rate and quota checks, then durable Messages; the MessageID."""
+        self._check_sender(sender)
+        now = now or datetime.now(UTC)
+        if not domain_accepts_sender(sender.domain_name, content.sender.email):
+            raise RequestRejected(SendEmail.INVALID_FROM)
+        suppressions = self._suppressions(sender.account_id)
+        recipients = content.recipients()
+        if suppressions is not None and any(suppressions.contains(a.email) for _, a in recipients):
+            raise RequestRejected(SendEmail.SUPPRESSED)
+        self._send_limiter.check(str(sender.account_id), SendEmail.SEND_RATE_EXCEEDED)
+        if not self._quota.take(
+            sender.account_id, len(recipients), sender.daily_send_limit, now.date()
+        ):
+            raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
+        submission, messages = self._app.prepare_submission(sender, content, now, source=source)
+        try:
+            await self._writer.save_async([submission, *messages])
+        except BaseException:
+            self._quota.give_back(sender.account_id, len(recipients))
+            raise
+        # Hand what the delivery worker will need to it directly, rather than through a reload.
+        if self._fresh is not None:
+            self._fresh.add(messages)
+        if self._contents is not None:
+            self._contents.put(submission.id, content)
+        self.note_use(sender.key_id)
+        return str(submission.id)
+
+    def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:
+        """A submission and its recipients' status, with the MIME each one gets; None if not the
+        sender's domain (indistinguishable from absent, so ids of others cannot be probed)."""
+        try:
+            submission = self._app.submission(submission_id)
+        except AggregateNotFoundError:
+            return None
+        if submission.domain_id != sender.domain_id:
+            return None
+        content = EmailContent.from_dict(submission.content)
+        recipients = []
+        for message_id in submission.message_ids:
+            message = self._app.message(message_id)
+            raw = build_message(
+                content,
+                recipient=Address(message.recipient),
+                message_id=str(submission.id),
+                domain=content.sender.email.rpartition("@")[2],
+            )
+            recipients.append(
+                {
+                    "Recipient": message.recipient,
+                    "Kind": message.recipient_kind,
+                    "Status": message.status.value,
+                    "Attempts": message.attempts,
+                    "LastReply": message.last_reply,
+                    "Raw": raw.decode("utf-8", "replace"),
+                }
+            )
+        return {
+            "MessageID": str(submission.id),
+            "Subject": content.subject,
+            "Source": submission.source,
+            "AcceptedAt": submission.created_on.isoformat(),
+            "Recipients": recipients,
+        }

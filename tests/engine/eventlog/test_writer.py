@@ -1,0 +1,106 @@
+"""The group-commit writer: every caller learns its own outcome, however the batch is shared."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from domain.content import Address, EmailContent
+from domain.message import Message, MessageStatus
+from engine.application import SenderContext
+from engine.runtime.composition import Engine
+from engine.settings import Settings
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    running = Engine(Settings(SENDSTREAM_DATA_DIR=tmp_path / "var"), roles=frozenset())
+    yield running
+    running.close()
+
+
+def sender_of(engine: Engine) -> SenderContext:
+    keys = engine.app.bootstrap("example.com")
+    sender = engine.app.sender_context(keys["SenderAPIKey"])
+    assert sender is not None
+    return sender
+
+
+def one_message(engine: Engine, sender: SenderContext, n: int) -> list[Aggregate]:
+    content = EmailContent(
+        subject=f"Hello {n}",
+        sender=Address("news@example.com", "News"),
+        to=(Address(f"user{n}@example.org", "User"),),
+        plain="hi",
+    )
+    submission, messages = engine.app.prepare_submission(sender, content, datetime.now(UTC))
+    return [submission, *messages]
+
+
+async def test_concurrent_callers_share_commits_and_all_are_stored(engine: Engine) -> None:
+    sender = sender_of(engine)
+    before = engine.app.recorder.max_notification_id() or 0
+    batches = [one_message(engine, sender, n) for n in range(300)]
+    await asyncio.gather(*(engine.writer.save_async(batch) for batch in batches))
+    after = engine.app.recorder.max_notification_id() or 0
+    # Each submission: Received; its message: Accepted and Queued.
+    assert after - before == 300 * 3
+    last = batches[-1][1]
+    assert isinstance(last, Message)
+    assert engine.app.message(last.id).status is MessageStatus.QUEUED
+
+
+async def test_only_the_loser_of_a_race_on_one_aggregate_sees_the_conflict(
+    engine: Engine,
+) -> None:
+    sender = sender_of(engine)
+    submission, message = one_message(engine, sender, 1)
+    assert isinstance(message, Message)
+    await engine.writer.save_async([submission, message])
+    first, second = engine.app.message(message.id), engine.app.message(message.id)
+    first.start_attempt()
+    second.start_attempt()
+    bystanders = [one_message(engine, sender, n) for n in range(2, 12)]
+    outcomes = await asyncio.gather(
+        engine.writer.save_async([first]),
+        *(engine.writer.save_async(batch) for batch in bystanders),
+        engine.writer.save_async([second]),
+        return_exceptions=True,
+    )
+    assert outcomes[:-1] == [None] * 11
+    assert isinstance(outcomes[-1], IntegrityError)
+    assert engine.app.message(message.id).attempts == 1
+    for batch in bystanders:
+        stored = batch[1]
+        assert isinstance(stored, Message)
+        assert engine.app.message(stored.id).status is MessageStatus.QUEUED
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others(engine: Engine) -> None:
+    sender = sender_of(engine)
+    batches = [one_message(engine, sender, n) for n in range(20)]
+    waiting = [asyncio.ensure_future(engine.writer.save_async(b)) for b in batches]
+    waiting[0].cancel()
+    results = await asyncio.gather(*waiting[1:])
+    assert results == [None] * 19
+
+
+def test_threads_save_through_the_same_writer(engine: Engine) -> None:
+    sender = sender_of(engine)
+    submission, message = one_message(engine, sender, 1)
+    engine.writer.save([submission, message])
+    assert isinstance(message, Message)
+    stale = copy.deepcopy(engine.app.message(message.id))
+    fresh = engine.app.message(message.id)
+    fresh.start_attempt()
+    engine.writer.save([fresh])
+    stale.start_attempt()
+    with pytest.raises(IntegrityError):
+        engine.writer.save([stale])
