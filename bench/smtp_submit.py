@@ -86,7 +86,7 @@ def run(messages: int = 3000, connections: int = 8) -> list[tuple[str, str, str]
     )
     # Acceptance alone: nothing delivers, so what is measured is the submission path.
     engine = Engine(settings, roles=frozenset({Role.API}))
-    server = SubmissionServer(engine)
+    server = SubmissionServer(engine.app, engine.settings, engine.sending)
     try:
         keys = engine.app.bootstrap("example.com")
         domain = engine.app.domain(UUID(keys["DomainID"]))

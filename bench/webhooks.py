@@ -44,7 +44,7 @@ from engine.runtime.composition import Engine, Role, tune_garbage_collector
 from engine.runtime.processes import WorkerProcess
 from engine.settings import Settings
 from engine.webhooks.commands import REST_ADD_ERRORS, WebhookRegistry, message_id_header
-from engine.webhooks.worker import WebhookIntake
+from engine.webhooks.intake import WebhookIntake
 
 ENDPOINTS = 40
 HEALTHY = ENDPOINTS - 2

@@ -171,7 +171,7 @@ def replay_projections() -> None:
 
     engine = Engine(Settings(), roles=frozenset())
     try:
-        replay(engine, progress=True)
+        replay(engine.app, engine.reporting, progress=True)
     finally:
         engine.close()
 

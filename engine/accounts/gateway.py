@@ -60,7 +60,7 @@ from engine.params import (
     time_zone_param,
     uuid_param,
 )
-from engine.sending.service import RequestLimit, SendingService
+from engine.rate_limit import RequestLimit
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
 
@@ -128,14 +128,14 @@ class Gateway:
     def __init__(
         self,
         app: Sendstream,
-        sending: SendingService,
+        forget_senders: Callable[[], None],
         pending_messages: Callable[[UUID], list[UUID]] | None = None,
         reporting: Callable[[], ReportingStore] | None = None,
     ) -> None:
         self._app = app
         self._reporting = reporting
         self._settings = app.settings
-        self._sending = sending
+        self._forget_senders = forget_senders
         self._pending_messages = pending_messages
         self._sessions = Sessions(
             session_secret(app.settings), app.settings.session_lifetime_seconds
@@ -271,7 +271,7 @@ class Gateway:
         if changed:
             self._save(account)
         # The send path caches who a key belongs to for a moment; this changes that.
-        self._sending.forget_all()
+        self._forget_senders()
         return {"CustomIDHeader": account.custom_id_header, "TimeZone": account.time_zone}
 
     # Sender domains.
@@ -432,7 +432,7 @@ class Gateway:
         domain.delete(now)
         account.detach_domain(domain.id)
         self._save(*changed)
-        self._sending.forget_all()
+        self._forget_senders()
         self._fail_pending(domain)
         return {}
 
@@ -684,7 +684,7 @@ class Gateway:
             changed.append(domain)
         self._save(*changed)
         # The send path caches who a key belongs to for a moment: not a revoked one.
-        self._sending.forget_all()
+        self._forget_senders()
         return {}
 
     # SMTP credentials.

@@ -35,8 +35,7 @@ from domain.errors import ErrorText, RequestRejected
 from domain.lists import EMAIL_FIELD, ListRuleBroken, SubscriberList, normalise_fields
 from engine.application import Sendstream
 from engine.ids import new_id
-from engine.params import count_param, iso_time, text_param, uuid_param
-from engine.sending.request import is_valid_email
+from engine.params import count_param, is_valid_email, iso_time, text_param, uuid_param
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
 

@@ -5,7 +5,6 @@ of tracked links a click token indexes."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from adapters.dkim import sign as dkim_sign
 from adapters.mime import build_message
@@ -14,11 +13,9 @@ from domain.content import Address, EmailContent
 from domain.message import Message
 from domain.tracking import track_message, unsubscribe_url
 from domain.verp import unsubscribe_address, verp_address
+from engine.delivery.handoff import ContentCache
 from engine.delivery.personalise import Personaliser
 from engine.settings import Settings
-
-if TYPE_CHECKING:
-    from engine.delivery.worker import ContentCache
 
 
 class MessageRenderer:

@@ -24,8 +24,7 @@ from domain.suppression import (
 )
 from engine.application import Sendstream
 from engine.feedback.service import suppression_exception
-from engine.params import count_param, text_param
-from engine.sending.request import is_valid_email
+from engine.params import count_param, is_valid_email, text_param
 
 MAX_PAGE = 1000
 

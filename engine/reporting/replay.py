@@ -16,9 +16,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from adapters.ports import ReportingStore
+from engine.application import Sendstream
 from engine.eventlog.followers import stream_of, to_envelope
 from engine.reporting.projector import MessageFactsCache
-from engine.runtime.composition import Engine
 from projections.events import EVENT_COLUMNS, insert_new_events, rows_for
 from projections.schema import create_shadow_tables, migrate, swap_in_shadow_tables
 
@@ -26,7 +27,8 @@ PAGE = 20_000
 
 
 def _project_range(
-    engine: Engine,
+    app: Sendstream,
+    reporting: ReportingStore,
     table: str,
     start: int,
     facts: MessageFactsCache,
@@ -35,37 +37,36 @@ def _project_range(
 ) -> int:
     position = start
     while True:
-        notifications = engine.app.recorder.select_notifications(
+        notifications = app.recorder.select_notifications(
             start=position, limit=PAGE, inclusive_of_start=False
         )
         if not notifications:
             return position
         envelopes = [
-            to_envelope(engine.app, n) for n in notifications if stream_of(n.topic)[0] == "message"
+            to_envelope(app, n) for n in notifications if stream_of(n.topic)[0] == "message"
         ]
         lines: list[str] = []
         rows = rows_for(envelopes, facts, facts.remember, lines)
         if rows and check:
-            insert_new_events(engine.reporting, rows, table, lines)
+            insert_new_events(reporting, rows, table, lines)
         elif rows:
-            engine.reporting.insert_tab_separated(table, EVENT_COLUMNS, "".join(lines).encode())
+            reporting.insert_tab_separated(table, EVENT_COLUMNS, "".join(lines).encode())
         position = notifications[-1].id
         if bar is not None:
             bar.update(len(notifications))
 
 
-def replay(engine: Engine, progress: bool = False) -> int:
+def replay(app: Sendstream, store: ReportingStore, progress: bool = False) -> int:
     """Returns the position in the event store's log up to which the tables are rebuilt."""
-    store = engine.reporting
     migrate(store)
-    total = engine.app.recorder.max_notification_id() or 0
+    total = app.recorder.max_notification_id() or 0
     names = create_shadow_tables(store)
-    facts = MessageFactsCache(engine.app)
+    facts = MessageFactsCache(app)
     with tqdm(total=total, unit="event", disable=not progress, desc="replay") as bar:
         # The shadow table is new and this is its only writer: no need to look for copies.
-        position = _project_range(engine, names["events"], 0, facts, bar, check=False)
+        position = _project_range(app, store, names["events"], 0, facts, bar, check=False)
         swap_in_shadow_tables(store)
-        position = _project_range(engine, "events", position, facts, bar, check=True)
+        position = _project_range(app, store, "events", position, facts, bar, check=True)
     if progress:
         rows = store.query("SELECT count() AS n FROM events")[0]["n"]
         print(f"replayed the event store up to position {position}: {rows} rows in table 'events'")

@@ -24,8 +24,9 @@ from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, Sqlite
 from domain.message import Message
 from domain.submission import Submission
 from engine.application import Sendstream
+from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.delivery.scheduler import Scheduler
-from engine.delivery.worker import ContentCache, DeliveryWorker, FreshMessages
+from engine.delivery.worker import DeliveryWorker
 from engine.eventlog.followers import (
     NewEventSignal,
     NotificationLogSource,
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
     from engine.feedback.service import FeedbackService
     from engine.feedback.suppressions import SuppressionCommands
     from engine.sending.smtp_submission import SubmissionServer
+    from engine.webhooks.calls import WebhookDelivery
     from engine.webhooks.commands import WebhookCommands, WebhookRegistry
-    from engine.webhooks.worker import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class Engine:
 
             self._gateway = Gateway(
                 self.app,
-                self.sending,
+                self.sending.forget_all,
                 pending_messages=lambda domain_id: unfinished_message_ids(
                     self.reporting, domain_id
                 ),
@@ -324,7 +325,7 @@ class Engine:
             self._spawn("delivery", self._run_delivery)
         if Role.WEBHOOKS in self.roles or Role.WEBHOOK_CALLS in self.roles:
             from engine.webhooks.commands import WebhookRegistry
-            from engine.webhooks.worker import WebhookIntake
+            from engine.webhooks.intake import WebhookIntake
 
             registry = WebhookRegistry(self.app)
             if Role.WEBHOOKS in self.roles:
@@ -353,7 +354,7 @@ class Engine:
         if Role.SMTP in self.roles and (settings.submission_ports or settings.submission_tls_ports):
             from engine.sending.smtp_submission import SubmissionServer
 
-            self.submission_server = SubmissionServer(self)
+            self.submission_server = SubmissionServer(self.app, settings, self.sending)
             self.submission_server.start()
         if Role.SMTP in self.roles and settings.bounce_ports:
             from engine.feedback.bounce_intake import BounceIntake
@@ -418,7 +419,7 @@ class Engine:
         """The loop that makes stored webhook calls, and its sender (for ``aclose``), as
         the settings say; built inside the event loop that runs them."""
         from adapters.webhook_http import WebhookSender
-        from engine.webhooks.worker import WebhookDelivery
+        from engine.webhooks.calls import WebhookDelivery
 
         settings = self.settings
         sender = WebhookSender(

@@ -9,17 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from domain.content import Address, Attachment, EmailContent
 from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
+from engine.params import LINE_BREAKS, is_valid_email, parse_timestamp
 
 # RFC 5322 field names: printable ASCII except colon. Values may not break the line.
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
-_LINE_BREAKS = re.compile(r"[\r\n\x00]")
 _RESERVED_HEADERS = frozenset(
     h.lower()
     for h in (
@@ -32,38 +30,13 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 128
 
 
-# The everyday address (ASCII dot-atom at an LDH host name) is decided by this pattern alone;
-# anything else goes to email-validator. Same verdicts, at a twentieth of the cost.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63}))"
-)
-
-
-def is_valid_email(value: str) -> bool:
-    if _LINE_BREAKS.search(value) or len(value) > 254:
-        return False
-    plain = _PLAIN_ADDRESS.fullmatch(value)
-    if plain is not None and len(value.partition("@")[0]) <= 64:
-        domain, top_level = plain.group(1).lower(), plain.group(2).lower()
-        if top_level not in SPECIAL_USE_DOMAIN_NAMES and not any(
-            domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES
-        ):
-            return True
-    try:
-        validate_email(value, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError:
-        return False
-    return True
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
 def _one_line(value: str) -> str:
     """Display names and subjects lose line breaks rather than gain header lines."""
-    return _LINE_BREAKS.sub(" ", value)
+    return LINE_BREAKS.sub(" ", value)
 
 
 def _address(
@@ -119,26 +92,6 @@ def _bool(value: Any, name: str, errors: list[ErrorText]) -> bool | None:
     return None
 
 
-def parse_timestamp(value: Any) -> datetime | None:
-    """A Unix timestamp, ``YYYY-MM-DD HH:MM:SS`` (UTC), or ISO-8601; None when unreadable."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        if not 0 <= value < 2**31:  # the documents bound numbers to signed 32-bit
-            return None
-        return datetime.fromtimestamp(value, UTC)
-    if not isinstance(value, str) or not value.strip() or len(value) > 40:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return parse_timestamp(int(text))
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def _headers(value: Any, errors: list[ErrorText]) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
@@ -156,7 +109,7 @@ def _headers(value: Any, errors: list[ErrorText]) -> tuple[tuple[str, str], ...]
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
             errors.append(Extensions.INVALID_HEADERS.format(reason="a header name is not valid"))
             return ()
-        if not isinstance(header_value, str) or _LINE_BREAKS.search(header_value):
+        if not isinstance(header_value, str) or LINE_BREAKS.search(header_value):
             errors.append(
                 Extensions.INVALID_HEADERS.format(reason=f"the value of {name} is not one line")
             )
@@ -195,7 +148,7 @@ def _attachments(value: Any, errors: list[ErrorText]) -> tuple[Attachment, ...]:
         if not isinstance(filename, str) or not filename.strip():
             errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="filename is missing"))
             return ()
-        if _LINE_BREAKS.search(filename) or len(filename) > 255:
+        if LINE_BREAKS.search(filename) or len(filename) > 255:
             errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="filename is missing"))
             return ()
         if not isinstance(content_type, str) or not re.fullmatch(
@@ -224,7 +177,7 @@ def _tags(value: Any, errors: list[ErrorText]) -> tuple[str, ...]:
         not isinstance(value, list)
         or len(value) > MAX_TAGS
         or not all(isinstance(t, str) and 0 < len(t.strip()) <= MAX_TAG_LENGTH for t in value)
-        or any(_LINE_BREAKS.search(t) for t in value)
+        or any(LINE_BREAKS.search(t) for t in value)
     ):
         errors.append(Extensions.INVALID_TAGS)
         return ()

@@ -19,30 +19,14 @@ from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
 from engine.application import SenderContext, Sendstream
-from engine.delivery.worker import ContentCache, FreshMessages
+from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.eventlog.writer import BatchWriter
-from engine.sending.rate_limit import Rate, RateLimiter, seconds_to_wait
+from engine.rate_limit import RequestLimit
 from engine.sending.request import parse_send_request
 
 log = logging.getLogger(__name__)
 
 _AUTH_CACHE_SECONDS = 2.0
-
-
-class RequestLimit:
-    """A rate limit that answers with the endpoint's own 429 error and a Retry-After."""
-
-    def __init__(self, rule: str) -> None:
-        self._limiter = RateLimiter(Rate.parse(rule))
-
-    def check(self, key: str, too_many: ErrorText) -> None:
-        wait = self._limiter.acquire(key)
-        if wait > 0:
-            seconds = seconds_to_wait(wait)
-            raise RequestRejected(
-                too_many.format(seconds=seconds, attempts=self._limiter.rate.amount),
-                retry_after=seconds,
-            )
 
 
 class DailyQuota:

@@ -25,7 +25,6 @@ from email import policy
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 from adapters.mime import build_message
@@ -34,12 +33,11 @@ from domain.account import SmtpCredential, domain_accepts_sender
 from domain.content import Address, Attachment, EmailContent
 from domain.errors import RequestRejected, SendEmail
 from engine.accounts.passwords import hash_password, verify_password
-from engine.application import SenderContext
-from engine.sending.rate_limit import Rate, RateLimiter, seconds_to_wait
-from engine.sending.request import is_valid_email
-
-if TYPE_CHECKING:
-    from engine.runtime.composition import Engine
+from engine.application import SenderContext, Sendstream
+from engine.params import is_valid_email
+from engine.rate_limit import Rate, RateLimiter, seconds_to_wait
+from engine.sending.service import SendingService
+from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -402,10 +400,9 @@ def reply_for_rejection(rejected: RequestRejected) -> str:
 class _Submissions:
     """The engine's side of the SMTP dialogue (``adapters.smtp_in.SubmissionHandler``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._app = engine.app
-        settings = engine.settings
+    def __init__(self, app: Sendstream, settings: Settings, sending: SendingService) -> None:
+        self._app = app
+        self._sending = sending
         self._max_recipients = settings.max_recipients
         self._max_reply_to = settings.max_reply_to
         self._limiter = RateLimiter(Rate.parse(settings.smtp_submission_rate_limit))
@@ -527,7 +524,7 @@ class _Submissions:
             return reply_line(550, "5.6.0", str(error))
         try:
             sender = self._sender(login)
-            message_id = await self._engine.sending.accept(sender, content, source="smtp")
+            message_id = await self._sending.accept(sender, content, source="smtp")
         except RequestRejected as rejected:
             return reply_for_rejection(rejected)
         except Exception:
@@ -550,13 +547,12 @@ class SubmissionServer:
     (with STARTTLS when ``SMTP_TLS_CERT`` and ``SMTP_TLS_KEY`` are set) and
     ``SMTP_SUBMISSION_TLS_PORTS`` with implicit TLS, on ``SMTP_SUBMISSION_HOST``."""
 
-    def __init__(self, engine: Engine) -> None:
-        settings = engine.settings
+    def __init__(self, app: Sendstream, settings: Settings, sending: SendingService) -> None:
         context = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
         if settings.submission_tls_ports and context is None:
             log.warning("SMTP_SUBMISSION_TLS_PORTS ignored: SMTP_TLS_CERT and SMTP_TLS_KEY unset")
         limit = settings.smtp_max_message_bytes
-        self._submissions = _Submissions(engine)
+        self._submissions = _Submissions(app, settings, sending)
         self._server = SmtpServer(
             self._submissions,
             host=settings.smtp_submission_host,

@@ -2,9 +2,9 @@
 
 The commands are 002's ``EmailGateway.AddWebhook``, ``GetWebhooks`` and ``DeleteWebhook``
 (and ``/api/v1/webhooks``), plus ``EmailGateway.GetWebhookAttempts``, our name for 004's
-Event API Log. Deliveries are made by :mod:`engine.webhooks.worker`; both sides build a
-call's content here, from the same ``events`` rows the reporting API shows, so a
-backfilled event and a live one look alike.
+Event API Log. Calls are stored by :mod:`engine.webhooks.intake` and made by
+:mod:`engine.webhooks.calls`; both build a call's content here, from the same ``events``
+rows the reporting API shows, so a backfilled event and a live one look alike.
 """
 
 from __future__ import annotations

@@ -113,13 +113,13 @@ def test_replay_rebuilds_exactly_the_rows_the_projector_wrote(
     }  # fmt: skip
     last_position = engine.app.recorder.max_notification_id()
 
-    assert replay(engine) == last_position
+    assert replay(engine.app, engine.reporting) == last_position
     assert_rows_once(engine, rows)
     assert listed(engine, domain_id) == before
 
     engine.reporting.command("TRUNCATE TABLE events")
     assert listed(engine, domain_id) == []
-    assert replay(engine) == last_position
+    assert replay(engine.app, engine.reporting) == last_position
     assert_rows_once(engine, rows)
     assert listed(engine, domain_id) == before
 

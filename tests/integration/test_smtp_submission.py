@@ -87,7 +87,7 @@ def submission(make_engine: Callable[..., Engine]) -> Iterator[Callable[..., Sub
         )
         domain.attach_smtp_credential(credential.id)
         engine.app.save(credential, domain)
-        server = SubmissionServer(engine)
+        server = SubmissionServer(engine.app, engine.settings, engine.sending)
         server.start()
         servers.append(server)
         return Submission(engine, server, credential.id, domain.account_id)
@@ -464,7 +464,8 @@ def test_a_port_in_use_fails_the_start_cleanly(
     running = submission()
     threads = smtp_threads()
     taken = f"0,{running.port}"  # a free port first: it must be released again
-    other = SubmissionServer(make_engine(start=False, SMTP_SUBMISSION_PORTS=taken))
+    engine = make_engine(start=False, SMTP_SUBMISSION_PORTS=taken)
+    other = SubmissionServer(engine.app, engine.settings, engine.sending)
     with pytest.raises(OSError):
         other.start()
     assert smtp_threads() == threads

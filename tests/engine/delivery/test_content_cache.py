@@ -6,7 +6,7 @@ from typing import Any
 from uuid import uuid4
 
 from domain.content import Address, Attachment, EmailContent
-from engine.delivery.worker import ContentCache
+from engine.delivery.handoff import ContentCache
 
 
 def content(body: str = "hi", attachment: str = "") -> EmailContent:

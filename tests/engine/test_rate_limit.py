@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.sending.rate_limit import Rate, RateLimiter, seconds_to_wait
+from engine.rate_limit import Rate, RateLimiter, seconds_to_wait
 
 
 def test_rules_parse() -> None:

@@ -1,24 +1,18 @@
-"""The webhook worker: turns the event stream into calls to customers' endpoints.
+"""The webhook callers: make the calls that the intake (:mod:`engine.webhooks.intake`) stored.
 
-Two loops share one delivery store (:mod:`adapters.webhook_store`):
-
-* intake reads the stream (Kafka, or the notification log), maps message events to
-  ``events`` rows as the projector does, and stores one call per listening webhook,
-  then commits its position. Storing is idempotent per (webhook, event), so a
-  redelivered batch stores nothing twice: at-least-once without double calls.
-* delivery claims due calls, makes them (httpx, bounded per endpoint and overall),
-  and records each attempt with its next try, all in the store. A call waits behind
-  an earlier call of the same message to the same webhook (delivered before opened),
-  but never behind another endpoint: a slow or dead endpoint holds only its own calls.
-  A webhook that fails ``WEBHOOK_DISABLE_AFTER`` (1,000) times in a row is disabled, with the
-  reason shown by GetWebhooks, until its URL or parameters change.
+A caller claims due calls from the store (:mod:`adapters.webhook_store`), makes them
+(httpx, bounded per endpoint and overall), and records each attempt with its next try,
+all in the store. A call waits behind an earlier call of the same message to the same
+webhook (delivered before opened), but never behind another endpoint: a slow or dead
+endpoint holds only its own calls. A webhook that fails ``WEBHOOK_DISABLE_AFTER`` (1,000)
+times in a row is disabled, with the reason shown by GetWebhooks, until its URL or
+parameters change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -26,67 +20,16 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from adapters.ports import EventSource
 from adapters.webhook_http import WebhookRequest, WebhookSender, sign
 from adapters.webhook_store import AttemptResult, DeliveryJob, WebhookStore
 from domain.webhook import DISABLE_AFTER_FAILURES, RETRY_DELAYS_SECONDS, Webhook, retry_delay
 from engine.application import Sendstream
-from engine.eventlog.followers import run_until_stopped
-from engine.reporting.projector import MessageFactsCache
-from engine.webhooks.commands import (
-    WebhookRegistry,
-    jobs_for_rows,
-    message_id_header,
-    request_parts,
-)
-from projections.events import rows_for
+from engine.webhooks.commands import WebhookRegistry, message_id_header, request_parts
 
 log = logging.getLogger(__name__)
 
 _BACKED_UP_SECONDS = 1.0
 _SKIPPING_CLAIM_INTERVAL = 0.1
-
-# Events that change who listens: the registry forgets what it knew.
-_WEBHOOK_CHANGES = ("Webhook.", "SenderDomain.WebhookAttached", "SenderDomain.WebhookDetached",
-                    "SenderDomain.Deleted")  # fmt: skip
-
-
-class WebhookIntake:
-    """Stream → stored calls; commits the stream only once its calls are stored."""
-
-    def __init__(
-        self,
-        app: Sendstream,
-        source: EventSource,
-        store: WebhookStore,
-        registry: WebhookRegistry,
-        batch_size: int = 2000,
-    ) -> None:
-        self._source = source
-        self._store = store
-        self._registry = registry
-        self._batch_size = batch_size
-        self._facts = MessageFactsCache(app)
-
-    def run_once(self, timeout: float = 0.5) -> int:
-        envelopes = self._source.poll(self._batch_size, timeout)
-        if not envelopes:
-            return 0
-        try:
-            if any(e.event_type.startswith(_WEBHOOK_CHANGES) for e in envelopes):
-                self._registry.forget()
-            rows = rows_for(envelopes, self._facts, self._facts.remember)
-            jobs = jobs_for_rows(self._registry, rows, datetime.now(UTC))
-            if jobs:
-                self._store.enqueue(jobs, None)
-        except Exception:
-            self._source.rewind()
-            raise
-        self._source.commit()
-        return len(envelopes)
-
-    def run(self, stop: threading.Event) -> None:
-        run_until_stopped("webhook-intake", self.run_once, stop)
 
 
 class WebhookDelivery:

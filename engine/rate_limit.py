@@ -14,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from domain.errors import ErrorText, RequestRejected
+
 _UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _RULE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(second|minute|hour|day)s?\s*$")
 
@@ -63,3 +65,19 @@ class RateLimiter:
 
 def seconds_to_wait(wait: float) -> int:
     return max(1, math.ceil(wait))
+
+
+class RequestLimit:
+    """A rate limit that answers with the endpoint's own 429 error and a Retry-After."""
+
+    def __init__(self, rule: str) -> None:
+        self._limiter = RateLimiter(Rate.parse(rule))
+
+    def check(self, key: str, too_many: ErrorText) -> None:
+        wait = self._limiter.acquire(key)
+        if wait > 0:
+            seconds = seconds_to_wait(wait)
+            raise RequestRejected(
+                too_many.format(seconds=seconds, attempts=self._limiter.rate.amount),
+                retry_after=seconds,
+            )

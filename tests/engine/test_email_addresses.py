@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.sending.request import is_valid_email
+from engine.params import is_valid_email
 
 
 def reference(value: str) -> bool:
