@@ -61,7 +61,7 @@ class Positions:
 
 
 def envelopes_of(message: Message, positions: Positions) -> list[EventEnvelope]:
-    """What engine.stream.to_envelope makes of the events a Message has pending."""
+    """What engine.eventlog.followers.to_envelope makes of the events a Message has pending."""
     envelopes = []
     for event in message.collect_events():
         data = {
