@@ -137,8 +137,14 @@ def is_valid_email(value: str) -> bool:
     plain = _PLAIN_ADDRESS.fullmatch(value)
     if plain is not None and len(value.partition("@")[0]) <= 64:
         domain, top_level = plain.group(1).lower(), plain.group(2).lower()
-        if top_level not in SPECIAL_USE_DOMAIN_NAMES and not any(
-            domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES
+        # "--" can make a label an IDNA A-label ("xn--") or a reserved one ("ab--c", RFC 5891
+        # 4.2.3.1): such domains are for email-validator to judge.
+        if (
+            "--" not in domain
+            and top_level not in SPECIAL_USE_DOMAIN_NAMES
+            and not any(
+                domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES
+            )
         ):
             return True
     try:

@@ -26,6 +26,7 @@ def reference(value: str) -> bool:
         "x@-example.org", "x@example-.org", "x@example", "x@123.45", "\"quoted\"@example.org",
         "jöhn@exämple.org", "a" * 64 + "@example.org", "a" * 65 + "@example.org",
         "x@" + "a" * 63 + ".org", "x@" + "a" * 64 + ".org", "x@example.org\n", "x@@example.org",
+        "0@00--0.org", "x@ab--c.org", "x@a--b.org", "x@xn--nxasmq6b.com", "x@xn--zz.org",
     ],
 )  # fmt: skip
 def test_known_cases_agree(address: str) -> None:
