@@ -1,4 +1,4 @@
-"""Outbound SMTP: hand finished messages to a relay over a few persistent connections.
+"""Relayed delivery: hand finished messages to another MTA over a few persistent connections.
 
 Opening an SMTP session costs a TCP handshake, a greeting, EHLO, often
 STARTTLS and AUTH: several round trips and a TLS handshake per message if
@@ -10,28 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
-import idna
-from aiosmtplib.email import parse_address
 
 from adapters.ports import SmtpOutcome
-
-_ENHANCED_STATUS = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
-
-# Status codes for failures that are not a reply about this message (RFC 3463).
-NO_ANSWER = "4.4.1"  # could not reach or open a session with the relay
-SECURITY_SETUP_FAILED = "4.7.0"  # STARTTLS, certificate or AUTH failed
-SMTPUTF8_REQUIRED = "5.6.7"  # RFC 6531 3.5: a non-ASCII mailbox, relay without SMTPUTF8
-BAD_RECIPIENT_SYNTAX = "5.1.3"
-BAD_SENDER_SYNTAX = "5.1.7"
-
-_SERVICE_CLOSING = 421
+from adapters.smtp_out.session import (
+    BAD_RECIPIENT_SYNTAX,
+    BAD_SENDER_SYNTAX,
+    NO_ANSWER,
+    SECURITY_SETUP_FAILED,
+    SERVICE_CLOSING,
+    SMTPUTF8_REQUIRED,
+    describe_error,
+    envelope_address,
+    greet,
+    mail_transaction,
+    no_answer,
+    reply_outcome,
+    transaction_options,
+)
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,11 @@ class SmtpRelayTransport:
         if self._closed:
             raise RuntimeError("SmtpRelayTransport is closed")
         try:
-            sender = _envelope_address(mail_from) if mail_from else ""
+            sender = envelope_address(mail_from) if mail_from else ""
         except ValueError as exc:
             return SmtpOutcome(553, BAD_SENDER_SYNTAX, f"not sent: {exc}")
         try:
-            rcpt = _envelope_address(recipient)
+            rcpt = envelope_address(recipient)
         except ValueError as exc:
             return SmtpOutcome(553, BAD_RECIPIENT_SYNTAX, f"not sent: {exc}")
         slot = await self._idle.get()
@@ -202,16 +203,11 @@ class SmtpRelayTransport:
                     retried = True
                     continue
                 return failure.outcome
-            options: list[str] = []
-            # RFC 6531 3.2: UTF-8 in the envelope or in the header needs SMTPUTF8.
-            if not (sender + rcpt).isascii() or not message.partition(b"\r\n\r\n")[0].isascii():
-                options.append("SMTPUTF8")
-            if not message.isascii() and client.supports_extension("8bitmime"):
-                options.append("BODY=8BITMIME")
+            options = transaction_options(client, sender, rcpt, message)
             # Refused transactions count too: the limit is about session age.
             slot.sent += 1
             try:
-                return await _transaction(client, sender, rcpt, message, options)
+                return await mail_transaction(client, sender, rcpt, message, options)
             except aiosmtplib.SMTPServerDisconnected as exc:
                 # Usually an idle session the relay closed. If it dropped after
                 # the final dot instead, the retry may deliver twice: SMTP is
@@ -220,16 +216,16 @@ class SmtpRelayTransport:
                 if not retried:
                     retried = True
                     continue
-                return _no_answer(exc)
+                return no_answer(exc)
             except aiosmtplib.SMTPResponseException as exc:
-                if exc.code == _SERVICE_CLOSING:
+                if exc.code == SERVICE_CLOSING:
                     # aiosmtplib has closed the session already. On a reused
                     # session this is usually an idle timeout announced late.
                     self._discard(slot)
                     if reused and not retried:
                         retried = True
                         continue
-                return _reply(exc.code, exc.message)
+                return reply_outcome(exc.code, exc.message)
             except aiosmtplib.SMTPNotSupported as exc:
                 # sendmail raises this only for SMTPUTF8 before sending MAIL;
                 # the relay cannot ever carry this address, so it is final.
@@ -237,7 +233,7 @@ class SmtpRelayTransport:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 # Timeouts included: the session may be mid-command, so it goes.
                 self._discard(slot)
-                return _no_answer(exc)
+                return no_answer(exc)
 
     async def _session(self, slot: _Slot) -> aiosmtplib.SMTP:
         if slot.client is not None and (
@@ -268,14 +264,14 @@ class SmtpRelayTransport:
         try:
             await client.connect()
             step = "EHLO"
-            await _greet(client)
+            await greet(client)
             if not settings.implicit_tls and (
                 settings.starttls == "required"
                 or (settings.starttls == "opportunistic" and client.supports_extension("starttls"))
             ):
                 step = "STARTTLS"
                 await client.starttls()
-                await _greet(client)  # RFC 3207 4.2: forget pre-TLS capabilities
+                await greet(client)  # RFC 3207 4.2: forget pre-TLS capabilities
             if settings.username is not None:
                 step = "AUTH"
                 await client.login(settings.username, settings.password or "")
@@ -283,7 +279,7 @@ class SmtpRelayTransport:
             client.close()
             security = step in ("STARTTLS", "AUTH") or isinstance(exc, ssl.SSLError)
             status = SECURITY_SETUP_FAILED if security else NO_ANSWER
-            text = f"{step} with {settings.hostname}:{settings.port} failed: {_describe(exc)}"
+            text = f"{step} with {settings.hostname}:{settings.port} failed: {describe_error(exc)}"
             raise _SetupFailed(
                 SmtpOutcome(0, status, text),
                 disconnected=isinstance(exc, aiosmtplib.SMTPServerDisconnected),
@@ -315,89 +311,3 @@ class SmtpRelayTransport:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
-
-
-async def _greet(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.ehlo()
-    except aiosmtplib.SMTPHeloError:
-        await client.helo()  # RFC 5321 4.1.4: fall back for pre-ESMTP servers
-
-
-async def _transaction(
-    client: aiosmtplib.SMTP, sender: str, rcpt: str, message: bytes, options: list[str]
-) -> SmtpOutcome:
-    """MAIL, RCPT, DATA for one recipient, on addresses ``_envelope_address`` has checked.
-
-    The commands are issued directly rather than through ``sendmail``, which
-    parses each address three more times with ``email.utils`` (most of the
-    CPU of a transaction, measured).
-    """
-    utf8 = "SMTPUTF8" in options
-    if utf8 and not client.supports_extension("smtputf8"):
-        raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by the relay")
-    encoding = "utf-8" if utf8 else "ascii"
-    response = await client.execute_command(
-        b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *(o.encode() for o in options)
-    )
-    if response.code != 250:
-        await _reset(client, response)
-        return _reply(response.code, response.message)
-    response = await client.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
-    if response.code not in (250, 251):
-        await _reset(client, response)
-        return _reply(response.code, response.message)
-    response = await client.data(message)
-    return _reply(response.code, response.message)
-
-
-async def _reset(client: aiosmtplib.SMTP, response: aiosmtplib.SMTPResponse) -> None:
-    """RSET after a refused MAIL or RCPT, so the session can carry the next message.
-
-    A 421 means the relay is closing the session (aiosmtplib has closed it): raised,
-    so that the caller's reconnect-and-retry applies, as it does for DATA.
-    """
-    if response.code == _SERVICE_CLOSING:
-        raise aiosmtplib.SMTPResponseException(response.code, response.message)
-    if client.is_connected:
-        await client.rset()
-
-
-# The everyday address needs no parser: ASCII dot-atom local part at an LDH domain.
-_PLAIN_ENVELOPE_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
-)
-
-
-def _envelope_address(address: str) -> str:
-    """The address as it goes on MAIL/RCPT: domain as A-labels, checked for injection."""
-    if _PLAIN_ENVELOPE_ADDRESS.fullmatch(address):
-        return address
-    # parse_address raises on some hostile input but silently rewrites other
-    # ("a@b.c>\r\nRCPT TO:<x@y>" becomes "a@b.c"): only a bare address that
-    # it leaves unchanged goes on the wire.
-    bare = parse_address(address)
-    if bare != address:
-        raise ValueError(f"not a bare envelope address: {address!r}")
-    local, at, domain = bare.rpartition("@")
-    if at and not domain.isascii():
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except UnicodeError as exc:  # idna.IDNAError is one
-            raise ValueError(f"invalid domain in {address!r}: {exc}") from exc
-        bare = f"{local}@{domain}"
-    return bare
-
-
-def _reply(code: int, text: str) -> SmtpOutcome:
-    match = _ENHANCED_STATUS.match(text)
-    return SmtpOutcome(code, match.group(1) if match else "", text)
-
-
-def _no_answer(exc: BaseException) -> SmtpOutcome:
-    return SmtpOutcome(0, NO_ANSWER, _describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
