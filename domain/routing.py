@@ -1,0 +1,75 @@
+"""Where mail for a domain goes: the rules of RFC 5321 section 5.1 and RFC 7505, as data.
+
+A DNS answer comes in (the MX records, or the fact that there are none) and an ordered
+list of hosts to try goes out, or the verdict that the domain takes no mail. Looking the
+records up is the DNS adapter's; trying the hosts is the SMTP adapter's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass
+from itertools import groupby
+
+# RFC 3463 codes for what routing alone decides, before any server is asked.
+NULL_MX_STATUS = "5.1.10"  # RFC 7505 4.2: the domain publishes that it accepts no mail
+NO_SUCH_DOMAIN_STATUS = "5.1.2"  # bad destination system address: NXDOMAIN, or no host
+ROUTING_FAILURE_STATUS = "4.4.3"  # directory (DNS) server failure: try again later
+NO_ROUTE_STATUS = "4.4.4"  # no host could be tried (every address refused here)
+UNROUTABLE_STATUS = "5.4.4"  # the MX hosts named do not exist
+
+
+@dataclass(frozen=True)
+class MxRecord:
+    preference: int
+    exchange: str  # lowercase, no trailing dot; "" for the root (".")
+
+
+def is_null_mx(records: list[MxRecord]) -> bool:
+    """RFC 7505: a single MX of preference 0 naming the root says "no mail here".
+
+    A null MX published beside other MX records is a misconfiguration; section 3 says
+    such a domain MUST NOT have others, and senders then ignore the null one.
+    """
+    return len(records) == 1 and records[0].exchange == "" and records[0].preference == 0
+
+
+def hosts_in_order(records: list[MxRecord], rng: random.Random) -> list[str]:
+    """The exchanges to try, lowest preference first; equal preferences in random order
+    (RFC 5321 5.1, so that load spreads over them), each host once, null targets left out."""
+    ordered = sorted(records, key=lambda record: record.preference)
+    hosts: list[str] = []
+    for _, same in groupby(ordered, key=lambda record: record.preference):
+        group = [record.exchange for record in same if record.exchange]
+        rng.shuffle(group)
+        hosts += [host for host in group if host not in hosts]
+    return hosts
+
+
+def refused_address(address: str) -> str | None:
+    """Why mail must not go to this address, or None when it may.
+
+    A public MX never points at loopback, private, link-local or reserved space; a
+    record that does is a mistake or an attempt to make us talk to our own network.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"{address!r} is not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # Most specific first: Python counts link-local, unspecified and reserved as private too.
+    for flag, kind in (
+        (ip.is_loopback, "loopback"),
+        (ip.is_link_local, "link-local"),
+        (ip.is_multicast, "multicast"),
+        (ip.is_unspecified, "unspecified"),
+        (ip.is_reserved, "reserved"),
+        (ip.is_private, "private"),
+    ):
+        if flag:
+            return f"{ip} is a {kind} address"
+    if not ip.is_global:
+        return f"{ip} is not a global address"
+    return None
