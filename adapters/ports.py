@@ -65,6 +65,8 @@ class SmtpOutcome:
     code: int  # the SMTP reply code; 0 when no server answered (connection failure)
     enhanced_status: str  # RFC 3463 "x.y.z", or "" when the server gave none
     text: str
+    remote: str = ""  # the server that answered, "host[address]" (direct delivery)
+    tls: str = ""  # the session's TLS version ("TLSv1.3"), or "" in the clear
 
     @property
     def is_success(self) -> bool:

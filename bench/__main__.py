@@ -1,6 +1,6 @@
 """``python -m bench [WHICH] [--messages N] [--seconds S] [--events N]``: WHICH is api,
-commands, delivery, delivery-kafka, smtp, campaign, segments, tracking, bounces, analytics,
-webhooks or all (default)."""
+commands, delivery, delivery-kafka, direct, smtp, campaign, segments, tracking, bounces,
+analytics, webhooks or all (default)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bench import (
     bounces,
     campaign,
     delivery,
+    direct,
     segments,
     smtp_submit,
     tracking,
@@ -32,6 +33,7 @@ def main() -> None:
             "commands",
             "delivery",
             "delivery-kafka",
+            "direct",
             "smtp",
             "campaign",
             "segments",
@@ -56,6 +58,8 @@ def main() -> None:
         rows += delivery.run(messages=args.messages)
     if args.which in ("delivery-kafka", "all"):
         rows += delivery.run(messages=args.messages, kafka=True)
+    if args.which in ("direct", "all"):
+        rows += direct.run(messages=args.messages)
     if args.which in ("smtp", "all"):
         rows += smtp_submit.run()
     if args.which in ("campaign", "all"):

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -18,7 +19,19 @@ from engine.settings import Settings
 from tests.services import start_kafka_broker, start_smtp_sink
 
 
-async def _accept(engine: Engine, sender: SenderContext, messages: int) -> None:
+def _example_org(n: int) -> str:
+    return f"user{n}@example.org"
+
+
+async def accept(
+    engine: Engine,
+    sender: SenderContext,
+    messages: int,
+    recipient: Callable[[int], str] = _example_org,
+    plain: str = "Hello",
+) -> None:
+    """``messages`` sends through the send service, 500 at a time, as the API makes them."""
+
     async def one(n: int) -> None:
         await engine.sending.send(
             sender,
@@ -26,9 +39,9 @@ async def _accept(engine: Engine, sender: SenderContext, messages: int) -> None:
                 "Subject": f"Burst {n}",
                 "ContentType": "html",
                 "HtmlContent": "<p>Hello</p>",
-                "PlainContent": "Hello",
+                "PlainContent": plain,
                 "From": {"email": "news@example.com", "name": "News"},
-                "To": [{"email": f"user{n}@example.org", "name": "User"}],
+                "To": [{"email": recipient(n), "name": "User"}],
             },
         )
 
@@ -69,7 +82,7 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
         started = time.perf_counter()
         # Through the send service, as the API does (validation, limits, group commit),
         # without the HTTP layer, which bench.api_accept measures on its own.
-        asyncio.run(_accept(engine, sender, messages))
+        asyncio.run(accept(engine, sender, messages))
         accepted = time.perf_counter() - started
         with tqdm(total=messages, unit="msg", desc="delivered") as bar:
             seen = 0

@@ -119,9 +119,16 @@ class Message(Aggregate):
             raise IllegalTransition(f"cannot attempt delivery of a {self.status} message")
         self._delivery_attempted(attempt=self.attempts + 1)
 
-    def record_delivered(self, code: int, enhanced_status: str, reply_text: str) -> None:
+    def record_delivered(
+        self, code: int, enhanced_status: str, reply_text: str, remote_mta: str = "", tls: str = ""
+    ) -> None:
+        """``remote_mta`` names the server that answered (``host[address]``), ``tls`` the
+        session's TLS version; both empty where the way out does not say (the sandbox)."""
         self._require_sending()
-        self._delivered(code=code, enhanced_status=enhanced_status, reply_text=reply_text)
+        self._delivered(
+            code=code, enhanced_status=enhanced_status, reply_text=reply_text,
+            remote_mta=remote_mta, tls=tls,
+        )  # fmt: skip
 
     def record_deferred(
         self,
@@ -132,6 +139,8 @@ class Message(Aggregate):
         first_accepted_at: datetime,
         retry_schedule: list[timedelta],
         lifetime: timedelta,
+        remote_mta: str = "",
+        tls: str = "",
     ) -> None:
         """A temporary failure: wait and retry, unless the message has lived too long."""
         self._require_sending()
@@ -150,14 +159,25 @@ class Message(Aggregate):
             enhanced_status=enhanced_status,
             reply_text=reply_text,
             retry_at=retry_at,
+            remote_mta=remote_mta,
+            tls=tls,
         )
 
     def record_bounced(
-        self, code: int, enhanced_status: str, reply_text: str, kind: str = "hard"
+        self,
+        code: int,
+        enhanced_status: str,
+        reply_text: str,
+        kind: str = "hard",
+        remote_mta: str = "",
+        tls: str = "",
     ) -> None:
         """A permanent refusal at SMTP time; ``kind`` is hard or block (policy, 5.7.x)."""
         self._require_sending()
-        self._bounced(code=code, enhanced_status=enhanced_status, reply_text=reply_text, kind=kind)
+        self._bounced(
+            code=code, enhanced_status=enhanced_status, reply_text=reply_text, kind=kind,
+            remote_mta=remote_mta, tls=tls,
+        )  # fmt: skip
 
     def fail(
         self, reason: str, code: int = 0, enhanced_status: str = "", reply_text: str = ""
@@ -294,14 +314,24 @@ class Message(Aggregate):
         self.status = MessageStatus.SENDING
         self.attempts = attempt
 
+    # remote_mta and tls came with direct delivery: events stored before it lack them, and
+    # replay gives them the defaults.
     @event("Delivered")
-    def _delivered(self, code: int, enhanced_status: str, reply_text: str) -> None:
+    def _delivered(
+        self, code: int, enhanced_status: str, reply_text: str, remote_mta: str = "", tls: str = ""
+    ) -> None:
         self.status = MessageStatus.DELIVERED
         self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
 
     @event("Deferred")
     def _deferred(
-        self, code: int, enhanced_status: str, reply_text: str, retry_at: datetime
+        self,
+        code: int,
+        enhanced_status: str,
+        reply_text: str,
+        retry_at: datetime,
+        remote_mta: str = "",
+        tls: str = "",
     ) -> None:
         self.status = MessageStatus.DEFERRED
         self.next_attempt_at = retry_at
@@ -309,7 +339,13 @@ class Message(Aggregate):
 
     @event("Bounced")
     def _bounced(
-        self, code: int, enhanced_status: str, reply_text: str, kind: str = "hard"
+        self,
+        code: int,
+        enhanced_status: str,
+        reply_text: str,
+        kind: str = "hard",
+        remote_mta: str = "",
+        tls: str = "",
     ) -> None:
         self.status = MessageStatus.BOUNCED
         self.bounce_kind = kind

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,8 +21,26 @@ class Settings(BaseSettings):
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
     # Raw events older than this are deleted; the rollups keep their counts. 0 keeps them.
     events_retention_days: int = Field(default=90, ge=0, alias="EVENTS_RETENTION_DAYS")
+    # sandbox: kept, never sent; relay: through SMTP_RELAY_URL; direct: to each recipient
+    # domain's own mail servers. Unset: relay when SMTP_RELAY_URL is set, else sandbox.
+    delivery_mode: Literal["", "sandbox", "relay", "direct"] = Field(
+        default="", alias="DELIVERY_MODE"
+    )
     smtp_relay_url: str = Field(default="", alias="SMTP_RELAY_URL")
     smtp_pool_size: int = Field(default=8, alias="SMTP_POOL_SIZE")
+    direct_smtp_port: int = Field(default=25, ge=1, le=65535, alias="DIRECT_SMTP_PORT")
+    # MX hosts on loopback, private, link-local or reserved addresses are refused unless set.
+    direct_allow_private_addresses: bool = Field(
+        default=False, alias="DIRECT_ALLOW_PRIVATE_ADDRESSES"
+    )
+    direct_max_connections_per_host: int = Field(
+        default=10, ge=1, alias="DIRECT_MAX_CONNECTIONS_PER_HOST"
+    )
+    direct_messages_per_connection: int = Field(
+        default=100, ge=1, alias="DIRECT_MESSAGES_PER_CONNECTION"
+    )
+    direct_idle_seconds: float = Field(default=5.0, gt=0, alias="DIRECT_IDLE_SECONDS")
+    direct_timeout_seconds: float = Field(default=60.0, gt=0, alias="DIRECT_TIMEOUT_SECONDS")
     delivery_concurrency: int = Field(default=64, alias="DELIVERY_CONCURRENCY")
     campaign_fanout_window: int = Field(default=20_000, alias="CAMPAIGN_FANOUT_WINDOW")
     duplicate_campaign_window_seconds: int = Field(
@@ -72,6 +91,12 @@ class Settings(BaseSettings):
     )
     webhook_disable_after: int = Field(default=1000, ge=1, alias="WEBHOOK_DISABLE_AFTER")
 
+    @model_validator(mode="after")
+    def _relay_has_a_url(self) -> Settings:
+        if self.delivery_mode == "relay" and not self.smtp_relay_url:
+            raise ValueError("DELIVERY_MODE=relay needs SMTP_RELAY_URL")
+        return self
+
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables they are read from (for a child process)."""
         return {
@@ -101,6 +126,13 @@ class Settings(BaseSettings):
     @property
     def message_lifetime(self) -> timedelta:
         return timedelta(seconds=self.message_lifetime_seconds)
+
+    @property
+    def outbound(self) -> str:
+        """How mail leaves: ``sandbox``, ``relay`` or ``direct`` (``DELIVERY_MODE`` resolved)."""
+        if self.delivery_mode:
+            return self.delivery_mode
+        return "relay" if self.smtp_relay_url else "sandbox"
 
     @property
     def uses_kafka(self) -> bool:

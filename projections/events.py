@@ -322,6 +322,11 @@ def rows_for(
             row["smtp_code"] = int(data.get("code") or 0)
             row["enhanced_status"] = str(data.get("enhanced_status") or "")
             row["diagnostic"] = str(data.get("reply_text") or "")
+            # Which server answered, and over what (direct delivery says; others do not).
+            if data.get("remote_mta"):
+                details["RemoteMTA"] = str(data["remote_mta"])
+            if data.get("tls"):
+                details["TLS"] = str(data["tls"])
             if event_type == "deferred" and data.get("retry_at") is not None:
                 details["RetryAt"] = _iso_ms(_datetime(data["retry_at"]))
             if event_type == "failed" and data.get("reason"):

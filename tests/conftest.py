@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.fake_mx import FakeMx, start_fake_mx
 from tests.services import (
     DnsEntry,
     DnsmasqService,
@@ -71,3 +72,15 @@ def dns_server(
     yield start
     for server in started:
         server.stop()
+
+
+# --- Recipient domains' own mail servers (tests/fake_mx.py) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_mx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeMx]:
+    """dnsmasq serving the ``.example`` domains of ``tests.fake_mx``, with their mail servers on
+    port 25 of 127.0.0.2 … 127.0.0.18 (the tests run as root, as CI does)."""
+    servers = start_fake_mx(tmp_path_factory.mktemp("fake-mx"))
+    yield servers
+    servers.stop()

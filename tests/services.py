@@ -159,12 +159,15 @@ def _start(
     what: str,
     timeout: float,
     stop_signal: signal.Signals = signal.SIGTERM,
+    port: int | None = None,
 ) -> RunningService:
-    """Launch on a free port and wait until ``ready``; retry on a new port if it dies early."""
+    """Launch on ``port`` or a free one and wait until ``ready``; retry (on a new free port)
+    if it dies early."""
     log_path = workdir / f"{name}.log"
     last_error: ServiceStartError | None = None
-    for _ in range(_START_ATTEMPTS):
-        port = free_port(host)
+    fixed_port = port
+    for _ in range(_START_ATTEMPTS if fixed_port is None else 1):
+        port = fixed_port if fixed_port is not None else free_port(host)
         service = RunningService(
             name=name,
             host=host,
@@ -296,8 +299,11 @@ def start_smtp_sink(
     timeout: float = 10.0,
     host: str = LOOPBACK,
     extra_args: Sequence[str] = (),
+    port: int | None = None,
+    keep_messages: bool = True,
 ) -> RunningService:
-    """Start smtp-sink on a free port; every accepted message is written to its own file.
+    """Start smtp-sink on ``port`` (a fake MX host: 25 on its own loopback address, as root)
+    or a free one; every accepted message is written to its own file.
 
     ``url`` is ``smtp://127.0.0.1:PORT``. ``extra_args`` go before the address, e.g.
     ``("-f", "RCPT")`` to reject every recipient with a 5xx, or ``("-r", "DATA")``
@@ -318,9 +324,8 @@ def start_smtp_sink(
             *privileges,
             "-c",  # running counters in the log: sess=… quit=… mesg=…
             # One file per message, "<time>.<random hex>": created at MAIL FROM, and
-            # complete (closed) before the 250 reply to the final dot.
-            "-d",
-            f"{messages}/%Y%m%d%H%M%S.",
+            # complete (closed) before the 250 reply to the final dot. Benchmarks keep none.
+            *(("-d", f"{messages}/%Y%m%d%H%M%S.") if keep_messages else ()),
             *extra_args,
             f"{host}:{port}",
             "1000",  # listen backlog
@@ -335,6 +340,7 @@ def start_smtp_sink(
         ready=lambda service: _accepts_connections(service.host, service.port),
         what="accepting connections",
         timeout=timeout,
+        port=port,
     )
 
 
@@ -479,6 +485,7 @@ def start_dnsmasq(
     zones: Sequence[str] | None = None,
     timeout: float = 10.0,
     host: str = LOOPBACK,
+    ttl: int = 0,
 ) -> DnsmasqService:
     """Start dnsmasq on a free loopback port serving ``records``; returns once it answers.
 
@@ -515,6 +522,7 @@ def start_dnsmasq(
             f"group={group}",
             f"log-facility={log_path}",
             "log-queries",
+            f"local-ttl={ttl}",  # the TTL of every answer (dnsmasq's default, 0, caches nothing)
             *(f"local=/{zone.strip('.')}/" for zone in zones),
             *record_lines,
         ]
@@ -561,8 +569,18 @@ def _dnsmasq_record_line(entry: DnsEntry) -> str:
     if kind == "CNAME":
         return f"cname={name},{target}"
     if kind == "MX":
-        return f"mx-host={name},{target},10"
-    raise ValueError(f"record type {rtype!r} is not served by start_dnsmasq (TXT, CNAME, MX)")
+        # "host" (preference 10) or "PREFERENCE host"; "0 ." is the null MX of RFC 7505.
+        preference, _, host = target.rpartition(" ") if " " in target else ("10", "", target)
+        if host in ("", "."):
+            # dnsmasq's mx-host cannot name the root: the record as raw data (type 15,
+            # a 16-bit preference, then the root's empty label).
+            return f"dns-rr={name},15,{int(preference or 0):04x}00"
+        return f"mx-host={name},{host.rstrip('.')},{int(preference)}"
+    if kind in ("A", "AAAA"):
+        return f"host-record={name},{target}"
+    raise ValueError(
+        f"record type {rtype!r} is not served by start_dnsmasq (TXT, CNAME, MX, A, AAAA)"
+    )
 
 
 def _txt_strings(value: str) -> list[str]:

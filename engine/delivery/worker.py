@@ -250,7 +250,9 @@ class DeliveryWorker:
     def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
         settings = self._app.settings
         if outcome.is_success:
-            message.record_delivered(outcome.code, outcome.enhanced_status, outcome.text)
+            message.record_delivered(
+                outcome.code, outcome.enhanced_status, outcome.text, outcome.remote, outcome.tls
+            )
         elif outcome.is_permanent:
             kind = classify(outcome.enhanced_status, outcome.code, outcome.text).kind
             message.record_bounced(
@@ -258,6 +260,8 @@ class DeliveryWorker:
                 outcome.enhanced_status,
                 outcome.text,
                 kind="block" if kind == "block" else "hard",
+                remote_mta=outcome.remote,
+                tls=outcome.tls,
             )
         else:
             now = datetime.now(UTC)
@@ -269,5 +273,7 @@ class DeliveryWorker:
                 first_accepted_at=message.created_on,
                 retry_schedule=settings.retry_schedule,
                 lifetime=settings.message_lifetime,
+                remote_mta=outcome.remote,
+                tls=outcome.tls,
             )
         return message

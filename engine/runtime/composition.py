@@ -81,11 +81,26 @@ def tune_garbage_collector() -> None:
 
 
 def open_transport(settings: Settings) -> MailTransport:
-    if not settings.smtp_relay_url:
-        return SandboxTransport()
-    from adapters.smtp_out import SmtpRelayTransport
+    """The way out that ``DELIVERY_MODE`` names; called inside the delivery worker's loop."""
+    if settings.outbound == "direct":
+        from adapters.dns import MailRoutes
+        from adapters.smtp_out.direct import DirectTransport
 
-    return SmtpRelayTransport(settings.smtp_relay_url, pool_size=settings.smtp_pool_size)
+        return DirectTransport(
+            MailRoutes(settings.dns_resolver),
+            helo_name=settings.mail_hostname,
+            port=settings.direct_smtp_port,
+            allow_private_addresses=settings.direct_allow_private_addresses,
+            max_connections_per_host=settings.direct_max_connections_per_host,
+            max_messages_per_connection=settings.direct_messages_per_connection,
+            idle_seconds=settings.direct_idle_seconds,
+            timeout=settings.direct_timeout_seconds,
+        )
+    if settings.outbound == "relay":
+        from adapters.smtp_out import SmtpRelayTransport
+
+        return SmtpRelayTransport(settings.smtp_relay_url, pool_size=settings.smtp_pool_size)
+    return SandboxTransport()
 
 
 def open_schedule_store(settings: Settings) -> ScheduleStore:

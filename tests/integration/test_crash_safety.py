@@ -1,4 +1,5 @@
-"""Kill -9 the delivery worker mid-batch, restart it: nobody receives a message twice."""
+"""Kill -9 the delivery worker mid-batch, restart it: nobody receives a message twice,
+whether mail leaves through a relay or straight to the recipients' mail servers."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from domain.content import Address, EmailContent
 from domain.message import FINAL_STATUSES, MessageStatus
 from engine.delivery.worker import INTERRUPTED
 from engine.runtime.composition import Engine, Role
+from tests.fake_mx import FakeMx
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
 
@@ -57,9 +59,28 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.fixture(params=["relay", "direct"])
+def outbound(request: pytest.FixtureRequest, receiver: Receiver) -> tuple[dict[str, str], str]:
+    """The worker's settings for each way out, and the recipients' domain."""
+    if request.param == "relay":
+        return {"SMTP_RELAY_URL": receiver.url}, "example.org"
+    fake_mx: FakeMx = request.getfixturevalue("fake_mx")
+    # crash.example's MX host is 127.0.0.1, where the receiver listens on its own port.
+    return {
+        "DELIVERY_MODE": "direct",
+        "DNS_RESOLVER": fake_mx.resolver,
+        "DIRECT_ALLOW_PRIVATE_ADDRESSES": "true",
+        "DIRECT_SMTP_PORT": str(receiver.port),
+    }, "crash.example"
+
+
 def test_killing_the_worker_mid_batch_never_duplicates_a_message(
-    make_engine: Callable[..., Engine], receiver: Receiver, tmp_path: Path
+    make_engine: Callable[..., Engine],
+    receiver: Receiver,
+    outbound: tuple[dict[str, str], str],
+    tmp_path: Path,
 ) -> None:
+    worker_settings, recipient_domain = outbound
     engine = make_engine(roles=frozenset({Role.RELAY}), SMTP_RELAY_URL=receiver.url)
     keys = engine.app.bootstrap("example.com")
     sender = engine.app.sender_context(keys["SenderAPIKey"])
@@ -71,7 +92,7 @@ def test_killing_the_worker_mid_batch_never_duplicates_a_message(
         content = EmailContent(
             subject=f"Crash test {n}",
             sender=Address("news@example.com", "News"),
-            to=(Address(f"user{n}@example.org", "User"),),
+            to=(Address(f"user{n}@{recipient_domain}", "User"),),
             plain="hello",
         )
         submission, messages = engine.app.prepare_submission(sender, content, now)
@@ -83,7 +104,7 @@ def test_killing_the_worker_mid_batch_never_duplicates_a_message(
     env = {
         **os.environ,
         "SENDSTREAM_DATA_DIR": str(settings.data_dir),
-        "SMTP_RELAY_URL": receiver.url,
+        **worker_settings,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
         "DELIVERY_CONCURRENCY": "32",

@@ -1,0 +1,256 @@
+"""Direct delivery against real DNS (dnsmasq) and real mail servers on loopback addresses:
+routing (RFC 5321 5.1, RFC 7505), host fallback, hostile servers, opportunistic TLS and
+the session pool. The domains and servers are those of ``tests/fake_mx.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from adapters.dns import MailRoutes
+from adapters.ports import SmtpOutcome
+from adapters.smtp_out.direct import DirectTransport
+from domain.routing import MxRecord
+from tests.fake_mx import DEAD_ADDRESS, TLS_ADDRESS, FakeMx
+from tests.services import received_messages
+
+SENDER = "bounces+m1@mail.example.com"
+MESSAGE = b"From: a@mail.example.com\r\nTo: b@alpha.example\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+MakeTransport = Callable[..., DirectTransport]
+
+
+@pytest.fixture
+async def transport(fake_mx: FakeMx) -> AsyncIterator[MakeTransport]:
+    made: list[DirectTransport] = []
+
+    def make(**options: object) -> DirectTransport:
+        settings: dict[str, object] = {
+            "helo_name": "sendstream.test",
+            "allow_private_addresses": True,
+            "timeout": 1.0,
+        }
+        settings.update(options)
+        routes = MailRoutes(fake_mx.resolver, timeout=2.0)
+        made.append(DirectTransport(routes, **settings))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for direct in made:
+        await direct.close()
+
+
+async def send(direct: DirectTransport, recipient: str) -> SmtpOutcome:
+    return await direct.send(SENDER, recipient, MESSAGE)
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+async def test_mail_goes_to_the_most_preferred_mx_host(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    sink = fake_mx.sinks["mx1.alpha.example"]
+    before = len(received_messages(sink))
+    outcome = await send(transport(), "alice@alpha.example")
+    assert outcome.is_success, outcome
+    assert outcome.remote == "mx1.alpha.example[127.0.0.2]"
+    assert len(received_messages(sink)) == before + 1
+
+
+async def test_an_unreachable_host_passes_to_the_next_one(transport: MakeTransport) -> None:
+    outcome = await send(transport(), "bob@fallback.example")
+    assert outcome.is_success, outcome
+    assert outcome.remote == "mx2.alpha.example[127.0.0.3]"
+
+
+async def test_a_421_greeting_passes_to_the_next_host(transport: MakeTransport) -> None:
+    outcome = await send(transport(), "carol@greet421.example")
+    assert outcome.is_success, outcome
+    assert outcome.remote == "mx2.alpha.example[127.0.0.3]"
+
+
+async def test_a_domain_without_mx_is_its_own_mail_server(transport: MakeTransport) -> None:
+    outcome = await send(transport(), "dave@implicit.example")
+    assert outcome.is_success, outcome
+    assert outcome.remote == "implicit.example[127.0.0.2]"
+
+
+async def test_a_null_mx_bounces_without_a_connection(transport: MakeTransport) -> None:
+    outcome = await send(transport(), "erin@null.example")
+    assert (outcome.code, outcome.enhanced_status) == (556, "5.1.10")
+    assert outcome.is_permanent and outcome.remote == ""
+    assert "null MX" in outcome.text
+
+
+async def test_a_domain_that_does_not_exist_bounces(transport: MakeTransport) -> None:
+    outcome = await send(transport(), "frank@nosuchdomain.example")
+    assert (outcome.code, outcome.enhanced_status) == (550, "5.1.2")
+    assert "NXDOMAIN" in outcome.text
+
+
+async def test_mx_hosts_without_addresses_bounce(transport: MakeTransport) -> None:
+    outcome = await send(transport(), "gina@ghost.example")
+    assert (outcome.code, outcome.enhanced_status) == (550, "5.4.4")
+    assert "nowhere.ghost.example" in outcome.text
+
+
+async def test_dns_that_does_not_answer_defers(transport: MakeTransport) -> None:
+    # dnsmasq refuses names outside .example, as a broken or unreachable server would fail
+    outcome = await send(transport(), "hank@elsewhere.org")
+    assert (outcome.code, outcome.enhanced_status) == (451, "4.4.3")
+    assert not outcome.is_permanent and "MX lookup of elsewhere.org" in outcome.text
+
+
+async def test_private_mx_addresses_are_refused_unless_allowed(
+    transport: MakeTransport,
+) -> None:
+    outcome = await send(transport(allow_private_addresses=False), "ivy@alpha.example")
+    assert (outcome.code, outcome.enhanced_status) == (0, "4.4.4")
+    assert "mx1.alpha.example[127.0.0.2] not tried: 127.0.0.2 is a loopback address" in outcome.text
+    assert "mx2.alpha.example[127.0.0.3] not tried" in outcome.text
+
+
+async def test_answers_are_kept_for_their_time_to_live(fake_mx: FakeMx) -> None:
+    routes = MailRoutes(fake_mx.resolver, min_ttl=60)
+    first = await routes.route("alpha.example")
+    assert set(first.records) == {
+        MxRecord(10, "mx1.alpha.example"),
+        MxRecord(20, "mx2.alpha.example"),
+    }
+    assert first.addresses == {
+        "mx1.alpha.example": ("127.0.0.2",),
+        "mx2.alpha.example": ("127.0.0.3",),
+    }
+    log = fake_mx.dns.log_path.read_text()
+    again = await asyncio.gather(*(routes.route("alpha.example") for _ in range(10)))
+    assert all(route is first for route in again)
+    assert fake_mx.dns.log_path.read_text() == log  # no query reached the server
+
+
+async def test_concurrent_lookups_of_one_domain_share_one_query(fake_mx: FakeMx) -> None:
+    routes = MailRoutes(fake_mx.resolver)
+    found = await asyncio.gather(*(routes.route("beta.example") for _ in range(20)))
+    assert len({id(route) for route in found}) == 1
+
+
+def test_equal_preferences_are_tried_in_varying_order() -> None:
+    from domain.routing import hosts_in_order
+
+    records = [MxRecord(10, "a"), MxRecord(10, "b"), MxRecord(10, "c"), MxRecord(5, "first")]
+    orders = {tuple(hosts_in_order(records, random.Random(seed))) for seed in range(40)}
+    assert all(order[0] == "first" for order in orders)
+    assert len(orders) == 6  # every order of a, b and c
+
+
+# --- hostile servers: every wait bounded, every one a deferral naming the server ------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "step"),
+    [
+        ("silent", "connect failed"),
+        ("endless", "EHLO failed"),
+        ("huge-line", "EHLO failed"),
+    ],
+)
+async def test_a_server_that_never_gets_to_mail_defers(
+    transport: MakeTransport, mode: str, step: str
+) -> None:
+    started = time.monotonic()
+    outcome = await send(transport(), f"joe@{mode}.example")
+    assert time.monotonic() - started < 10
+    assert (outcome.code, outcome.enhanced_status) == (0, "4.4.1")
+    assert outcome.text.startswith(f"mx.{mode}.example[")
+    assert step in outcome.text
+
+
+@pytest.mark.parametrize("mode", ["stall-after-data", "drop-in-data"])
+async def test_a_server_that_fails_during_the_message_defers(
+    fake_mx: FakeMx, transport: MakeTransport, mode: str
+) -> None:
+    outcome = await send(transport(), f"kim@{mode}.example")
+    assert (outcome.code, outcome.enhanced_status) == (0, "4.4.1")
+    assert outcome.remote.startswith(f"mx.{mode}.example[")
+    assert not fake_mx.hostile[mode].accepted
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+async def test_starttls_is_used_when_offered_and_its_version_reported(
+    transport: MakeTransport,
+) -> None:
+    outcome = await send(transport(), "lee@tls.example")
+    assert outcome.is_success, outcome
+    assert outcome.remote == f"mx.tls.example[{TLS_ADDRESS}]"
+    assert outcome.tls in ("TLSv1.2", "TLSv1.3")
+
+
+async def test_a_broken_tls_handshake_falls_back_to_the_clear(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["bad-tls"]
+    before = len(server.accepted)
+    outcome = await send(transport(), "max@bad-tls.example")
+    assert outcome.is_success, outcome
+    assert outcome.tls == ""
+    assert len(server.accepted) == before + 1
+
+
+# --- the session pool --------------------------------------------------------------------
+
+
+async def test_domains_on_the_same_servers_share_sessions(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["accept"]
+    direct = transport()
+    before = server.connections
+    for n in range(6):
+        outcome = await send(direct, f"n{n}@pool{1 + n % 2}.example")
+        assert outcome.is_success, outcome
+    assert server.connections == before + 1
+
+
+async def test_a_session_carries_a_limited_number_of_messages(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["accept"]
+    direct = transport(max_messages_per_connection=2)
+    before = server.connections
+    for n in range(6):
+        assert (await send(direct, f"o{n}@pool1.example")).is_success
+    assert server.connections == before + 3
+
+
+async def test_connections_to_one_host_are_capped(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["accept"]
+    direct = transport(max_connections_per_host=3)
+    before = server.connections
+    outcomes = await asyncio.gather(*(send(direct, f"p{n}@pool2.example") for n in range(30)))
+    assert all(outcome.is_success for outcome in outcomes)
+    assert server.connections - before <= 3
+
+
+async def test_an_idle_session_is_closed(fake_mx: FakeMx, transport: MakeTransport) -> None:
+    server = fake_mx.hostile["accept"]
+    direct = transport(idle_seconds=0.2)
+    before = server.connections
+    assert (await send(direct, "q1@pool1.example")).is_success
+    await asyncio.sleep(1.6)  # the idle check runs once a second
+    assert (await send(direct, "q2@pool1.example")).is_success
+    assert server.connections == before + 2
+
+
+def test_nothing_listens_at_the_dead_address() -> None:
+    import socket
+
+    with pytest.raises(OSError), socket.create_connection((DEAD_ADDRESS, 25), timeout=1):
+        pass
