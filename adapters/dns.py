@@ -244,6 +244,27 @@ class MailRoutes:
     def forget(self) -> None:
         self._cache.clear()
 
+    async def addresses(self, host: str) -> list[str]:
+        """A host's addresses, IPv4 first (for the MTA-STS policy host); [] if none."""
+        values, _, _ = await self._addresses(host)
+        return list(values)
+
+    async def texts(self, name: str) -> tuple[list[str], float] | None:
+        """The TXT records at ``name`` (strings joined) and their TTL; ([], negative TTL)
+        when there are none; None when DNS did not answer."""
+        query = _query_name(name)
+        if query is None:
+            return [], self._negative_ttl
+        try:
+            answer = await self._resolver.resolve(query, "TXT", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return [], self._negative_ttl
+        except dns.exception.DNSException:
+            return None
+        texts = [text for rdata in answer if (text := _text_of(rdata)) is not None]
+        ttl = float(answer.rrset.ttl) if answer.rrset is not None else self._min_ttl
+        return texts, self._clamp(ttl)
+
     async def _look_up(self, domain: str) -> tuple[MailRoute, float]:
         name = _query_name(domain)
         if name is None:

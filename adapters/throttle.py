@@ -1,10 +1,12 @@
-"""Per-recipient-domain throttling, so one big campaign does not hammer one MX.
+"""Keyed throttling: a concurrency limit and a token bucket per key (a recipient domain, a
+destination provider), so one big campaign does not hammer one receiver.
 
 Receivers such as gmail.com defer or block senders that open too many
 connections or send too fast, and a campaign to 100,000 addresses at one domain
-would do exactly that if delivery concurrency were only global. Each domain
-therefore gets its own concurrency limit and its own token bucket; a domain's
-waiters never hold up another domain.
+would do exactly that if delivery concurrency were only global. Each key
+therefore gets its own concurrency limit and its own token bucket; a key's
+waiters never hold up another key. The delivery worker keys it by recipient
+domain; direct delivery by the traffic-shaping rule that claims the MX host.
 
 The state of each domain is a counter, a bucket and a FIFO of futures. Waiters
 are granted in the dispatcher (on release, and on a timer when the bucket is
@@ -43,8 +45,8 @@ class _Domain:
         self.timer: asyncio.TimerHandle | None = None
 
 
-class DomainThrottle:
-    """At most ``max_concurrent`` transactions and ``per_second`` messages per domain.
+class KeyedThrottle:
+    """At most ``max_concurrent`` transactions and ``per_second`` messages per key.
 
     ``burst`` is the bucket size: how many messages may go at once after a quiet
     spell. It defaults to one second's worth, which lets a short campaign to a
@@ -63,9 +65,9 @@ class DomainThrottle:
         self._domains: dict[str, _Domain] = {}
 
     @asynccontextmanager
-    async def slot(self, recipient_domain: str) -> AsyncIterator[None]:
+    async def slot(self, key: str) -> AsyncIterator[None]:
         """Holds a concurrency slot for the block; a rate token is spent on entry."""
-        key = recipient_domain.strip().lower().rstrip(".")
+        key = key.strip().lower().rstrip(".")
         await self._acquire(key)
         try:
             yield

@@ -7,6 +7,7 @@ records up is the DNS adapter's; trying the hosts is the SMTP adapter's.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def hosts_in_order(records: list[MxRecord], rng: random.Random) -> list[str]:
     return hosts
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every message; an MX's address rarely changes
 def refused_address(address: str) -> str | None:
     """Why mail must not go to this address, or None when it may.
 

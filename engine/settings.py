@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.shaping import ShapingFileError, ShapingRules, parse_shaping
 
 
 class Settings(BaseSettings):
@@ -33,14 +36,14 @@ class Settings(BaseSettings):
     direct_allow_private_addresses: bool = Field(
         default=False, alias="DIRECT_ALLOW_PRIVATE_ADDRESSES"
     )
-    direct_max_connections_per_host: int = Field(
-        default=10, ge=1, alias="DIRECT_MAX_CONNECTIONS_PER_HOST"
-    )
-    direct_messages_per_connection: int = Field(
-        default=100, ge=1, alias="DIRECT_MESSAGES_PER_CONNECTION"
-    )
+    # Traffic shaping per destination provider (TOML); unset: engine/delivery/shaping.toml.
+    shaping_file: str = Field(default="", alias="SHAPING_FILE")
     direct_idle_seconds: float = Field(default=5.0, gt=0, alias="DIRECT_IDLE_SECONDS")
     direct_timeout_seconds: float = Field(default=60.0, gt=0, alias="DIRECT_TIMEOUT_SECONDS")
+    # Recipient domains' MTA-STS policies (RFC 8461) are applied in direct delivery.
+    mta_sts: bool = Field(default=True, alias="MTA_STS")
+    # CA certificates (PEM) that MX hosts and MTA-STS policy hosts are checked against.
+    tls_ca_file: str = Field(default="", alias="TLS_CA_FILE")
     delivery_concurrency: int = Field(default=64, alias="DELIVERY_CONCURRENCY")
     campaign_fanout_window: int = Field(default=20_000, alias="CAMPAIGN_FANOUT_WINDOW")
     duplicate_campaign_window_seconds: int = Field(
@@ -96,6 +99,24 @@ class Settings(BaseSettings):
         if self.delivery_mode == "relay" and not self.smtp_relay_url:
             raise ValueError("DELIVERY_MODE=relay needs SMTP_RELAY_URL")
         return self
+
+    @model_validator(mode="after")
+    def _shaping_file_is_usable(self) -> Settings:
+        if self.delivery_mode == "direct" or self.shaping_file:
+            self.shaping_rules()  # a bad file stops start-up, with its line and the reason
+        return self
+
+    def shaping_rules(self) -> ShapingRules:
+        """The traffic-shaping rules of ``SHAPING_FILE`` (or the ones that ship)."""
+        if self.shaping_file:
+            where, text = self.shaping_file, _read(Path(self.shaping_file))
+        else:
+            shipped = resources.files("engine.delivery").joinpath("shaping.toml")
+            where, text = str(shipped), shipped.read_text(encoding="utf-8")
+        try:
+            return parse_shaping(text)
+        except ShapingFileError as error:
+            raise ValueError(f"SHAPING_FILE {where}: {error}") from None
 
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables they are read from (for a child process)."""
@@ -186,3 +207,10 @@ class Settings(BaseSettings):
                 "POSTGRES_SCHEMA": self.postgres_schema,
             }
         raise ValueError(f"EVENTSTORE_URL must be sqlite:///… or postgresql://…, not {url!r}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"SHAPING_FILE {path}: cannot be read ({error})") from None

@@ -29,6 +29,25 @@ HOSTILE = {
 }
 TLS_ADDRESS = "127.0.0.17"  # aiosmtpd with STARTTLS and a self-signed certificate
 DEAD_ADDRESS = "127.0.0.4"  # nothing listens there
+POLICY_ADDRESS = "127.0.0.20"  # HTTPS: the MTA-STS policies, under the test CA
+STS_MX_ADDRESS = "127.0.0.21"  # aiosmtpd with STARTTLS and a certificate of the test CA
+
+# MTA-STS domains: each publishes the policy here, at https://mta-sts.<domain>/.
+POLICIES = {
+    "sts.example": "version: STSv1\nmode: enforce\nmx: mx.sts.example\nmax_age: 86400\n",
+    "sts2.example": "version: STSv1\r\nmode: enforce\r\nmx: *.sts.example\r\nmax_age: 600\r\n",
+    "stsbadcert.example": "version: STSv1\nmode: enforce\nmx: mx.tls.example\nmax_age: 86400\n",
+    "stsoutside.example": "version: STSv1\nmode: enforce\nmx: *.sts.example\nmax_age: 86400\n",
+    "ststesting.example": "version: STSv1\nmode: testing\nmx: mx.sts.example\nmax_age: 86400\n",
+}
+STS_MX = {
+    "sts.example": "mx.sts.example",
+    "sts2.example": "mx.sts.example",
+    "stsbadcert.example": "mx.tls.example",
+    "stsoutside.example": "mx1.alpha.example",
+    "ststesting.example": "mx1.alpha.example",
+    "stsnopolicy.example": "mx1.alpha.example",  # a record, but no policy host
+}
 
 RECORDS: list[DnsEntry] = [
     ("alpha.example", "MX", "10 mx1.alpha.example"),
@@ -51,6 +70,10 @@ RECORDS: list[DnsEntry] = [
     # the crash test's receiver listens on 127.0.0.1, on a port of its own
     ("crash.example", "MX", "10 mx.crash.example"),
     ("mx.crash.example", "A", "127.0.0.1"),
+    ("mx.sts.example", "A", STS_MX_ADDRESS),
+    *((f"{domain}", "MX", f"10 {mx}") for domain, mx in STS_MX.items()),
+    *((f"_mta-sts.{domain}", "TXT", "v=STSv1; id=20261203a;") for domain in STS_MX),
+    *((f"mta-sts.{domain}", "A", POLICY_ADDRESS) for domain in POLICIES),
     ("pool1.example", "MX", "10 mx.pool.example"),
     ("pool2.example", "MX", "10 mx.pool.example"),
     ("mx.pool.example", "A", "127.0.0.18"),
@@ -73,6 +96,8 @@ class FakeMx:
     hostile: dict[str, HostileSmtpServer]  # by mode
     tls_server: object
     certificate: tuple[Path, Path]
+    ca_file: Path  # the test CA that the policy host's and mx.sts.example's certificates chain to
+    others: list[object]
 
     @property
     def resolver(self) -> str:
@@ -81,9 +106,10 @@ class FakeMx:
     def stop(self) -> None:
         for server in self.hostile.values():
             server.stop()
-        stop_tls = getattr(self.tls_server, "stop", None)
-        if stop_tls is not None:
-            stop_tls()
+        for server in [self.tls_server, *self.others]:
+            stop = getattr(server, "stop", None) or getattr(server, "shutdown", None)
+            if stop is not None:
+                stop()
         for sink in self.sinks.values():
             sink.stop()
         self.dns.stop()
@@ -100,6 +126,105 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def make_ca(folder: Path, names: dict[str, list[str]]) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """A throwaway CA, and for each key of ``names`` a certificate for those DNS names."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sendstream test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ca_file = folder / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    issued: dict[str, tuple[Path, Path]] = {}
+    for label, dns_names in names.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names]),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )  # fmt: skip
+        cert_file, key_file = folder / f"{label}.pem", folder / f"{label}-key.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(pem_key(key))
+        issued[label] = (cert_file, key_file)
+    return ca_file, issued
+
+
+def start_policy_server(cert: tuple[Path, Path]) -> object:
+    """HTTPS on POLICY_ADDRESS:443: each domain's policy, by the Host it is asked for."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Policies(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            host = (self.headers.get("Host") or "").split(":")[0].removeprefix("mta-sts.")
+            policy = POLICIES.get(host)
+            if self.path != "/.well-known/mta-sts.txt" or policy is None:
+                self.send_error(404)
+                return
+            body = policy.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*cert)
+    server = ThreadingHTTPServer((POLICY_ADDRESS, 443), Policies)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, name="mta-sts-policies", daemon=True).start()
+    return server
+
+
 def start_fake_mx(workdir: Path) -> FakeMx:
     import ssl
 
@@ -110,6 +235,14 @@ def start_fake_mx(workdir: Path) -> FakeMx:
     sinks: dict[str, RunningService] = {}
     hostile: dict[str, HostileSmtpServer] = {}
     tls_server: Controller | None = None
+    others: list[object] = []
+    ca_file, issued = make_ca(
+        workdir,
+        {
+            "policies": [f"mta-sts.{domain}" for domain in POLICIES],
+            "mx-sts": ["mx.sts.example"],
+        },
+    )
     try:
         for address, name in SINKS.items():
             sinks[name] = start_smtp_sink(workdir / name, host=address, port=25)
@@ -122,7 +255,16 @@ def start_fake_mx(workdir: Path) -> FakeMx:
             Sink(), hostname=TLS_ADDRESS, port=25, tls_context=context, require_starttls=False
         )
         tls_server.start()
+        others.append(start_policy_server(issued["policies"]))
+        sts_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        sts_context.load_cert_chain(*issued["mx-sts"])
+        sts_mx = Controller(
+            Sink(), hostname=STS_MX_ADDRESS, port=25, tls_context=sts_context,
+            require_starttls=False,
+        )  # fmt: skip
+        sts_mx.start()
+        others.append(sts_mx)
     except BaseException:
-        FakeMx(dns, sinks, hostile, tls_server, (Path(), Path())).stop()
+        FakeMx(dns, sinks, hostile, tls_server, (Path(), Path()), ca_file, others).stop()
         raise
-    return FakeMx(dns, sinks, hostile, tls_server, certificate)
+    return FakeMx(dns, sinks, hostile, tls_server, certificate, ca_file, others)

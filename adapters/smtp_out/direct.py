@@ -7,12 +7,17 @@ cannot be reached: no connection, a timeout, a 421 greeting, a failed EHLO. The 
 server that answers a mail transaction decides the outcome, which names it
 (``mx1.example.net[192.0.2.10]``).
 
-Sessions are kept per server address, so domains that share MX hosts share them; each
-carries up to ``max_messages_per_connection`` messages, at most
-``max_connections_per_host`` are open to one address, and one idle for ``idle_seconds``
-is closed. STARTTLS is used whenever a server offers it, without checking its
+Sessions are kept per server address, so domains that share MX hosts share them, and one
+idle for ``idle_seconds`` is closed. How many are open at once, how many messages each
+carries and how fast mail goes are the traffic-shaping rules' (``domain.shaping``): per
+provider, for the MX hosts a provider's patterns claim (all of Google's together), else
+per MX host. STARTTLS is used whenever a server offers it, without checking its
 certificate (opportunistic TLS, RFC 7435); a server whose TLS handshake fails is asked
-again in the clear. The TLS version is reported with each outcome.
+again in the clear. Where the recipient domain publishes an MTA-STS policy (RFC 8461,
+``adapters.mta_sts``) in ``enforce`` mode, only the MX hosts it names are tried, over TLS
+with a certificate valid for the host, or the message waits (``4.7.5``); in ``testing``
+mode mail goes as usual and what the policy would have refused is reported. The TLS
+version, and the policy applied, are reported with each outcome.
 
 Every wait is bounded: aiosmtplib times each command out (``timeout``) and refuses a reply
 longer than 32 KiB, so a server that never greets, stalls or talks without end costs one
@@ -30,7 +35,8 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from adapters.dns import MailRoutes
+from adapters.dns import MailHost, MailRoutes
+from adapters.mta_sts import MtaStsPolicies
 from adapters.ports import SmtpOutcome
 from adapters.smtp_out.session import (
     BAD_RECIPIENT_SYNTAX,
@@ -45,9 +51,19 @@ from adapters.smtp_out.session import (
     reply_outcome,
     transaction_options,
 )
+from adapters.throttle import KeyedThrottle
+from domain.mta_sts import POLICY_STATUS, MtaStsPolicy
 from domain.routing import NO_ROUTE_STATUS, NULL_MX_STATUS, refused_address
+from domain.shaping import ShapingRule, ShapingRules
 
 _REAP_INTERVAL = 1.0  # seconds between looks for idle sessions to close
+DEFAULT_SHAPING = ShapingRules(
+    default=ShapingRule(
+        name="default", mx=(), max_connections=10, messages_per_connection=100,
+        messages_per_second=0, messages_per_hour=0,
+    ),
+    providers=(),
+)  # fmt: skip
 
 
 @dataclass
@@ -55,6 +71,7 @@ class _Session:
     client: aiosmtplib.SMTP
     remote: str  # "host[address]", as outcomes name it
     tls: str  # the TLS version, or "" in the clear
+    verified: str = ""  # the host name its certificate was checked against, if it was
     sent: int = 0
     idle_since: float = 0.0
 
@@ -63,7 +80,6 @@ class _Session:
 class _Destination:
     """The sessions to one server address."""
 
-    slots: asyncio.Semaphore
     idle: list[_Session] = field(default_factory=list)
     busy: int = 0
 
@@ -93,20 +109,27 @@ class DirectTransport:
         helo_name: str,
         port: int = 25,
         allow_private_addresses: bool = False,
-        max_connections_per_host: int = 10,
-        max_messages_per_connection: int = 100,
+        shaping: ShapingRules = DEFAULT_SHAPING,
         idle_seconds: float = 5.0,
         timeout: float = 30.0,
         rng: random.Random | None = None,
+        policies: MtaStsPolicies | None = None,
+        verify_context: ssl.SSLContext | None = None,
     ) -> None:
-        if max_connections_per_host < 1 or max_messages_per_connection < 1:
-            raise ValueError("connection and message limits must be at least 1")
         self._routes = routes
         self._helo_name = helo_name
         self._port = port
         self._allow_private = allow_private_addresses
-        self._max_connections = max_connections_per_host
-        self._max_messages = max_messages_per_connection
+        self._shaping = shaping
+        self._throttles: dict[str, tuple[KeyedThrottle, KeyedThrottle | None]] = {
+            rule.name: (
+                KeyedThrottle(rule.max_connections, rule.messages_per_second),
+                KeyedThrottle(0, rule.messages_per_hour / 3600, burst=rule.messages_per_hour)
+                if rule.messages_per_hour
+                else None,
+            )
+            for rule in (shaping.default, *shaping.providers)
+        }
         self._idle_seconds = idle_seconds
         self._timeout = timeout
         self._rng = rng or random.Random()
@@ -117,6 +140,9 @@ class DirectTransport:
         self._tls_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         self._tls_context.check_hostname = False
         self._tls_context.verify_mode = ssl.CERT_NONE
+        # Where a policy demands it: the certificate must be valid for the MX host's name.
+        self._policies = policies
+        self._verify_context = verify_context or ssl.create_default_context()
 
     def __repr__(self) -> str:
         return f"DirectTransport(port={self._port}, hosts={len(self._destinations)})"
@@ -134,7 +160,8 @@ class DirectTransport:
             return SmtpOutcome(553, BAD_RECIPIENT_SYNTAX, f"not sent: {exc}")
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_idle_sessions())
-        route = await self._routes.route(rcpt.rpartition("@")[2])
+        domain = rcpt.rpartition("@")[2]
+        route = await self._routes.route(domain)
         if route.status:
             if route.status.startswith("5"):
                 # RFC 7505 3.3: 556 for a domain that takes no mail.
@@ -142,9 +169,17 @@ class DirectTransport:
             else:
                 code = 451
             return SmtpOutcome(code, route.status, route.reason)
+        policy = await self._policies.policy(domain) if self._policies is not None else None
+        if policy is not None and policy.mode == "none":
+            policy = None
+        enforce = policy is not None and policy.mode == "enforce"
         failures: list[str] = []
         reached_none = True
         for host in route.hosts(self._rng):
+            outside = policy is not None and not policy.allows(host.name)
+            if outside and enforce:
+                failures.append(f"{host.name} not tried: not an MX host of the MTA-STS policy")
+                continue
             for address in host.addresses:
                 remote = f"{host.name}[{address}]"
                 refusal = None if self._allow_private else refused_address(address)
@@ -153,11 +188,17 @@ class DirectTransport:
                     continue
                 reached_none = False
                 try:
-                    return await self._deliver(host.name, address, sender, rcpt, message)
+                    outcome = await self._deliver(
+                        host.name, address, sender, rcpt, message, verify=enforce
+                    )
                 except _Unreachable as exc:
                     failures.append(str(exc))
-        status = NO_ROUTE_STATUS if reached_none else NO_ANSWER
-        return SmtpOutcome(0, status, "; ".join(failures) or "no host to try")
+                    continue
+                return _with_policy(outcome, policy, host, outside)
+        text = "; ".join(failures) or "no host to try"
+        if enforce:
+            return SmtpOutcome(0, POLICY_STATUS, f"MTA-STS policy of {domain} (enforce): {text}")
+        return SmtpOutcome(0, NO_ROUTE_STATUS if reached_none else NO_ANSWER, text)
 
     async def close(self) -> None:
         """QUIT the idle sessions; sessions in use close when their send ends."""
@@ -172,18 +213,28 @@ class DirectTransport:
         for destination in self._destinations.values():
             destination.idle.clear()
         await asyncio.gather(*(self._quit(session) for session in sessions))
+        if self._policies is not None:
+            await self._policies.close()
 
     async def _deliver(
-        self, host: str, address: str, sender: str, rcpt: str, message: bytes
+        self, host: str, address: str, sender: str, rcpt: str, message: bytes, *, verify: bool
     ) -> SmtpOutcome:
         destination = self._destinations.get(address)
         if destination is None:
-            destination = _Destination(asyncio.Semaphore(self._max_connections))
-            self._destinations[address] = destination
+            destination = self._destinations[address] = _Destination()
+        rule = self._shaping.for_host(host)
+        # A provider's hosts share its budget; any other host has a budget of its own.
+        key = host if rule is self._shaping.default else rule.name
+        sessions, hourly = self._throttles[rule.name]
         destination.busy += 1  # waiting counts: the reaper must not drop a destination in use
         try:
-            async with destination.slots:
-                return await self._transaction(destination, host, address, sender, rcpt, message)
+            async with contextlib.AsyncExitStack() as limits:
+                if hourly is not None:
+                    await limits.enter_async_context(hourly.slot(key))
+                await limits.enter_async_context(sessions.slot(key))
+                return await self._transaction(
+                    destination, host, address, sender, rcpt, message, verify, rule
+                )
         finally:
             destination.busy -= 1
 
@@ -195,13 +246,15 @@ class DirectTransport:
         sender: str,
         rcpt: str,
         message: bytes,
+        verify: bool,
+        rule: ShapingRule,
     ) -> SmtpOutcome:
         retried = False
         while True:
-            session = destination.idle.pop() if destination.idle else None
+            session = _take_idle(destination, host if verify else "")
             reused = session is not None
             if session is None or not session.client.is_connected:
-                session = await self._open(host, address)
+                session = await self._open(host, address, verify)
                 reused = False
             session.sent += 1
             try:
@@ -222,14 +275,14 @@ class DirectTransport:
                     return self._outcome(session, 0, NO_ANSWER, describe_error(exc))
                 return self._outcome(session, exc.code, "", exc.message)
             except aiosmtplib.SMTPNotSupported as exc:
-                self._keep_or_quit(destination, session)
+                self._keep_or_quit(destination, session, rule)
                 return SmtpOutcome(
                     553, SMTPUTF8_REQUIRED, f"not sent: {exc}", session.remote, session.tls
                 )
             except (aiosmtplib.SMTPException, OSError) as exc:
                 session.client.close()  # a timeout mid-command: the session's state is unknown
                 return self._outcome(session, 0, NO_ANSWER, describe_error(exc))
-            self._keep_or_quit(destination, session)
+            self._keep_or_quit(destination, session, rule)
             return SmtpOutcome(
                 outcome.code, outcome.enhanced_status, outcome.text,
                 remote=session.remote, tls=session.tls,
@@ -241,22 +294,33 @@ class DirectTransport:
             return SmtpOutcome(code, reply.enhanced_status, text, session.remote, session.tls)
         return SmtpOutcome(0, status, f"{session.remote}: {text}", session.remote, session.tls)
 
-    def _keep_or_quit(self, destination: _Destination, session: _Session) -> None:
-        if session.client.is_connected and session.sent < self._max_messages and not self._closed:
+    def _keep_or_quit(
+        self, destination: _Destination, session: _Session, rule: ShapingRule
+    ) -> None:
+        if (
+            session.client.is_connected
+            and session.sent < rule.messages_per_connection
+            and not self._closed
+            and (not rule.max_connections or len(destination.idle) < rule.max_connections)
+        ):
             session.idle_since = time.monotonic()
             destination.idle.append(session)
         else:
             asyncio.get_running_loop().create_task(self._quit(session))
 
-    async def _open(self, host: str, address: str) -> _Session:
+    async def _open(self, host: str, address: str, verify: bool) -> _Session:
         remote = f"{host}[{address}]"
+        if verify:
+            return await self._connect(host, address, remote, use_tls=True, verify=True)
         try:
             return await self._connect(host, address, remote, use_tls=True)
         except _TlsFailed:
             # Opportunistic TLS must not cost the mail: the same server, in the clear.
             return await self._connect(host, address, remote, use_tls=False)
 
-    async def _connect(self, host: str, address: str, remote: str, *, use_tls: bool) -> _Session:
+    async def _connect(
+        self, host: str, address: str, remote: str, *, use_tls: bool, verify: bool = False
+    ) -> _Session:
         client = aiosmtplib.SMTP(
             hostname=address,
             port=self._port,
@@ -272,19 +336,24 @@ class DirectTransport:
             step = "EHLO"
             await greet(client)
             tls = ""
+            if verify and not client.supports_extension("starttls"):
+                client.close()
+                raise _Unreachable(f"{remote}: no STARTTLS, which the MTA-STS policy requires")
             if use_tls and client.supports_extension("starttls"):
                 step = "STARTTLS"
+                context = self._verify_context if verify else self._tls_context
                 try:
-                    await client.starttls(server_hostname=host, tls_context=self._tls_context)
+                    await client.starttls(server_hostname=host, tls_context=context)
                     await greet(client)  # RFC 3207 4.2: forget what was said in the clear
                 except (aiosmtplib.SMTPException, OSError) as exc:
                     client.close()
-                    raise _TlsFailed(f"{remote}: STARTTLS failed: {describe_error(exc)}") from exc
+                    failed = _Unreachable if verify else _TlsFailed
+                    raise failed(f"{remote}: STARTTLS failed: {describe_error(exc)}") from exc
                 tls = _tls_version(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise _Unreachable(f"{remote}: {step} failed: {describe_error(exc)}") from exc
-        return _Session(client, remote, tls)
+        return _Session(client, remote, tls, verified=host if verify else "")
 
     async def _quit(self, session: _Session) -> None:
         if session.client.is_connected:
@@ -304,3 +373,33 @@ class DirectTransport:
                         asyncio.get_running_loop().create_task(self._quit(session))
                 if not destination.idle and not destination.busy:
                     del self._destinations[address]
+
+
+def _take_idle(destination: _Destination, verified_for: str) -> _Session | None:
+    """The most recently used idle session fit for the job: any, or one whose certificate
+    was checked against ``verified_for``."""
+    for index in range(len(destination.idle) - 1, -1, -1):
+        if not verified_for or destination.idle[index].verified == verified_for:
+            return destination.idle.pop(index)
+    return None
+
+
+def _with_policy(
+    outcome: SmtpOutcome, policy: MtaStsPolicy | None, host: MailHost, outside: bool
+) -> SmtpOutcome:
+    """The outcome with the MTA-STS policy applied, and in testing mode what it would have
+    refused, added to its TLS description: ``TLSv1.3 (MTA-STS enforce)``."""
+    if policy is None:
+        return outcome
+    notes = []
+    if outside:
+        notes.append(f"{host.name} is not an MX host of the policy")
+    if not outcome.tls:
+        notes.append("no TLS")
+    elif policy.mode == "testing":
+        notes.append("certificate not checked")
+    described = f"{outcome.tls or 'no TLS'} (MTA-STS {policy.mode}"
+    described += f": {'; '.join(notes)})" if notes and policy.mode == "testing" else ")"
+    return SmtpOutcome(
+        outcome.code, outcome.enhanced_status, outcome.text, outcome.remote, described
+    )

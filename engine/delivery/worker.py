@@ -23,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
+from adapters.throttle import KeyedThrottle
 from domain.account import SenderDomain
 from domain.bounces import classify
 from domain.campaign import Campaign, CampaignStatus
@@ -31,7 +32,6 @@ from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageSt
 from engine.application import Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.delivery.rendering import MessageRenderer
-from engine.delivery.throttle import DomainThrottle
 from engine.eventlog.writer import BatchWriter
 from engine.feedback.service import FeedbackService
 from engine.keys import tracking_key, unsubscribe_mail_key, verp_key
@@ -64,7 +64,7 @@ class DeliveryWorker:
         self._batch_size = batch_size
         self._contents = contents or ContentCache(app)
         self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
-        self._throttle = DomainThrottle(
+        self._throttle = KeyedThrottle(
             app.settings.recipient_domain_concurrency, app.settings.recipient_domain_rate
         )
         self.delivered_count = 0

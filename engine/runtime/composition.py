@@ -83,16 +83,29 @@ def tune_garbage_collector() -> None:
 def open_transport(settings: Settings) -> MailTransport:
     """The way out that ``DELIVERY_MODE`` names; called inside the delivery worker's loop."""
     if settings.outbound == "direct":
+        import ssl
+
         from adapters.dns import MailRoutes
+        from adapters.mta_sts import MtaStsPolicies
         from adapters.smtp_out.direct import DirectTransport
 
+        routes = MailRoutes(settings.dns_resolver)
+        verify = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+        policies = (
+            MtaStsPolicies(
+                routes, verify, allow_private_addresses=settings.direct_allow_private_addresses
+            )
+            if settings.mta_sts
+            else None
+        )
         return DirectTransport(
-            MailRoutes(settings.dns_resolver),
+            routes,
+            policies=policies,
+            verify_context=verify,
             helo_name=settings.mail_hostname,
             port=settings.direct_smtp_port,
             allow_private_addresses=settings.direct_allow_private_addresses,
-            max_connections_per_host=settings.direct_max_connections_per_host,
-            max_messages_per_connection=settings.direct_messages_per_connection,
+            shaping=settings.shaping_rules(),
             idle_seconds=settings.direct_idle_seconds,
             timeout=settings.direct_timeout_seconds,
         )

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from adapters.dns import MailRoutes
+from adapters.mta_sts import MtaStsPolicies
 from adapters.ports import SmtpOutcome
 from adapters.smtp_out.direct import DirectTransport
+from domain.mta_sts import MtaStsPolicy
 from domain.routing import MxRecord
-from tests.fake_mx import DEAD_ADDRESS, TLS_ADDRESS, FakeMx
+from domain.shaping import ShapingRules, parse_shaping
+from tests.fake_mx import DEAD_ADDRESS, STS_MX_ADDRESS, TLS_ADDRESS, FakeMx
 from tests.services import received_messages
 
 SENDER = "bounces+m1@mail.example.com"
@@ -46,6 +51,15 @@ async def transport(fake_mx: FakeMx) -> AsyncIterator[MakeTransport]:
 
 async def send(direct: DirectTransport, recipient: str) -> SmtpOutcome:
     return await direct.send(SENDER, recipient, MESSAGE)
+
+
+def rules(provider: dict[str, object] | None = None, **default: object) -> ShapingRules:
+    """Shaping rules from a [default] table and, optionally, a [provider.pool] table."""
+    lines = ["[default]", *(f"{key} = {value}" for key, value in default.items())]
+    if provider is not None:
+        lines += ["[provider.pool]", 'mx = ["mx.pool.example"]']
+        lines += [f"{key} = {value}" for key, value in provider.items()]
+    return parse_shaping("\n".join(lines) + "\n")
 
 
 # --- routing -------------------------------------------------------------------------------
@@ -221,7 +235,7 @@ async def test_a_session_carries_a_limited_number_of_messages(
     fake_mx: FakeMx, transport: MakeTransport
 ) -> None:
     server = fake_mx.hostile["accept"]
-    direct = transport(max_messages_per_connection=2)
+    direct = transport(shaping=rules(messages_per_connection=2))
     before = server.connections
     for n in range(6):
         assert (await send(direct, f"o{n}@pool1.example")).is_success
@@ -232,7 +246,7 @@ async def test_connections_to_one_host_are_capped(
     fake_mx: FakeMx, transport: MakeTransport
 ) -> None:
     server = fake_mx.hostile["accept"]
-    direct = transport(max_connections_per_host=3)
+    direct = transport(shaping=rules(max_connections=3))
     before = server.connections
     outcomes = await asyncio.gather(*(send(direct, f"p{n}@pool2.example") for n in range(30)))
     assert all(outcome.is_success for outcome in outcomes)
@@ -249,8 +263,114 @@ async def test_an_idle_session_is_closed(fake_mx: FakeMx, transport: MakeTranspo
     assert server.connections == before + 2
 
 
+async def test_a_provider_rule_caps_the_sessions_of_all_its_hosts(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["accept"]
+    direct = transport(shaping=rules({"max_connections": 2}, max_connections=50))
+    before = server.connections
+    outcomes = await asyncio.gather(
+        *(send(direct, f"r{n}@pool{1 + n % 2}.example") for n in range(30))
+    )
+    assert all(outcome.is_success for outcome in outcomes)
+    assert server.connections - before <= 2
+
+
+async def test_a_provider_rule_paces_its_messages(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    direct = transport(shaping=rules({"messages_per_second": 20}))
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(send(direct, f"s{n}@pool1.example") for n in range(30)))
+    assert all(outcome.is_success for outcome in outcomes)
+    # a bucket of 20 (one second's worth), then 20 a second: the last 10 need half a second
+    assert time.monotonic() - started >= 0.45
+
+
 def test_nothing_listens_at_the_dead_address() -> None:
     import socket
 
     with pytest.raises(OSError), socket.create_connection((DEAD_ADDRESS, 25), timeout=1):
         pass
+
+
+# --- MTA-STS (RFC 8461) -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sts_transport(fake_mx: FakeMx) -> AsyncIterator[DirectTransport]:
+    """A transport that applies MTA-STS, trusting the test CA (as TLS_CA_FILE would)."""
+    routes = MailRoutes(fake_mx.resolver, timeout=2.0)
+    verify = ssl.create_default_context(cafile=str(fake_mx.ca_file))
+    direct = DirectTransport(
+        routes,
+        helo_name="sendstream.test",
+        allow_private_addresses=True,
+        timeout=2.0,
+        policies=MtaStsPolicies(routes, verify, timeout=2.0, allow_private_addresses=True),
+        verify_context=verify,
+    )
+    yield direct
+    await direct.close()
+
+
+@pytest.mark.parametrize("domain", ["sts.example", "sts2.example"])  # exact, and *.sts.example
+async def test_an_enforced_policy_delivers_over_verified_tls(
+    sts_transport: DirectTransport, domain: str
+) -> None:
+    outcome = await send(sts_transport, f"amy@{domain}")
+    assert outcome.is_success, outcome
+    assert outcome.remote == f"mx.sts.example[{STS_MX_ADDRESS}]"
+    assert re.fullmatch(r"TLSv1\.[23] \(MTA-STS enforce\)", outcome.tls)
+
+
+async def test_an_enforced_policy_refuses_a_certificate_it_cannot_check(
+    sts_transport: DirectTransport,
+) -> None:
+    outcome = await send(sts_transport, "ben@stsbadcert.example")
+    assert (outcome.code, outcome.enhanced_status) == (0, "4.7.5")
+    assert "MTA-STS policy of stsbadcert.example (enforce)" in outcome.text
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.text
+
+
+async def test_an_enforced_policy_tries_no_mx_host_it_does_not_name(
+    fake_mx: FakeMx, sts_transport: DirectTransport
+) -> None:
+    sink = fake_mx.sinks["mx1.alpha.example"]
+    before = len(received_messages(sink))
+    outcome = await send(sts_transport, "cat@stsoutside.example")
+    assert (outcome.code, outcome.enhanced_status) == (0, "4.7.5")
+    assert "mx1.alpha.example not tried: not an MX host of the MTA-STS policy" in outcome.text
+    assert len(received_messages(sink)) == before
+
+
+async def test_a_testing_policy_delivers_and_reports_what_it_would_refuse(
+    sts_transport: DirectTransport,
+) -> None:
+    outcome = await send(sts_transport, "dan@ststesting.example")
+    assert outcome.is_success, outcome
+    assert outcome.tls == (
+        "no TLS (MTA-STS testing: mx1.alpha.example is not an MX host of the policy; no TLS)"
+    )
+
+
+async def test_a_record_without_a_policy_to_fetch_is_no_policy(
+    sts_transport: DirectTransport,
+) -> None:
+    outcome = await send(sts_transport, "eve@stsnopolicy.example")
+    assert outcome.is_success, outcome
+    assert outcome.tls == ""
+
+
+async def test_a_policy_is_kept_and_fetched_once(fake_mx: FakeMx) -> None:
+    routes = MailRoutes(fake_mx.resolver)
+    verify = ssl.create_default_context(cafile=str(fake_mx.ca_file))
+    policies = MtaStsPolicies(routes, verify, allow_private_addresses=True)
+    try:
+        found = await asyncio.gather(*(policies.policy("sts.example") for _ in range(5)))
+        again = await policies.policy("sts.example")
+    finally:
+        await policies.close()
+    assert found[0] is not None
+    assert found[0] == MtaStsPolicy(mode="enforce", mx=("mx.sts.example",), max_age=86400)
+    assert all(policy is found[0] for policy in [*found, again])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.delivery.throttle import DomainThrottle
+from adapters.throttle import KeyedThrottle
 
 
 async def settle() -> None:
@@ -18,7 +18,7 @@ async def settle() -> None:
 
 
 async def test_concurrency_per_domain_while_other_domains_proceed() -> None:
-    throttle = DomainThrottle(max_concurrent=3, per_second=0)
+    throttle = KeyedThrottle(max_concurrent=3, per_second=0)
     in_flight = {"gmail.com": 0, "example.org": 0}
     peak = {"gmail.com": 0, "example.org": 0}
     example_done = asyncio.Event()
@@ -46,7 +46,7 @@ async def test_concurrency_per_domain_while_other_domains_proceed() -> None:
 
 
 async def test_domains_are_case_insensitive() -> None:
-    throttle = DomainThrottle(max_concurrent=1, per_second=0)
+    throttle = KeyedThrottle(max_concurrent=1, per_second=0)
     async with throttle.slot("GMail.COM."):
         assert throttle.stats() == {"gmail.com": {"in_flight": 1.0, "waiting": 0.0}}
         waiter = asyncio.create_task(_enter(throttle, "gmail.com"))
@@ -55,13 +55,13 @@ async def test_domains_are_case_insensitive() -> None:
     await waiter
 
 
-async def _enter(throttle: DomainThrottle, domain: str) -> None:
+async def _enter(throttle: KeyedThrottle, domain: str) -> None:
     async with throttle.slot(domain):
         pass
 
 
 async def test_rate_with_burst_one() -> None:
-    throttle = DomainThrottle(max_concurrent=0, per_second=20, burst=1)
+    throttle = KeyedThrottle(max_concurrent=0, per_second=20, burst=1)
     started = time.monotonic()
     await asyncio.gather(*(_enter(throttle, "gmail.com") for _ in range(30)))
     elapsed = time.monotonic() - started
@@ -69,7 +69,7 @@ async def test_rate_with_burst_one() -> None:
 
 
 async def test_burst_goes_at_once_and_rate_is_per_domain() -> None:
-    throttle = DomainThrottle(max_concurrent=0, per_second=5, burst=5)
+    throttle = KeyedThrottle(max_concurrent=0, per_second=5, burst=5)
     started = time.monotonic()
     await asyncio.gather(
         *(_enter(throttle, domain) for domain in ("a.example", "b.example") for _ in range(5))
@@ -81,7 +81,7 @@ async def test_burst_goes_at_once_and_rate_is_per_domain() -> None:
 
 
 async def test_waiters_are_served_in_arrival_order() -> None:
-    throttle = DomainThrottle(max_concurrent=1, per_second=200, burst=1)
+    throttle = KeyedThrottle(max_concurrent=1, per_second=200, burst=1)
     order: list[int] = []
 
     async def send(n: int) -> None:
@@ -98,7 +98,7 @@ async def test_waiters_are_served_in_arrival_order() -> None:
 
 
 async def test_a_new_arrival_does_not_overtake_waiters() -> None:
-    throttle = DomainThrottle(max_concurrent=1, per_second=0)
+    throttle = KeyedThrottle(max_concurrent=1, per_second=0)
     order: list[str] = []
 
     async def send(name: str) -> None:
@@ -116,7 +116,7 @@ async def test_a_new_arrival_does_not_overtake_waiters() -> None:
 
 @pytest.mark.parametrize("per_second", [0.0, 1000.0])
 async def test_cancelled_waiters_leak_nothing(per_second: float) -> None:
-    throttle = DomainThrottle(max_concurrent=2, per_second=per_second, burst=100)
+    throttle = KeyedThrottle(max_concurrent=2, per_second=per_second, burst=100)
     release = asyncio.Event()
 
     async def hold() -> None:
@@ -144,7 +144,7 @@ async def test_cancelled_waiters_leak_nothing(per_second: float) -> None:
 
 
 async def test_cancelled_right_after_being_granted_gives_the_slot_back() -> None:
-    throttle = DomainThrottle(max_concurrent=1, per_second=0)
+    throttle = KeyedThrottle(max_concurrent=1, per_second=0)
     async with throttle.slot("gmail.com"):
         waiter = asyncio.create_task(_enter(throttle, "gmail.com"))
         await settle()
@@ -158,7 +158,7 @@ async def test_cancelled_right_after_being_granted_gives_the_slot_back() -> None
 
 
 async def test_cancelling_the_head_lets_the_next_waiter_through() -> None:
-    throttle = DomainThrottle(max_concurrent=1, per_second=0)
+    throttle = KeyedThrottle(max_concurrent=1, per_second=0)
     async with throttle.slot("gmail.com"):
         head = asyncio.create_task(_enter(throttle, "gmail.com"))
         await settle()
@@ -170,7 +170,7 @@ async def test_cancelling_the_head_lets_the_next_waiter_through() -> None:
 
 
 async def test_timeouts_while_waiting_for_a_token_leak_nothing() -> None:
-    throttle = DomainThrottle(max_concurrent=1, per_second=10, burst=1)
+    throttle = KeyedThrottle(max_concurrent=1, per_second=10, burst=1)
     await _enter(throttle, "gmail.com")  # empties the bucket
     for _ in range(5):
         with pytest.raises(TimeoutError):
@@ -180,11 +180,11 @@ async def test_timeouts_while_waiting_for_a_token_leak_nothing() -> None:
 
 
 async def test_idle_domains_are_forgotten() -> None:
-    unlimited = DomainThrottle(max_concurrent=2, per_second=0)
+    unlimited = KeyedThrottle(max_concurrent=2, per_second=0)
     await asyncio.gather(*(_enter(unlimited, f"d{n}.example") for n in range(1000)))
     assert unlimited.stats() == {}
 
-    limited = DomainThrottle(max_concurrent=2, per_second=2, burst=2)
+    limited = KeyedThrottle(max_concurrent=2, per_second=2, burst=2)
     await asyncio.gather(*(_enter(limited, f"d{n}.example") for n in range(1000)))
     # Kept while their buckets refill (forgetting them would allow an extra burst) ...
     assert len(limited.stats()) == 1000
@@ -198,12 +198,12 @@ async def test_idle_domains_are_forgotten() -> None:
 
 def test_burst_must_be_positive() -> None:
     with pytest.raises(ValueError, match="burst"):
-        DomainThrottle(max_concurrent=1, per_second=1, burst=0)
+        KeyedThrottle(max_concurrent=1, per_second=1, burst=0)
 
 
 async def test_random_cancellations_keep_every_invariant() -> None:
     rng = random.Random(7)
-    throttle = DomainThrottle(max_concurrent=3, per_second=500, burst=5)
+    throttle = KeyedThrottle(max_concurrent=3, per_second=500, burst=5)
     domains = ["a.example", "b.example", "c.example"]
     in_flight = dict.fromkeys(domains, 0)
     peak = dict.fromkeys(domains, 0)
@@ -231,7 +231,7 @@ async def test_random_cancellations_keep_every_invariant() -> None:
 
 
 async def test_a_new_arrival_does_not_take_the_token_a_waiter_is_due() -> None:
-    throttle = DomainThrottle(max_concurrent=0, per_second=20, burst=1)
+    throttle = KeyedThrottle(max_concurrent=0, per_second=20, burst=1)
     order: list[str] = []
 
     async def send(name: str) -> None:

@@ -1,0 +1,177 @@
+"""Recipient domains' MTA-STS policies (RFC 8461): the ``_mta-sts`` TXT record through our
+resolver (``adapters.dns.MailRoutes``), the policy file over HTTPS with httpcore, each kept
+for the ``max_age`` the domain gives it.
+
+The policy host ``mta-sts.<domain>`` is resolved by the same resolver as the MX hosts
+(``DNS_RESOLVER``), and connected to with the asyncio streams of ``adapters.http_stream``;
+its certificate must be valid for that name (``TLS_CA_FILE``, or the system's CAs), no
+redirect is followed, and a reply that is not ``200 text/plain`` within 64 KiB is no policy.
+
+What is cached, and when it is asked again (RFC 8461 5.1): the TXT record is kept for its
+TTL; the policy until its ``max_age`` or until the record's ``id`` changes. A policy whose
+renewal fails is kept while it is fresh, so a policy host that goes down, or an attacker
+who blocks it, does not turn enforcement off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpcore
+
+from adapters.dns import MailRoutes
+from adapters.http_stream import open_tcp_stream
+from domain.mta_sts import MAX_POLICY_BYTES, MtaStsPolicy, PolicyError, parse_policy, record_id
+from domain.routing import refused_address
+
+
+@dataclass(frozen=True)
+class _Known:
+    expires: float  # time.monotonic() until which the policy may be used
+    record_id: str
+    policy: MtaStsPolicy
+
+
+class _ResolvingBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the addresses our resolver gives for the host (not the system's)."""
+
+    def __init__(self, routes: MailRoutes, allow_private_addresses: bool) -> None:
+        self._routes = routes
+        self._allow_private = allow_private_addresses
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._routes.addresses(host)
+        usable = [a for a in addresses if self._allow_private or refused_address(a) is None]
+        if not usable:
+            raise httpcore.ConnectError(f"{host} has no address to connect to")
+        failure: Exception | None = None
+        for address in usable:
+            try:
+                return await open_tcp_stream(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("policy hosts are never Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class MtaStsPolicies:
+    """The policy of each recipient domain, or None where it has none (see the module)."""
+
+    def __init__(
+        self,
+        routes: MailRoutes,
+        tls_context: ssl.SSLContext,
+        *,
+        timeout: float = 10.0,
+        allow_private_addresses: bool = False,
+    ) -> None:
+        self._routes = routes
+        self._timeout = timeout
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=tls_context,
+            max_connections=16,
+            max_keepalive_connections=0,  # one fetch a domain now and then: nothing to keep
+            network_backend=_ResolvingBackend(routes, allow_private_addresses),
+        )
+        self._known: dict[str, _Known] = {}
+        self._records: dict[str, tuple[float, str | None]] = {}  # domain → (until, id)
+        self._pending: dict[str, asyncio.Future[MtaStsPolicy | None]] = {}
+
+    async def policy(self, domain: str) -> MtaStsPolicy | None:
+        key = domain.lower().rstrip(".")
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[MtaStsPolicy | None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            found = await self._look_up(key)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: a lookup nobody shared must not warn
+            raise
+        else:
+            future.set_result(found)
+            return found
+        finally:
+            del self._pending[key]
+
+    async def close(self) -> None:
+        await self._pool.aclose()
+
+    async def _look_up(self, domain: str) -> MtaStsPolicy | None:
+        now = time.monotonic()
+        known = self._known.get(domain)
+        if known is not None and known.expires <= now:
+            del self._known[domain]
+            known = None
+        current = await self._record_id(domain, now)
+        if current is None or (known is not None and current == known.record_id):
+            # No record (or none readable): a fresh policy still stands, as RFC 8461 5.1 says.
+            return known.policy if known is not None else None
+        fetched = await self._fetch(domain)
+        if fetched is None:
+            return known.policy if known is not None else None
+        self._known[domain] = _Known(now + fetched.max_age, current, fetched)
+        return fetched
+
+    async def _record_id(self, domain: str, now: float) -> str | None:
+        cached = self._records.get(domain)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = await self._routes.texts(f"_mta-sts.{domain}")
+        if answer is None:
+            return cached[1] if cached is not None else None  # DNS silent: as last known
+        texts, ttl = answer
+        found = record_id(texts)
+        self._records[domain] = (now + ttl, found)
+        return found
+
+    async def _fetch(self, domain: str) -> MtaStsPolicy | None:
+        url = f"https://mta-sts.{domain}/.well-known/mta-sts.txt"
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self._timeout)
+        try:
+            async with (
+                asyncio.timeout(self._timeout * 2),
+                self._pool.stream("GET", url, extensions={"timeout": timeouts}) as response,
+            ):
+                if response.status != 200:
+                    return None
+                content_type = dict((name.lower(), value) for name, value in response.headers).get(
+                    b"content-type", b""
+                )
+                if content_type.split(b";")[0].strip().lower() != b"text/plain":
+                    return None
+                body = bytearray()
+                async for chunk in response.aiter_stream():
+                    body += chunk
+                    if len(body) > MAX_POLICY_BYTES:
+                        return None
+            return parse_policy(body.decode("utf-8"))
+        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError):
+            return None
+        except (TimeoutError, UnicodeDecodeError, PolicyError, ssl.SSLError, OSError):
+            return None

@@ -1,0 +1,27 @@
+"""Settings that are checked at start: a way out without what it needs, a bad shaping file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.settings import Settings
+
+
+def test_relay_mode_needs_a_relay() -> None:
+    with pytest.raises(ValueError, match="DELIVERY_MODE=relay needs SMTP_RELAY_URL"):
+        Settings(DELIVERY_MODE="relay")
+    assert Settings(SMTP_RELAY_URL="smtp://127.0.0.1:2525").outbound == "relay"
+    assert Settings().outbound == "sandbox"
+    assert Settings(DELIVERY_MODE="direct", SMTP_RELAY_URL="smtp://x:25").outbound == "direct"
+
+
+def test_a_bad_shaping_file_stops_start_up(tmp_path: Path) -> None:
+    bad = tmp_path / "shaping.toml"
+    bad.write_text("[default]\nmax_connections = 'many'\n")
+    with pytest.raises(ValueError, match=r"SHAPING_FILE .*shaping\.toml: line 2: max_connections"):
+        Settings(SHAPING_FILE=str(bad))
+    with pytest.raises(ValueError, match="cannot be read"):
+        Settings(DELIVERY_MODE="direct", SHAPING_FILE=str(tmp_path / "missing.toml"))
+    assert Settings(DELIVERY_MODE="direct").shaping_rules().default.max_connections == 10
