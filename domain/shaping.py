@@ -20,12 +20,18 @@ _LIMITS = {
     "messages_per_connection": "messages one session carries before it is closed",
     "messages_per_second": "messages a second to the provider (0: no limit)",
     "messages_per_hour": "messages an hour to the provider (0: no limit)",
+    "backoff_seconds": "the first pause after a 'slow down' reply; it doubles while they go on",
+    "max_backoff_seconds": "the longest pause after 'slow down' replies",
+    "suspend_seconds": "how long a block reply stops all mail to the provider",
 }
 _DEFAULTS = {
     "max_connections": 10,
     "messages_per_connection": 100,
     "messages_per_second": 0,
     "messages_per_hour": 0,
+    "backoff_seconds": 30,
+    "max_backoff_seconds": 900,
+    "suspend_seconds": 3600,
 }
 _HOST_PATTERN = re.compile(
     r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"
@@ -44,6 +50,9 @@ class ShapingRule:
     messages_per_connection: int
     messages_per_second: float
     messages_per_hour: int
+    backoff_seconds: int = 30
+    max_backoff_seconds: int = 900
+    suspend_seconds: int = 3600
 
     def claims(self, host: str) -> int:
         """How specifically this rule matches ``host``: the length of the matching pattern,
@@ -164,3 +173,27 @@ def _at(text: str, table: str, reason: str, key: str | None = None) -> str:
                 line = n
                 break
     return f"line {line + 1}: {reason}"
+
+
+# A reply that asks the sender to slow down: 421, or a 4.7.x (Gmail's 4.7.28, Microsoft's
+# 4.7.650 …), or words that say so.
+_SLOW_DOWN_WORDS = re.compile(
+    r"rate.?limit|too many|try (again )?later|throttl|slow down|temporarily deferred", re.I
+)
+# A refusal that names a blocklist or the sender's reputation: more mail now only hurts.
+_BLOCK_WORDS = re.compile(
+    r"block|blacklist|blocklist|spamhaus|spamcop|barracuda|\bRBL\b|reputation|listed",
+    re.I,
+)
+
+
+def reply_class(code: int, enhanced_status: str, text: str) -> str:
+    """What a server's reply says about the pace of mail to it: ``"slow"`` (back off),
+    ``"block"`` (stop for a while), or ``""`` (nothing)."""
+    if code == 421 or (400 <= code < 500 and enhanced_status.startswith("4.7.")):
+        return "slow"
+    if 400 <= code < 500 and _SLOW_DOWN_WORDS.search(text):
+        return "slow"
+    if 500 <= code < 600 and enhanced_status.startswith("5.7.") and _BLOCK_WORDS.search(text):
+        return "block"
+    return ""

@@ -26,6 +26,8 @@ HOSTILE = {
     "127.0.0.15": "drop-in-data",
     "127.0.0.16": "bad-tls",
     "127.0.0.18": "accept",
+    "127.0.0.22": "rate-limit",
+    "127.0.0.23": "blocked",
 }
 TLS_ADDRESS = "127.0.0.17"  # aiosmtpd with STARTTLS and a self-signed certificate
 DEAD_ADDRESS = "127.0.0.4"  # nothing listens there

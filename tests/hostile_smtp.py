@@ -5,7 +5,8 @@ as a fake MX host) and behaves as ``mode`` says: "greet-421" turns every client 
 "silent" never greets, "endless" answers EHLO with continuation lines that never end,
 "huge-line" answers EHLO with 10 MB and no line end, "stall-after-data" takes the message
 and never answers the final dot, "drop-in-data" hangs up in the middle of DATA, "bad-tls"
-offers STARTTLS and then breaks the handshake (and takes mail in the clear). In any other
+offers STARTTLS and then breaks the handshake (and takes mail in the clear), "rate-limit"
+answers MAIL with 421 4.7.28, "blocked" answers RCPT with a Spamhaus block. In any other
 mode ("accept") it takes every message and counts it.
 """
 
@@ -131,6 +132,16 @@ class HostileSmtpServer:
                 writer.write(b"221 2.0.0 bye\r\n")
                 await writer.drain()
                 return
+            elif verb == b"MAIL" and mode == "rate-limit":
+                writer.write(
+                    b"421 4.7.28 Our system has detected an unusual rate of mail, try later\r\n"
+                )
+                await writer.drain()
+                return
+            elif verb == b"RCPT" and mode == "blocked":
+                writer.write(
+                    b"550 5.7.1 Service unavailable; client host blocked using Spamhaus\r\n"
+                )
             else:  # MAIL, RCPT, RSET, NOOP
                 writer.write(b"250 2.0.0 ok\r\n")
             await writer.drain()

@@ -54,9 +54,12 @@ from adapters.smtp_out.session import (
 from adapters.throttle import KeyedThrottle
 from domain.mta_sts import POLICY_STATUS, MtaStsPolicy
 from domain.routing import NO_ROUTE_STATUS, NULL_MX_STATUS, refused_address
-from domain.shaping import ShapingRule, ShapingRules
+from domain.shaping import ShapingRule, ShapingRules, reply_class
 
 _REAP_INTERVAL = 1.0  # seconds between looks for idle sessions to close
+_LONGEST_WAIT = 1.0  # a pause longer than this defers the message instead of holding it
+_PACED = "paced by the receiver"
+PACED_STATUS = "4.7.0"  # the receiver asked us to slow down or stop: try later
 DEFAULT_SHAPING = ShapingRules(
     default=ShapingRule(
         name="default", mx=(), max_connections=10, messages_per_connection=100,
@@ -74,6 +77,16 @@ class _Session:
     verified: str = ""  # the host name its certificate was checked against, if it was
     sent: int = 0
     idle_since: float = 0.0
+
+
+@dataclass
+class _Pace:
+    """Where a shaping key stands after its servers' replies (see ``_note_reply``)."""
+
+    paused_until: float = 0.0  # time.monotonic(): no new transaction before then
+    level: int = 0  # "slow down" replies in a row: the pause doubles with each
+    suspended_until: float = 0.0
+    reason: str = ""
 
 
 @dataclass
@@ -130,6 +143,7 @@ class DirectTransport:
             )
             for rule in (shaping.default, *shaping.providers)
         }
+        self._paces: dict[str, _Pace] = {}
         self._idle_seconds = idle_seconds
         self._timeout = timeout
         self._rng = rng or random.Random()
@@ -186,16 +200,25 @@ class DirectTransport:
                 if refusal is not None:
                     failures.append(f"{remote} not tried: {refusal}")
                     continue
+                rule, key = self._shaping_key(host.name)
+                waiting = await self._wait_for_pace(key)
+                if waiting:
+                    failures.append(f"{remote} not tried: {waiting}")
+                    continue
                 reached_none = False
                 try:
                     outcome = await self._deliver(
-                        host.name, address, sender, rcpt, message, verify=enforce
-                    )
+                        host.name, address, sender, rcpt, message, verify=enforce,
+                        rule=rule, key=key,
+                    )  # fmt: skip
                 except _Unreachable as exc:
                     failures.append(str(exc))
                     continue
+                self._note_reply(rule, key, outcome)
                 return _with_policy(outcome, policy, host, outside)
         text = "; ".join(failures) or "no host to try"
+        if failures and all(_PACED in failure for failure in failures):
+            return SmtpOutcome(0, PACED_STATUS, text)
         if enforce:
             return SmtpOutcome(0, POLICY_STATUS, f"MTA-STS policy of {domain} (enforce): {text}")
         return SmtpOutcome(0, NO_ROUTE_STATUS if reached_none else NO_ANSWER, text)
@@ -216,15 +239,64 @@ class DirectTransport:
         if self._policies is not None:
             await self._policies.close()
 
+    def _shaping_key(self, host: str) -> tuple[ShapingRule, str]:
+        """The rule for ``host``, and the key its budget is kept under: the provider's name,
+        or the host itself when no provider claims it."""
+        rule = self._shaping.for_host(host)
+        return rule, (host if rule is self._shaping.default else rule.name)
+
+    async def _wait_for_pace(self, key: str) -> str:
+        """Wait out a short pause of ``key``; for a long one, or a suspension, say why not
+        to try now (the message is deferred and retried on its schedule)."""
+        pace = self._paces.get(key)
+        if pace is None:
+            return ""
+        now = time.monotonic()
+        if pace.suspended_until > now:
+            return f"{_PACED}: suspended for {pace.suspended_until - now:.0f} s ({pace.reason})"
+        if pace.paused_until > now + _LONGEST_WAIT:
+            return f"{_PACED}: slowed down for {pace.paused_until - now:.0f} s ({pace.reason})"
+        if pace.paused_until > now:
+            await asyncio.sleep(pace.paused_until - now)
+        return ""
+
+    def _note_reply(self, rule: ShapingRule, key: str, outcome: SmtpOutcome) -> None:
+        """Slow a key down on "slow down" replies (the pause doubling, with jitter, up to
+        the rule's longest), stop it on a block reply, and speed it up again on success."""
+        kind = reply_class(outcome.code, outcome.enhanced_status, outcome.text)
+        pace = self._paces.get(key)
+        if not kind:
+            if pace is not None and outcome.is_success:
+                pace.level = 0
+                if pace.paused_until <= time.monotonic():
+                    del self._paces[key]
+            return
+        if pace is None:
+            pace = self._paces[key] = _Pace()
+        now = time.monotonic()
+        pace.reason = f"{outcome.remote}: {outcome.code} {outcome.text}"[:300]
+        if kind == "block":
+            pace.suspended_until = now + rule.suspend_seconds
+            return
+        pace.level += 1
+        pause = min(rule.max_backoff_seconds, rule.backoff_seconds * 2 ** (pace.level - 1))
+        pace.paused_until = max(pace.paused_until, now + pause * self._rng.uniform(0.5, 1.5))
+
     async def _deliver(
-        self, host: str, address: str, sender: str, rcpt: str, message: bytes, *, verify: bool
+        self,
+        host: str,
+        address: str,
+        sender: str,
+        rcpt: str,
+        message: bytes,
+        *,
+        verify: bool,
+        rule: ShapingRule,
+        key: str,
     ) -> SmtpOutcome:
         destination = self._destinations.get(address)
         if destination is None:
             destination = self._destinations[address] = _Destination()
-        rule = self._shaping.for_host(host)
-        # A provider's hosts share its budget; any other host has a budget of its own.
-        key = host if rule is self._shaping.default else rule.name
         sessions, hourly = self._throttles[rule.name]
         destination.busy += 1  # waiting counts: the reaper must not drop a destination in use
         try:
@@ -373,6 +445,11 @@ class DirectTransport:
                         asyncio.get_running_loop().create_task(self._quit(session))
                 if not destination.idle and not destination.busy:
                     del self._destinations[address]
+            # A receiver quiet for an hour since its last pause starts afresh.
+            forgotten = time.monotonic() - 3600
+            for key, pace in list(self._paces.items()):
+                if max(pace.paused_until, pace.suspended_until) < forgotten:
+                    del self._paces[key]
 
 
 def _take_idle(destination: _Destination, verified_for: str) -> _Session | None:

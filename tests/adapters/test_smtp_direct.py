@@ -287,6 +287,37 @@ async def test_a_provider_rule_paces_its_messages(
     assert time.monotonic() - started >= 0.45
 
 
+async def test_a_slow_down_reply_pauses_mail_to_that_receiver(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["rate-limit"]
+    direct = transport(shaping=rules(backoff_seconds=60))
+    first = await send(direct, "t1@rate-limit.example")
+    assert (first.code, first.enhanced_status) == (421, "4.7.28")
+    before = server.connections
+    second = await send(direct, "t2@rate-limit.example")
+    assert (second.code, second.enhanced_status) == (0, "4.7.0")
+    assert "paced by the receiver: slowed down for" in second.text
+    assert "421 4.7.28" in second.text  # the reply that asked for it
+    assert server.connections == before  # no connection while paused
+
+
+async def test_a_block_reply_suspends_mail_to_that_receiver(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["blocked"]
+    direct = transport()
+    first = await send(direct, "u1@blocked.example")
+    assert first.is_permanent and first.enhanced_status == "5.7.1"
+    before = server.connections
+    second = await send(direct, "u2@blocked.example")
+    assert (second.code, second.enhanced_status) == (0, "4.7.0")
+    assert "paced by the receiver: suspended for" in second.text and "Spamhaus" in second.text
+    assert server.connections == before
+    # other receivers are not held up by it
+    assert (await send(direct, "u3@pool1.example")).is_success
+
+
 def test_nothing_listens_at_the_dead_address() -> None:
     import socket
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.shaping import ShapingFileError, parse_shaping
+from domain.shaping import ShapingFileError, parse_shaping, reply_class
 
 SHIPPED = Path(__file__).resolve().parents[2] / "engine" / "delivery" / "shaping.toml"
 
@@ -65,3 +65,21 @@ def test_a_bad_file_is_refused_with_its_line_and_reason(text: str, message: str)
     with pytest.raises(ShapingFileError) as raised:
         parse_shaping(text)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "text", "kind"),
+    [
+        (421, "4.7.0", "Try again later, closing connection.", "slow"),
+        (451, "4.7.28", "unusual rate of unsolicited mail", "slow"),
+        (450, "", "Too many connections, slow down", "slow"),
+        (451, "4.3.0", "Temporary system problem", ""),
+        (550, "5.7.1", "Service unavailable; host [192.0.2.1] blocked using Spamhaus", "block"),
+        (554, "5.7.1", "Message rejected due to poor sender reputation", "block"),
+        (550, "5.1.1", "The email account that you tried to reach does not exist", ""),
+        (550, "5.7.1", "Relaying denied", ""),  # a policy refusal, but not of us as a sender
+        (250, "2.0.0", "OK", ""),
+    ],
+)  # fmt: skip
+def test_what_a_reply_says_about_the_pace(code: int, status: str, text: str, kind: str) -> None:
+    assert reply_class(code, status, text) == kind
