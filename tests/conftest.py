@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,18 @@ from tests.services import (
     start_kafka_broker,
     start_smtp_sink,
 )
+
+# Tests whose outcome cannot depend on the stream: they build no engine that would follow
+# Kafka. ``make test`` runs them once, in embedded mode (the Kafka run is ``-m "not unit"``).
+_MODE_INDEPENDENT = ("domain", "engine", "projections", "api", "adapters", "test_layers.py")
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(_TESTS).parts
+        if parts[0] in _MODE_INDEPENDENT and item.path.name != "test_kafka.py":
+            item.add_marker(pytest.mark.unit)
 
 
 def kafka_tests_enabled() -> bool:
