@@ -19,15 +19,20 @@ import asyncio
 import ssl
 import time
 import typing
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpcore
 
 from adapters.dns import MailRoutes
 from adapters.http_stream import open_tcp_stream
-from domain.mta_sts import MAX_POLICY_BYTES, MtaStsPolicy, PolicyError, parse_policy, record_id
+from domain.mta_sts import MAX_POLICY_BYTES, MtaStsPolicy, parse_policy, record_id
 from domain.routing import refused_address
+
+_FAILED_FETCH_SECONDS = 300.0  # a policy host that failed is not asked again before this
+_MAX_DOMAINS = 100_000
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,14 @@ class _Known:
     expires: float  # time.monotonic() until which the policy may be used
     record_id: str
     policy: MtaStsPolicy
+    refresh_after: float  # from then on it is fetched again while still in force
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _MAX_DOMAINS:
+        cache.popitem(last=False)
 
 
 class _ResolvingBackend(httpcore.AsyncNetworkBackend):
@@ -96,28 +109,31 @@ class MtaStsPolicies:
             max_keepalive_connections=0,  # one fetch a domain now and then: nothing to keep
             network_backend=_ResolvingBackend(routes, allow_private_addresses),
         )
-        self._known: dict[str, _Known] = {}
-        self._records: dict[str, tuple[float, str | None]] = {}  # domain → (until, id)
-        self._pending: dict[str, asyncio.Future[MtaStsPolicy | None]] = {}
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._records: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._failed: OrderedDict[tuple[str, str], float] = OrderedDict()  # → retry after
+        self._pending: dict[str, asyncio.Task[MtaStsPolicy | None]] = {}
 
     async def policy(self, domain: str) -> MtaStsPolicy | None:
         key = domain.lower().rstrip(".")
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[MtaStsPolicy | None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            found = await self._look_up(key)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: a lookup nobody shared must not warn
-            raise
-        else:
-            future.set_result(found)
-            return found
-        finally:
-            del self._pending[key]
+        now = time.monotonic()
+        known = self._known.get(key)
+        record = self._records.get(key)
+        if (
+            known is not None
+            and record is not None
+            and record[0] > now
+            and record[1] == known.record_id
+            and known.refresh_after > now
+        ):
+            return known.policy  # the common case: nothing to ask anyone
+        lookup = self._pending.get(key)
+        if lookup is None:
+            # A task of its own, so that a sender cancelled while waiting cancels no other.
+            lookup = asyncio.get_running_loop().create_task(self._look_up(key))
+            self._pending[key] = lookup
+            lookup.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(lookup)
 
     async def close(self) -> None:
         await self._pool.aclose()
@@ -129,13 +145,22 @@ class MtaStsPolicies:
             del self._known[domain]
             known = None
         current = await self._record_id(domain, now)
-        if current is None or (known is not None and current == known.record_id):
+        unchanged = known is not None and current == known.record_id
+        if current is None or (unchanged and known is not None and known.refresh_after > now):
             # No record (or none readable): a fresh policy still stands, as RFC 8461 5.1 says.
+            return known.policy if known is not None else None
+        # A new id, no policy yet, or half the policy's life gone (RFC 8461 10.2: renew it
+        # before it expires, so that a policy host blocked at that moment changes nothing).
+        if self._failed.get((domain, current), 0.0) > now:
             return known.policy if known is not None else None
         fetched = await self._fetch(domain)
         if fetched is None:
+            _remember(self._failed, (domain, current), now + _FAILED_FETCH_SECONDS)
             return known.policy if known is not None else None
-        self._known[domain] = _Known(now + fetched.max_age, current, fetched)
+        self._failed.pop((domain, current), None)
+        # max_age 0 would mean a fetch per message: keep it a few seconds at least.
+        life = max(float(fetched.max_age), 5.0)
+        _remember(self._known, domain, _Known(now + life, current, fetched, now + life / 2))
         return fetched
 
     async def _record_id(self, domain: str, now: float) -> str | None:
@@ -147,7 +172,7 @@ class MtaStsPolicies:
             return cached[1] if cached is not None else None  # DNS silent: as last known
         texts, ttl = answer
         found = record_id(texts)
-        self._records[domain] = (now + ttl, found)
+        _remember(self._records, domain, (now + ttl, found))
         return found
 
     async def _fetch(self, domain: str) -> MtaStsPolicy | None:
@@ -173,5 +198,5 @@ class MtaStsPolicies:
             return parse_policy(body.decode("utf-8"))
         except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError):
             return None
-        except (TimeoutError, UnicodeDecodeError, PolicyError, ssl.SSLError, OSError):
+        except (TimeoutError, ValueError, ssl.SSLError, OSError):  # PolicyError is one
             return None

@@ -13,6 +13,7 @@ MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 3.3: a policy larger than this is not o
 POLICY_STATUS = "4.7.5"  # RFC 3463: a security requirement could not be met; try later
 
 _RECORD_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+_MAX_AGE = re.compile(r"[0-9]{1,10}")  # ASCII digits only: "²".isdigit() is true
 _MODES = ("enforce", "testing", "none")
 
 
@@ -76,7 +77,7 @@ def parse_policy(text: str) -> MtaStsPolicy:
     if len(modes) != 1 or modes[0] not in _MODES:
         raise PolicyError(f"mode must be one of {', '.join(_MODES)}")
     ages = values.get("max_age", [])
-    if len(ages) != 1 or not ages[0].isdigit() or not 0 <= int(ages[0]) <= MAX_AGE_LIMIT:
+    if len(ages) != 1 or not _MAX_AGE.fullmatch(ages[0]) or int(ages[0]) > MAX_AGE_LIMIT:
         raise PolicyError(f"max_age must be a whole number of seconds up to {MAX_AGE_LIMIT}")
     patterns = tuple(value.lower().rstrip(".") for value in values.get("mx", []) if value)
     if modes[0] != "none" and not patterns:

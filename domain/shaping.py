@@ -10,6 +10,7 @@ lets a bad file stop start-up rather than shape nothing.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -140,7 +141,9 @@ def _limits(text: str, where: str, table: dict[str, Any], *, allow_mx: bool) -> 
                 _at(text, where, f"unknown setting {key!r} in [{where}]; "
                     f"known: {', '.join(['mx', *_LIMITS] if allow_mx else _LIMITS)}")
             )  # fmt: skip
-        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        number_ok = (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
         if not number_ok or value < 0 or (key != "messages_per_second" and value != int(value)):
             raise ShapingFileError(
                 _at(text, where, f"{key} must be a whole number >= 0 ({_LIMITS[key]})", key)
@@ -175,14 +178,17 @@ def _at(text: str, table: str, reason: str, key: str | None = None) -> str:
     return f"line {line + 1}: {reason}"
 
 
-# A reply that asks the sender to slow down: 421, or a 4.7.x (Gmail's 4.7.28, Microsoft's
-# 4.7.650 …), or words that say so.
+# A reply that asks the sender to slow down: 421, the statuses the big receivers use for it
+# (Gmail's 4.7.28, Microsoft's 4.7.650 …), or words that say so.
+_SLOW_DOWN_STATUSES = frozenset({"4.7.28", "4.7.650", "4.7.651", "4.7.652", "4.7.500"})
 _SLOW_DOWN_WORDS = re.compile(
-    r"rate.?limit|too many|try (again )?later|throttl|slow down|temporarily deferred", re.I
+    r"rate.?limit|unusual rate|too many|throttl|slow down|temporarily deferred", re.I
 )
+_GREYLISTING = re.compile(r"grey.?list|gray.?list", re.I)
 # A refusal that names a blocklist or the sender's reputation: more mail now only hurts.
 _BLOCK_WORDS = re.compile(
-    r"block|blacklist|blocklist|spamhaus|spamcop|barracuda|\bRBL\b|reputation|listed",
+    r"block ?list|black ?list|spamhaus|spamcop|barracuda|\b[RD]NSBL\b|\bRBL\b|reputation"
+    r"|listed (on|at|in|by)|blocked using",
     re.I,
 )
 
@@ -190,7 +196,9 @@ _BLOCK_WORDS = re.compile(
 def reply_class(code: int, enhanced_status: str, text: str) -> str:
     """What a server's reply says about the pace of mail to it: ``"slow"`` (back off),
     ``"block"`` (stop for a while), or ``""`` (nothing)."""
-    if code == 421 or (400 <= code < 500 and enhanced_status.startswith("4.7.")):
+    if 400 <= code < 500 and _GREYLISTING.search(text):
+        return ""  # the retry that greylisting asks for is the usual one
+    if code == 421 or enhanced_status in _SLOW_DOWN_STATUSES:
         return "slow"
     if 400 <= code < 500 and _SLOW_DOWN_WORDS.search(text):
         return "slow"

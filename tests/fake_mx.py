@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.hostile_smtp import HostileSmtpServer
+from tests.hostile_smtp import Concurrency, HostileSmtpServer
 from tests.services import DnsEntry, DnsmasqService, RunningService, start_dnsmasq, start_smtp_sink
 
 SINKS = {"127.0.0.2": "mx1.alpha.example", "127.0.0.3": "mx2.alpha.example"}
@@ -26,6 +26,7 @@ HOSTILE = {
     "127.0.0.15": "drop-in-data",
     "127.0.0.16": "bad-tls",
     "127.0.0.18": "accept",
+    "127.0.0.19": "accept-b",
     "127.0.0.22": "rate-limit",
     "127.0.0.23": "blocked",
 }
@@ -41,6 +42,7 @@ POLICIES = {
     "stsbadcert.example": "version: STSv1\nmode: enforce\nmx: mx.tls.example\nmax_age: 86400\n",
     "stsoutside.example": "version: STSv1\nmode: enforce\nmx: *.sts.example\nmax_age: 86400\n",
     "ststesting.example": "version: STSv1\nmode: testing\nmx: mx.sts.example\nmax_age: 86400\n",
+    "stswrongname.example": "version: STSv1\nmode: enforce\nmx: *.sts.example\nmax_age: 600\n",
 }
 STS_MX = {
     "sts.example": "mx.sts.example",
@@ -49,6 +51,8 @@ STS_MX = {
     "stsoutside.example": "mx1.alpha.example",
     "ststesting.example": "mx1.alpha.example",
     "stsnopolicy.example": "mx1.alpha.example",  # a record, but no policy host
+    # the test CA's certificate for mx.sts.example, at a host of another name
+    "stswrongname.example": "other.sts.example",
 }
 
 RECORDS: list[DnsEntry] = [
@@ -73,16 +77,20 @@ RECORDS: list[DnsEntry] = [
     ("crash.example", "MX", "10 mx.crash.example"),
     ("mx.crash.example", "A", "127.0.0.1"),
     ("mx.sts.example", "A", STS_MX_ADDRESS),
+    ("other.sts.example", "A", STS_MX_ADDRESS),
     *((f"{domain}", "MX", f"10 {mx}") for domain, mx in STS_MX.items()),
     *((f"_mta-sts.{domain}", "TXT", "v=STSv1; id=20261203a;") for domain in STS_MX),
     *((f"mta-sts.{domain}", "A", POLICY_ADDRESS) for domain in POLICIES),
+    ("pool3.example", "MX", "10 mx.pool.example"),
+    ("pool3.example", "MX", "10 mxb.pool.example"),
+    ("mxb.pool.example", "A", "127.0.0.19"),
     ("pool1.example", "MX", "10 mx.pool.example"),
     ("pool2.example", "MX", "10 mx.pool.example"),
     ("mx.pool.example", "A", "127.0.0.18"),
     *(
         entry
         for address, mode in HOSTILE.items()
-        if mode not in ("greet-421", "accept")
+        if mode not in ("greet-421", "accept", "accept-b")
         for entry in (
             (f"{mode}.example", "MX", f"10 mx.{mode}.example"),
             (f"mx.{mode}.example", "A", address),
@@ -248,8 +256,10 @@ def start_fake_mx(workdir: Path) -> FakeMx:
     try:
         for address, name in SINKS.items():
             sinks[name] = start_smtp_sink(workdir / name, host=address, port=25)
+        pool = Concurrency()  # both "accept" servers: the MX hosts of one provider
         for address, mode in HOSTILE.items():
-            hostile[mode] = HostileSmtpServer(address, 25, mode).start()
+            shared = pool if mode.startswith("accept") else Concurrency()
+            hostile[mode] = HostileSmtpServer(address, 25, mode, concurrency=shared).start()
         certificate = make_certificate(workdir)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*certificate)

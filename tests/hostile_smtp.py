@@ -19,12 +19,25 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class Concurrency:
+    """Connections open at once, and the most there were, over the servers that share it."""
+
+    now: int = 0
+    peak: int = 0
+
+    def opened(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+
+@dataclass
 class HostileSmtpServer:
     host: str
     port: int
     mode: str
     accepted: list[bytes] = field(default_factory=list)
     connections: int = 0
+    concurrency: Concurrency = field(default_factory=Concurrency)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
     _thread: threading.Thread | None = None
@@ -73,11 +86,14 @@ class HostileSmtpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.concurrency.opened()
         try:
             await self._dialogue(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            if not writer.is_closing():
+                self.concurrency.now -= 1  # QUIT counted it out already otherwise
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -129,8 +145,11 @@ class HostileSmtpServer:
                 self.accepted.append(data)
                 writer.write(b"250 2.0.0 taken\r\n")
             elif verb == b"QUIT":
+                # Counted out before the reply: a client that has read 221 sees it gone.
+                self.concurrency.now -= 1
                 writer.write(b"221 2.0.0 bye\r\n")
                 await writer.drain()
+                writer.close()
                 return
             elif verb == b"MAIL" and mode == "rate-limit":
                 writer.write(

@@ -58,6 +58,7 @@ from domain.shaping import ShapingRule, ShapingRules, reply_class
 
 _REAP_INTERVAL = 1.0  # seconds between looks for idle sessions to close
 _LONGEST_WAIT = 1.0  # a pause longer than this defers the message instead of holding it
+_LONGEST_LOCAL_WAIT = 10.0  # likewise for our own limits: rates, sessions at once
 _PACED = "paced by the receiver"
 PACED_STATUS = "4.7.0"  # the receiver asked us to slow down or stop: try later
 DEFAULT_SHAPING = ShapingRules(
@@ -75,6 +76,7 @@ class _Session:
     remote: str  # "host[address]", as outcomes name it
     tls: str  # the TLS version, or "" in the clear
     verified: str = ""  # the host name its certificate was checked against, if it was
+    rule: str = ""  # the shaping rule whose sessions it counts among
     sent: int = 0
     idle_since: float = 0.0
 
@@ -98,7 +100,12 @@ class _Destination:
 
 
 class _Unreachable(Exception):
-    """This address gave no session: the next one is worth trying."""
+    """This address gave no session: the next one is worth trying. ``reply`` is what the
+    server said when it turned us away (a 421 or 554 greeting, a refused EHLO), if it did."""
+
+    def __init__(self, text: str, reply: SmtpOutcome | None = None) -> None:
+        super().__init__(text)
+        self.reply = reply
 
 
 class _TlsFailed(_Unreachable):
@@ -144,6 +151,7 @@ class DirectTransport:
             for rule in (shaping.default, *shaping.providers)
         }
         self._paces: dict[str, _Pace] = {}
+        self._quitting: set[asyncio.Task[None]] = set()
         self._idle_seconds = idle_seconds
         self._timeout = timeout
         self._rng = rng or random.Random()
@@ -213,6 +221,8 @@ class DirectTransport:
                     )  # fmt: skip
                 except _Unreachable as exc:
                     failures.append(str(exc))
+                    if exc.reply is not None:
+                        self._note_reply(rule, key, exc.reply)
                     continue
                 self._note_reply(rule, key, outcome)
                 return _with_policy(outcome, policy, host, outside)
@@ -235,7 +245,7 @@ class DirectTransport:
         sessions = [s for d in self._destinations.values() for s in d.idle]
         for destination in self._destinations.values():
             destination.idle.clear()
-        await asyncio.gather(*(self._quit(session) for session in sessions))
+        await asyncio.gather(*(self._quit(session) for session in sessions), *self._quitting)
         if self._policies is not None:
             await self._policies.close()
 
@@ -268,7 +278,8 @@ class DirectTransport:
         if not kind:
             if pace is not None and outcome.is_success:
                 pace.level = 0
-                if pace.paused_until <= time.monotonic():
+                now = time.monotonic()
+                if pace.paused_until <= now and pace.suspended_until <= now:
                     del self._paces[key]
             return
         if pace is None:
@@ -278,9 +289,11 @@ class DirectTransport:
         if kind == "block":
             pace.suspended_until = now + rule.suspend_seconds
             return
+        if pace.paused_until > now:
+            return  # the same episode: replies from sessions already under way
         pace.level += 1
-        pause = min(rule.max_backoff_seconds, rule.backoff_seconds * 2 ** (pace.level - 1))
-        pace.paused_until = max(pace.paused_until, now + pause * self._rng.uniform(0.5, 1.5))
+        pause = rule.backoff_seconds * 2 ** (pace.level - 1) * self._rng.uniform(0.5, 1.5)
+        pace.paused_until = now + min(rule.max_backoff_seconds, pause)
 
     async def _deliver(
         self,
@@ -301,9 +314,18 @@ class DirectTransport:
         destination.busy += 1  # waiting counts: the reaper must not drop a destination in use
         try:
             async with contextlib.AsyncExitStack() as limits:
-                if hourly is not None:
-                    await limits.enter_async_context(hourly.slot(key))
-                await limits.enter_async_context(sessions.slot(key))
+                try:
+                    async with asyncio.timeout(_LONGEST_LOCAL_WAIT):
+                        if hourly is not None:
+                            await limits.enter_async_context(hourly.slot(key))
+                        await limits.enter_async_context(sessions.slot(key))
+                except TimeoutError:
+                    # The message was claimed: it must not hold a delivery slot for long.
+                    text = f"{host}: shaped here, over the '{rule.name}' rule's limits; later"
+                    return SmtpOutcome(0, PACED_STATUS, text)
+                waiting = await self._wait_for_pace(key)  # a pause that began while we queued
+                if waiting:
+                    return SmtpOutcome(0, PACED_STATUS, f"{host}: {waiting}")
                 return await self._transaction(
                     destination, host, address, sender, rcpt, message, verify, rule
                 )
@@ -326,7 +348,12 @@ class DirectTransport:
             session = _take_idle(destination, host if verify else "")
             reused = session is not None
             if session is None or not session.client.is_connected:
+                if rule.max_connections:
+                    # This key holds a slot, so fewer than max_connections of its sessions
+                    # are in use: closing an idle one elsewhere keeps it within the limit.
+                    await self._close_idle_of(rule, address)
                 session = await self._open(host, address, verify)
+                session.rule = rule.name
                 reused = False
             session.sent += 1
             try:
@@ -340,7 +367,10 @@ class DirectTransport:
                 return self._outcome(session, 0, NO_ANSWER, describe_error(exc))
             except aiosmtplib.SMTPResponseException as exc:
                 session.client.close()
-                if exc.code == SERVICE_CLOSING and reused and not retried:
+                # An idle session timed out (421 4.4.2) is worth a fresh one; "slow down"
+                # (421 4.7.x) is not.
+                slow = reply_outcome(exc.code, exc.message).enhanced_status.startswith("4.7.")
+                if exc.code == SERVICE_CLOSING and reused and not retried and not slow:
                     retried = True
                     continue
                 if exc.code < 200:  # aiosmtplib's own code for an unreadable reply
@@ -354,6 +384,9 @@ class DirectTransport:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 session.client.close()  # a timeout mid-command: the session's state is unknown
                 return self._outcome(session, 0, NO_ANSWER, describe_error(exc))
+            except BaseException:
+                session.client.close()  # cancelled mid-transaction: never to be reused
+                raise
             self._keep_or_quit(destination, session, rule)
             return SmtpOutcome(
                 outcome.code, outcome.enhanced_status, outcome.text,
@@ -378,7 +411,7 @@ class DirectTransport:
             session.idle_since = time.monotonic()
             destination.idle.append(session)
         else:
-            asyncio.get_running_loop().create_task(self._quit(session))
+            self._quit_later(session)
 
     async def _open(self, host: str, address: str, verify: bool) -> _Session:
         remote = f"{host}[{address}]"
@@ -424,8 +457,34 @@ class DirectTransport:
                 tls = _tls_version(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            raise _Unreachable(f"{remote}: {step} failed: {describe_error(exc)}") from exc
+            reply = None
+            if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
+                parsed = reply_outcome(exc.code, exc.message)
+                reply = SmtpOutcome(exc.code, parsed.enhanced_status, exc.message, remote)
+            raise _Unreachable(f"{remote}: {step} failed: {describe_error(exc)}", reply) from exc
+        except BaseException:
+            client.close()  # cancelled mid-dialogue: the socket must not outlive us
+            raise
         return _Session(client, remote, tls, verified=host if verify else "")
+
+    async def _close_idle_of(self, rule: ShapingRule, besides: str) -> None:
+        """Close the oldest idle session that counts against ``rule``'s limit at an address
+        other than ``besides``, if there is one."""
+        oldest: tuple[float, _Destination, _Session] | None = None
+        for address, destination in self._destinations.items():
+            if address == besides:
+                continue
+            for session in destination.idle:
+                if session.rule == rule.name and (oldest is None or session.idle_since < oldest[0]):
+                    oldest = (session.idle_since, destination, session)
+        if oldest is not None:
+            oldest[1].idle.remove(oldest[2])
+            await self._quit(oldest[2])  # gone before the new one opens
+
+    def _quit_later(self, session: _Session) -> None:
+        task = asyncio.get_running_loop().create_task(self._quit(session))
+        self._quitting.add(task)
+        task.add_done_callback(self._quitting.discard)
 
     async def _quit(self, session: _Session) -> None:
         if session.client.is_connected:
@@ -442,7 +501,7 @@ class DirectTransport:
                 if stale:
                     destination.idle = [s for s in destination.idle if s.idle_since > cutoff]
                     for session in stale:
-                        asyncio.get_running_loop().create_task(self._quit(session))
+                        self._quit_later(session)
                 if not destination.idle and not destination.busy:
                     del self._destinations[address]
             # A receiver quiet for an hour since its last pause starts afresh.

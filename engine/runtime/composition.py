@@ -90,10 +90,14 @@ def open_transport(settings: Settings) -> MailTransport:
         from adapters.smtp_out.direct import DirectTransport
 
         routes = MailRoutes(settings.dns_resolver)
-        verify = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+        ca_file = settings.tls_ca_file or None
+        verify = ssl.create_default_context(cafile=ca_file)
         policies = (
             MtaStsPolicies(
-                routes, verify, allow_private_addresses=settings.direct_allow_private_addresses
+                routes,
+                # A context of its own: httpcore sets ALPN "http/1.1" on the one it is given.
+                ssl.create_default_context(cafile=ca_file),
+                allow_private_addresses=settings.direct_allow_private_addresses,
             )
             if settings.mta_sts
             else None

@@ -53,11 +53,16 @@ async def send(direct: DirectTransport, recipient: str) -> SmtpOutcome:
     return await direct.send(SENDER, recipient, MESSAGE)
 
 
-def rules(provider: dict[str, object] | None = None, **default: object) -> ShapingRules:
-    """Shaping rules from a [default] table and, optionally, a [provider.pool] table."""
+def rules(
+    provider: dict[str, object] | None = None,
+    hosts: tuple[str, ...] = ("mx.pool.example",),
+    **default: object,
+) -> ShapingRules:
+    """Shaping rules from a [default] table and, optionally, a [provider.pool] table that
+    claims ``hosts``."""
     lines = ["[default]", *(f"{key} = {value}" for key, value in default.items())]
     if provider is not None:
-        lines += ["[provider.pool]", 'mx = ["mx.pool.example"]']
+        lines += ["[provider.pool]", f"mx = [{', '.join(repr(h) for h in hosts)}]"]
         lines += [f"{key} = {value}" for key, value in provider.items()]
     return parse_shaping("\n".join(lines) + "\n")
 
@@ -266,14 +271,15 @@ async def test_an_idle_session_is_closed(fake_mx: FakeMx, transport: MakeTranspo
 async def test_a_provider_rule_caps_the_sessions_of_all_its_hosts(
     fake_mx: FakeMx, transport: MakeTransport
 ) -> None:
-    server = fake_mx.hostile["accept"]
-    direct = transport(shaping=rules({"max_connections": 2}, max_connections=50))
-    before = server.connections
-    outcomes = await asyncio.gather(
-        *(send(direct, f"r{n}@pool{1 + n % 2}.example") for n in range(30))
-    )
+    concurrency = fake_mx.hostile["accept"].concurrency  # shared with "accept-b"
+    await asyncio.sleep(0.3)  # the servers have seen earlier tests' sessions close
+    baseline = concurrency.peak = concurrency.now
+    hosts = ("mx.pool.example", "mxb.pool.example")  # two MX hosts of pool3.example
+    direct = transport(shaping=rules({"max_connections": 2}, hosts, max_connections=50))
+    outcomes = await asyncio.gather(*(send(direct, f"r{n}@pool3.example") for n in range(40)))
     assert all(outcome.is_success for outcome in outcomes)
-    assert server.connections - before <= 2
+    assert {outcome.remote.partition("[")[0] for outcome in outcomes} == set(hosts)
+    assert concurrency.peak - baseline <= 2  # never more than 2 open at once, both hosts together
 
 
 async def test_a_provider_rule_paces_its_messages(
@@ -316,6 +322,27 @@ async def test_a_block_reply_suspends_mail_to_that_receiver(
     assert server.connections == before
     # other receivers are not held up by it
     assert (await send(direct, "u3@pool1.example")).is_success
+
+
+async def test_a_block_suspends_every_host_of_the_provider(transport: MakeTransport) -> None:
+    hosts = ("mx.blocked.example", "mx.pool.example")
+    direct = transport(shaping=rules({"max_connections": 5}, hosts))
+    assert (await send(direct, "v1@blocked.example")).enhanced_status == "5.7.1"
+    other = await send(direct, "v2@pool1.example")  # another host of the same provider
+    assert (other.code, other.enhanced_status) == (0, "4.7.0")
+    assert "suspended for" in other.text
+
+
+async def test_a_421_greeting_pauses_that_host_but_not_its_backup(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    server = fake_mx.hostile["greet-421"]
+    direct = transport()
+    assert (await send(direct, "w1@greet421.example")).is_success  # through the backup MX
+    before = server.connections
+    second = await send(direct, "w2@greet421.example")
+    assert second.is_success and second.remote == "mx2.alpha.example[127.0.0.3]"
+    assert server.connections == before  # the host that turned us away is left alone
 
 
 def test_nothing_listens_at_the_dead_address() -> None:
@@ -362,6 +389,14 @@ async def test_an_enforced_policy_refuses_a_certificate_it_cannot_check(
     assert (outcome.code, outcome.enhanced_status) == (0, "4.7.5")
     assert "MTA-STS policy of stsbadcert.example (enforce)" in outcome.text
     assert "CERTIFICATE_VERIFY_FAILED" in outcome.text
+
+
+async def test_an_enforced_policy_refuses_a_good_certificate_for_another_name(
+    sts_transport: DirectTransport,
+) -> None:
+    outcome = await send(sts_transport, "bill@stswrongname.example")
+    assert (outcome.code, outcome.enhanced_status) == (0, "4.7.5")
+    assert "other.sts.example" in outcome.text and "CERTIFICATE_VERIFY_FAILED" in outcome.text
 
 
 async def test_an_enforced_policy_tries_no_mx_host_it_does_not_name(

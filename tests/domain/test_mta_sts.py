@@ -50,6 +50,8 @@ def test_unknown_keys_are_ignored_and_none_mode_needs_no_mx() -> None:
         "version: STSv1\nmode: enforce\nmode: testing\nmx: a.example\nmax_age: 10\n",
         "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: -1\n",
         "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 31557601\n",
+        "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: \u00b2\n",  # a digit, not ASCII
+        "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 12345678901\n",  # 11 digits
         "version: STSv1\nmode: enforce\nmax_age: 10\n",  # enforce without mx
         "version: STSv1\nmode enforce\nmx: a.example\nmax_age: 10\n",
         "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 10\n" + "x: y\n" * 20000,

@@ -59,6 +59,7 @@ def test_the_most_specific_pattern_wins() -> None:
          "line 3: '*.x.example' is claimed by provider 'x' too"),
         ("[defaults]\n", "unknown table or key 'defaults'"),
         ("[default]\nmax_connections = true\n", "line 2: max_connections must be"),
+        ("[default]\nmessages_per_second = inf\n", "line 2: messages_per_second must be"),
     ],
 )  # fmt: skip
 def test_a_bad_file_is_refused_with_its_line_and_reason(text: str, message: str) -> None:
@@ -78,6 +79,9 @@ def test_a_bad_file_is_refused_with_its_line_and_reason(text: str, message: str)
         (554, "5.7.1", "Message rejected due to poor sender reputation", "block"),
         (550, "5.1.1", "The email account that you tried to reach does not exist", ""),
         (550, "5.7.1", "Relaying denied", ""),  # a policy refusal, but not of us as a sender
+        (451, "4.7.1", "Greylisted, please try again later", ""),  # the usual retry will do
+        (554, "5.7.1", "Message blocked: it contains a banned attachment", ""),  # this message
+        (421, "4.7.0", "Too many connections from your host", "slow"),
         (250, "2.0.0", "OK", ""),
     ],
 )  # fmt: skip
