@@ -57,6 +57,21 @@ def delivered_count(engine: Engine) -> int:
     return int(rows[0]["n"])
 
 
+def wait_until_delivered(
+    engine: Engine, messages: int, started: float, label: str = "", limit: float = 900
+) -> None:
+    """Watch the Delivered rows in ClickHouse, with a progress bar, until all are there."""
+    with tqdm(total=messages, unit="msg", desc=f"delivered {label}".strip()) as bar:
+        seen = 0
+        while seen < messages:
+            time.sleep(0.5)
+            count = delivered_count(engine)
+            bar.update(count - seen)
+            seen = count
+            if time.perf_counter() - started > limit:
+                raise RuntimeError(f"only {seen} of {messages} delivered after {limit:.0f} s")
+
+
 def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-"))
     sink = start_smtp_sink()
@@ -84,15 +99,7 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
         # without the HTTP layer, which bench.api_accept measures on its own.
         asyncio.run(accept(engine, sender, messages))
         accepted = time.perf_counter() - started
-        with tqdm(total=messages, unit="msg", desc="delivered") as bar:
-            seen = 0
-            while seen < messages:
-                time.sleep(0.5)
-                count = delivered_count(engine)
-                bar.update(count - seen)
-                seen = count
-                if time.perf_counter() - started > 600:
-                    raise RuntimeError(f"only {seen} of {messages} delivered after 600 s")
+        wait_until_delivered(engine, messages, started)
         total = time.perf_counter() - started
     finally:
         workers.stop()

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import aiosmtplib
-from tqdm import tqdm
 
-from bench.delivery import accept, delivered_count
+from bench.delivery import accept, wait_until_delivered
 from engine.runtime.composition import Engine
 from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
 from engine.settings import Settings
@@ -112,15 +111,7 @@ def _run_engine(
         started = time.perf_counter()
         asyncio.run(accept(engine, sender, messages, _recipient, plain))
         accepted = time.perf_counter() - started
-        with tqdm(total=messages, unit="msg", desc=f"delivered ({label})") as bar:
-            seen = 0
-            while seen < messages:
-                time.sleep(0.5)
-                count = delivered_count(engine)
-                bar.update(count - seen)
-                seen = count
-                if time.perf_counter() - started > 900:
-                    raise RuntimeError(f"only {seen} of {messages} delivered after 900 s")
+        wait_until_delivered(engine, messages, started, f"({label})")
         total = time.perf_counter() - started
         api_cpu = time.process_time() - api_cpu
         worker_cpu = _cpu_seconds(workers.pid) - worker_cpu

@@ -39,13 +39,11 @@ from adapters.dns import MailHost, MailRoutes
 from adapters.mta_sts import MtaStsPolicies
 from adapters.ports import SmtpOutcome
 from adapters.smtp_out.session import (
-    BAD_RECIPIENT_SYNTAX,
-    BAD_SENDER_SYNTAX,
     NO_ANSWER,
     SERVICE_CLOSING,
     SMTPUTF8_REQUIRED,
+    checked_envelope,
     describe_error,
-    envelope_address,
     greet,
     mail_transaction,
     reply_outcome,
@@ -172,14 +170,10 @@ class DirectTransport:
     async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
         if self._closed:
             raise RuntimeError("DirectTransport is closed")
-        try:
-            sender = envelope_address(mail_from) if mail_from else ""
-        except ValueError as exc:
-            return SmtpOutcome(553, BAD_SENDER_SYNTAX, f"not sent: {exc}")
-        try:
-            rcpt = envelope_address(recipient)
-        except ValueError as exc:
-            return SmtpOutcome(553, BAD_RECIPIENT_SYNTAX, f"not sent: {exc}")
+        checked = checked_envelope(mail_from, recipient)
+        if isinstance(checked, SmtpOutcome):
+            return checked
+        sender, rcpt = checked
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_idle_sessions())
         domain = rcpt.rpartition("@")[2]

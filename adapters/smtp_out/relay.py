@@ -19,14 +19,12 @@ import aiosmtplib
 
 from adapters.ports import SmtpOutcome
 from adapters.smtp_out.session import (
-    BAD_RECIPIENT_SYNTAX,
-    BAD_SENDER_SYNTAX,
     NO_ANSWER,
     SECURITY_SETUP_FAILED,
     SERVICE_CLOSING,
     SMTPUTF8_REQUIRED,
+    checked_envelope,
     describe_error,
-    envelope_address,
     greet,
     mail_transaction,
     no_answer,
@@ -164,14 +162,10 @@ class SmtpRelayTransport:
         """
         if self._closed:
             raise RuntimeError("SmtpRelayTransport is closed")
-        try:
-            sender = envelope_address(mail_from) if mail_from else ""
-        except ValueError as exc:
-            return SmtpOutcome(553, BAD_SENDER_SYNTAX, f"not sent: {exc}")
-        try:
-            rcpt = envelope_address(recipient)
-        except ValueError as exc:
-            return SmtpOutcome(553, BAD_RECIPIENT_SYNTAX, f"not sent: {exc}")
+        checked = checked_envelope(mail_from, recipient)
+        if isinstance(checked, SmtpOutcome):
+            return checked
+        sender, rcpt = checked
         slot = await self._idle.get()
         try:
             return await self._deliver(slot, sender, rcpt, message)

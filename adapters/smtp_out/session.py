@@ -36,6 +36,21 @@ def transaction_options(
     return options
 
 
+def checked_envelope(mail_from: str, recipient: str) -> tuple[str, str] | SmtpOutcome:
+    """The envelope as it goes on MAIL and RCPT, or the permanent 553 that an address which
+    cannot go on an SMTP command line gets (5.1.7 sender, 5.1.3 recipient): it would fail
+    the same way on every attempt. ``mail_from`` may be empty (the null reverse-path)."""
+    try:
+        sender = envelope_address(mail_from) if mail_from else ""
+    except ValueError as exc:
+        return SmtpOutcome(553, BAD_SENDER_SYNTAX, f"not sent: {exc}")
+    try:
+        rcpt = envelope_address(recipient)
+    except ValueError as exc:
+        return SmtpOutcome(553, BAD_RECIPIENT_SYNTAX, f"not sent: {exc}")
+    return sender, rcpt
+
+
 async def greet(client: aiosmtplib.SMTP) -> None:
     try:
         await client.ehlo()
