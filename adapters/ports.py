@@ -67,6 +67,7 @@ class SmtpOutcome:
     text: str
     remote: str = ""  # the server that answered, "host[address]" (direct delivery)
     tls: str = ""  # the session's TLS version ("TLSv1.3"), or "" in the clear
+    source: str = ""  # the address we sent from, where we chose one (direct delivery)
 
     @property
     def is_success(self) -> bool:

@@ -120,14 +120,21 @@ class Message(Aggregate):
         self._delivery_attempted(attempt=self.attempts + 1)
 
     def record_delivered(
-        self, code: int, enhanced_status: str, reply_text: str, remote_mta: str = "", tls: str = ""
+        self,
+        code: int,
+        enhanced_status: str,
+        reply_text: str,
+        remote_mta: str = "",
+        tls: str = "",
+        source_ip: str = "",
     ) -> None:
         """``remote_mta`` names the server that answered (``host[address]``), ``tls`` the
-        session's TLS version; both empty where the way out does not say (the sandbox)."""
+        session's TLS version, ``source_ip`` the address we sent from; empty where the way
+        out does not say (the sandbox)."""
         self._require_sending()
         self._delivered(
             code=code, enhanced_status=enhanced_status, reply_text=reply_text,
-            remote_mta=remote_mta, tls=tls,
+            remote_mta=remote_mta, tls=tls, source_ip=source_ip,
         )  # fmt: skip
 
     def record_deferred(
@@ -141,6 +148,7 @@ class Message(Aggregate):
         lifetime: timedelta,
         remote_mta: str = "",
         tls: str = "",
+        source_ip: str = "",
     ) -> None:
         """A temporary failure: wait and retry, unless the message has lived too long."""
         self._require_sending()
@@ -161,6 +169,7 @@ class Message(Aggregate):
             retry_at=retry_at,
             remote_mta=remote_mta,
             tls=tls,
+            source_ip=source_ip,
         )
 
     def record_bounced(
@@ -171,12 +180,13 @@ class Message(Aggregate):
         kind: str = "hard",
         remote_mta: str = "",
         tls: str = "",
+        source_ip: str = "",
     ) -> None:
         """A permanent refusal at SMTP time; ``kind`` is hard or block (policy, 5.7.x)."""
         self._require_sending()
         self._bounced(
             code=code, enhanced_status=enhanced_status, reply_text=reply_text, kind=kind,
-            remote_mta=remote_mta, tls=tls,
+            remote_mta=remote_mta, tls=tls, source_ip=source_ip,
         )  # fmt: skip
 
     def fail(
@@ -314,11 +324,17 @@ class Message(Aggregate):
         self.status = MessageStatus.SENDING
         self.attempts = attempt
 
-    # remote_mta and tls came with direct delivery: events stored before it lack them, and
-    # replay gives them the defaults.
+    # remote_mta, tls and source_ip came with direct delivery: events stored before it lack
+    # them, and replay gives them the defaults.
     @event("Delivered")
     def _delivered(
-        self, code: int, enhanced_status: str, reply_text: str, remote_mta: str = "", tls: str = ""
+        self,
+        code: int,
+        enhanced_status: str,
+        reply_text: str,
+        remote_mta: str = "",
+        tls: str = "",
+        source_ip: str = "",
     ) -> None:
         self.status = MessageStatus.DELIVERED
         self.last_reply = {"code": code, "enhanced_status": enhanced_status, "text": reply_text}
@@ -332,6 +348,7 @@ class Message(Aggregate):
         retry_at: datetime,
         remote_mta: str = "",
         tls: str = "",
+        source_ip: str = "",
     ) -> None:
         self.status = MessageStatus.DEFERRED
         self.next_attempt_at = retry_at
@@ -346,6 +363,7 @@ class Message(Aggregate):
         kind: str = "hard",
         remote_mta: str = "",
         tls: str = "",
+        source_ip: str = "",
     ) -> None:
         self.status = MessageStatus.BOUNCED
         self.bounce_kind = kind

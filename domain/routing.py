@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import random
+import re
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -18,7 +19,58 @@ NULL_MX_STATUS = "5.1.10"  # RFC 7505 4.2: the domain publishes that it accepts 
 NO_SUCH_DOMAIN_STATUS = "5.1.2"  # bad destination system address: NXDOMAIN, or no host
 ROUTING_FAILURE_STATUS = "4.4.3"  # directory (DNS) server failure: try again later
 NO_ROUTE_STATUS = "4.4.4"  # no host could be tried (every address refused here)
+_HELO_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 UNROUTABLE_STATUS = "5.4.4"  # the MX hosts named do not exist
+
+
+# The seed catalogue's words for a bad sending address (000).
+INVALID_IP_ADDRESS = (
+    "InvalidIPAddressException: The specified value does not exist or is not a valid IP Address."
+)
+DUPLICATE_IP_ADDRESS = (
+    "DuplicateIPAddressException: The specified IP Address is already registered."
+)
+
+
+@dataclass(frozen=True)
+class SourceAddress:
+    """One of this machine's sending addresses, the name it greets with, and its share of
+    the mail (a weight: 2 sends twice as much as 1)."""
+
+    address: str
+    helo_name: str
+    weight: int = 1
+
+
+def parse_sources(text: str) -> tuple[SourceAddress, ...]:
+    """``"ADDRESS=EHLO-NAME[*WEIGHT], …"``; ValueError with the seed catalogue's words."""
+    sources: list[SourceAddress] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        address, equals, rest = item.partition("=")
+        helo_name, star, weight_text = rest.partition("*")
+        try:
+            canonical = str(ipaddress.ip_address(address.strip()))
+        except ValueError:
+            raise ValueError(f"{address.strip()!r}: {INVALID_IP_ADDRESS}") from None
+        helo_name = helo_name.strip().lower()
+        if not equals or not _HELO_NAME.fullmatch(helo_name):
+            raise ValueError(f"{item!r}: give each address its EHLO name, as ADDRESS=NAME")
+        if star and not weight_text.strip().isdecimal():
+            raise ValueError(f"{item!r}: the weight after * is a whole number")
+        weight = int(weight_text) if star else 1
+        if weight < 1 or weight > 1000:
+            raise ValueError(f"{item!r}: the weight is 1 to 1000")
+        if any(source.address == canonical for source in sources):
+            raise ValueError(f"{canonical}: {DUPLICATE_IP_ADDRESS}")
+        sources.append(SourceAddress(canonical, helo_name, weight))
+    return tuple(sources)
+
+
+def pick_source(sources: tuple[SourceAddress, ...], rng: random.Random) -> SourceAddress:
+    """One of ``sources``, each as often as its weight says."""
+    return rng.choices(sources, weights=[source.weight for source in sources])[0]
 
 
 @dataclass(frozen=True)

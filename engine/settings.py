@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.routing import INVALID_IP_ADDRESS, SourceAddress, parse_sources
 from domain.shaping import ShapingFileError, ShapingRules, parse_shaping
 
 
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     direct_allow_private_addresses: bool = Field(
         default=False, alias="DIRECT_ALLOW_PRIVATE_ADDRESSES"
     )
+    # This machine's sending addresses for direct delivery: "ADDRESS=EHLO-NAME[*WEIGHT], …".
+    sending_addresses: str = Field(default="", alias="SENDING_ADDRESSES")
     # Traffic shaping per destination provider (TOML); unset: engine/delivery/shaping.toml.
     shaping_file: str = Field(default="", alias="SHAPING_FILE")
     direct_idle_seconds: float = Field(default=5.0, gt=0, alias="DIRECT_IDLE_SECONDS")
@@ -99,6 +103,29 @@ class Settings(BaseSettings):
         if self.delivery_mode == "relay" and not self.smtp_relay_url:
             raise ValueError("DELIVERY_MODE=relay needs SMTP_RELAY_URL")
         return self
+
+    @model_validator(mode="after")
+    def _sending_addresses_are_ours(self) -> Settings:
+        self.sources()  # a bad or foreign address stops start-up
+        return self
+
+    def sources(self) -> tuple[SourceAddress, ...]:
+        """``SENDING_ADDRESSES``, each checked to be an address of this machine."""
+        try:
+            sources = parse_sources(self.sending_addresses)
+        except ValueError as error:
+            raise ValueError(f"SENDING_ADDRESSES: {error}") from None
+        for source in sources:
+            family = socket.AF_INET6 if ":" in source.address else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind((source.address, 0))
+                except OSError:
+                    raise ValueError(
+                        f"SENDING_ADDRESSES: {source.address} is not an address of this "
+                        f"machine: {INVALID_IP_ADDRESS}"
+                    ) from None
+        return sources
 
     @model_validator(mode="after")
     def _shaping_file_is_usable(self) -> Settings:

@@ -327,6 +327,8 @@ def rows_for(
                 details["RemoteMTA"] = str(data["remote_mta"])
             if data.get("tls"):
                 details["TLS"] = str(data["tls"])
+            if data.get("source_ip"):
+                details["SourceIP"] = str(data["source_ip"])
             if event_type == "deferred" and data.get("retry_at") is not None:
                 details["RetryAt"] = _iso_ms(_datetime(data["retry_at"]))
             if event_type == "failed" and data.get("reason"):

@@ -51,7 +51,13 @@ from adapters.smtp_out.session import (
 )
 from adapters.throttle import KeyedThrottle
 from domain.mta_sts import POLICY_STATUS, MtaStsPolicy
-from domain.routing import NO_ROUTE_STATUS, NULL_MX_STATUS, refused_address
+from domain.routing import (
+    NO_ROUTE_STATUS,
+    NULL_MX_STATUS,
+    SourceAddress,
+    pick_source,
+    refused_address,
+)
 from domain.shaping import ShapingRule, ShapingRules, reply_class
 
 _REAP_INTERVAL = 1.0  # seconds between looks for idle sessions to close
@@ -74,7 +80,8 @@ class _Session:
     remote: str  # "host[address]", as outcomes name it
     tls: str  # the TLS version, or "" in the clear
     verified: str = ""  # the host name its certificate was checked against, if it was
-    rule: str = ""  # the shaping rule whose sessions it counts among
+    rule: str = ""  # the shaping key whose sessions it counts among
+    source: str = ""  # the address it was opened from, if one was chosen
     sent: int = 0
     idle_since: float = 0.0
 
@@ -133,7 +140,9 @@ class DirectTransport:
         rng: random.Random | None = None,
         policies: MtaStsPolicies | None = None,
         verify_context: ssl.SSLContext | None = None,
+        sources: tuple[SourceAddress, ...] = (),
     ) -> None:
+        self._sources = sources
         self._routes = routes
         self._helo_name = helo_name
         self._port = port
@@ -189,6 +198,8 @@ class DirectTransport:
         if policy is not None and policy.mode == "none":
             policy = None
         enforce = policy is not None and policy.mode == "enforce"
+        # One source per message: its sessions, budgets and pauses are its own.
+        source = pick_source(self._sources, self._rng) if self._sources else None
         failures: list[str] = []
         reached_none = True
         for host in route.hosts(self._rng):
@@ -202,7 +213,12 @@ class DirectTransport:
                 if refusal is not None:
                     failures.append(f"{remote} not tried: {refusal}")
                     continue
+                if source is not None and (":" in source.address) != (":" in address):
+                    failures.append(f"{remote} not tried: not reachable from {source.address}")
+                    continue
                 rule, key = self._shaping_key(host.name)
+                if source is not None:
+                    key = f"{source.address}|{key}"
                 waiting = await self._wait_for_pace(key)
                 if waiting:
                     failures.append(f"{remote} not tried: {waiting}")
@@ -211,7 +227,7 @@ class DirectTransport:
                 try:
                     outcome = await self._deliver(
                         host.name, address, sender, rcpt, message, verify=enforce,
-                        rule=rule, key=key,
+                        rule=rule, key=key, source=source,
                     )  # fmt: skip
                 except _Unreachable as exc:
                     failures.append(str(exc))
@@ -300,10 +316,12 @@ class DirectTransport:
         verify: bool,
         rule: ShapingRule,
         key: str,
+        source: SourceAddress | None,
     ) -> SmtpOutcome:
-        destination = self._destinations.get(address)
+        where = f"{source.address}>{address}" if source is not None else address
+        destination = self._destinations.get(where)
         if destination is None:
-            destination = self._destinations[address] = _Destination()
+            destination = self._destinations[where] = _Destination()
         sessions, hourly = self._throttles[rule.name]
         destination.busy += 1  # waiting counts: the reaper must not drop a destination in use
         try:
@@ -321,14 +339,16 @@ class DirectTransport:
                 if waiting:
                     return SmtpOutcome(0, PACED_STATUS, f"{host}: {waiting}")
                 return await self._transaction(
-                    destination, host, address, sender, rcpt, message, verify, rule
-                )
+                    destination, where, host, address, sender, rcpt, message, verify, rule, key,
+                    source,
+                )  # fmt: skip
         finally:
             destination.busy -= 1
 
     async def _transaction(
         self,
         destination: _Destination,
+        where: str,
         host: str,
         address: str,
         sender: str,
@@ -336,6 +356,8 @@ class DirectTransport:
         message: bytes,
         verify: bool,
         rule: ShapingRule,
+        key: str,
+        source: SourceAddress | None,
     ) -> SmtpOutcome:
         retried = False
         while True:
@@ -345,9 +367,9 @@ class DirectTransport:
                 if rule.max_connections:
                     # This key holds a slot, so fewer than max_connections of its sessions
                     # are in use: closing an idle one elsewhere keeps it within the limit.
-                    await self._close_idle_of(rule, address)
-                session = await self._open(host, address, verify)
-                session.rule = rule.name
+                    await self._close_idle_of(key, where)
+                session = await self._open(host, address, verify, source)
+                session.rule = key
                 reused = False
             session.sent += 1
             try:
@@ -373,8 +395,9 @@ class DirectTransport:
             except aiosmtplib.SMTPNotSupported as exc:
                 self._keep_or_quit(destination, session, rule)
                 return SmtpOutcome(
-                    553, SMTPUTF8_REQUIRED, f"not sent: {exc}", session.remote, session.tls
-                )
+                    553, SMTPUTF8_REQUIRED, f"not sent: {exc}", session.remote, session.tls,
+                    session.source,
+                )  # fmt: skip
             except (aiosmtplib.SMTPException, OSError) as exc:
                 session.client.close()  # a timeout mid-command: the session's state is unknown
                 return self._outcome(session, 0, NO_ANSWER, describe_error(exc))
@@ -384,14 +407,18 @@ class DirectTransport:
             self._keep_or_quit(destination, session, rule)
             return SmtpOutcome(
                 outcome.code, outcome.enhanced_status, outcome.text,
-                remote=session.remote, tls=session.tls,
+                remote=session.remote, tls=session.tls, source=session.source,
             )  # fmt: skip
 
     def _outcome(self, session: _Session, code: int, status: str, text: str) -> SmtpOutcome:
         if code:
             reply = reply_outcome(code, text)
-            return SmtpOutcome(code, reply.enhanced_status, text, session.remote, session.tls)
-        return SmtpOutcome(0, status, f"{session.remote}: {text}", session.remote, session.tls)
+            return SmtpOutcome(
+                code, reply.enhanced_status, text, session.remote, session.tls, session.source
+            )
+        return SmtpOutcome(
+            0, status, f"{session.remote}: {text}", session.remote, session.tls, session.source
+        )
 
     def _keep_or_quit(
         self, destination: _Destination, session: _Session, rule: ShapingRule
@@ -407,24 +434,34 @@ class DirectTransport:
         else:
             self._quit_later(session)
 
-    async def _open(self, host: str, address: str, verify: bool) -> _Session:
+    async def _open(
+        self, host: str, address: str, verify: bool, source: SourceAddress | None
+    ) -> _Session:
         remote = f"{host}[{address}]"
         if verify:
-            return await self._connect(host, address, remote, use_tls=True, verify=True)
+            return await self._connect(host, address, remote, source, use_tls=True, verify=True)
         try:
-            return await self._connect(host, address, remote, use_tls=True)
+            return await self._connect(host, address, remote, source, use_tls=True)
         except _TlsFailed:
             # Opportunistic TLS must not cost the mail: the same server, in the clear.
-            return await self._connect(host, address, remote, use_tls=False)
+            return await self._connect(host, address, remote, source, use_tls=False)
 
     async def _connect(
-        self, host: str, address: str, remote: str, *, use_tls: bool, verify: bool = False
+        self,
+        host: str,
+        address: str,
+        remote: str,
+        source: SourceAddress | None,
+        *,
+        use_tls: bool,
+        verify: bool = False,
     ) -> _Session:
         client = aiosmtplib.SMTP(
             hostname=address,
             port=self._port,
             timeout=self._timeout,
-            local_hostname=self._helo_name,
+            local_hostname=source.helo_name if source is not None else self._helo_name,
+            source_address=(source.address, 0) if source is not None else None,
             start_tls=False,
             use_tls=False,
             tls_context=self._tls_context,
@@ -459,17 +496,20 @@ class DirectTransport:
         except BaseException:
             client.close()  # cancelled mid-dialogue: the socket must not outlive us
             raise
-        return _Session(client, remote, tls, verified=host if verify else "")
+        return _Session(
+            client, remote, tls, verified=host if verify else "",
+            source=source.address if source is not None else "",
+        )  # fmt: skip
 
-    async def _close_idle_of(self, rule: ShapingRule, besides: str) -> None:
-        """Close the oldest idle session that counts against ``rule``'s limit at an address
+    async def _close_idle_of(self, key: str, besides: str) -> None:
+        """Close the oldest idle session that counts against ``key``'s limit at a destination
         other than ``besides``, if there is one."""
         oldest: tuple[float, _Destination, _Session] | None = None
         for address, destination in self._destinations.items():
             if address == besides:
                 continue
             for session in destination.idle:
-                if session.rule == rule.name and (oldest is None or session.idle_since < oldest[0]):
+                if session.rule == key and (oldest is None or session.idle_since < oldest[0]):
                     oldest = (session.idle_since, destination, session)
         if oldest is not None:
             oldest[1].idle.remove(oldest[2])

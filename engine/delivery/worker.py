@@ -251,8 +251,9 @@ class DeliveryWorker:
         settings = self._app.settings
         if outcome.is_success:
             message.record_delivered(
-                outcome.code, outcome.enhanced_status, outcome.text, outcome.remote, outcome.tls
-            )
+                outcome.code, outcome.enhanced_status, outcome.text,
+                outcome.remote, outcome.tls, outcome.source,
+            )  # fmt: skip
         elif outcome.is_permanent:
             kind = classify(outcome.enhanced_status, outcome.code, outcome.text).kind
             message.record_bounced(
@@ -262,6 +263,7 @@ class DeliveryWorker:
                 kind="block" if kind == "block" else "hard",
                 remote_mta=outcome.remote,
                 tls=outcome.tls,
+                source_ip=outcome.source,
             )
         else:
             now = datetime.now(UTC)
@@ -275,5 +277,6 @@ class DeliveryWorker:
                 lifetime=settings.message_lifetime,
                 remote_mta=outcome.remote,
                 tls=outcome.tls,
+                source_ip=outcome.source,
             )
         return message

@@ -110,6 +110,7 @@ def open_transport(settings: Settings) -> MailTransport:
             port=settings.direct_smtp_port,
             allow_private_addresses=settings.direct_allow_private_addresses,
             shaping=settings.shaping_rules(),
+            sources=settings.sources(),
             idle_seconds=settings.direct_idle_seconds,
             timeout=settings.direct_timeout_seconds,
         )

@@ -9,6 +9,7 @@ import random
 import re
 import ssl
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -18,7 +19,7 @@ from adapters.mta_sts import MtaStsPolicies
 from adapters.ports import SmtpOutcome
 from adapters.smtp_out.direct import DirectTransport
 from domain.mta_sts import MtaStsPolicy
-from domain.routing import MxRecord
+from domain.routing import MxRecord, parse_sources
 from domain.shaping import ShapingRules, parse_shaping
 from tests.fake_mx import DEAD_ADDRESS, STS_MX_ADDRESS, TLS_ADDRESS, FakeMx
 from tests.services import received_messages
@@ -343,6 +344,31 @@ async def test_a_421_greeting_pauses_that_host_but_not_its_backup(
     second = await send(direct, "w2@greet421.example")
     assert second.is_success and second.remote == "mx2.alpha.example[127.0.0.3]"
     assert server.connections == before  # the host that turned us away is left alone
+
+
+async def test_mail_leaves_from_the_sending_addresses_with_their_names(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    sink = fake_mx.sinks["mx1.alpha.example"]
+    before = len(received_messages(sink))
+    sources = parse_sources("127.0.0.30=mta30.example, 127.0.0.31=mta31.example*3")
+    direct = transport(sources=sources, rng=random.Random(7))
+    outcomes = [await send(direct, f"x{n}@alpha.example") for n in range(40)]
+    assert all(outcome.is_success for outcome in outcomes)
+    dumps = received_messages(sink)[before:]
+    seen = Counter((header(dump, b"X-Client-Addr"), header(dump, b"X-Helo-Args")) for dump in dumps)
+    assert set(seen) == {("127.0.0.30", "mta30.example"), ("127.0.0.31", "mta31.example")}
+    assert seen["127.0.0.31", "mta31.example"] > seen["127.0.0.30", "mta30.example"]  # 3 to 1
+    assert Counter(outcome.source for outcome in outcomes) == Counter(
+        address for address, _ in seen.elements()
+    )
+
+
+def header(dump: bytes, name: bytes) -> str:
+    for line in dump.split(b"\n"):
+        if line.startswith(name + b": "):
+            return line.split(b": ", 1)[1].decode()
+    return ""
 
 
 def test_nothing_listens_at_the_dead_address() -> None:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
-from domain.routing import MxRecord, hosts_in_order, is_null_mx, refused_address
+from domain.routing import (
+    MxRecord,
+    SourceAddress,
+    hosts_in_order,
+    is_null_mx,
+    parse_sources,
+    pick_source,
+    refused_address,
+)
 
 
 def test_hosts_go_lowest_preference_first() -> None:
@@ -71,3 +80,34 @@ def test_addresses_no_public_mx_has_are_refused(address: str, kind: str) -> None
 @pytest.mark.parametrize("address", ["8.8.8.8", "2001:4860::8888"])
 def test_public_addresses_are_fine(address: str) -> None:
     assert refused_address(address) is None
+
+
+def test_sending_addresses_are_read_with_names_and_weights() -> None:
+    assert parse_sources(" 192.0.2.1=MTA1.example.com , 2001:db8::1=mta2.example.com*3,") == (
+        SourceAddress("192.0.2.1", "mta1.example.com", 1),
+        SourceAddress("2001:db8::1", "mta2.example.com", 3),
+    )
+    assert parse_sources("") == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("192.0.2.300=mta.example.com", "InvalidIPAddressException"),
+        ("192.0.2.1=mta.example.com,192.0.2.1=other.example.com", "DuplicateIPAddressException"),
+        ("192.0.2.1", "give each address its EHLO name"),
+        ("192.0.2.1=not a name", "give each address its EHLO name"),
+        ("192.0.2.1=mta.example.com*0", "the weight is 1 to 1000"),
+        ("192.0.2.1=mta.example.com*x", "the weight after * is a whole number"),
+    ],
+)
+def test_bad_sending_addresses_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_sources(text)
+
+
+def test_sources_are_picked_by_weight() -> None:
+    sources = parse_sources("192.0.2.1=a.example*1,192.0.2.2=b.example*4")
+    rng = random.Random(3)
+    picked = [pick_source(sources, rng).address for _ in range(5000)]
+    assert 0.75 < picked.count("192.0.2.2") / len(picked) < 0.85

@@ -25,3 +25,13 @@ def test_a_bad_shaping_file_stops_start_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot be read"):
         Settings(DELIVERY_MODE="direct", SHAPING_FILE=str(tmp_path / "missing.toml"))
     assert Settings(DELIVERY_MODE="direct").shaping_rules().default.max_connections == 10
+
+
+def test_sending_addresses_must_be_this_machines() -> None:
+    assert [s.address for s in Settings(SENDING_ADDRESSES="127.0.0.30=a.example").sources()] == [
+        "127.0.0.30"
+    ]
+    with pytest.raises(ValueError, match=r"192\.0\.2\.1 is not an address of this machine"):
+        Settings(SENDING_ADDRESSES="192.0.2.1=a.example")
+    with pytest.raises(ValueError, match="DuplicateIPAddressException"):
+        Settings(SENDING_ADDRESSES="127.0.0.30=a.example,127.0.0.30=b.example")
