@@ -12,6 +12,7 @@ from uuid import UUID
 
 import orjson
 import typer
+from pydantic import ValidationError
 
 from engine.runtime.composition import ALL_ROLES, Engine, Role, tune_garbage_collector
 from engine.runtime.processes import (
@@ -51,7 +52,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings()
+    settings = load_settings()
     worker_processes: list[WorkerProcess] = []
     if role:
         roles = frozenset(role)
@@ -112,7 +113,7 @@ def bootstrap(
     except DomainNameInvalid as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    engine = Engine(Settings(), roles=frozenset())
+    engine = Engine(load_settings(), roles=frozenset())
     try:
         if username is not None and engine.gateway.username_taken(username):
             typer.echo(f"error: the username {username!r} is taken", err=True)
@@ -141,7 +142,7 @@ def import_subscribers(
     from domain.errors import RequestRejected
     from engine.campaigns.commands import rows_from_file
 
-    engine = Engine(Settings(), roles=frozenset())
+    engine = Engine(load_settings(), roles=frozenset())
     try:
         try:
             account = engine.gateway.authenticate({"APIKey": account_key})
@@ -169,11 +170,26 @@ def replay_projections() -> None:
     """Rebuild the ClickHouse tables from the event store; the old tables serve until the swap."""
     from engine.reporting.replay import replay
 
-    engine = Engine(Settings(), roles=frozenset())
+    engine = Engine(load_settings(), roles=frozenset())
     try:
         replay(engine.app, engine.reporting, progress=True)
     finally:
         engine.close()
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a bad one ends the command with its reason, not a
+    traceback (exit status 2, as for a bad option)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "settings"
+            reason = str(problem["msg"]).removeprefix("Value error, ")
+            sys.stderr.write(
+                f"sendstream: {where}: {reason}\n" if problem["loc"] else f"sendstream: {reason}\n"
+            )
+        raise SystemExit(2) from None
 
 
 def main() -> None:

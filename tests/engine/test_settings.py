@@ -35,3 +35,17 @@ def test_sending_addresses_must_be_this_machines() -> None:
         Settings(SENDING_ADDRESSES="192.0.2.1=a.example")
     with pytest.raises(ValueError, match="DuplicateIPAddressException"):
         Settings(SENDING_ADDRESSES="127.0.0.30=a.example,127.0.0.30=b.example")
+
+
+def test_the_command_line_reports_a_bad_setting_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import load_settings
+
+    monkeypatch.setenv("DELIVERY_CONCURRENCY", "many")
+    with pytest.raises(SystemExit) as raised:
+        load_settings()
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "sendstream: DELIVERY_CONCURRENCY: Input should be a valid integer" in err
+    assert "Traceback" not in err
