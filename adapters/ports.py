@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from domain.envelope import EventEnvelope
+from domain.routing import SourceAddress
 
 
 class EventSource(Protocol):
@@ -59,6 +60,19 @@ class ReportingStore(Protocol):
 
 
 @dataclass(frozen=True)
+class RouteChange:
+    """A reply changed the pace of mail from ``source`` (our address, "" if none was
+    chosen) to ``route`` (a provider of the shaping rules, or an MX host): ``throttled``
+    or ``suspended`` for ``seconds``, or ``resumed``."""
+
+    kind: str
+    route: str
+    source: str
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class SmtpOutcome:
     """What the receiving server said about one recipient of one message."""
 
@@ -68,6 +82,7 @@ class SmtpOutcome:
     remote: str = ""  # the server that answered, "host[address]" (direct delivery)
     tls: str = ""  # the session's TLS version ("TLSv1.3"), or "" in the clear
     source: str = ""  # the address we sent from, where we chose one (direct delivery)
+    route_changes: tuple[RouteChange, ...] = ()  # pauses this attempt's replies began or ended
 
     @property
     def is_success(self) -> bool:
@@ -84,8 +99,16 @@ class MailTransport(Protocol):
     renders_messages: bool
     """False when the next hop keeps no bytes (the sandbox), so rendering can be skipped."""
 
-    async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
-        """Never raises for SMTP or network trouble: it is reported in the outcome."""
+    async def send(
+        self,
+        mail_from: str,
+        recipient: str,
+        message: bytes,
+        sources: tuple[SourceAddress, ...] | None = None,
+    ) -> SmtpOutcome:
+        """Never raises for SMTP or network trouble: it is reported in the outcome.
+        ``sources``: the addresses the message may leave from (direct delivery; None: the
+        transport's own); other transports ignore them."""
         ...
 
     async def close(self) -> None: ...

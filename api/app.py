@@ -189,8 +189,7 @@ def create_app(engine: Engine) -> ASGIApp:
         SendEmailFastPath(create_api(engine), engine),
         engine.gateway,
         engine.campaigns,
-        engine.suppressions,
-        engine.webhooks,
+        (engine.suppressions, engine.webhooks, engine.sending_addresses),
         max_body_bytes=engine.settings.max_request_bytes,
     )
     # Tracking hits come first: they are the most numerous requests of all.
@@ -253,8 +252,7 @@ def create_api(engine: Engine) -> FastAPI:
         app,
         engine.gateway,
         engine.campaigns,
-        engine.suppressions,
-        engine.webhooks,
+        (engine.suppressions, engine.webhooks, engine.sending_addresses),
         settings.max_request_bytes,
     )
 

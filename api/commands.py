@@ -7,17 +7,18 @@ Answers are ``{"Success": true, "ErrorCode": 0, …}`` or
 
 HTTP status: a command's own documented errors travel with 200, as in the API this
 one replaces, whose clients read ``Success``; errors of the endpoint itself (no or bad
-credentials, unreadable or oversized body, unknown command, rate limit) carry their
-HTTP status, which is also their ``ErrorCode``.
+credentials, unreadable or oversized body, unknown command, rate limit) and the named
+exceptions of 000 that commands without numbered errors answer (InvalidOptionException 400,
+DuplicateIPAddressException 409) carry their HTTP status, which is also their ``ErrorCode``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -29,14 +30,18 @@ from domain.account import Account
 from domain.errors import Command, ErrorText, RequestRejected
 from engine.accounts.gateway import Gateway
 from engine.campaigns.commands import CampaignService
-from engine.feedback.suppressions import SuppressionCommands
-from engine.webhooks.commands import WebhookCommands
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
 
-_ENDPOINT_ERRORS = {400, 401, 413, 415, 429, 500}
+_ENDPOINT_ERRORS = {400, 401, 409, 413, 415, 429, 500}
+
+
+class CommandGroup(Protocol):
+    """Commands that wait on the event store, by their documented names."""
+
+    def commands(self) -> Mapping[str, Handler]: ...
 
 
 @dataclass(frozen=True)
@@ -50,17 +55,13 @@ class CommandSpec:
 def command_table(
     gateway: Gateway,
     campaigns: CampaignService,
-    suppressions: SuppressionCommands,
-    webhooks: WebhookCommands,
+    groups: Sequence[CommandGroup],
 ) -> dict[str, CommandSpec]:
     specs = [
         *(
             CommandSpec(name, handler, blocking=True)
-            for name, handler in suppressions.commands().items()
-        ),
-        *(
-            CommandSpec(name, handler, blocking=True)
-            for name, handler in webhooks.commands().items()
+            for group in groups
+            for name, handler in group.commands().items()
         ),
         CommandSpec("List.Create", campaigns.create_list, blocking=True),
         CommandSpec("Lists.Get", campaigns.get_lists, blocking=True),
@@ -136,13 +137,12 @@ class CommandEndpoint:
         app: ASGIApp,
         gateway: Gateway,
         campaigns: CampaignService,
-        suppressions: SuppressionCommands,
-        webhooks: WebhookCommands,
+        groups: Sequence[CommandGroup],
         max_body_bytes: int,
     ) -> None:
         self.app = app
         self.gateway = gateway
-        self.commands = command_table(gateway, campaigns, suppressions, webhooks)
+        self.commands = command_table(gateway, campaigns, groups)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

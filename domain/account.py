@@ -162,6 +162,7 @@ class SenderDomain(Aggregate):
         self.queue_cleared_at: datetime | None = None
         self.webhook_ids: list[UUID] = []
         self.webhook_signing_key = ""
+        self.ip_pool = ""  # the account's pool its mail leaves through; "" the default
 
     @property
     def is_verified(self) -> bool:
@@ -193,6 +194,10 @@ class SenderDomain(Aggregate):
         self.unsubscribe_link = unsubscribe_link
         self.hosting_provider = hosting_provider
         self.subdomain = subdomain
+
+    @event("IpPoolSet")
+    def set_ip_pool(self, name: str) -> None:
+        self.ip_pool = name
 
     def record_dns_check(self, published: dict[str, bool], checked_at: datetime) -> None:
         """``published`` maps each record's purpose (see ``dns_records``) to whether DNS has it.

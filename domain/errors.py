@@ -408,3 +408,19 @@ class Lists:
     @classmethod
     def for_exception(cls, exception: str, message: str) -> ErrorText:
         return ErrorText(cls.NUMBERS.get(exception, 400), message)
+
+
+# Sending addresses and pools (ours; the texts are 000's named exceptions, the code the HTTP
+# status they travel with, as for ``Command``).
+
+
+class IpAddresses:
+    MISSING_PARAMETER = ErrorText(400, "A required field was not supplied: {name}.")
+    # InvalidIPAddressException: not an address, not one of this machine's, or not the
+    # account's.
+    INVALID_IP_ADDRESS = ErrorText(
+        400, "The specified value does not exist or is not a valid IP Address."
+    )
+    # DuplicateIPAddressException
+    DUPLICATE_IP_ADDRESS = ErrorText(409, "The specified IP Address is already registered.")
+    INVALID_OPTION = ErrorText(400, "Invalid Option specified: {name}")

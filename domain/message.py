@@ -86,6 +86,7 @@ class Message(Aggregate):
         self.unsubscribed = False
         self.complained = False
         self.bounce_kind: str | None = None
+        self.route_changes = 0  # pauses and resumptions its replies caused
 
     @property
     def is_final(self) -> bool:
@@ -113,6 +114,26 @@ class Message(Aggregate):
         if self.status is not MessageStatus.QUEUED:
             raise IllegalTransition(f"cannot hold a {self.status} message")
         self._held(reason=reason)
+
+    def postpone(self, until: datetime, reason: str) -> None:
+        """No address it may leave from has room (a warm-up cap): it waits, unsent and
+        without an attempt counted, until ``until``."""
+        if self.status is not MessageStatus.QUEUED:
+            raise IllegalTransition(f"cannot postpone a {self.status} message")
+        self._postponed(until=until, reason=reason)
+
+    def note_route_change(
+        self, kind: str, route: str, source_ip: str, seconds: float, reason: str
+    ) -> None:
+        """This message's reply paused (``throttled``), stopped (``suspended``) or freed
+        again (``resumed``) the mail from ``source_ip`` to ``route`` (a provider or an MX
+        host): recorded in its history, where the reply is."""
+        record = {
+            "throttled": self._route_throttled,
+            "suspended": self._route_suspended,
+            "resumed": self._route_resumed,
+        }[kind]
+        record(route=route, source_ip=source_ip, seconds=seconds, reason=reason)
 
     def start_attempt(self) -> None:
         if self.status is not MessageStatus.QUEUED:
@@ -318,6 +339,23 @@ class Message(Aggregate):
     @event("Held")
     def _held(self, reason: str) -> None:
         self.status = MessageStatus.HELD
+
+    @event("Postponed")
+    def _postponed(self, until: datetime, reason: str) -> None:
+        self.status = MessageStatus.SCHEDULED
+        self.next_attempt_at = until
+
+    @event("RouteThrottled")
+    def _route_throttled(self, route: str, source_ip: str, seconds: float, reason: str) -> None:
+        self.route_changes += 1
+
+    @event("RouteSuspended")
+    def _route_suspended(self, route: str, source_ip: str, seconds: float, reason: str) -> None:
+        self.route_changes += 1
+
+    @event("RouteResumed")
+    def _route_resumed(self, route: str, source_ip: str, seconds: float, reason: str) -> None:
+        self.route_changes += 1
 
     @event("DeliveryAttempted")
     def _delivery_attempted(self, attempt: int) -> None:

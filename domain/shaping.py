@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from domain.warmup import DEFAULT_WARMUP, WarmUpSchedule, WarmUpStep
+
 _LIMITS = {
     "max_connections": "sessions open at once to the provider (0: no limit)",
     "messages_per_connection": "messages one session carries before it is closed",
@@ -72,6 +74,7 @@ class ShapingRule:
 class ShapingRules:
     default: ShapingRule
     providers: tuple[ShapingRule, ...]
+    warmup: WarmUpSchedule = DEFAULT_WARMUP  # for sending addresses registered to warm up
 
     def for_host(self, host: str) -> ShapingRule:
         """The rule of the provider whose pattern matches ``host`` most specifically."""
@@ -90,7 +93,7 @@ def parse_shaping(text: str) -> ShapingRules:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ShapingFileError(f"not valid TOML: {error}") from None
-    unknown = set(data) - {"default", "provider"}
+    unknown = set(data) - {"default", "provider", "warmup"}
     if unknown:
         key = sorted(unknown)[0]
         raise ShapingFileError(_at(text, key, f"unknown table or key {key!r}"))
@@ -128,7 +131,41 @@ def parse_shaping(text: str) -> ShapingRules:
             claimed[pattern] = name
         limits = {**base, **_limits(text, where, table, allow_mx=True)}
         providers.append(ShapingRule(name=name, mx=normalised, **limits))
-    return ShapingRules(default=default, providers=tuple(providers))
+    warmup = _warmup(text, data["warmup"]) if "warmup" in data else DEFAULT_WARMUP
+    return ShapingRules(default=default, providers=tuple(providers), warmup=warmup)
+
+
+_WARMUP_KEYS = ("from_day", "per_hour", "per_day")
+
+
+def _warmup(text: str, table: Any) -> WarmUpSchedule:
+    """``[[warmup]]`` tables: ``from_day``, ``per_hour``, ``per_day`` (0: no cap), the
+    first from day 1, days rising."""
+    if not isinstance(table, list) or not table or not all(isinstance(t, dict) for t in table):
+        raise ShapingFileError(_at(text, "warmup", "warm-up steps are [[warmup]] tables"))
+    steps: list[WarmUpStep] = []
+    for step in table:
+        unknown = sorted(set(step) - set(_WARMUP_KEYS))
+        if unknown:
+            raise ShapingFileError(
+                _at(text, "warmup", f"unknown setting {unknown[0]!r} in [[warmup]]; "
+                    f"known: {', '.join(_WARMUP_KEYS)}", unknown[0])
+            )  # fmt: skip
+        values = [step.get(key) for key in _WARMUP_KEYS]
+        for key, value in zip(_WARMUP_KEYS, values, strict=True):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ShapingFileError(
+                    _at(text, "warmup", f"{key} must be a whole number >= 0 in every [[warmup]]")
+                )
+        from_day, per_hour, per_day = values
+        if not steps and from_day != 1:
+            raise ShapingFileError(_at(text, "warmup", "the first [[warmup]] is from_day = 1"))
+        if steps and from_day <= steps[-1].from_day:
+            raise ShapingFileError(
+                _at(text, "warmup", f"from_day {from_day} after {steps[-1].from_day}: days rise")
+            )
+        steps.append(WarmUpStep(from_day, per_hour, per_day))
+    return WarmUpSchedule(tuple(steps))
 
 
 def _limits(text: str, where: str, table: dict[str, Any], *, allow_mx: bool) -> dict[str, Any]:

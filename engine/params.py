@@ -172,3 +172,18 @@ def parse_timestamp(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def flag_param(params: dict[str, Any], name: str, current: bool) -> bool:
+    """``1``/``0`` in the documents; true/false, yes/no and on/off are accepted too."""
+    if name not in params or params[name] in (None, ""):
+        return current
+    value = params[name]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise RequestRejected(E.Command.INVALID_OPTION.format(name=name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -12,6 +11,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.local_addresses import is_local_address
 from domain.routing import INVALID_IP_ADDRESS, SourceAddress, parse_sources
 from domain.shaping import ShapingFileError, ShapingRules, parse_shaping
 
@@ -116,15 +116,11 @@ class Settings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"SENDING_ADDRESSES: {error}") from None
         for source in sources:
-            family = socket.AF_INET6 if ":" in source.address else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.bind((source.address, 0))
-                except OSError:
-                    raise ValueError(
-                        f"SENDING_ADDRESSES: {source.address} is not an address of this "
-                        f"machine: {INVALID_IP_ADDRESS}"
-                    ) from None
+            if not is_local_address(source.address):
+                raise ValueError(
+                    f"SENDING_ADDRESSES: {source.address} is not an address of this "
+                    f"machine: {INVALID_IP_ADDRESS}"
+                )
         return sources
 
     @model_validator(mode="after")

@@ -73,6 +73,12 @@ EVENT_TYPES: Mapping[str, str] = {
     "Message.Bounced": "bounced",
     "Message.Failed": "failed",
     "Message.Held": "held",  # ours: its campaign is paused
+    "Message.Postponed": "postponed",  # ours: its pool's addresses are at their warm-up caps
+    # Ours: this message's reply paused, stopped or freed the mail from one of our addresses
+    # to a provider (traffic shaping); Details name the route.
+    "Message.RouteThrottled": "throttled",
+    "Message.RouteSuspended": "suspended",
+    "Message.RouteResumed": "resumed",
     # After delivery: the Event API's open, click, unsubscribe, bounce and complaint.
     "Message.Opened": "open",
     "Message.Clicked": "click",
@@ -318,6 +324,16 @@ def rows_for(
                 details["SendAt"] = _iso_ms(_datetime(send_at))
         elif event_type == "sent":
             row["attempt"] = int(data.get("attempt", 0))
+        elif event_type == "postponed":
+            details["Until"] = _iso_ms(_datetime(data["until"]))
+            row["diagnostic"] = str(data.get("reason") or "")
+        elif event_type in ("throttled", "suspended", "resumed"):
+            details["Route"] = str(data.get("route") or "")
+            if data.get("source_ip"):
+                details["SourceIP"] = str(data["source_ip"])
+            if event_type != "resumed":
+                details["Seconds"] = float(data.get("seconds") or 0)
+            row["diagnostic"] = str(data.get("reason") or "")
         elif event_type in ("delivered", "deferred", "bounced", "failed"):
             row["smtp_code"] = int(data.get("code") or 0)
             row["enhanced_status"] = str(data.get("enhanced_status") or "")

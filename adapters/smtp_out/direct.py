@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import ssl
 import time
@@ -37,7 +38,7 @@ import aiosmtplib
 
 from adapters.dns import MailHost, MailRoutes
 from adapters.mta_sts import MtaStsPolicies
-from adapters.ports import SmtpOutcome
+from adapters.ports import RouteChange, SmtpOutcome
 from adapters.smtp_out.session import (
     NO_ANSWER,
     SERVICE_CLOSING,
@@ -176,12 +177,33 @@ class DirectTransport:
     def __repr__(self) -> str:
         return f"DirectTransport(port={self._port}, hosts={len(self._destinations)})"
 
-    async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
+    async def send(
+        self,
+        mail_from: str,
+        recipient: str,
+        message: bytes,
+        sources: tuple[SourceAddress, ...] | None = None,
+    ) -> SmtpOutcome:
+        """``sources``: the addresses this message may leave from (its pool); None for
+        the transport's own (``SENDING_ADDRESSES``), empty for the machine's default."""
+        outcome, changes = await self._send(mail_from, recipient, message, sources)
+        if changes:
+            outcome = dataclasses.replace(outcome, route_changes=tuple(changes))
+        return outcome
+
+    async def _send(
+        self,
+        mail_from: str,
+        recipient: str,
+        message: bytes,
+        sources: tuple[SourceAddress, ...] | None,
+    ) -> tuple[SmtpOutcome, list[RouteChange]]:
+        changes: list[RouteChange] = []
         if self._closed:
             raise RuntimeError("DirectTransport is closed")
         checked = checked_envelope(mail_from, recipient)
         if isinstance(checked, SmtpOutcome):
-            return checked
+            return checked, changes
         sender, rcpt = checked
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_idle_sessions())
@@ -193,13 +215,14 @@ class DirectTransport:
                 code = 556 if route.status == NULL_MX_STATUS else 550
             else:
                 code = 451
-            return SmtpOutcome(code, route.status, route.reason)
+            return SmtpOutcome(code, route.status, route.reason), changes
         policy = await self._policies.policy(domain) if self._policies is not None else None
         if policy is not None and policy.mode == "none":
             policy = None
         enforce = policy is not None and policy.mode == "enforce"
         # One source per message: its sessions, budgets and pauses are its own.
-        source = pick_source(self._sources, self._rng) if self._sources else None
+        candidates = self._sources if sources is None else sources
+        source = pick_source(candidates, self._rng) if candidates else None
         failures: list[str] = []
         reached_none = True
         for host in route.hosts(self._rng):
@@ -232,16 +255,17 @@ class DirectTransport:
                 except _Unreachable as exc:
                     failures.append(str(exc))
                     if exc.reply is not None:
-                        self._note_reply(rule, key, exc.reply)
+                        changes += self._note_reply(rule, key, exc.reply, host.name, source)
                     continue
-                self._note_reply(rule, key, outcome)
-                return _with_policy(outcome, policy, host, outside)
+                changes += self._note_reply(rule, key, outcome, host.name, source)
+                return _with_policy(outcome, policy, host, outside), changes
         text = "; ".join(failures) or "no host to try"
         if failures and all(_PACED in failure for failure in failures):
-            return SmtpOutcome(0, PACED_STATUS, text)
+            return SmtpOutcome(0, PACED_STATUS, text), changes
         if enforce:
-            return SmtpOutcome(0, POLICY_STATUS, f"MTA-STS policy of {domain} (enforce): {text}")
-        return SmtpOutcome(0, NO_ROUTE_STATUS if reached_none else NO_ANSWER, text)
+            policy_text = f"MTA-STS policy of {domain} (enforce): {text}"
+            return SmtpOutcome(0, POLICY_STATUS, policy_text), changes
+        return SmtpOutcome(0, NO_ROUTE_STATUS if reached_none else NO_ANSWER, text), changes
 
     async def close(self) -> None:
         """QUIT the idle sessions; sessions in use close when their send ends."""
@@ -280,30 +304,46 @@ class DirectTransport:
             await asyncio.sleep(pace.paused_until - now)
         return ""
 
-    def _note_reply(self, rule: ShapingRule, key: str, outcome: SmtpOutcome) -> None:
+    def _note_reply(
+        self,
+        rule: ShapingRule,
+        key: str,
+        outcome: SmtpOutcome,
+        host: str,
+        source: SourceAddress | None,
+    ) -> list[RouteChange]:
         """Slow a key down on "slow down" replies (the pause doubling, with jitter, up to
-        the rule's longest), stop it on a block reply, and speed it up again on success."""
+        the rule's longest), stop it on a block reply, and speed it up again on success;
+        what changed, for the message's history."""
         kind = reply_class(outcome.code, outcome.enhanced_status, outcome.text)
         pace = self._paces.get(key)
+        route = host if rule is self._shaping.default else rule.name
+        address = source.address if source is not None else ""
         if not kind:
             if pace is not None and outcome.is_success:
                 pace.level = 0
                 now = time.monotonic()
                 if pace.paused_until <= now and pace.suspended_until <= now:
                     del self._paces[key]
-            return
+                    return [RouteChange("resumed", route, address, 0.0, outcome.text[:300])]
+            return []
         if pace is None:
             pace = self._paces[key] = _Pace()
         now = time.monotonic()
         pace.reason = f"{outcome.remote}: {outcome.code} {outcome.text}"[:300]
         if kind == "block":
+            already = pace.suspended_until > now
             pace.suspended_until = now + rule.suspend_seconds
-            return
+            if already:
+                return []
+            return [RouteChange("suspended", route, address, rule.suspend_seconds, pace.reason)]
         if pace.paused_until > now:
-            return  # the same episode: replies from sessions already under way
+            return []  # the same episode: replies from sessions already under way
         pace.level += 1
         pause = rule.backoff_seconds * 2 ** (pace.level - 1) * self._rng.uniform(0.5, 1.5)
-        pace.paused_until = now + min(rule.max_backoff_seconds, pause)
+        pause = min(rule.max_backoff_seconds, pause)
+        pace.paused_until = now + pause
+        return [RouteChange("throttled", route, address, round(pause, 3), pace.reason)]
 
     async def _deliver(
         self,
@@ -570,6 +610,4 @@ def _with_policy(
         notes.append("certificate not checked")
     described = f"{outcome.tls or 'no TLS'} (MTA-STS {policy.mode}"
     described += f": {'; '.join(notes)})" if notes and policy.mode == "testing" else ")"
-    return SmtpOutcome(
-        outcome.code, outcome.enhanced_status, outcome.text, outcome.remote, described
-    )
+    return dataclasses.replace(outcome, tls=described)

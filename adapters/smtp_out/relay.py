@@ -31,6 +31,7 @@ from adapters.smtp_out.session import (
     reply_outcome,
     transaction_options,
 )
+from domain.routing import SourceAddress
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,20 @@ class SmtpRelayTransport:
     def __repr__(self) -> str:
         return f"SmtpRelayTransport({self.settings!r}, pool_size={self._pool_size})"
 
-    async def send(self, mail_from: str, recipient: str, message: bytes) -> SmtpOutcome:
+    async def send(
+        self,
+        mail_from: str,
+        recipient: str,
+        message: bytes,
+        sources: tuple[SourceAddress, ...] | None = None,
+    ) -> SmtpOutcome:
         """One mail transaction: ``MAIL FROM:<mail_from>``, ``RCPT TO:<recipient>``, DATA.
 
         ``mail_from`` may be empty (the null reverse-path of bounces). An
         address that cannot go on an SMTP command line is never sent and comes
         back as a permanent 553 (5.1.7 sender, 5.1.3 recipient): it would fail
         the same way on every attempt. Raises ``RuntimeError`` after ``close``.
+        ``sources`` are direct delivery's: the relay chooses its own way out.
         """
         if self._closed:
             raise RuntimeError("SmtpRelayTransport is closed")

@@ -55,6 +55,7 @@ from engine.params import (
     count_param,
     date_param,
     event_param,
+    flag_param,
     iso_time,
     text_param,
     time_zone_param,
@@ -67,21 +68,6 @@ AggregateT = TypeVar("AggregateT", bound=Aggregate)
 _READ_CACHE_SECONDS = 2.0
 _PENDING = (MessageStatus.ACCEPTED, MessageStatus.SCHEDULED, MessageStatus.QUEUED,
             MessageStatus.DEFERRED)  # fmt: skip
-
-
-def _flag(params: dict[str, Any], name: str, current: bool) -> bool:
-    """``1``/``0`` in the documents; true/false, yes/no and on/off are accepted too."""
-    if name not in params or params[name] in (None, ""):
-        return current
-    value = params[name]
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise RequestRejected(E.Command.INVALID_OPTION.format(name=name))
 
 
 class Sessions:
@@ -131,8 +117,10 @@ class Gateway:
         forget_senders: Callable[[], None],
         pending_messages: Callable[[UUID], list[UUID]] | None = None,
         reporting: Callable[[], ReportingStore] | None = None,
+        check_pool: Callable[[Account, Any], str] | None = None,
     ) -> None:
         self._app = app
+        self._check_pool = check_pool
         self._reporting = reporting
         self._settings = app.settings
         self._forget_senders = forget_senders
@@ -355,6 +343,7 @@ class Gateway:
             "UnsubscribeLink": "1" if domain.unsubscribe_link else "0",
             "HostingProvider": domain.hosting_provider,
             "Subdomain": domain.subdomain,
+            "IPPool": domain.ip_pool,
         }
 
     def get_domain(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
@@ -401,13 +390,18 @@ class Gateway:
         subdomain = subdomain.strip().lower()
         if subdomain and not _is_label(subdomain):
             raise RequestRejected(E.Command.INVALID_OPTION.format(name="Subdomain"))
+        pool = domain.ip_pool
+        if "IPPool" in params and self._check_pool is not None:
+            pool = self._check_pool(account, params["IPPool"])
         domain.update_settings(
-            link_tracking=_flag(params, "LinkTracking", domain.link_tracking),
-            open_tracking=_flag(params, "OpenTracking", domain.open_tracking),
-            unsubscribe_link=_flag(params, "UnsubscribeLink", domain.unsubscribe_link),
+            link_tracking=flag_param(params, "LinkTracking", domain.link_tracking),
+            open_tracking=flag_param(params, "OpenTracking", domain.open_tracking),
+            unsubscribe_link=flag_param(params, "UnsubscribeLink", domain.unsubscribe_link),
             hosting_provider=provider.strip(),
             subdomain=subdomain,
         )
+        if pool != domain.ip_pool:
+            domain.set_ip_pool(pool)
         self._save(domain)
         return {"Domain": {"DomainID": str(domain.id), **self._settings_of(domain)}}
 

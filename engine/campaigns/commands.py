@@ -101,8 +101,10 @@ class CampaignService:
         app: Sendstream,
         statistics: Callable[[UUID], dict[str, Any]] | None = None,
         on_change: Callable[[UUID], None] | None = None,
+        check_pool: Callable[[Account, Any], str] | None = None,
     ) -> None:
         self._app = app
+        self._check_pool = check_pool
         self._statistics = statistics
         self._on_change = on_change
         self._library_lock = threading.Lock()
@@ -585,6 +587,9 @@ class CampaignService:
             )
             if key in params and isinstance(params[key], str | int | bool)
         }
+        if "IPPool" in params and self._check_pool is not None:
+            # The pool its messages leave through, from the next one delivered on.
+            options["IPPool"] = self._check_pool(account, params["IPPool"])
         tags = _names(params.get("Tags")) if "Tags" in params else campaign.tags
         if options or tags != campaign.tags:
             campaign.set_options({**campaign.options, **options}, tags[:50])

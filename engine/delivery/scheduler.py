@@ -24,9 +24,13 @@ from engine.eventlog.writer import BatchWriter
 log = logging.getLogger(__name__)
 
 # Timers are set by these (whose data must be decoded) …
-_SETTING_EVENTS = {"Message.Scheduled": "send_at", "Message.Deferred": "retry_at"}
+_SETTING_EVENTS = {
+    "Message.Scheduled": "send_at",
+    "Message.Deferred": "retry_at",
+    "Message.Postponed": "until",
+}
 # … and cleared by these, for which the aggregate id alone is enough. A message with a
-# timer leaves its Scheduled or Deferred state only by being queued or failed (Delivered
+# timer leaves its Scheduled, Deferred or Postponed state only by being queued or failed (Delivered
 # and Bounced come after a Queued), so no other event needs reading at all.
 _CLEARING_EVENTS = frozenset({"Message.Queued", "Message.Failed"})
 _TOPICS = [

@@ -29,8 +29,10 @@ from domain.bounces import classify
 from domain.campaign import Campaign, CampaignStatus
 from domain.content import EmailContent
 from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
+from domain.routing import SourceAddress
 from engine.application import Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
+from engine.delivery.pools import Postpone, SourceChooser
 from engine.delivery.rendering import MessageRenderer
 from engine.eventlog.writer import BatchWriter
 from engine.feedback.service import FeedbackService
@@ -54,7 +56,9 @@ class DeliveryWorker:
         contents: ContentCache | None = None,
         renderer: MessageRenderer | None = None,
         feedback: FeedbackService | None = None,
+        sources: SourceChooser | None = None,
     ) -> None:
+        self._sources = sources
         self._fresh = fresh
         self._feedback = feedback
         self._app = app
@@ -69,7 +73,8 @@ class DeliveryWorker:
         )
         self.delivered_count = 0
         self._domains: dict[UUID, SenderDomain] = {}
-        self._campaigns: dict[str, tuple[float, CampaignStatus | None]] = {}
+        # campaign id → (when read, its status or None if gone, its IPPool)
+        self._campaigns: dict[str, tuple[float, CampaignStatus | None, str]] = {}
         self._renderer = renderer or MessageRenderer(
             self._contents,
             app.settings,
@@ -156,27 +161,31 @@ class DeliveryWorker:
         if self._transport.renders_messages:
             for message in ready:
                 self._contents.get(message.submission_id)  # warm, while still off the loop
+        if self._sources is not None:
+            self._sources.prefetch({message.account_id for message in ready})
         return ready
 
-    def _campaign_status(self, campaign_id: str) -> CampaignStatus | None:
-        """A campaign's status, re-read at most every ``_CAMPAIGN_RECHECK`` seconds (a pause
-        must stop new SMTP transactions within a second); None if it is gone."""
+    def _campaign(self, campaign_id: str) -> tuple[CampaignStatus | None, str]:
+        """A campaign's status (None if it is gone) and its IP pool, re-read at most every
+        ``_CAMPAIGN_RECHECK`` seconds (a pause must stop new SMTP transactions within a
+        second)."""
         now = time.monotonic()
         cached = self._campaigns.get(campaign_id)
         if cached is not None and now - cached[0] < _CAMPAIGN_RECHECK:
-            return cached[1]
+            return cached[1], cached[2]
         try:
             campaign = self._app._get(UUID(campaign_id), Campaign)
         except (AggregateNotFoundError, ValueError):
-            status = None
+            status, pool = None, ""
         else:
             status = None if campaign.is_deleted else campaign.status
-        self._campaigns[campaign_id] = (now, status)
-        return status
+            pool = str(campaign.options.get("IPPool") or "")
+        self._campaigns[campaign_id] = (now, status, pool)
+        return status, pool
 
     def _stop_if_campaign_stopped(self, message: Message) -> bool:
         """Hold the message of a paused campaign, fail that of a cancelled one; True if so."""
-        status = self._campaign_status(message.campaign_id)
+        status = self._campaign(message.campaign_id)[0]
         if status is CampaignStatus.PAUSED:
             message.hold("campaign paused")
             return True
@@ -215,11 +224,17 @@ class DeliveryWorker:
                 with contextlib.suppress(IntegrityError):
                     await self._writer.save_async([message])
                 return 1
+            domain = self._domains.get(message.domain_id)
+            sources = self._sources_for(message, domain)
+            if isinstance(sources, Postpone):
+                message.postpone(sources.until, sources.reason)
+                with contextlib.suppress(IntegrityError):
+                    await self._writer.save_async([message])
+                return 1
             claimed = await self._claim(message)
             if claimed is None:
                 return 0
             message = claimed
-            domain = self._domains.get(message.domain_id)
             try:
                 raw = b""
                 return_path = message.sender
@@ -230,7 +245,7 @@ class DeliveryWorker:
                 log.exception("delivery: cannot render %s", message.id)
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
-                outcome = await self._transport.send(return_path, message.recipient, raw)
+                outcome = await self._transport.send(return_path, message.recipient, raw, sources)
             await self._writer.save_async([self._record(message, outcome)])
             if outcome.is_permanent and self._feedback is not None:
                 # A refusal at SMTP time suppresses as a bounce report (DSN) would.
@@ -247,7 +262,27 @@ class DeliveryWorker:
             self.delivered_count += 1
         return 1
 
+    def _sources_for(
+        self, message: Message, domain: SenderDomain | None
+    ) -> tuple[SourceAddress, ...] | Postpone | None:
+        """The addresses the message may leave from, when pools are in play: its campaign's
+        pool, else its domain's (else the account's default, else the machine's)."""
+        if self._sources is None:
+            return None
+        pool = self._campaign(message.campaign_id)[1] if message.campaign_id else ""
+        if not pool and domain is not None:
+            pool = domain.ip_pool
+        return self._sources.choose(message.account_id, pool)
+
     def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
+        self._record_outcome(message, outcome)
+        for change in outcome.route_changes:
+            message.note_route_change(
+                change.kind, change.route, change.source, change.seconds, change.reason
+            )
+        return message
+
+    def _record_outcome(self, message: Message, outcome: SmtpOutcome) -> None:
         settings = self._app.settings
         if outcome.is_success:
             message.record_delivered(
@@ -279,4 +314,3 @@ class DeliveryWorker:
                 tls=outcome.tls,
                 source_ip=outcome.source,
             )
-        return message

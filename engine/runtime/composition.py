@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from adapters.webhook_http import AddressPolicy, WebhookSender
     from adapters.webhook_store import WebhookStore
     from engine.accounts.gateway import Gateway
+    from engine.accounts.ip_pools import SendingAddressCommands
     from engine.campaigns.commands import CampaignService
     from engine.campaigns.runner import CampaignRunner
+    from engine.delivery.pools import SourceChooser
     from engine.delivery.rendering import MessageRenderer
     from engine.feedback.bounce_intake import BounceIntake
     from engine.feedback.service import FeedbackService
@@ -181,6 +183,7 @@ class Engine:
     bounce_intake: BounceIntake | None = field(init=False, default=None)
     _webhook_store: WebhookStore | None = field(init=False, default=None)
     _webhooks: WebhookCommands | None = field(init=False, default=None)
+    _sending_addresses: SendingAddressCommands | None = field(init=False, default=None)
     webhook_delivery: WebhookDelivery | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -218,6 +221,7 @@ class Engine:
                     self.reporting, domain_id
                 ),
                 reporting=lambda: self.reporting,
+                check_pool=self.sending_addresses.check_pool,
             )
         return self._gateway
 
@@ -232,6 +236,7 @@ class Engine:
                 self.app,
                 statistics=lambda campaign_id: campaign_statistics(self.reporting, campaign_id),
                 on_change=self._watch_campaign,
+                check_pool=self.sending_addresses.check_pool,
             )
         return self._campaigns
 
@@ -308,6 +313,17 @@ class Engine:
                 policy=webhook_address_policy(self.settings),
             )
         return self._webhooks
+
+    @property
+    def sending_addresses(self) -> SendingAddressCommands:
+        """The sending address and pool commands of ``/api.php``."""
+        if self._sending_addresses is None:
+            from engine.accounts.ip_pools import SendingAddressCommands
+
+            self._sending_addresses = SendingAddressCommands(
+                self.app, self.settings.shaping_rules().warmup, self.settings.mail_hostname
+            )
+        return self._sending_addresses
 
     def _watch_campaign(self, campaign_id: UUID) -> None:
         if self.campaign_runner is not None:
@@ -439,6 +455,7 @@ class Engine:
                 contents=self.contents,
                 renderer=self.renderer,
                 feedback=self.feedback,
+                sources=self._source_chooser(),
             )
             self.delivery = worker
             try:
@@ -447,6 +464,16 @@ class Engine:
                 await transport.close()
 
         asyncio.run(main())
+
+    def _source_chooser(self) -> SourceChooser | None:
+        """Direct delivery picks each message's sending address from its pool."""
+        if self.settings.outbound != "direct":
+            return None
+        from engine.delivery.pools import SourceChooser
+
+        return SourceChooser(
+            self.app, self.settings.sources(), self.settings.shaping_rules().warmup
+        )
 
     def webhook_caller(self, registry: WebhookRegistry) -> tuple[WebhookDelivery, WebhookSender]:
         """The loop that makes stored webhook calls, and its sender (for ``aclose``), as

@@ -309,6 +309,55 @@ async def test_a_slow_down_reply_pauses_mail_to_that_receiver(
     assert server.connections == before  # no connection while paused
 
 
+async def test_pauses_and_their_end_come_back_as_route_changes(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    # one provider over the rate-limiting server and a server that takes mail
+    hosts = ("mx.rate-limit.example", "mx.pool.example")
+    direct = transport(shaping=rules({"backoff_seconds": 1}, hosts))
+    throttled = await send(direct, "r1@rate-limit.example")
+    assert throttled.code == 421
+    [change] = throttled.route_changes
+    assert (change.kind, change.route, change.source) == ("throttled", "pool", "")
+    assert 0.5 <= change.seconds <= 1.5 and "4.7.28" in change.reason
+    await asyncio.sleep(1.6)  # the pause is over
+    resumed = await send(direct, "r2@pool1.example")
+    assert resumed.is_success
+    assert [(c.kind, c.route) for c in resumed.route_changes] == [("resumed", "pool")]
+    again = await send(direct, "r3@pool1.example")
+    assert again.is_success and again.route_changes == ()
+
+
+async def test_a_block_is_one_suspension_however_many_replies_say_it(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    direct = transport(sources=parse_sources("127.0.0.32=mta32.example"))
+    first = await send(direct, "b1@blocked.example")
+    [change] = first.route_changes
+    assert (change.kind, change.route, change.source) == (
+        "suspended", "mx.blocked.example", "127.0.0.32",
+    )  # fmt: skip
+    assert change.seconds == 3600 and "Spamhaus" in change.reason
+    second = await send(direct, "b2@blocked.example")
+    assert second.enhanced_status == "4.7.0" and second.route_changes == ()
+
+
+async def test_each_message_may_name_the_addresses_it_leaves_from(
+    fake_mx: FakeMx, transport: MakeTransport
+) -> None:
+    sink = fake_mx.sinks["mx1.alpha.example"]
+    before = len(received_messages(sink))
+    direct = transport(sources=parse_sources("127.0.0.30=mta30.example"))
+    pool = parse_sources("127.0.0.33=mta33.example")
+    chosen = await direct.send(SENDER, "p1@alpha.example", MESSAGE, pool)
+    default = await direct.send(SENDER, "p2@alpha.example", MESSAGE)
+    assert (chosen.source, default.source) == ("127.0.0.33", "127.0.0.30")
+    dumps = received_messages(sink)[before:]
+    assert {(header(d, b"X-Client-Addr"), header(d, b"X-Helo-Args")) for d in dumps} == {
+        ("127.0.0.33", "mta33.example"), ("127.0.0.30", "mta30.example"),
+    }  # fmt: skip
+
+
 async def test_a_block_reply_suspends_mail_to_that_receiver(
     fake_mx: FakeMx, transport: MakeTransport
 ) -> None:

@@ -237,6 +237,7 @@ async def test_domains_are_added_listed_updated_and_deleted(tenants: tuple[Tenan
         "UnsubscribeLink": "0",
         "HostingProvider": "Provider",
         "Subdomain": "mail",
+        "IPPool": "",  # ours: the sending-address pool (none: the default)
     }
     refused = await alpha.call("EmailGateway.UpdateDomain", DomainID=domain_id, OpenTracking="x")
     failed(refused, 400, "Invalid Option specified: OpenTracking", 400)

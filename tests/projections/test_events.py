@@ -227,6 +227,39 @@ def test_a_held_campaign_message_maps_to_its_row() -> None:
     assert [r["event_type"] for r in rows] == ["accepted", "queued", "held", "queued"]
 
 
+def test_a_postponed_message_and_the_route_changes_its_replies_caused_map_to_rows() -> None:
+    message = new_message()
+    message.queue()
+    until = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
+    message.postpone(until, "warm-up: every address of the pool (192.0.2.1) has sent its cap")
+    message.queue()
+    message.start_attempt()
+    message.record_deferred(
+        421, "4.7.0", "slow down", now=until, first_accepted_at=until,
+        retry_schedule=[timedelta(minutes=5)], lifetime=timedelta(days=3),
+        source_ip="192.0.2.1",
+    )  # fmt: skip
+    message.note_route_change("throttled", "google", "192.0.2.1", 30.5, "421 slow down")
+    message.note_route_change("suspended", "mx.example.net", "", 3600, "554 5.7.1 listed")
+    message.note_route_change("resumed", "google", "192.0.2.1", 0, "250 ok")
+
+    rows = rows_for(envelopes_of(message, Positions()), no_lookup)
+
+    assert [r["event_type"] for r in rows] == [
+        "accepted", "queued", "postponed", "queued", "sent", "deferred",
+        "throttled", "suspended", "resumed",
+    ]  # fmt: skip
+    postponed = rows[2]
+    assert orjson.loads(postponed["details"]) == {"Until": "2026-12-03T11:00:00.000Z"}
+    assert postponed["diagnostic"].startswith("warm-up: every address")
+    throttled, suspended, resumed = (orjson.loads(r["details"]) for r in rows[6:])
+    assert throttled == {"Route": "google", "SourceIP": "192.0.2.1", "Seconds": 30.5}
+    assert suspended == {"Route": "mx.example.net", "Seconds": 3600.0}
+    assert resumed == {"Route": "google", "SourceIP": "192.0.2.1"}
+    assert rows[7]["diagnostic"] == "554 5.7.1 listed"
+    assert all(r["message_id"] == message.id for r in rows)
+
+
 def test_every_message_event_type_maps_to_its_row() -> None:
     delivered, envelopes = every_type_of_event()
 
@@ -237,8 +270,10 @@ def test_every_message_event_type_maps_to_its_row() -> None:
         "accepted", "queued", "sent", "bounced",
         "accepted", "scheduled", "failed",
     ]  # fmt: skip
-    # Held belongs to campaigns, the rest to what happens after delivery: tested on their own.
-    after = {"held", "open", "click", "unsubscribe", "complaint"}
+    # Held belongs to campaigns, postponed and the route changes to direct delivery, the rest
+    # to what happens after delivery: tested on their own.
+    after = {"held", "open", "click", "unsubscribe", "complaint", "postponed"}
+    after |= {"throttled", "suspended", "resumed"}
     assert {r["event_type"] for r in rows} == set(EVENT_TYPES.values()) - after
     for row, envelope in zip(rows, envelopes, strict=True):
         assert row["event_id"] == envelope.event_id
