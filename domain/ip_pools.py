@@ -44,11 +44,27 @@ class PoolError(ValueError):
 
 
 def canonical_address(text: str) -> str | None:
-    """The address in its one written form ("2001:db8::1", "192.0.2.1"), or None."""
+    """The address in its one written form ("2001:db8::1", "192.0.2.1"; an IPv4 address
+    written as IPv6, ``::ffff:192.0.2.1``, as IPv4), or None."""
     try:
-        return str(ipaddress.ip_address(text.strip()))
+        ip = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def unusable_source(address: str, allow_loopback: bool) -> str | None:
+    """Why mail cannot leave from ``address`` (canonical), or None: no address at all
+    (``0.0.0.0``), a group address, a link-local one (it needs an interface), or loopback
+    (no receiver could answer it) unless allowed (tests, labs)."""
+    ip = ipaddress.ip_address(address)
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+        return f"{address} cannot be a source of mail"
+    if ip.is_loopback and not allow_loopback:
+        return f"{address} is a loopback address"
+    return None
 
 
 def is_helo_name(text: str) -> bool:
@@ -77,9 +93,13 @@ def parse_members(text: str) -> list[tuple[str, int]]:
         address = canonical_address(written)
         if address is None:
             raise PoolError("IPAddresses", f"{written.strip()[:60]!r} is not an IP address")
-        if star and not (weight_text.strip().isdecimal() and weight_text.strip().isascii()):
+        weight_text = weight_text.strip()
+        if star and not (weight_text.isdecimal() and weight_text.isascii()):
             raise PoolError("IPAddresses", f"{item[:60]!r}: the weight after * is a number")
-        weight = int(weight_text) if star else 1
+        weight = 1
+        if star:
+            # Four digits at most: int() of thousands of digits is slow, and refused past 4300.
+            weight = int(weight_text) if len(weight_text) <= 4 else 0
         if not 1 <= weight <= MAX_WEIGHT:
             raise PoolError("IPAddresses", f"{item[:60]!r}: the weight is 1 to {MAX_WEIGHT}")
         if any(address == known for known, _ in members):
@@ -142,7 +162,7 @@ class SendingAddresses(Aggregate):
         if address in self.addresses:
             raise PoolError("IPAddress", "already registered")
         if len(self.addresses) >= MAX_ADDRESSES:
-            raise PoolError("IPAddress", f"an account registers at most {MAX_ADDRESSES}")
+            raise PoolError("IPAddress", f"an account registers at most {MAX_ADDRESSES} addresses")
         self._registered(
             address=address,
             helo_name=helo_name,

@@ -87,6 +87,17 @@ class Message(Aggregate):
         self.complained = False
         self.bounce_kind: str | None = None
         self.route_changes = 0  # pauses and resumptions its replies caused
+        self.postponed_until: datetime | None = None
+
+    @property
+    def lifetime_starts_at(self) -> datetime:
+        """When its time to be delivered began: a message held for its SendAt or
+        postponed for a warm-up cap has spent none of its lifetime waiting."""
+        return max(
+            moment
+            for moment in (self.created_on, self.send_at, self.postponed_until)
+            if moment is not None
+        )
 
     @property
     def is_final(self) -> bool:
@@ -344,6 +355,7 @@ class Message(Aggregate):
     def _postponed(self, until: datetime, reason: str) -> None:
         self.status = MessageStatus.SCHEDULED
         self.next_attempt_at = until
+        self.postponed_until = until
 
     @event("RouteThrottled")
     def _route_throttled(self, route: str, source_ip: str, seconds: float, reason: str) -> None:

@@ -32,12 +32,14 @@ from domain.ip_pools import (
     is_helo_name,
     parse_members,
     sending_addresses_id,
+    unusable_source,
 )
 from domain.warmup import WarmUpSchedule
 from engine.application import Sendstream
 from engine.params import flag_param, text_param
 
 Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
+_BUSY = E.Command.TOO_MANY_REQUESTS.format(seconds=1, attempts=1)
 
 
 class SendingAddressCommands:
@@ -46,11 +48,16 @@ class SendingAddressCommands:
         app: Sendstream,
         warmup: WarmUpSchedule,
         default_helo_name: str,
+        shared: frozenset[str] = frozenset(),
+        allow_loopback: bool = False,
         is_ours: Callable[[str], bool] = is_local_address,
     ) -> None:
         self._app = app
         self._warmup = warmup
         self._default_helo_name = default_helo_name
+        # SENDING_ADDRESSES: every account's mail may leave from them, so none may own one.
+        self._shared = shared
+        self._allow_loopback = allow_loopback
         self._is_ours = is_ours
         self._lock = threading.Lock()  # one change to an account's addresses at a time here
 
@@ -75,13 +82,11 @@ class SendingAddressCommands:
     def check_pool(self, account: Account, value: Any) -> str:
         """``IPPool`` of UpdateDomain and Campaign.Update: a pool of the account, as its
         name is stored, or "" (no pool: the default)."""
-        if value is None:
-            return ""
-        if not isinstance(value, str) or len(value) > 63:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return ""  # no pool: the account's default
+        name = text_param(value)
+        if name is None or len(name) > 63:
             raise RequestRejected(E.IpAddresses.INVALID_OPTION.format(name="IPPool"))
-        name = value.strip()
-        if not name:
-            return ""
         addresses = self.addresses_of(account.id)
         known = addresses.pool_named(name) if addresses is not None else None
         if known is None:
@@ -96,8 +101,10 @@ class SendingAddressCommands:
         address = self._address_param(params)
         helo_name = self._helo_param(params, self._default_helo_name)
         warm_up = flag_param(params, "WarmUp", False)
-        if not self._is_ours(address):
+        if unusable_source(address, self._allow_loopback) or not self._is_ours(address):
             raise RequestRejected(E.IpAddresses.INVALID_IP_ADDRESS)
+        if address in self._shared:
+            raise RequestRejected(E.IpAddresses.DUPLICATE_IP_ADDRESS)
         with self._lock:
             addresses = self._own(account.id)
             claim = self._claim(address)
@@ -114,9 +121,17 @@ class SendingAddressCommands:
                 addresses.register(
                     address, helo_name, datetime.now(UTC), today if warm_up else None
                 )
-            except PoolError:
-                raise RequestRejected(E.IpAddresses.DUPLICATE_IP_ADDRESS) from None
-            self._save(addresses, claim, conflict=E.IpAddresses.DUPLICATE_IP_ADDRESS)
+            except PoolError as error:
+                raise _rejected(error) from None
+            try:
+                self._app.save(addresses, claim)
+            except IntegrityError:
+                # Claimed meanwhile by another API process, or this account's addresses
+                # changed there: nothing was recorded either way.
+                taken = self._claim(address)
+                if taken is not None and not taken.is_free:
+                    raise RequestRejected(E.IpAddresses.DUPLICATE_IP_ADDRESS) from None
+                raise RequestRejected(_BUSY) from None
         return {"IPAddress": self._address_view(addresses, address)}
 
     def update_address(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
@@ -282,14 +297,12 @@ class SendingAddressCommands:
         except AggregateNotFoundError:
             return None
 
-    def _save(self, *aggregates: Aggregate, conflict: E.ErrorText | None = None) -> None:
+    def _save(self, *aggregates: Aggregate) -> None:
         try:
             self._app.save(*aggregates)
         except IntegrityError:
             # Another process changed the same addresses meanwhile: nothing was recorded.
-            raise RequestRejected(
-                conflict or E.Command.TOO_MANY_REQUESTS.format(seconds=1, attempts=1)
-            ) from None
+            raise RequestRejected(_BUSY) from None
 
 
 def _pool_view(name: str, members: list[list[Any]]) -> dict[str, Any]:

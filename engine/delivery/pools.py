@@ -2,12 +2,13 @@
 
 The pool is the message's campaign's (``Campaign.Update`` ``IPPool``), else its sender
 domain's (``EmailGateway.UpdateDomain`` ``IPPool``), else the account's pool named
-``default``; a pool that is gone, or has no address left, falls back to the machine's
-shared addresses (``SENDING_ADDRESSES``), so that no accepted message is stranded by a
-change of pools. Within a pool each message takes one address, as often as its weight
-says, among those under their warm-up caps (``domain.warmup``). When every address of the
-pool is at its cap, the message waits for the next hour or day: ``Message.Postponed``,
-never a failure.
+``default``; a pool that is gone, or has no address left, is passed over for the next,
+and after the last come the machine's shared addresses (``SENDING_ADDRESSES``), so that
+no accepted message is stranded by a change of pools. Within a pool each message takes
+one address, as often as its weight says, among those under their warm-up caps
+(``domain.warmup``). When every address of the pool is at its cap, the message waits:
+``Message.Postponed`` to the first hour with room not yet promised to the messages
+postponed before it, spread over that hour; never a failure.
 
 The warm-up counts are this process's: with several delivery processes sharing a pool,
 each keeps the caps on its own (the README says so).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -53,18 +55,53 @@ class WarmUpLedger:
     def __init__(self, schedule: WarmUpSchedule) -> None:
         self._schedule = schedule
         self._counts: dict[str, _Counts] = {}
+        # pool (its addresses) → hour → messages postponed to it
+        self._bookings: dict[tuple[str, ...], dict[datetime, int]] = {}
 
-    def room_at(self, member: PoolMember, now: datetime) -> datetime | None:
-        """None when ``member`` may send now, else when it next may."""
+    def has_room(self, member: PoolMember, now: datetime) -> bool:
+        """True when ``member`` is under its caps of this hour and this day."""
         if member.warmup_from is None:
-            return None
+            return True
         per_hour, per_day = self._caps(member, now)
         counts = self._current(member.source.address, now)
-        if per_day and counts.in_day >= per_day:
-            return counts.hour.replace(hour=0) + timedelta(days=1)
-        if per_hour and counts.in_hour >= per_hour:
-            return counts.hour + timedelta(hours=1)
-        return None
+        return not (per_day and counts.in_day >= per_day) and not (
+            per_hour and counts.in_hour >= per_hour
+        )
+
+    def book(self, members: list[PoolMember], now: datetime) -> datetime:
+        """When a message that finds every member at its cap should come back: the first
+        hour with room not yet promised to the messages postponed before it, spread over
+        that hour, so that a backlog is put off once, not re-queued every hour."""
+        pool = tuple(sorted(member.source.address for member in members))
+        bookings = self._bookings.setdefault(pool, {})
+        this_hour = now.replace(minute=0, second=0, microsecond=0)
+        for slot in [slot for slot in bookings if slot < this_hour]:
+            del bookings[slot]
+        slot = this_hour + timedelta(hours=1)
+        for _ in range(24 * 60):  # a pool with no room for 60 days is put off that long
+            hourly, daily = self._room(members, slot, now)
+            day = slot.replace(hour=0)
+            booked_today = sum(n for s, n in bookings.items() if s.replace(hour=0) == day)
+            booked = bookings.get(slot, 0)
+            if booked < hourly and booked_today < daily:
+                bookings[slot] = booked + 1
+                return slot + timedelta(seconds=3600 * booked // max(1, hourly))
+            slot += timedelta(hours=1)
+        return slot
+
+    def _room(self, members: list[PoolMember], slot: datetime, now: datetime) -> tuple[int, int]:
+        """How many messages the members may send in the hour ``slot`` and on its day,
+        after what they have sent today (a large number stands for no cap)."""
+        unlimited = 1 << 30
+        hourly = daily = 0
+        for member in members:
+            per_hour, per_day = self._caps(member, slot)
+            per_hour, per_day = per_hour or unlimited, per_day or unlimited
+            if slot.date() == now.date():
+                per_day = max(0, per_day - self._current(member.source.address, now).in_day)
+            hourly += min(per_hour, per_day)
+            daily += per_day
+        return hourly, daily
 
     def count(self, member: PoolMember, now: datetime) -> None:
         if member.warmup_from is None:
@@ -73,9 +110,10 @@ class WarmUpLedger:
         counts.in_hour += 1
         counts.in_day += 1
 
-    def _caps(self, member: PoolMember, now: datetime) -> tuple[int, int]:
-        assert member.warmup_from is not None
-        return self._schedule.caps(self._schedule.day_of(member.warmup_from, now.date()))
+    def _caps(self, member: PoolMember, at: datetime) -> tuple[int, int]:
+        if member.warmup_from is None:
+            return 0, 0
+        return self._schedule.caps(self._schedule.day_of(member.warmup_from, at.date()))
 
     def _current(self, address: str, now: datetime) -> _Counts:
         hour = now.replace(minute=0, second=0, microsecond=0)
@@ -105,20 +143,22 @@ class SourceChooser:
         self._accounts: dict[UUID, tuple[float, SendingAddresses | None]] = {}
 
     def choose(
-        self, account_id: UUID, pool: str, now: datetime | None = None
+        self, account_id: UUID, pools: Sequence[str], now: datetime | None = None
     ) -> tuple[SourceAddress, ...] | Postpone:
         """The addresses the message may leave from (one, or the shared ones), or when to
-        try again. ``pool`` is the campaign's or the domain's pool name, or ""."""
-        members = self._members(account_id, pool or DEFAULT_POOL)
-        if not members and pool:
-            members = self._members(account_id, DEFAULT_POOL)
+        try again. ``pools``: the campaign's and the domain's pool names ("" for none), in
+        that order; the first that has addresses is used, else the account's default."""
+        members: list[PoolMember] = []
+        for name in (*(name for name in pools if name), DEFAULT_POOL):
+            members = self._members(account_id, name)
+            if members:
+                break
         if not members:
             return self._shared
         now = now or datetime.now(UTC)
-        waits = [self._ledger.room_at(member, now) for member in members]
-        ready = [member for member, wait in zip(members, waits, strict=True) if wait is None]
+        ready = [member for member in members if self._ledger.has_room(member, now)]
         if not ready:
-            until = min(wait for wait in waits if wait is not None)
+            until = self._ledger.book(members, now)
             addresses = ", ".join(member.source.address for member in members)
             reason = (
                 f"warm-up: every address of the pool ({addresses}) has sent its cap; "

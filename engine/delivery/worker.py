@@ -269,10 +269,9 @@ class DeliveryWorker:
         pool, else its domain's (else the account's default, else the machine's)."""
         if self._sources is None:
             return None
-        pool = self._campaign(message.campaign_id)[1] if message.campaign_id else ""
-        if not pool and domain is not None:
-            pool = domain.ip_pool
-        return self._sources.choose(message.account_id, pool)
+        campaign_pool = self._campaign(message.campaign_id)[1] if message.campaign_id else ""
+        domain_pool = domain.ip_pool if domain is not None else ""
+        return self._sources.choose(message.account_id, (campaign_pool, domain_pool))
 
     def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
         self._record_outcome(message, outcome)
@@ -307,7 +306,7 @@ class DeliveryWorker:
                 outcome.enhanced_status,
                 outcome.text,
                 now=now,
-                first_accepted_at=message.created_on,
+                first_accepted_at=message.lifetime_starts_at,
                 retry_schedule=settings.retry_schedule,
                 lifetime=settings.message_lifetime,
                 remote_mta=outcome.remote,

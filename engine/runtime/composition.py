@@ -321,7 +321,11 @@ class Engine:
             from engine.accounts.ip_pools import SendingAddressCommands
 
             self._sending_addresses = SendingAddressCommands(
-                self.app, self.settings.shaping_rules().warmup, self.settings.mail_hostname
+                self.app,
+                self.settings.shaping_rules().warmup,
+                self.settings.mail_hostname,
+                shared=frozenset(source.address for source in self.settings.sources()),
+                allow_loopback=self.settings.direct_allow_private_addresses,
             )
         return self._sending_addresses
 

@@ -15,6 +15,7 @@ from domain.ip_pools import (
     canonical_address,
     parse_members,
     sending_addresses_id,
+    unusable_source,
 )
 from domain.routing import SourceAddress
 from domain.shaping import ShapingFileError, parse_shaping
@@ -34,8 +35,17 @@ def addresses(*registered: str) -> SendingAddresses:
 def test_addresses_are_written_one_way() -> None:
     assert canonical_address(" 2001:DB8:0::1 ") == "2001:db8::1"
     assert canonical_address("192.0.2.1") == "192.0.2.1"
+    assert canonical_address("::ffff:192.0.2.1") == "192.0.2.1"  # IPv4 written as IPv6
     for bad in ("", "192.0.2", "192.0.2.256", "mx.example.com", "192.0.2.1\x00", "::g"):
         assert canonical_address(bad) is None
+
+
+def test_some_addresses_can_never_be_a_source_of_mail() -> None:
+    for address in ("0.0.0.0", "::", "224.0.0.1", "ff02::1", "169.254.1.1", "fe80::1"):  # noqa: S104
+        assert unusable_source(address, allow_loopback=True) is not None
+    assert unusable_source("127.0.0.2", allow_loopback=False) == "127.0.0.2 is a loopback address"
+    assert unusable_source("127.0.0.2", allow_loopback=True) is None
+    assert unusable_source("203.0.113.5", allow_loopback=False) is None
 
 
 def test_pool_members_carry_weights() -> None:
@@ -46,7 +56,7 @@ def test_pool_members_carry_weights() -> None:
 @pytest.mark.parametrize(
     "text",
     ["", " , ", "192.0.2.1*0", "192.0.2.1*1001", "192.0.2.1*x", "192.0.2.1*\u0661", "host*2",
-     "192.0.2.1, 192.0.2.1", "192.0.2.1*-1"],
+     "192.0.2.1, 192.0.2.1", "192.0.2.1*-1", "192.0.2.1*" + "9" * 5000, "192.0.2.1*01000"],
 )  # fmt: skip
 def test_bad_pool_members_are_refused(text: str) -> None:
     with pytest.raises(PoolError) as refused:

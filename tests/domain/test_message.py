@@ -170,3 +170,27 @@ def test_no_command_sequence_reaches_an_illegal_state(commands: list[str], sched
     assert (rebuilt.status, rebuilt.attempts, rebuilt.version) == (
         message.status, message.attempts, message.version,
     )  # fmt: skip
+
+
+def test_waiting_for_send_at_or_a_warm_up_cap_spends_none_of_the_lifetime() -> None:
+    later = datetime.now(UTC) + timedelta(days=5)
+    scheduled = new_message(send_at=later)
+    assert scheduled.lifetime_starts_at == later
+    postponed = new_message()
+    postponed.queue()
+    postponed.postpone(later + timedelta(days=1), "warm-up cap")
+    assert postponed.status is MessageStatus.SCHEDULED and postponed.attempts == 0
+    assert postponed.lifetime_starts_at == later + timedelta(days=1)
+    postponed.queue()
+    postponed.start_attempt()
+    # deferred a day after its postponement ended: within its lifetime from then
+    postponed.record_deferred(
+        421, "4.7.0", "try later", now=later + timedelta(days=1, hours=1),
+        first_accepted_at=postponed.lifetime_starts_at, retry_schedule=SCHEDULE,
+        lifetime=LIFETIME,
+    )  # fmt: skip
+    assert postponed.status is MessageStatus.DEFERRED
+    fresh = new_message()
+    assert fresh.lifetime_starts_at == fresh.created_on
+    with pytest.raises(IllegalTransition):
+        new_message().postpone(later, "not queued")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -30,7 +31,11 @@ DUPLICATE = "The specified IP Address is already registered."
 
 @pytest.fixture
 def tenants(make_engine: Callable[..., Engine], api_client: Client) -> tuple[Tenant, Tenant]:
-    engine = make_engine(roles=frozenset({Role.API}))
+    # Loopback addresses stand for the machine's public ones here.
+    engine = make_engine(
+        roles=frozenset({Role.API}), DIRECT_ALLOW_PRIVATE_ADDRESSES="true",
+        SENDING_ADDRESSES="127.0.0.39=shared.example",
+    )  # fmt: skip
     client = api_client(engine)
     return Tenant(engine, client, "alpha.example"), Tenant(engine, client, "beta.example")
 
@@ -55,7 +60,19 @@ async def test_an_address_is_registered_once_and_only_if_it_is_this_machines(
     failed(
         await beta.call("EmailGateway.AddIPAddress", IPAddress="127.0.0.40"), 409, DUPLICATE, 409
     )
-    for bad in ("192.0.2.1", "203.0.113.9", "not an address", "127.0.0.256", "1" * 100, 7, [1]):
+    # written another way, it is the same address
+    failed(
+        await beta.call("EmailGateway.AddIPAddress", IPAddress="::ffff:127.0.0.40"),
+        409,
+        DUPLICATE,
+        409,
+    )
+    # the machine's shared addresses belong to no account
+    failed(
+        await beta.call("EmailGateway.AddIPAddress", IPAddress="127.0.0.39"), 409, DUPLICATE, 409
+    )
+    for bad in ("192.0.2.1", "203.0.113.9", "not an address", "127.0.0.256", "1" * 100, 7, [1],
+                "0.0.0.0", "::", "224.0.0.1", {"a": 1}, "127.0.0.4\x00"):  # fmt: skip  # noqa: S104
         failed(await alpha.call("EmailGateway.AddIPAddress", IPAddress=bad), 400, INVALID, 400)
     failed(
         await alpha.call("EmailGateway.AddIPAddress"), 400,
@@ -96,6 +113,17 @@ async def test_an_address_is_registered_once_and_only_if_it_is_this_machines(
         "EmailGateway.UpdateIPAddress", IPAddress="127.0.0.40", WarmUp="0", HeloName="b.example"
     ))["IPAddress"]  # fmt: skip
     assert (changed["HeloName"], changed["WarmUp"]) == ("b.example", None)
+
+
+async def test_loopback_addresses_are_refused_where_mail_goes_out_for_real(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    tenant = Tenant(engine, api_client(engine), "alpha.example")
+    failed(
+        await tenant.call("EmailGateway.AddIPAddress", IPAddress="127.0.0.40"), 400, INVALID, 400
+    )
+    assert ok(await tenant.call("EmailGateway.GetIPAddresses"))["IPAddresses"] == []
 
 
 async def test_pools_group_the_accounts_own_addresses_and_attach_to_domains(
@@ -253,7 +281,7 @@ async def test_mail_leaves_from_the_domains_pool_and_waits_at_warm_up_caps(
         if engine.app.message(m).status is MessageStatus.SCHEDULED
     )  # fmt: skip
     assert postponed.attempts == 0 and postponed.next_attempt_at is not None
-    assert postponed.next_attempt_at.hour == 0  # tomorrow, UTC
+    assert postponed.next_attempt_at.date() == (datetime.now(UTC) + timedelta(days=1)).date()
 
     def postponed_rows() -> list[dict[str, Any]]:
         from projections.events import list_events
@@ -265,7 +293,12 @@ async def test_mail_leaves_from_the_domains_pool_and_waits_at_warm_up_caps(
         return [row for row in found if row["EventType"] == "postponed"]
 
     rows = wait_for(lambda: len(postponed_rows()) == 3 and postponed_rows())
-    assert all(row["Details"]["Until"].endswith("T00:00:00.000Z") for row in rows)
+    # two a day, two an hour: tomorrow (UTC) at 00:00 and 00:30, the third the day after
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    after = tomorrow + timedelta(days=1)
+    assert sorted(row["Details"]["Until"] for row in rows) == [
+        f"{tomorrow}T00:00:00.000Z", f"{tomorrow}T00:30:00.000Z", f"{after}T00:00:00.000Z",
+    ]  # fmt: skip
 
 
 @pytest.mark.slow
