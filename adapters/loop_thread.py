@@ -8,6 +8,8 @@ import logging
 import threading
 from typing import Any
 
+from adapters.thread_names import NamedThread
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
@@ -59,7 +61,7 @@ class LoopThreadServer:
         if self._thread is not None:
             raise RuntimeError(f"the {self.thread_name} server is running already")
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=_run, args=(loop,), name=self.thread_name, daemon=True)
+        thread = NamedThread(target=_run, args=(loop,), name=self.thread_name, daemon=True)
         self._loop, self._thread = loop, thread
         thread.start()
         try:

@@ -4,6 +4,7 @@ to a Delivered row visible in ClickHouse, on the embedded defaults (or through K
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from adapters.thread_names import name_os_thread, named_executor
+from bench.ceiling import smtp_ceiling
+from bench.cpu import StageClock
 from engine.application import SenderContext
 from engine.runtime.composition import Engine
 from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
@@ -45,6 +49,8 @@ async def accept(
             },
         )
 
+    # What the send path hands to threads is counted as the API's, as in `serve`.
+    asyncio.get_running_loop().set_default_executor(named_executor("api-io"))
     for first in range(0, messages, 500):
         await asyncio.gather(*(one(n) for n in range(first, min(first + 500, messages))))
 
@@ -74,7 +80,7 @@ def wait_until_delivered(
 
 def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-"))
-    sink = start_smtp_sink()
+    sink = start_smtp_sink(keep_messages=False)
     broker = start_kafka_broker() if kafka else None
     settings = Settings(
         SENDSTREAM_DATA_DIR=workdir / "var",
@@ -88,12 +94,19 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
     # As `sendstream serve` runs it: API and projector here, the delivery side in a child.
     engine = Engine(settings, roles=API_PROCESS_ROLES)
     workers = WorkerProcess(settings)
+    ceiling = asyncio.run(
+        smtp_ceiling([(sink.host, sink.port)], min(messages, 20_000), 0, _example_org)
+    )
     try:
         keys = engine.app.bootstrap("example.com")
         sender = engine.app.sender_context(keys["SenderAPIKey"])
         assert sender is not None
         engine.start_workers()
         workers.start()
+        assert workers.pid is not None
+        name_os_thread("api")  # this thread accepts, as the API's event loop does
+        clock = StageClock({"API": os.getpid(), "worker": workers.pid})
+        clock.start()
         started = time.perf_counter()
         # Through the send service, as the API does (validation, limits, group commit),
         # without the HTTP layer, which bench.api_accept measures on its own.
@@ -101,6 +114,7 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
         accepted = time.perf_counter() - started
         wait_until_delivered(engine, messages, started)
         total = time.perf_counter() - started
+        clock.stop()
     finally:
         workers.stop()
         engine.close()
@@ -113,5 +127,10 @@ def run(messages: int = 50_000, kafka: bool = False) -> list[tuple[str, str, str
         (f"{mode}: burst size (messages)", f"{messages}", ""),
         (f"{mode}: accepted into the event store (s)", f"{accepted:.1f}", ""),
         (f"{mode}: accepted → Delivered in ClickHouse (s)", f"{total:.1f}", ""),
-        (f"{mode}: end-to-end messages per s", f"{messages / total:.0f}", ">= 1000"),
+        (
+            f"{mode}: end-to-end messages per s",
+            f"{messages / total:.0f}",
+            f">= 1500 (ceiling {ceiling:.0f}: {messages / total / ceiling:.0%})",
+        ),
+        *clock.rows(mode, messages),
     ]

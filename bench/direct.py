@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from uuid import UUID
 
-import aiosmtplib
-
+from bench.ceiling import smtp_ceiling
 from bench.delivery import accept, wait_until_delivered
 from engine.runtime.composition import Engine
 from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
@@ -29,7 +28,6 @@ from tests.services import DnsEntry, RunningService, start_dnsmasq, start_smtp_s
 
 SERVERS = 20
 DOMAINS = 2000
-CONNECTIONS = 16  # the ceiling's sessions, as ARCHITECTURE.md measured it
 LARGE = 100 * 1024
 POOL = ("127.0.0.100", "127.0.0.101", "127.0.0.102")  # the sending addresses
 
@@ -57,34 +55,6 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _message(size: int) -> bytes:
-    body = ("x" * 76 + "\r\n") * max(1, size // 78)
-    return (
-        "From: News <news@example.com>\r\nTo: <user@d0.bench.example>\r\n"
-        "Subject: ceiling\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body
-    ).encode()
-
-
-async def _ceiling(messages: int, size: int) -> float:
-    """Messages per second that raw aiosmtplib sends to the sinks on CONNECTIONS sessions."""
-    payload = _message(size)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(messages):
-        queue.put_nowait(n)
-
-    async def session(k: int) -> None:
-        client = aiosmtplib.SMTP(hostname=_server_address(k % SERVERS), port=25, timeout=60)
-        await client.connect()
-        while not queue.empty():
-            n = queue.get_nowait()
-            await client.sendmail("news@example.com", [_recipient(n)], payload)
-        await client.quit()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(session(k) for k in range(CONNECTIONS)))
-    return messages / (time.perf_counter() - started)
 
 
 def _attach_pool(engine: Engine, keys: dict[str, str]) -> None:
@@ -161,7 +131,8 @@ def run(messages: int = 50_000) -> list[tuple[str, str, str]]:
                 )
             )
         for size, label in ((0, "small"), (LARGE, "100 KB")):
-            ceiling = asyncio.run(_ceiling(min(messages, 20_000), size))
+            servers = [(_server_address(n), 25) for n in range(SERVERS)]
+            ceiling = asyncio.run(smtp_ceiling(servers, min(messages, 20_000), size, _recipient))
             figures = _run_engine(
                 workdir / label.replace(" ", ""), dns.resolver, messages, size, label
             )

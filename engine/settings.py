@@ -21,6 +21,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("var"), alias="SENDSTREAM_DATA_DIR")
     eventstore_url: str = Field(default="", alias="EVENTSTORE_URL")
+    # What a commit to the SQLite files waits for: "normal" survives kill -9, "full" power
+    # loss too (an fsync per commit); see adapters/event_store.py and the README.
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        default="normal", alias="SQLITE_SYNCHRONOUS"
+    )
     kafka_bootstrap_servers: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_topic_prefix: str = Field(default="sendstream", alias="KAFKA_TOPIC_PREFIX")
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
@@ -213,9 +218,10 @@ class Settings(BaseSettings):
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             return {
-                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "PERSISTENCE_MODULE": "adapters.event_store:TunedSQLiteFactory",
                 "SQLITE_DBNAME": path,
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "SQLITE_SYNCHRONOUS": self.sqlite_synchronous,
             }
         if parts.scheme in ("postgresql", "postgres"):
             return {

@@ -112,7 +112,10 @@ def _flat(pairs: Sequence[tuple[UUID, UUID]]) -> list[bytes]:
 
 
 class SqliteWebhookStore(WebhookStore):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        """``synchronous``: FULL or NORMAL, as the event store's (``adapters.event_store``)."""
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous is NORMAL or FULL, not {synchronous!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # Callers in several processes share the file; its transactions are short, and a
@@ -121,6 +124,7 @@ class SqliteWebhookStore(WebhookStore):
             path, timeout=30.0, check_same_thread=False, isolation_level=None
         )
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:

@@ -80,11 +80,16 @@ class CampaignRunner:
             self._watch.add(campaign_id)
 
     def _follow_log(self) -> None:
-        while True:
+        # Up to the newest event now, and no further: past it once, the events of other
+        # aggregates (nearly all of them) are never scanned again.
+        newest = self._app.recorder.max_notification_id() or 0
+        while self._position < newest:
             notifications = self._app.recorder.select_notifications(
-                start=self._position, limit=1000, topics=self._topics, inclusive_of_start=False
-            )
+                start=self._position, limit=1000, stop=newest, topics=self._topics,
+                inclusive_of_start=False,
+            )  # fmt: skip
             if not notifications:
+                self._position = newest
                 return
             self._position = notifications[-1].id
             with self._watch_lock:

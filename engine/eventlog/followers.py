@@ -110,6 +110,16 @@ class NewEventSignal:
         return self._generation
 
 
+# Whether a consumer wants an event, asked by (aggregate id, "Message.Delivered") before
+# the event is decoded.
+Wanted = Callable[[UUID, str], bool]
+
+
+def _originator(notification: Notification) -> UUID:
+    originator = notification.originator_id
+    return originator if isinstance(originator, UUID) else UUID(str(originator))
+
+
 class NotificationLogSource:
     """An ``EventSource`` that reads the event store's notification log from a tracked position."""
 
@@ -123,12 +133,16 @@ class NotificationLogSource:
         poll_interval: float = 0.05,
         event_types: Sequence[type] | None = None,
         recent: RecentEvents | None = None,
+        wanted: Wanted | None = None,
     ) -> None:
         """``streams=None`` follows every stream, including those of aggregates added later.
 
         ``event_types`` narrows the read to those events in the database itself, so a
-        consumer that needs one kind of event never decodes the others.
+        consumer that needs one kind of event never decodes the others. ``wanted`` is
+        asked of each event by its aggregate and type before it is decoded: those it
+        declines are passed over as if of another stream.
         """
+        self._wanted = wanted
         self._app = app
         self._tracking = tracking
         self._consumer = consumer
@@ -179,6 +193,12 @@ class NotificationLogSource:
                 if self._streams is None
                 else [n for n in notifications if stream_of(n.topic)[0] in self._streams]
             )
+            if self._wanted is not None:
+                keep = self._wanted
+                wanted = [
+                    n for n in wanted
+                    if keep(_originator(n), stream_of(n.topic)[1])
+                ]  # fmt: skip
             if wanted:
                 return [to_envelope(self._app, n, self._recent) for n in wanted]
         return []
@@ -205,11 +225,12 @@ def open_event_source(
     signal: NewEventSignal | None = None,
     event_types: Sequence[type] | None = None,
     recent: RecentEvents | None = None,
+    wanted: Wanted | None = None,
 ) -> EventSource:
     """Kafka when configured, else the notification log: consumers never know which.
 
-    ``event_types`` is a hint: the log reads only those; Kafka sources deliver the whole
-    stream and the consumer ignores the rest, as it must anyway.
+    ``event_types`` and ``wanted`` are hints: the log decodes only those events; Kafka
+    sources deliver the whole stream and the consumer ignores the rest, as it must anyway.
     """
     if settings.uses_kafka:
         from adapters.kafka import KafkaEventSource
@@ -221,8 +242,9 @@ def open_event_source(
             topic_prefix=settings.kafka_topic_prefix,
         )
     return NotificationLogSource(
-        app, tracking, consumer, streams, signal, event_types=event_types, recent=recent
-    )
+        app, tracking, consumer, streams, signal, event_types=event_types, recent=recent,
+        wanted=wanted,
+    )  # fmt: skip
 
 
 def run_until_stopped(name: str, step: Callable[[], object], stop: threading.Event) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import queue
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -21,6 +20,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
+from adapters.thread_names import NamedThread
 from engine.application import Sendstream
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class BatchWriter:
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread = NamedThread(target=self._run, name="event-writer", daemon=True)
         self._thread.start()
 
     def submit(self, aggregates: Sequence[Aggregate]) -> Future[None]:

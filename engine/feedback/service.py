@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from adapters.thread_names import NamedThread
 from domain.message import IllegalTransition, Message, MessageStatus
 from domain.suppression import BLOCK, BOUNCE, COMPLAINT, UNSUBSCRIBE, SuppressionList
 from domain.suppression import suppression_list_id as _suppression_list_id
@@ -99,7 +100,7 @@ class FeedbackService:
     def start(self) -> None:
         """Start recording queued tracking hits (without this, hits wait in the queue)."""
         if self._worker is None:
-            self._worker = threading.Thread(target=self._record_hits, name="tracking", daemon=True)
+            self._worker = NamedThread(target=self._record_hits, name="tracking", daemon=True)
             self._worker.start()
 
     def close(self, timeout: float = 10.0) -> None:

@@ -21,6 +21,7 @@ from eventsourcing.persistence import Recording, TrackingRecorder
 from adapters.ports import EventSource, MailTransport, ReportingStore
 from adapters.sandbox import SandboxTransport
 from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
+from adapters.thread_names import NamedThread, named_executor
 from domain.message import Message
 from domain.submission import Submission
 from engine.application import Sendstream
@@ -31,6 +32,7 @@ from engine.eventlog.followers import (
     NewEventSignal,
     NotificationLogSource,
     RecentEvents,
+    Wanted,
     open_event_source,
 )
 from engine.eventlog.relay import ALL_STREAMS, Relay
@@ -126,7 +128,9 @@ def open_transport(settings: Settings) -> MailTransport:
 def open_schedule_store(settings: Settings) -> ScheduleStore:
     if settings.eventstore_url.startswith(("postgresql://", "postgres://")):
         return PostgresScheduleStore(settings.postgres_conninfo(), schema=settings.postgres_schema)
-    return SqliteScheduleStore(Path(settings.data_dir) / "schedule.sqlite")
+    return SqliteScheduleStore(
+        Path(settings.data_dir) / "schedule.sqlite", synchronous=settings.sqlite_synchronous
+    )
 
 
 def webhook_address_policy(settings: Settings) -> AddressPolicy:
@@ -296,7 +300,9 @@ class Engine:
                     settings.postgres_conninfo(), schema=settings.postgres_schema
                 )
             else:
-                self._webhook_store = SqliteWebhookStore(settings.data_dir / "webhooks.sqlite")
+                self._webhook_store = SqliteWebhookStore(
+                    settings.data_dir / "webhooks.sqlite", synchronous=settings.sqlite_synchronous
+                )
         return self._webhook_store
 
     @property
@@ -377,14 +383,18 @@ class Engine:
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
         if Role.WEBHOOKS in self.roles or Role.WEBHOOK_CALLS in self.roles:
+            from engine.reporting.projector import MessageFactsCache
             from engine.webhooks.commands import WebhookRegistry
-            from engine.webhooks.intake import WebhookIntake
+            from engine.webhooks.intake import WebhookIntake, WebhookInterest
 
             registry = WebhookRegistry(self.app)
             if Role.WEBHOOKS in self.roles:
                 streams = ("message", "webhook", "senderdomain")
+                facts = MessageFactsCache(self.app)
+                interest = WebhookInterest(registry, facts)
+                intake_source = self._source("webhooks", streams, wanted=interest.wants)
                 intake = WebhookIntake(
-                    self.app, self._source("webhooks", streams), self.webhook_store, registry
+                    self.app, intake_source, self.webhook_store, registry, facts=facts
                 )
                 self._spawn("webhook-intake", intake.run)
             if Role.WEBHOOK_CALLS in self.roles:
@@ -429,6 +439,7 @@ class Engine:
         consumer: str,
         streams: Iterable[str] = ("message",),
         event_types: Sequence[type] | None = None,
+        wanted: Wanted | None = None,
     ) -> EventSource:
         return open_event_source(
             self.settings,
@@ -439,10 +450,13 @@ class Engine:
             self.signal,
             event_types=event_types,
             recent=self.recent,
+            wanted=wanted,
         )
 
     def _run_delivery(self, stop: threading.Event) -> None:
         async def main() -> None:
+            # Loads and saves leave the loop for these threads: named, their CPU is counted.
+            asyncio.get_running_loop().set_default_executor(named_executor("delivery-io"))
             transport = open_transport(self.settings)
             # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
             queued: type = Message.Queued  # type: ignore[attr-defined]
@@ -520,7 +534,7 @@ class Engine:
             runner.run(main())
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread = NamedThread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

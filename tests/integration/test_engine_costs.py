@@ -1,0 +1,160 @@
+"""What keeps the engine's cost per message down keeps its promises too: followers that skip
+what they do not need still see what they do, the campaign runner scans the log once,
+the projector batches a trickle, threads are named for the kernel, and SQLite commits
+with the durability the settings choose."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from adapters.thread_names import NamedThread, named_executor
+from domain.envelope import EventEnvelope
+from engine.application import Sendstream
+from engine.eventlog.followers import NotificationLogSource
+from engine.reporting.projector import Projector
+from engine.runtime.composition import Engine, Role
+from engine.settings import Settings
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/task").exists(), reason="reads thread names from /proc"
+)
+
+
+def send_some(engine: Engine, count: int) -> list[str]:
+    import asyncio
+
+    keys = engine.app.bootstrap("example.com")
+    sender = engine.app.sender_context(keys["SenderAPIKey"])
+    assert sender is not None
+    body: dict[str, Any] = {
+        "Subject": "Hi", "ContentType": "plain", "PlainContent": "Hello",
+        "From": {"email": "news@example.com", "name": "News"},
+    }  # fmt: skip
+
+    async def main() -> list[str]:
+        return [
+            await engine.sending.send(
+                sender, {**body, "To": [{"email": f"u{n}@example.org", "name": "U"}]}
+            )
+            for n in range(count)
+        ]
+
+    return asyncio.run(main())
+
+
+def test_a_follower_never_decodes_what_it_declines(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 3)
+    asked: list[tuple[UUID, str]] = []
+
+    def wanted(originator: UUID, event_type: str) -> bool:
+        asked.append((originator, event_type))
+        return event_type != "Message.Queued"
+
+    source = NotificationLogSource(
+        engine.app, engine.tracking, "declines", ("message",), wanted=wanted
+    )
+    envelopes: list[EventEnvelope] = []
+    while batch := source.poll(100, 0.2):
+        envelopes += batch
+    types = {envelope.event_type for envelope in envelopes}
+    assert "Message.Accepted" in types and "Message.Queued" not in types
+    assert ("Message.Queued" in {t for _, t in asked}) and all(
+        isinstance(originator, UUID) for originator, _ in asked
+    )
+    # what was declined is passed over for good: the position is past it
+    source.commit()
+    again = NotificationLogSource(engine.app, engine.tracking, "declines", ("message",))
+    assert again.poll(100, 0.2) == []
+
+
+def test_the_campaign_runner_reads_past_other_events_once(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API, Role.CAMPAIGNS}))
+    send_some(engine, 5)
+    runner = engine.campaign_runner
+    assert runner is not None
+    newest = engine.app.recorder.max_notification_id()
+    wait_for(lambda: runner._position >= newest)
+    assert not runner._watch  # nothing but messages: nothing to watch
+
+
+class Trickle:
+    """An ``EventSource`` that hands out one envelope per poll, as a busy stream trickles."""
+
+    def __init__(self, envelopes: list[EventEnvelope]) -> None:
+        self._envelopes = envelopes
+        self.polls = 0
+
+    def poll(self, max_records: int, timeout: float) -> list[EventEnvelope]:
+        self.polls += 1
+        return [self._envelopes.pop(0)] if self._envelopes else []
+
+    def commit(self) -> None: ...
+
+    def rewind(self) -> None: ...
+
+
+def test_the_projector_gathers_a_trickle_into_one_batch(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 5)
+    source = NotificationLogSource(engine.app, engine.tracking, "all", ("message",))
+    envelopes = source.poll(1000, 0.5)
+    assert len(envelopes) == 10  # Accepted and Queued of each
+    trickle = Trickle(list(envelopes))
+    projector = Projector(engine.app, trickle, engine.reporting, batch_size=6, linger=5.0)
+    first = trickle.poll(6, 0)
+    gathered = projector._fill(len(first))
+    assert len(first) + len(gathered) == 6  # up to the batch size, not one insert each
+    rest = Projector(engine.app, trickle, engine.reporting, batch_size=100, linger=5.0)
+    assert len(rest._fill(0)) == 4  # the stream ran dry: no waiting out the linger
+
+
+def test_threads_carry_their_names_to_the_kernel() -> None:
+    seen: dict[str, str] = {}
+
+    def record() -> None:
+        seen[threading.current_thread().name] = (
+            Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+        )
+
+    thread = NamedThread(target=record, name="projector")
+    thread.start()
+    thread.join()
+    with named_executor("delivery-io") as pool:
+        pool.submit(record).result()
+    assert seen["projector"] == "projector"
+    assert [comm for name, comm in seen.items() if name != "projector"] == ["delivery-io"]
+
+
+@pytest.mark.parametrize(("setting", "level"), [("", 1), ("normal", 1), ("full", 2)])
+def test_sqlite_commits_with_the_durability_chosen(
+    tmp_path: Path, setting: str, level: int
+) -> None:
+    values = {"SENDSTREAM_DATA_DIR": tmp_path}
+    if setting:
+        values["SQLITE_SYNCHRONOUS"] = setting  # type: ignore[assignment]
+    app = Sendstream(Settings(**values))  # type: ignore[arg-type]
+    with app.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == level
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+    app.close()
+
+
+def test_a_bad_durability_setting_stops_start_up(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="SQLITE_SYNCHRONOUS"):
+        Settings(SENDSTREAM_DATA_DIR=tmp_path, SQLITE_SYNCHRONOUS="off")  # type: ignore[arg-type]
