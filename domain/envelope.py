@@ -7,7 +7,7 @@ notification log. Versioned so that old events stay readable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -33,6 +33,9 @@ class EventEnvelope:
     occurred_at: datetime
     data: dict[str, Any]
     schema: int = SCHEMA_VERSION
+    # The decoded domain event, where the source has it (the notification log; not Kafka),
+    # so that a consumer may bring an aggregate it holds up to date without a read.
+    event: Any = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from uuid import UUID
 
 from domain.content import EmailContent
+from domain.envelope import EventEnvelope
 from domain.message import Message
 from engine.application import Sendstream
 
@@ -90,6 +91,53 @@ class FreshMessages:
         """The message if it is still at ``version``; the caller then owns it."""
         with self._lock:
             message = self._messages.pop(message_id, None)
+        if message is None or message.version != version:
+            return None
+        return message
+
+
+class StreamedMessages:
+    """Messages kept up to date from the stream the delivery worker reads, so that it need
+    not load each one it is to deliver (in a process of its own it cannot take them from
+    the API as ``FreshMessages`` does).
+
+    An ``Accepted`` event read from the notification log builds the message; a later
+    event applies only to the version just before it, so a message changed by anything
+    this cache did not see is loaded from the store as usual. The worker puts back each
+    message it has recorded an outcome on, so that a retry's ``Queued`` finds it. Bounded.
+    """
+
+    def __init__(self, size: int = 20_000, since: int | None = None) -> None:
+        self._size = size
+        self._messages: OrderedDict[UUID, Message] = OrderedDict()
+        self.since = since
+
+    def learn(self, envelope: EventEnvelope) -> None:
+        """Learn from events logged after ``since`` only (None: from none). The worker sets
+        it to the end of the log when it starts: what it reads again from before then may
+        have been claimed by the worker that stopped, in an event it does not read, so
+        those messages are loaded from the store, where that claim is."""
+        event = envelope.event
+        if event is None or envelope.stream != "message":
+            return
+        if self.since is None or envelope.position <= self.since:
+            return
+        if envelope.event_type == "Message.Accepted":
+            self.keep(event.mutate(None))
+            return
+        known = self._messages.get(envelope.aggregate_id)
+        if known is not None and known.version == envelope.aggregate_version - 1:
+            event.mutate(known)
+
+    def keep(self, message: Message) -> None:
+        self._messages[message.id] = message
+        self._messages.move_to_end(message.id)
+        while len(self._messages) > self._size:
+            self._messages.popitem(last=False)
+
+    def take(self, message_id: UUID, version: int) -> Message | None:
+        """The message if it is at ``version``; the caller then owns it."""
+        message = self._messages.pop(message_id, None)
         if message is None or message.version != version:
             return None
         return message

@@ -31,7 +31,7 @@ from domain.content import EmailContent
 from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
 from domain.routing import SourceAddress
 from engine.application import Sendstream
-from engine.delivery.handoff import ContentCache, FreshMessages
+from engine.delivery.handoff import ContentCache, FreshMessages, StreamedMessages
 from engine.delivery.pools import Postpone, SourceChooser
 from engine.delivery.rendering import MessageRenderer
 from engine.eventlog.writer import BatchWriter
@@ -60,6 +60,7 @@ class DeliveryWorker:
     ) -> None:
         self._sources = sources
         self._fresh = fresh
+        self._streamed = StreamedMessages()
         self._feedback = feedback
         self._app = app
         self._writer = writer
@@ -84,6 +85,7 @@ class DeliveryWorker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._streamed.since = await asyncio.to_thread(self._app.recorder.max_notification_id)
         while not stop.is_set():
             try:
                 await self.run_once()
@@ -97,6 +99,7 @@ class DeliveryWorker:
         envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, wait)
         queued: dict[UUID, int] = {}
         for envelope in envelopes:
+            self._streamed.learn(envelope)
             if envelope.event_type == "Message.Queued":
                 queued[envelope.aggregate_id] = envelope.aggregate_version
             elif (
@@ -125,7 +128,9 @@ class DeliveryWorker:
         interrupted: list[Message] = []
         for message_id, version in queued.items():
             fresh = self._fresh.take(message_id, version) if self._fresh else None
-            message = fresh or self._app.message(message_id)
+            message = (
+                fresh or self._streamed.take(message_id, version) or self._app.message(message_id)
+            )
             if message.status is MessageStatus.QUEUED:
                 ready.append(message)
             elif message.status is MessageStatus.SENDING:
@@ -247,6 +252,8 @@ class DeliveryWorker:
             else:
                 outcome = await self._transport.send(return_path, message.recipient, raw, sources)
             await self._writer.save_async([self._record(message, outcome)])
+            if not message.is_final:
+                self._streamed.keep(message)  # a retry's Queued finds it here
             if outcome.is_permanent and self._feedback is not None:
                 # A refusal at SMTP time suppresses as a bounce report (DSN) would.
                 bounce = classify(outcome.enhanced_status, outcome.code, outcome.text)

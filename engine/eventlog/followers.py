@@ -60,6 +60,7 @@ def to_envelope(
         aggregate_version=event.originator_version,
         occurred_at=occurred_at,
         data=data,
+        event=event,
     )
 
 

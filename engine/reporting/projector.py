@@ -11,9 +11,16 @@ from uuid import UUID
 from adapters.ports import EventSource, ReportingStore
 from adapters.thread_names import named_executor
 from domain.envelope import EventEnvelope
+from domain.message import Message
 from engine.application import Sendstream
 from engine.eventlog.followers import run_until_stopped
-from projections.events import MessageFacts, insert_new_events, rows_for
+from projections.events import EVENT_TYPES, MessageFacts, insert_new_events, rows_for
+
+
+def projected_event_types() -> list[type]:
+    """The event classes the ``events`` table maps, so that the notification log hands
+    the projector nothing else (no submission, with its content, read for nothing)."""
+    return [getattr(Message, name.partition(".")[2]) for name in EVENT_TYPES]
 
 
 class MessageFactsCache:
@@ -71,9 +78,11 @@ class Projector:
         batch_size: int = 5000,
         pipeline: int = 8,
         linger: float = 0.5,
+        linger_from: int = 100,
     ) -> None:
         self._source = source
         self._linger = linger
+        self._linger_from = linger_from
         self._store = store
         self._batch_size = batch_size
         self._pipeline = max(1, pipeline)
@@ -89,7 +98,7 @@ class Projector:
                 envelopes = self._source.poll(self._batch_size, timeout if not read else 0)
                 if not envelopes:
                     break
-                if not read:
+                if not read and len(envelopes) >= self._linger_from:
                     envelopes += self._fill(len(envelopes))
                 read += len(envelopes)
                 # Encoded here, not by the writer: it is Python work, and the writer's
@@ -120,7 +129,9 @@ class Projector:
         Each insert makes a part in the events table and in every rollup, which ClickHouse
         then merges in the background: a trickle written as it comes costs more CPU in
         merges than in everything else the projector does (measured: a third of the
-        engine's CPU per message). Lingering puts reports at most that much later."""
+        engine's CPU per message). Lingering puts reports at most that much later, and
+        only on a busy stream (a first poll of ``linger_from`` events or more): a quiet
+        one is written at once."""
         more: list[EventEnvelope] = []
         deadline = time.monotonic() + self._linger
         while have + len(more) < self._batch_size:

@@ -37,7 +37,7 @@ from engine.eventlog.followers import (
 )
 from engine.eventlog.relay import ALL_STREAMS, Relay
 from engine.eventlog.writer import BatchWriter
-from engine.reporting.projector import Projector
+from engine.reporting.projector import Projector, projected_event_types
 from engine.sending.service import SendingService
 from engine.settings import Settings
 
@@ -378,21 +378,31 @@ class Engine:
             scheduler = Scheduler(self.app, self.writer, open_schedule_store(self.settings))
             self._spawn("scheduler", scheduler.run)
         if Role.PROJECTOR in self.roles:
-            projector = Projector(self.app, self._source("projector"), self.reporting)
+            projector = Projector(
+                self.app,
+                self._source("projector", event_types=projected_event_types()),
+                self.reporting,
+            )
             self._spawn("projector", projector.run)
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
         if Role.WEBHOOKS in self.roles or Role.WEBHOOK_CALLS in self.roles:
             from engine.reporting.projector import MessageFactsCache
             from engine.webhooks.commands import WebhookRegistry
-            from engine.webhooks.intake import WebhookIntake, WebhookInterest
+            from engine.webhooks.intake import (
+                WebhookIntake,
+                WebhookInterest,
+                intake_event_types,
+            )
 
             registry = WebhookRegistry(self.app)
             if Role.WEBHOOKS in self.roles:
                 streams = ("message", "webhook", "senderdomain")
                 facts = MessageFactsCache(self.app)
                 interest = WebhookInterest(registry, facts)
-                intake_source = self._source("webhooks", streams, wanted=interest.wants)
+                intake_source = self._source(
+                    "webhooks", streams, event_types=intake_event_types(), wanted=interest.wants
+                )
                 intake = WebhookIntake(
                     self.app, intake_source, self.webhook_store, registry, facts=facts
                 )
@@ -460,9 +470,13 @@ class Engine:
             transport = open_transport(self.settings)
             # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
             queued: type = Message.Queued  # type: ignore[attr-defined]
+            accepted: type = Message.Accepted  # type: ignore[attr-defined]
             received: type = Submission.Received  # type: ignore[attr-defined]
+            # Accepted too: the worker builds each message from the stream, not a read.
             source = self._source(
-                "delivery", streams=("message", "submission"), event_types=[received, queued]
+                "delivery",
+                streams=("message", "submission"),
+                event_types=[received, accepted, queued],
             )
             worker = DeliveryWorker(
                 self.app,
@@ -481,7 +495,9 @@ class Engine:
             finally:
                 await transport.close()
 
-        asyncio.run(main())
+        # uvloop, as for webhook calls: SMTP sessions are socket round trips too.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
 
     def _source_chooser(self) -> SourceChooser | None:
         """Direct delivery picks each message's sending address from its pool."""

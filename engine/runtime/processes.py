@@ -11,7 +11,10 @@ trip in Python, about half a millisecond), so ``WEBHOOK_PROCESSES`` - 1 more chi
 make calls beside the worker process (``--role webhook-calls``): they take due calls
 from the same store, whose claims are leased: no two take a call at the same time.
 
-The campaign runner stays with the API too: it reads the reporting tables to pace its
+The webhook intake (the stream → stored calls) runs with the API: most of what it reads
+the API has just written, so it finds those events in memory instead of decoding them,
+and the delivery process, the busier of the two, is spared it. The campaign runner
+stays with the API too: it reads the reporting tables to pace its
 fan-out, and it keeps the delivery process free for delivering. The SMTP submission
 server stays with the API: both accept mail through the same send
 service. The projector stays with the API because embedded ClickHouse (chdb) lets one
@@ -33,10 +36,8 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 # What each process runs when `serve` is given no --role.
-API_PROCESS_ROLES = frozenset({Role.API, Role.PROJECTOR, Role.SMTP, Role.CAMPAIGNS})
-WORKER_PROCESS_ROLES = frozenset(
-    {Role.DELIVERY, Role.SCHEDULER, Role.RELAY, Role.WEBHOOKS, Role.WEBHOOK_CALLS}
-)
+API_PROCESS_ROLES = frozenset({Role.API, Role.PROJECTOR, Role.SMTP, Role.CAMPAIGNS, Role.WEBHOOKS})
+WORKER_PROCESS_ROLES = frozenset({Role.DELIVERY, Role.SCHEDULER, Role.RELAY, Role.WEBHOOK_CALLS})
 
 
 class WorkerProcess:

@@ -15,16 +15,32 @@ from uuid import UUID
 
 from adapters.ports import EventSource
 from adapters.webhook_store import WebhookStore
+from domain.account import SenderDomain
 from domain.envelope import EventEnvelope
+from domain.webhook import Webhook
 from engine.application import Sendstream
 from engine.eventlog.followers import run_until_stopped
-from engine.reporting.projector import MessageFactsCache
+from engine.reporting.projector import MessageFactsCache, projected_event_types
 from engine.webhooks.commands import WebhookRegistry, jobs_for_rows
 from projections.events import EVENT_TYPES, facts_from_accepted, rows_for
 
 # Events that change who listens: the registry forgets what it knew.
 _WEBHOOK_CHANGES = ("Webhook.", "SenderDomain.WebhookAttached", "SenderDomain.WebhookDetached",
                     "SenderDomain.Deleted")  # fmt: skip
+
+
+def intake_event_types() -> list[type]:
+    """The event classes the intake reads: the message events rows are made of, and those
+    that change who listens."""
+    changes = [
+        cls
+        for owner in (Webhook, SenderDomain)
+        for cls in vars(owner).values()
+        if isinstance(cls, type)
+        and issubclass(cls, owner.Event)
+        and f"{owner.__name__}.{cls.__name__}".startswith(_WEBHOOK_CHANGES)
+    ]
+    return [*projected_event_types(), *changes]
 
 
 class WebhookInterest:

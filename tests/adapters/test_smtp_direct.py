@@ -211,6 +211,32 @@ async def test_starttls_is_used_when_offered_and_its_version_reported(
     assert outcome.tls in ("TLSv1.2", "TLSv1.3")
 
 
+def test_starttls_bound_sources_and_fallback_work_on_uvloop(fake_mx: FakeMx) -> None:
+    """The delivery worker runs on uvloop (``Engine._run_delivery``)."""
+    import uvloop
+
+    async def main() -> list[SmtpOutcome]:
+        direct = DirectTransport(
+            MailRoutes(fake_mx.resolver, timeout=2.0), helo_name="sendstream.test",
+            allow_private_addresses=True, timeout=1.0,
+            sources=parse_sources("127.0.0.34=mta34.example"),
+        )  # fmt: skip
+        try:
+            return [
+                await send(direct, "uv1@tls.example"),
+                await send(direct, "uv2@bad-tls.example"),
+                await send(direct, "uv3@alpha.example"),
+            ]
+        finally:
+            await direct.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        tls, fallback, plain = runner.run(main())
+    assert tls.is_success and tls.tls in ("TLSv1.2", "TLSv1.3"), tls
+    assert fallback.is_success and fallback.tls == "", fallback
+    assert plain.is_success and plain.source == "127.0.0.34", plain
+
+
 async def test_a_broken_tls_handshake_falls_back_to_the_clear(
     fake_mx: FakeMx, transport: MakeTransport
 ) -> None:

@@ -22,9 +22,11 @@ from engine.runtime.composition import Engine, Role
 from engine.settings import Settings
 from tests.integration.conftest import wait_for
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/task").exists(), reason="reads thread names from /proc"
-)
+# The notification log, SQLite and threads: nothing here goes through Kafka.
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc"),
+]
 
 
 def send_some(engine: Engine, count: int) -> list[str]:
@@ -112,7 +114,9 @@ def test_the_projector_gathers_a_trickle_into_one_batch(
     envelopes = source.poll(1000, 0.5)
     assert len(envelopes) == 10  # Accepted and Queued of each
     trickle = Trickle(list(envelopes))
-    projector = Projector(engine.app, trickle, engine.reporting, batch_size=6, linger=5.0)
+    projector = Projector(
+        engine.app, trickle, engine.reporting, batch_size=6, linger=5.0, linger_from=1
+    )
     first = trickle.poll(6, 0)
     gathered = projector._fill(len(first))
     assert len(first) + len(gathered) == 6  # up to the batch size, not one insert each

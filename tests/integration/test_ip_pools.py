@@ -44,6 +44,7 @@ def stored(tenant: Tenant) -> SendingAddresses:
     return tenant.engine.app._get(sending_addresses_id(tenant.account_id), SendingAddresses)
 
 
+@pytest.mark.unit  # commands only: the stream plays no part
 async def test_an_address_is_registered_once_and_only_if_it_is_this_machines(
     tenants: tuple[Tenant, Tenant],
 ) -> None:
@@ -115,6 +116,7 @@ async def test_an_address_is_registered_once_and_only_if_it_is_this_machines(
     assert (changed["HeloName"], changed["WarmUp"]) == ("b.example", None)
 
 
+@pytest.mark.unit  # commands only: the stream plays no part
 async def test_loopback_addresses_are_refused_where_mail_goes_out_for_real(
     make_engine: Callable[..., Engine], api_client: Client
 ) -> None:
@@ -126,6 +128,7 @@ async def test_loopback_addresses_are_refused_where_mail_goes_out_for_real(
     assert ok(await tenant.call("EmailGateway.GetIPAddresses"))["IPAddresses"] == []
 
 
+@pytest.mark.unit  # commands only: the stream plays no part
 async def test_pools_group_the_accounts_own_addresses_and_attach_to_domains(
     tenants: tuple[Tenant, Tenant],
 ) -> None:
@@ -199,6 +202,7 @@ async def test_pools_group_the_accounts_own_addresses_and_attach_to_domains(
     assert ok(await alpha.call("EmailGateway.GetIPPools"))["IPPools"] == []
 
 
+@pytest.mark.unit  # commands only: the stream plays no part
 async def test_a_campaign_takes_a_pool_of_its_account(tenants: tuple[Tenant, Tenant]) -> None:
     alpha, _ = tenants
     ok(await alpha.call("EmailGateway.AddIPAddress", IPAddress="127.0.0.47"))
