@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.local_addresses import is_local_address
@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["normal", "full"] = Field(
         default="normal", alias="SQLITE_SYNCHRONOUS"
     )
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     kafka_bootstrap_servers: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_topic_prefix: str = Field(default="sendstream", alias="KAFKA_TOPIC_PREFIX")
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")

@@ -85,14 +85,21 @@ class DeliveryWorker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._streamed.since = await asyncio.to_thread(self._app.recorder.max_notification_id)
+        await self._start_streaming()
         while not stop.is_set():
             try:
                 await self.run_once()
             except Exception:
                 log.exception("delivery: batch failed; it will be read again")
                 await asyncio.to_thread(self._source.rewind)
+                # The batch read again may hold messages it claimed without recording an
+                # outcome: they are loaded from the store, where that claim is.
+                await self._start_streaming()
                 await asyncio.sleep(1.0)
+
+    async def _start_streaming(self) -> None:
+        newest = await asyncio.to_thread(self._app.recorder.max_notification_id)
+        self._streamed = StreamedMessages(since=newest or 0)
 
     async def run_once(self, wait: float = 0.5) -> int:
         """One batch: poll (up to ``wait`` seconds), deliver, then commit."""
@@ -114,7 +121,15 @@ class DeliveryWorker:
         handled = 0
         if queued:
             ready = await asyncio.to_thread(self._load, queued)
-            handled = sum(await asyncio.gather(*(self._deliver(m) for m in ready)))
+            # Every delivery ends before a failure is raised: none may still be claiming
+            # while the batch is read again.
+            results = await asyncio.gather(
+                *(self._deliver(m) for m in ready), return_exceptions=True
+            )
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if failure is not None:
+                raise failure
+            handled = sum(r for r in results if isinstance(r, int))
         # Only now is every effect of the batch durable, so only now may the position move.
         await asyncio.to_thread(self._source.commit)
         return handled

@@ -54,6 +54,8 @@ class WebhookInterest:
 
     def wants(self, message_id: UUID, event_type: str) -> bool:
         if event_type.startswith(_WEBHOOK_CHANGES):
+            # Asked in log order: the events after this one are judged by who listens now.
+            self._registry.forget()
             return True
         if event_type not in EVENT_TYPES:
             return False

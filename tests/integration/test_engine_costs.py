@@ -162,3 +162,96 @@ def test_a_bad_durability_setting_stops_start_up(tmp_path: Path) -> None:
 
     with pytest.raises(ValidationError, match="SQLITE_SYNCHRONOUS"):
         Settings(SENDSTREAM_DATA_DIR=tmp_path, SQLITE_SYNCHRONOUS="off")  # type: ignore[arg-type]
+
+
+class FailsOnce:
+    """A transport with a bug: its first send raises (the worker must not lose the message
+    it had claimed for it)."""
+
+    renders_messages = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(
+        self, mail_from: str, recipient: str, message: bytes, sources: Any = None
+    ) -> Any:
+        from adapters.sandbox import SANDBOX_REPLY
+
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug in the transport")
+        return SANDBOX_REPLY
+
+    async def close(self) -> None: ...
+
+
+def test_a_message_claimed_by_a_failed_batch_is_settled_not_stranded(
+    make_engine: Callable[..., Engine],
+) -> None:
+    import asyncio
+
+    from domain.message import MessageStatus, message_id_for
+    from engine.delivery.worker import INTERRUPTED, DeliveryWorker
+
+    engine = make_engine(roles=frozenset({Role.API}))
+    keys = engine.app.bootstrap("example.com")
+    sender = engine.app.sender_context(keys["SenderAPIKey"])
+    assert sender is not None
+    from domain.message import Message
+    from domain.submission import Submission
+
+    # What the engine's worker reads (Engine._run_delivery): not its own claims.
+    kinds = [Submission.Received, Message.Accepted, Message.Queued]  # type: ignore[attr-defined]
+    source = NotificationLogSource(
+        engine.app, engine.tracking, "delivery-test", ("message", "submission"),
+        event_types=kinds,
+    )  # fmt: skip
+    worker = DeliveryWorker(engine.app, engine.writer, source, FailsOnce())  # type: ignore[arg-type]
+    first = second = UUID(int=0)
+
+    async def main() -> None:
+        nonlocal first, second
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.3)  # sent after the worker started: it builds them from the stream
+        body = {
+            "Subject": "Hi", "ContentType": "plain", "PlainContent": "Hello",
+            "From": {"email": "news@example.com", "name": "News"},
+        }  # fmt: skip
+        ids = [
+            await engine.sending.send(
+                sender, {**body, "To": [{"email": f"v{n}@example.org", "name": "V"}]}
+            )
+            for n in range(2)
+        ]
+        first, second = (message_id_for(UUID(i), 0) for i in ids)
+        for _ in range(200):
+            statuses = {engine.app.message(m).status for m in (first, second)}
+            if MessageStatus.SENDING not in statuses and MessageStatus.QUEUED not in statuses:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    failed = engine.app.message(first)
+    assert failed.status is MessageStatus.FAILED and failed.failure_reason == INTERRUPTED
+    assert engine.app.message(second).status is MessageStatus.DELIVERED
+
+
+def test_a_webhook_change_makes_the_intake_ask_again_who_listens(
+    make_engine: Callable[..., Engine],
+) -> None:
+    from engine.reporting.projector import MessageFactsCache
+    from engine.webhooks.commands import WebhookRegistry
+    from engine.webhooks.intake import WebhookInterest
+
+    engine = make_engine(roles=frozenset({Role.API}))
+    keys = engine.app.bootstrap("example.com")
+    registry = WebhookRegistry(engine.app, lifetime=3600)
+    registry.for_domain(UUID(keys["DomainID"]))
+    interest = WebhookInterest(registry, MessageFactsCache(engine.app))
+    assert registry._domains
+    assert interest.wants(UUID(keys["DomainID"]), "SenderDomain.WebhookAttached")
+    assert not registry._domains  # what follows in the same page is judged afresh
