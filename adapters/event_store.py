@@ -19,15 +19,23 @@ SYNCHRONOUS = "SQLITE_SYNCHRONOUS"
 LEVELS = ("normal", "full")
 
 
+def synchronous_pragma(level: str) -> str:
+    """``PRAGMA synchronous=…`` for ``level`` (normal or full, any case); ValueError else.
+    The event store, the timer table and the webhook call store all commit this way."""
+    if level.strip().lower() not in LEVELS:
+        raise ValueError(f"{SYNCHRONOUS} must be one of {', '.join(LEVELS)}, not {level!r}")
+    return f"PRAGMA synchronous={level.strip().upper()}"
+
+
 class _TunedPool(SQLiteConnectionPool):
     def __init__(self, synchronous: str, **kwargs: object) -> None:
-        self._synchronous = synchronous
+        self._pragma = synchronous_pragma(synchronous)
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     def _create_connection(self) -> SQLiteConnection:
         connection = super()._create_connection()
         if not self.is_sqlite_memory_mode:
-            connection.cursor().execute(f"PRAGMA synchronous={self._synchronous}")
+            connection.cursor().execute(self._pragma)
         return connection
 
 
@@ -36,11 +44,9 @@ class TunedSQLiteFactory(SQLiteFactory):
 
     def __init__(self, env: Environment | EnvType | None):
         super().__init__(env)
-        level = (self.env.get(SYNCHRONOUS) or "normal").strip().lower()
-        if level not in LEVELS:
-            raise OSError(f"{SYNCHRONOUS} must be one of {', '.join(LEVELS)}, not {level!r}")
+        level = self.env.get(SYNCHRONOUS) or "normal"
         untuned = self.datastore.pool
         self.datastore.pool = _TunedPool(
-            synchronous=level.upper(), db_name=untuned.db_name, lock_timeout=untuned.lock_timeout
+            synchronous=level, db_name=untuned.db_name, lock_timeout=untuned.lock_timeout
         )
         untuned.close()

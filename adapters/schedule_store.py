@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Protocol
 from uuid import UUID
 
+from adapters.event_store import synchronous_pragma
+
 
 class ScheduleStore(Protocol):
     def apply(
@@ -33,12 +35,6 @@ class ScheduleStore(Protocol):
     def close(self) -> None: ...
 
 
-def _level(synchronous: str) -> str:
-    if synchronous.upper() not in ("NORMAL", "FULL"):
-        raise ValueError(f"synchronous is NORMAL or FULL, not {synchronous!r}")
-    return synchronous.upper()
-
-
 class SqliteScheduleStore:
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         """``synchronous``: FULL or NORMAL, as the event store's (``adapters.event_store``)."""
@@ -46,7 +42,7 @@ class SqliteScheduleStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={_level(synchronous)}")
+        self._db.execute(synchronous_pragma(synchronous))
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS timers (message_id TEXT PRIMARY KEY, due_at REAL NOT NULL)"
         )

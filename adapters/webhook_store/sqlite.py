@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+from adapters.event_store import synchronous_pragma
 from adapters.webhook_store.common import (
     MAX_SKIPPED,
     Attempt,
@@ -114,8 +115,7 @@ def _flat(pairs: Sequence[tuple[UUID, UUID]]) -> list[bytes]:
 class SqliteWebhookStore(WebhookStore):
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         """``synchronous``: FULL or NORMAL, as the event store's (``adapters.event_store``)."""
-        if synchronous.upper() not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous is NORMAL or FULL, not {synchronous!r}")
+        pragma = synchronous_pragma(synchronous)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # Callers in several processes share the file; its transactions are short, and a
@@ -124,7 +124,7 @@ class SqliteWebhookStore(WebhookStore):
             path, timeout=30.0, check_same_thread=False, isolation_level=None
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.execute(pragma)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
