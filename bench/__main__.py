@@ -56,6 +56,7 @@ def main() -> None:
         rows += api_commands.run(seconds=args.seconds)
     if args.which in ("delivery", "all"):
         rows += delivery.run(messages=args.messages)
+        rows += delivery.run(messages=min(args.messages // 5, 10_000), size=delivery.LARGE)
     if args.which in ("delivery-kafka", "all"):
         rows += delivery.run(messages=args.messages, kafka=True)
     if args.which in ("direct", "all"):

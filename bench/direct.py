@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from uuid import UUID
 
-from bench.ceiling import smtp_ceiling
+from bench.ceiling import plain_text_of_size, smtp_ceiling
 from bench.delivery import accept, wait_until_delivered
 from engine.runtime.composition import Engine
 from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
@@ -86,7 +86,7 @@ def _run_engine(
     )
     engine = Engine(settings, roles=API_PROCESS_ROLES)
     workers = WorkerProcess(settings)
-    plain = "Hello" if size < 1024 else ("y" * 76 + "\n") * (size // 77)
+    plain = plain_text_of_size(size)
     try:
         keys = engine.app.bootstrap("example.com")
         sender = engine.app.sender_context(keys["SenderAPIKey"])

@@ -24,6 +24,7 @@ from domain.account import (
     smtp_credential_id,
 )
 from domain.content import EmailContent
+from domain.creation import create
 from domain.message import Message, message_id_for
 from domain.submission import Submission
 from domain.suppression import SuppressionList, suppression_list_id
@@ -202,7 +203,9 @@ class Sendstream(Application[UUID]):
             wanted = sender.custom_id_header.lower()
             custom_id = next((v for k, v in content.headers if k.lower() == wanted), "")[:256]
         for index, (kind, address) in enumerate(content.recipients()):
-            message = Message(
+            message = create(
+                Message,
+                "Accepted",
                 id=message_id_for(submission_id, index),
                 submission_id=submission_id,
                 account_id=sender.account_id,
@@ -219,7 +222,9 @@ class Sendstream(Application[UUID]):
             else:
                 message.schedule(content.send_at)
             messages.append(message)
-        submission = Submission(
+        submission = create(
+            Submission,
+            "Received",
             id=submission_id,
             account_id=sender.account_id,
             domain_id=sender.domain_id,

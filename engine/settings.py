@@ -15,6 +15,9 @@ from adapters.local_addresses import is_local_address
 from domain.routing import INVALID_IP_ADDRESS, SourceAddress, parse_sources
 from domain.shaping import ShapingFileError, ShapingRules, parse_shaping
 
+# The event store's JSON is written by orjson, in eventsourcing's own format.
+TRANSCODER = "adapters.transcoder:OrjsonTranscoder"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -228,6 +231,7 @@ class Settings(BaseSettings):
                 "SQLITE_DBNAME": path,
                 "SQLITE_LOCK_TIMEOUT": "30",
                 "SQLITE_SYNCHRONOUS": self.sqlite_synchronous,
+                "TRANSCODER_TOPIC": TRANSCODER,
             }
         if parts.scheme in ("postgresql", "postgres"):
             return {
@@ -240,6 +244,7 @@ class Settings(BaseSettings):
                 "POSTGRES_POOL_SIZE": "10",
                 "POSTGRES_MAX_OVERFLOW": "10",
                 "POSTGRES_SCHEMA": self.postgres_schema,
+                "TRANSCODER_TOPIC": TRANSCODER,
             }
         raise ValueError(f"EVENTSTORE_URL must be sqlite:///… or postgresql://…, not {url!r}")
 

@@ -35,6 +35,7 @@ from domain.campaign import (
     fanout_id,
 )
 from domain.content import Address, EmailContent
+from domain.creation import create
 from domain.lists import EMAIL_FIELD, SubscriberList
 from domain.message import CAMPAIGN_CANCELLED, Message, MessageStatus
 from domain.submission import Submission
@@ -336,7 +337,9 @@ class CampaignRunner:
         messages = []
         for index in range(start, end):
             fields = instance.audience[index]
-            message = Message(
+            message = create(
+                Message,
+                "Accepted",
                 id=campaign_message_id(instance.instance_id, index),
                 submission_id=instance.instance_id,
                 account_id=instance.account_id,
