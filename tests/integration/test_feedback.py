@@ -185,7 +185,8 @@ async def test_the_accounts_custom_id_header_is_reported_with_every_event(
             return set()
         return {e["Details"].get("CustomID", "") for e in events}
 
-    for _ in range(100):
+    # As long as wait_for allows: in Kafka mode the consumers may still be joining their group.
+    for _ in range(300):
         found = await custom_ids()
         if found:
             break
