@@ -1,4 +1,5 @@
-"""httpcore's network streams on asyncio's own transports, for the webhook sender.
+"""httpcore's network streams on asyncio's own transports, for the webhook sender and the
+MTA-STS policy fetch.
 
 httpcore's default backend goes through anyio, which on every read and write
 opens a cancel scope, and answers the pool's "has the server closed this idle
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import typing
+from abc import abstractmethod
 from collections.abc import Iterable
 
 import httpcore
@@ -217,3 +220,58 @@ async def open_tcp_stream(
         transport.abort()
         raise httpcore.ConnectError(str(exc)) from exc
     return AsyncioStream(transport, protocol)
+
+
+class AddressListBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore backend that connects only to the IP addresses ``addresses`` gives for a
+    host (a resolver of our own, checked), each in turn, sharing the connect timeout with
+    the resolution: one unreachable address must not use up the time the others need.
+    TLS is started afterwards by httpcore with the host name, so SNI and certificate
+    checks are unaffected."""
+
+    unix_socket_refusal = "Unix sockets are never used"
+
+    @abstractmethod
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses to try for ``host``, in order; raises ``httpcore.ConnectError``
+        when there is none to connect to."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await self.addresses(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        options = list(socket_options or ())
+        failure: Exception | None = None
+        for index, address in enumerate(addresses):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            share = None if remaining is None else remaining / (len(addresses) - index)
+            try:
+                return await open_tcp_stream(address, port, share, local_address, options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        if failure is None:
+            raise httpcore.ConnectTimeout(f"connecting to {host} timed out")
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError(self.unix_socket_refusal)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

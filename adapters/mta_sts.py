@@ -18,16 +18,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import typing
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 
 from adapters.dns import MailRoutes
-from adapters.http_stream import open_tcp_stream
+from adapters.http_stream import AddressListBackend
 from domain.mta_sts import MAX_POLICY_BYTES, MtaStsPolicy, parse_policy, record_id
 from domain.routing import refused_address
 
@@ -50,44 +48,21 @@ def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache.popitem(last=False)
 
 
-class _ResolvingBackend(httpcore.AsyncNetworkBackend):
+class _ResolvingBackend(AddressListBackend):
     """Connects to the addresses our resolver gives for the host (not the system's)."""
+
+    unix_socket_refusal = "policy hosts are never Unix sockets"
 
     def __init__(self, routes: MailRoutes, allow_private_addresses: bool) -> None:
         self._routes = routes
         self._allow_private = allow_private_addresses
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._routes.addresses(host)
-        usable = [a for a in addresses if self._allow_private or refused_address(a) is None]
+    async def addresses(self, host: str, port: int) -> list[str]:
+        found = await self._routes.addresses(host)
+        usable = [a for a in found if self._allow_private or refused_address(a) is None]
         if not usable:
             raise httpcore.ConnectError(f"{host} has no address to connect to")
-        failure: Exception | None = None
-        for address in usable:
-            try:
-                return await open_tcp_stream(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("policy hosts are never Unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        return usable
 
 
 class MtaStsPolicies:

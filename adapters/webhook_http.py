@@ -37,7 +37,6 @@ import secrets
 import socket
 import ssl
 import time
-import typing
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
@@ -47,7 +46,7 @@ import httpx
 import idna
 
 from adapters.endpoint_limit import EndpointLimit
-from adapters.http_stream import open_tcp_stream
+from adapters.http_stream import AddressListBackend
 
 __all__ = [
     "AddressPolicy",
@@ -472,69 +471,20 @@ class SendResult:
         return 200 <= self.status_code < 300 and not self.error
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """A network backend on asyncio's transports whose every TCP connection goes to a
-    checked address (see :mod:`adapters.http_stream` for why not httpcore's own).
+class _GuardedBackend(AddressListBackend):
+    """Every TCP connection goes to an address :func:`resolve_safely` checked, on asyncio's
+    transports (see :mod:`adapters.http_stream` for why not httpcore's own)."""
 
-    httpcore hands ``connect_tcp`` the origin's host name; we resolve it with
-    :func:`resolve_safely` and connect to the resulting IP ourselves. TLS is
-    started afterwards by httpcore with the origin's host name, so SNI and
-    certificate checks are unaffected. Name resolution counts against the
-    connect timeout.
-    """
+    unix_socket_refusal = "webhook calls never use Unix sockets"
 
     def __init__(self, policy: AddressPolicy) -> None:
         self._policy = policy
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def addresses(self, host: str, port: int) -> list[str]:
         call = _CALL.get()
         if call is not None:
-            call.connected = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve_safely(host, port, self._policy)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        options = list(socket_options or ())
-        failure: Exception | None = None
-        for index, address in enumerate(addresses):
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            # One unreachable address must not use up the time the others need.
-            share = None if remaining is None else remaining / (len(addresses) - index)
-            try:
-                return await open_tcp_stream(
-                    address,
-                    port,
-                    timeout=share,
-                    local_address=local_address,
-                    socket_options=options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        if failure is None:
-            raise httpcore.ConnectTimeout(f"connecting to {host} timed out")
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhook calls never use Unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+            call.connected = True  # a connection is being made, not taken from the pool
+        return await resolve_safely(host, port, self._policy)
 
 
 class _GuardedTransport(httpx.AsyncHTTPTransport):
