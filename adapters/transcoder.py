@@ -7,14 +7,16 @@ in use need no migration. orjson parses and writes large strings (a submission's
 content) several times faster than the standard library; it writes UUIDs as plain
 strings by itself, so they are tagged first, and it hands datetimes, dataclasses and
 anything it does not know to the registered transcodings, as the standard encoder does.
-A value orjson refuses or would change (an integer beyond 64 bits, NaN, an infinity) is
-written by the standard encoder.
+A value orjson refuses or would write differently (an integer beyond 64 bits, NaN, an
+infinity, an enumeration that is neither text nor a number) is written by the standard
+encoder.
 
 ``TRANSCODER_TOPIC=adapters.transcoder:OrjsonTranscoder`` (``engine.settings`` sets it).
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from math import isfinite
 from typing import Any
 from uuid import UUID
@@ -31,8 +33,8 @@ class OrjsonTranscoder(JSONTranscoder):
     def encode(self, obj: Any) -> bytes:
         try:
             return orjson.dumps(_tag_uuids(obj), default=self._encode_obj, option=_ENCODE_OPTIONS)
-        except _NonFinite:
-            return super().encode(obj)  # orjson would write NaN and infinities as null
+        except _WrittenByStandard:
+            return super().encode(obj)
         except orjson.JSONEncodeError as error:
             if error.__cause__ is not None:
                 raise error.__cause__ from None  # a transcoding's own refusal, as before
@@ -64,8 +66,10 @@ class OrjsonTranscoder(JSONTranscoder):
 _INT64_LIMIT = 2.0**63
 
 
-class _NonFinite(ValueError):
-    pass
+class _WrittenByStandard(ValueError):
+    """A value orjson would write differently: NaN and infinities (as null), an enumeration
+    that is neither text nor a number (as its value, where the standard encoder asks the
+    transcodings)."""
 
 
 class _BeyondInt64(ValueError):
@@ -75,12 +79,17 @@ class _BeyondInt64(ValueError):
 def _tag_uuids(value: Any) -> Any:
     """``value`` with every UUID in it as the standard transcoder writes one."""
     kind = type(value)
-    if kind is float and not isfinite(value):
-        raise _NonFinite
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if kind is UUID:
         return {"_type_": "uuid_hex", "_data_": value.hex}
     if kind is dict:
         return {key: _tag_uuids(item) for key, item in value.items()}
     if kind is list or kind is tuple:
         return [_tag_uuids(item) for item in value]
+    if kind is float:
+        if not isfinite(value):
+            raise _WrittenByStandard
+    elif isinstance(value, Enum) and not isinstance(value, (str, int)):
+        raise _WrittenByStandard
     return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -80,12 +81,18 @@ def test_it_writes_the_same_bytes_as_the_standard_transcoder() -> None:
     assert ORJSON.encode(state) == STANDARD.encode(state)
 
 
+class _Colour(Enum):
+    RED = 1
+
+
 def test_a_type_without_a_transcoding_is_refused_as_before() -> None:
     for transcoder in (STANDARD, ORJSON):
         with pytest.raises(TranscodingNotRegisteredError):
             transcoder.encode({"day": date(2026, 12, 3)})
         with pytest.raises(TranscodingNotRegisteredError):
             transcoder.encode({"where": Path("/tmp")})
+        with pytest.raises(TranscodingNotRegisteredError):
+            transcoder.encode({"colour": _Colour.RED})
 
 
 def test_json_only_the_standard_encoder_writes_is_still_read() -> None:
