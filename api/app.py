@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.commands import CommandEndpoint
+from api.docs import serve_docs
 from api.errors import JSONResponse, rest_error_response
 from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendEmailResponse
 from api.tracking import TrackingEndpoint
@@ -209,7 +210,10 @@ def create_api(engine: Engine) -> FastAPI:
         description="Event-sourced email delivery engine. REST endpoints of the Email Gateway "
         "API; errors follow its catalogue.",
         default_response_class=JSONResponse,
+        docs_url=None,  # served by api.docs with its own files
+        redoc_url=None,  # ReDoc comes only from a CDN
     )
+    serve_docs(app, "Sendstream")
     app.add_middleware(TrailingSlashMiddleware)
 
     @app.exception_handler(RequestRejected)
