@@ -18,7 +18,7 @@ from bench.ceiling import plain_text_of_size, smtp_ceiling
 from bench.cpu import StageClock
 from engine.application import SenderContext
 from engine.runtime.composition import Engine
-from engine.runtime.processes import API_PROCESS_ROLES, WorkerProcess
+from engine.runtime.processes import API_PROCESS_ROLES, worker_processes
 from engine.settings import Settings
 from tests.services import start_kafka_broker, start_smtp_sink
 
@@ -95,9 +95,9 @@ def run(messages: int = 50_000, kafka: bool = False, size: int = 0) -> list[tupl
         SMTP_SUBMISSION_PORTS="",
         BOUNCE_SMTP_PORTS="",
     )
-    # As `sendstream serve` runs it: API and projector here, the delivery side in a child.
+    # As `sendstream serve` runs it: API and projector here, the delivery side in children.
     engine = Engine(settings, roles=API_PROCESS_ROLES)
-    workers = WorkerProcess(settings)
+    children = worker_processes(settings)
     ceiling = asyncio.run(
         smtp_ceiling([(sink.host, sink.port)], min(messages, 20_000), size, _example_org)
     )
@@ -107,10 +107,11 @@ def run(messages: int = 50_000, kafka: bool = False, size: int = 0) -> list[tupl
         sender = engine.app.sender_context(keys["SenderAPIKey"])
         assert sender is not None
         engine.start_workers()
-        workers.start()
-        assert workers.pid is not None
+        for child in children:
+            child.start()
+        pids = {child.label: child.pid for child in children if child.pid is not None}
         name_os_thread("api")  # this thread accepts, as the API's event loop does
-        clock = StageClock({"API": os.getpid(), "worker": workers.pid})
+        clock = StageClock({"API": os.getpid(), **pids})
         clock.start()
         started = time.perf_counter()
         # Through the send service, as the API does (validation, limits, group commit),
@@ -121,7 +122,10 @@ def run(messages: int = 50_000, kafka: bool = False, size: int = 0) -> list[tupl
         total = time.perf_counter() - started
         clock.stop()
     finally:
-        workers.stop()
+        for child in children:
+            child.request_stop()
+        for child in children:
+            child.stop()
         engine.close()
         sink.stop()
         if broker:

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from engine.runtime.composition import ALL_ROLES, Engine, Role, tune_garbage_collector
 from engine.runtime.processes import (
     API_PROCESS_ROLES,
-    WORKER_PROCESS_ROLES,
     WorkerProcess,
     stop_when_parent_exits,
 )
+from engine.runtime.processes import worker_processes as worker_processes_for
 from engine.settings import Settings
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -39,16 +39,18 @@ def serve(
         typer.Option(
             "--single-process",
             help="Run every role in this one process instead of putting delivery, the "
-            "scheduler, the relay and the webhook worker in a second one, and more webhook "
-            "callers in WEBHOOK_PROCESSES - 1 more (which use the other cores)",
+            "scheduler, the relay and the webhook worker in a second one, more delivery in "
+            "DELIVERY_PROCESSES - 1 more and more webhook callers in WEBHOOK_PROCESSES - 1 "
+            "more (which use the other cores)",
         ),
     ] = False,
     parent_pid: Annotated[
         int | None, typer.Option(hidden=True, help="Stop when this process is gone")
     ] = None,
 ) -> None:
-    """Run the API and the workers: by default in an API process, a worker process and
-    WEBHOOK_PROCESSES - 1 webhook callers, or only the given roles in this process."""
+    """Run the API and the workers: by default in an API process, a worker process,
+    DELIVERY_PROCESSES - 1 delivery processes and WEBHOOK_PROCESSES - 1 webhook callers,
+    or only the given roles in this process."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -60,12 +62,7 @@ def serve(
         roles = ALL_ROLES
     else:
         roles = API_PROCESS_ROLES
-        worker_processes.append(WorkerProcess(settings, WORKER_PROCESS_ROLES))
-        # The worker process makes webhook calls too; these make them beside it.
-        worker_processes += [
-            WorkerProcess(settings, {Role.WEBHOOK_CALLS})
-            for _ in range(settings.webhook_processes - 1)
-        ]
+        worker_processes = worker_processes_for(settings)
     engine = Engine(settings, roles=roles)
     engine.start_workers()
     for worker_process in worker_processes:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from adapters.local_addresses import is_local_address
 from domain.routing import INVALID_IP_ADDRESS, SourceAddress, parse_sources
 from domain.shaping import ShapingFileError, ShapingRules, parse_shaping
+from domain.share import DeliveryShare
 
 # The event store's JSON is written by orjson, in eventsourcing's own format.
 TRANSCODER = "adapters.transcoder:OrjsonTranscoder"
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=512, ge=1, alias="WEBHOOK_CONCURRENCY")
     webhook_per_endpoint: int = Field(default=32, ge=1, alias="WEBHOOK_PER_ENDPOINT")
     webhook_processes: int = Field(default=2, ge=1, le=64, alias="WEBHOOK_PROCESSES")
+    # `serve` runs this many delivery processes, each delivering its share of the messages.
+    delivery_processes: int = Field(default=1, ge=1, le=64, alias="DELIVERY_PROCESSES")
+    # Which share this process delivers, "K/N" (set by `serve` for its children); "" all.
+    delivery_share: str = Field(default="", alias="DELIVERY_SHARE")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, alias="WEBHOOK_TIMEOUT_SECONDS")
     webhook_connect_timeout_seconds: float = Field(
         default=5.0, gt=0, alias="WEBHOOK_CONNECT_TIMEOUT_SECONDS"
@@ -154,6 +159,18 @@ class Settings(BaseSettings):
             return parse_shaping(text)
         except ShapingFileError as error:
             raise ValueError(f"SHAPING_FILE {where}: {error}") from None
+
+    @field_validator("delivery_share")
+    @classmethod
+    def _share_is_k_of_n(cls, value: str) -> str:
+        if value:
+            DeliveryShare.parse(value)
+        return value
+
+    @property
+    def share(self) -> DeliveryShare | None:
+        """This process's share of the messages to deliver; None: all of them."""
+        return DeliveryShare.parse(self.delivery_share) if self.delivery_share else None
 
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables they are read from (for a child process)."""

@@ -30,6 +30,7 @@ from domain.campaign import Campaign, CampaignStatus
 from domain.content import EmailContent
 from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
 from domain.routing import SourceAddress
+from domain.share import DeliveryShare
 from engine.application import Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages, StreamedMessages
 from engine.delivery.pools import Postpone, SourceChooser
@@ -57,8 +58,10 @@ class DeliveryWorker:
         renderer: MessageRenderer | None = None,
         feedback: FeedbackService | None = None,
         sources: SourceChooser | None = None,
+        share: DeliveryShare | None = None,
     ) -> None:
         self._sources = sources
+        self._share = share
         self._fresh = fresh
         self._streamed = StreamedMessages()
         self._feedback = feedback
@@ -106,6 +109,12 @@ class DeliveryWorker:
         envelopes = await asyncio.to_thread(self._source.poll, self._batch_size, wait)
         queued: dict[UUID, int] = {}
         for envelope in envelopes:
+            if (
+                self._share is not None
+                and envelope.stream == "message"
+                and not self._share.holds(envelope.aggregate_id)
+            ):
+                continue  # another delivery process's (a Kafka source hands out all)
             self._streamed.learn(envelope)
             if envelope.event_type == "Message.Queued":
                 queued[envelope.aggregate_id] = envelope.aggregate_version

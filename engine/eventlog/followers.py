@@ -135,13 +135,15 @@ class NotificationLogSource:
         event_types: Sequence[type] | None = None,
         recent: RecentEvents | None = None,
         wanted: Wanted | None = None,
+        start_from: str | None = None,
     ) -> None:
         """``streams=None`` follows every stream, including those of aggregates added later.
 
         ``event_types`` narrows the read to those events in the database itself, so a
         consumer that needs one kind of event never decodes the others. ``wanted`` is
         asked of each event by its aggregate and type before it is decoded: those it
-        declines are passed over as if of another stream.
+        declines are passed over as if of another stream. A consumer that has never
+        committed starts where ``start_from`` (another consumer) is, if it has begun.
         """
         self._wanted = wanted
         self._app = app
@@ -152,7 +154,11 @@ class NotificationLogSource:
         self._recent = recent
         self._signal = signal
         self._poll_interval = poll_interval
-        self._committed = tracking.max_tracking_id(consumer) or 0
+        self._committed = (
+            tracking.max_tracking_id(consumer)
+            or (tracking.max_tracking_id(start_from) if start_from else None)
+            or 0
+        )
         self._read_up_to = self._committed
 
     @property
@@ -227,11 +233,13 @@ def open_event_source(
     event_types: Sequence[type] | None = None,
     recent: RecentEvents | None = None,
     wanted: Wanted | None = None,
+    start_from: str | None = None,
 ) -> EventSource:
     """Kafka when configured, else the notification log: consumers never know which.
 
     ``event_types`` and ``wanted`` are hints: the log decodes only those events; Kafka
     sources deliver the whole stream and the consumer ignores the rest, as it must anyway.
+    ``start_from`` is the log's too: a new Kafka group reads its topics from their start.
     """
     if settings.uses_kafka:
         from adapters.kafka import KafkaEventSource
@@ -244,7 +252,7 @@ def open_event_source(
         )
     return NotificationLogSource(
         app, tracking, consumer, streams, signal, event_types=event_types, recent=recent,
-        wanted=wanted,
+        wanted=wanted, start_from=start_from,
     )  # fmt: skip
 
 

@@ -450,6 +450,7 @@ class Engine:
         streams: Iterable[str] = ("message",),
         event_types: Sequence[type] | None = None,
         wanted: Wanted | None = None,
+        start_from: str | None = None,
     ) -> EventSource:
         return open_event_source(
             self.settings,
@@ -461,6 +462,7 @@ class Engine:
             event_types=event_types,
             recent=self.recent,
             wanted=wanted,
+            start_from=start_from,
         )
 
     def _run_delivery(self, stop: threading.Event) -> None:
@@ -473,11 +475,22 @@ class Engine:
             accepted: type = Message.Accepted  # type: ignore[attr-defined]
             received: type = Submission.Received  # type: ignore[attr-defined]
             # Accepted too: the worker builds each message from the stream, not a read.
-            source = self._source(
-                "delivery",
-                streams=("message", "submission"),
-                event_types=[received, accepted, queued],
-            )
+            share = self.settings.share
+            if share is None:
+                source = self._source(
+                    "delivery",
+                    streams=("message", "submission"),
+                    event_types=[received, accepted, queued],
+                )
+            else:
+                # Only its own messages are decoded; their contents are loaded when needed,
+                # since a submission's recipients may fall in several shares.
+                source = self._source(
+                    share.consumer,
+                    event_types=[accepted, queued],
+                    wanted=lambda message_id, _: share.holds(message_id),
+                    start_from="delivery",
+                )
             worker = DeliveryWorker(
                 self.app,
                 self.writer,
@@ -488,6 +501,7 @@ class Engine:
                 renderer=self.renderer,
                 feedback=self.feedback,
                 sources=self._source_chooser(),
+                share=share,
             )
             self.delivery = worker
             try:

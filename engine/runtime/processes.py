@@ -6,6 +6,10 @@ runs the delivery side (delivery, scheduler and, with Kafka, the relay) in a chi
 process of its own. All processes write to the same event store: SQLite serialises
 their transactions, PostgreSQL was built for it.
 
+Delivery is bound by its process's one core as well, so ``DELIVERY_PROCESSES`` - 1 more
+children deliver beside the worker process (``--role delivery``), each its share of the
+messages (``DELIVERY_SHARE``, :mod:`domain.share`), read from the stream at its own pace.
+
 Webhook calls cost the most CPU per event of anything the worker does (an HTTP round
 trip in Python, about half a millisecond), so ``WEBHOOK_PROCESSES`` - 1 more children
 make calls beside the worker process (``--role webhook-calls``): they take due calls
@@ -49,8 +53,10 @@ class WorkerProcess:
         settings: Settings,
         roles: Iterable[Role] = WORKER_PROCESS_ROLES,
         restart_delay: float = 1.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._settings = settings
+        self._env = {**settings.as_env(), **(env or {})}
         self._roles = sorted(roles)
         self._restart_delay = restart_delay
         self._process: subprocess.Popen[bytes] | None = None
@@ -70,7 +76,7 @@ class WorkerProcess:
         command += [arg for role in self._roles for arg in ("--role", role.value)]
         with self._lock:
             self._process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-                command, env={**os.environ, **self._settings.as_env()}
+                command, env={**os.environ, **self._env}
             )
         log.info("worker process %d runs %s", self._process.pid, ", ".join(self._roles))
 
@@ -85,6 +91,14 @@ class WorkerProcess:
             if self._stopping.wait(self._restart_delay):
                 return
             self._spawn()
+
+    @property
+    def label(self) -> str:
+        """``worker``, or what a smaller child runs and its number: ``delivery 2/3``."""
+        if set(self._roles) == WORKER_PROCESS_ROLES:
+            return "worker"
+        share = self._env.get("DELIVERY_SHARE", "")
+        return " ".join(role.value for role in self._roles) + (f" {share}" if share else "")
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +124,28 @@ class WorkerProcess:
             log.warning("worker process %d did not stop in %.0f s; killed", process.pid, timeout)
             process.kill()
             process.wait()
+
+
+def worker_processes(settings: Settings) -> list[WorkerProcess]:
+    """The children of ``serve``: the worker process (delivering the first share), a
+    delivery process for each other share, and the extra webhook callers."""
+    count = settings.delivery_processes
+    children = [
+        WorkerProcess(
+            settings,
+            WORKER_PROCESS_ROLES,
+            env={"DELIVERY_SHARE": f"1/{count}" if count > 1 else ""},
+        )
+    ]
+    children += [
+        WorkerProcess(settings, {Role.DELIVERY}, env={"DELIVERY_SHARE": f"{number}/{count}"})
+        for number in range(2, count + 1)
+    ]
+    # The worker process makes webhook calls too; these make them beside it.
+    children += [
+        WorkerProcess(settings, {Role.WEBHOOK_CALLS}) for _ in range(settings.webhook_processes - 1)
+    ]
+    return children
 
 
 def stop_when_parent_exits(parent_pid: int, stop: threading.Event, interval: float = 0.5) -> None:

@@ -77,6 +77,29 @@ def test_a_follower_never_decodes_what_it_declines(make_engine: Callable[..., En
     assert again.poll(100, 0.2) == []
 
 
+def test_a_new_follower_starts_where_the_one_it_replaces_stopped(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # A delivery share that has never run starts where undivided delivery stopped: what
+    # that delivered is not read again, what came after is.
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 2)
+    before = NotificationLogSource(engine.app, engine.tracking, "delivery", ("message",))
+    while before.poll(100, 0.2):
+        before.commit()
+    send_some(engine, 1)
+
+    share = NotificationLogSource(
+        engine.app, engine.tracking, "delivery-1of2", ("message",), start_from="delivery"
+    )
+    fresh = NotificationLogSource(engine.app, engine.tracking, "never-ran", ("message",))
+
+    after = share.poll(100, 0.2)
+    assert {e.event_type for e in after} == {"Message.Accepted", "Message.Queued"}
+    assert len({e.aggregate_id for e in after}) == 1
+    assert len({e.aggregate_id for e in fresh.poll(100, 0.2)}) == 3
+
+
 def test_the_campaign_runner_reads_past_other_events_once(
     make_engine: Callable[..., Engine],
 ) -> None:
@@ -238,6 +261,35 @@ def test_a_message_claimed_by_a_failed_batch_is_settled_not_stranded(
     failed = engine.app.message(first)
     assert failed.status is MessageStatus.FAILED and failed.failure_reason == INTERRUPTED
     assert engine.app.message(second).status is MessageStatus.DELIVERED
+
+
+def test_a_delivery_share_fed_the_whole_stream_delivers_its_own_messages_only(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # A Kafka source hands a share every message; the worker itself keeps to its share.
+    import asyncio
+
+    from adapters.sandbox import SandboxTransport
+    from domain.message import MessageStatus, message_id_for
+    from domain.share import DeliveryShare
+    from engine.delivery.worker import DeliveryWorker
+
+    engine = make_engine(roles=frozenset({Role.API}))
+    ids = [message_id_for(UUID(i), 0) for i in send_some(engine, 12)]
+    share = DeliveryShare(2, 2)
+    source = NotificationLogSource(engine.app, engine.tracking, "share", ("message",))
+    worker = DeliveryWorker(engine.app, engine.writer, source, SandboxTransport(), share=share)
+
+    async def main() -> None:
+        while await worker.run_once(wait=0.2):
+            pass
+
+    asyncio.run(main())
+    statuses = {m: engine.app.message(m).status for m in ids}
+    mine = [m for m in ids if share.holds(m)]
+    assert mine and len(mine) < len(ids)
+    assert all(statuses[m] is MessageStatus.DELIVERED for m in mine)
+    assert all(statuses[m] is MessageStatus.QUEUED for m in ids if m not in mine)
 
 
 def test_a_webhook_change_makes_the_intake_ask_again_who_listens(

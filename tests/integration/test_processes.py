@@ -1,6 +1,6 @@
-"""`sendstream serve` runs the delivery side in a second process and a webhook caller in a
-third: the worker delivers, each child is started again when it dies, and they stop when
-the API process is killed."""
+"""`sendstream serve` runs the delivery side in a second process, a second share of the
+delivery in a third and a webhook caller in a fourth: the worker delivers, each child is
+started again when it dies, and they stop when the API process is killed."""
 
 from __future__ import annotations
 
@@ -79,7 +79,11 @@ class Served:
         return found
 
     def worker_pid(self) -> int | None:
-        return next((pid for pid, roles in self.children().items() if "delivery" in roles), None)
+        return next((pid for pid, roles in self.children().items() if "scheduler" in roles), None)
+
+    def delivery_pids(self) -> list[int]:
+        """The delivery processes beside the worker process (DELIVERY_PROCESSES - 1)."""
+        return [pid for pid, roles in self.children().items() if roles == ["delivery"]]
 
     def caller_pids(self) -> list[int]:
         return [pid for pid, roles in self.children().items() if roles == ["webhook-calls"]]
@@ -115,6 +119,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "SENDSTREAM_DATA_DIR": str(tmp_path / "var"),
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "DELIVERY_PROCESSES": "2",
     }
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
         env.pop(name, None)
@@ -155,6 +160,22 @@ def test_the_worker_process_delivers_and_is_replaced_when_it_dies(served: Served
     wait_for(lambda: served.delivered(message_id), timeout=60)
 
 
+def test_a_second_delivery_process_delivers_its_share_and_is_replaced_when_it_dies(
+    served: Served,
+) -> None:
+    # DELIVERY_PROCESSES is 2 here: each delivers the messages of its share, so a
+    # burst is delivered only if both do (20 ids all in one share: one chance in 2**19).
+    wait_for(lambda: len(served.delivery_pids()) == 1, timeout=30)
+    [second] = served.delivery_pids()
+    sent = [served.send(f"r{n}@example.org") for n in range(20)]
+    wait_for(lambda: all(served.delivered(m) for m in sent), timeout=60)
+
+    os.kill(second, signal.SIGKILL)
+    wait_for(lambda: served.delivery_pids() not in ([], [second]), timeout=30)
+    sent = [served.send(f"s{n}@example.org") for n in range(20)]
+    wait_for(lambda: all(served.delivered(m) for m in sent), timeout=60)
+
+
 def test_a_webhook_caller_runs_beside_the_worker_and_is_replaced_when_it_dies(
     served: Served,
 ) -> None:
@@ -173,8 +194,9 @@ def test_a_webhook_caller_runs_beside_the_worker_and_is_replaced_when_it_dies(
 
 def test_the_child_processes_stop_when_the_api_process_is_killed(served: Served) -> None:
     wait_for(lambda: served.worker_pid() is not None and served.caller_pids() != [], 30)
+    wait_for(lambda: served.delivery_pids() != [], 30)
     children = list(served.children())
-    assert len(children) == 2
+    assert len(children) == 3
     served.process.kill()
     served.process.wait()
     deadline = time.monotonic() + 30
