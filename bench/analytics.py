@@ -34,10 +34,10 @@ from adapters.ports import ReportingStore
 from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
 from engine.campaigns.runner import campaign_statistics
-from engine.reporting.projector import Projector
+from engine.reporting.projector import MessageFactsCache, Projector
 from engine.runtime.composition import Engine, tune_garbage_collector
 from engine.settings import Settings
-from projections.events import list_event_rows
+from projections.events import encode_events, insert_new_encoded, list_event_rows
 from projections.query import parse_query
 from projections.stats import AGGREGATIONS, aggregated_events, domain_stats
 
@@ -117,13 +117,35 @@ def synthetic_envelopes(messages: int, start_position: int) -> list[EventEnvelop
     return envelopes
 
 
-def measure_ingest(engine: Engine, messages: int = 250_000) -> tuple[int, float]:
+def measure_ingest(engine: Engine, messages: int = 250_000) -> tuple[int, float, float]:
+    """The projector's events/s, and its ceiling on the same machine: ClickHouse writing
+    the same rows, already mapped and encoded, in inserts of the projector's size."""
     envelopes = synthetic_envelopes(messages, start_position=10**9)
     projector = Projector(engine.app, EnvelopesInMemory(envelopes), engine.reporting, 20_000)
     started = time.perf_counter()
     while projector.run_once(timeout=0):
         pass
-    return len(envelopes), time.perf_counter() - started
+    seconds = time.perf_counter() - started
+
+    _truncate(engine.reporting)
+    facts = MessageFactsCache(engine.app)
+    chunk = 60_000  # three of the bench's batches, as the projector writes them
+    encoded = [
+        encode_events(envelopes[first : first + chunk], facts, facts.remember)
+        for first in range(0, len(envelopes), chunk)
+    ]
+    started = time.perf_counter()
+    for batch in encoded:
+        insert_new_encoded(engine.reporting, batch)
+    ceiling = len(envelopes) / (time.perf_counter() - started)
+    _truncate(engine.reporting)
+    return len(envelopes), seconds, ceiling
+
+
+def _truncate(store: ReportingStore) -> None:
+    for table in ("events", "rollup_hourly", "rollup_daily", "tag_rollup_hourly",
+                  "tag_rollup_daily", "campaign_rollup"):  # fmt: skip
+        store.command(f"TRUNCATE TABLE {table}")
 
 
 def _u(expression: str, salt: int) -> str:
@@ -214,14 +236,15 @@ def run(events: int = 10_000_000) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     try:
         store = engine.reporting
-        count, seconds = measure_ingest(engine)
+        count, seconds, ceiling = measure_ingest(engine)
         rows.append(
-            ("projection ingest (events/s)", f"{count / seconds:,.0f}", ">= 100,000 sustained")
+            (
+                "projection ingest (events/s)",
+                f"{count / seconds:,.0f}",
+                f">= 150,000 (ceiling, ClickHouse writing the mapped rows: {ceiling:,.0f}: "
+                f"{count / seconds / ceiling:.0%})",
+            )
         )
-        store.command("TRUNCATE TABLE events")
-        for table in ("rollup_hourly", "rollup_daily", "tag_rollup_hourly", "tag_rollup_daily",
-                      "campaign_rollup"):  # fmt: skip
-            store.command(f"TRUNCATE TABLE {table}")
 
         started = time.perf_counter()
         bulk_load(store, messages=int(events / 3.44))

@@ -14,7 +14,13 @@ from domain.envelope import EventEnvelope
 from domain.message import Message
 from engine.application import Sendstream
 from engine.eventlog.followers import run_until_stopped
-from projections.events import EVENT_TYPES, MessageFacts, insert_new_events, rows_for
+from projections.events import (
+    EVENT_TYPES,
+    EncodedEvents,
+    MessageFacts,
+    encode_events,
+    insert_new_encoded,
+)
 
 
 def projected_event_types() -> list[type]:
@@ -63,11 +69,19 @@ class MessageFactsCache:
 class Projector:
     """Maps stream events to reporting rows and writes each event once.
 
-    Within one ``run_once`` up to ``pipeline`` batches are read: the rows of
-    each batch are mapped (Python, holding the GIL) while the previous batch is
-    written by a writer thread (chdb and the network release the GIL), so a
-    busy stream is projected at the speed of the slower of the two rather than
-    their sum. The source is committed only once every batch read is written.
+    Within one ``run_once`` up to ``pipeline`` batches are read: their rows are
+    mapped (Python, holding the GIL) while earlier ones are written by a writer
+    thread (chdb and the network release the GIL), so a busy stream is projected
+    at the speed of the slower of the two rather than their sum. The source is
+    committed only once every batch read is written.
+
+    Inserts are few and large. Each costs ClickHouse about 80 ms of CPU whatever
+    its size (a part in ``events`` and in each rollup, each view's query, the
+    merges that follow), more than mapping and writing 2,000 rows, so mapped
+    batches are written together, up to ``insert_rows`` rows at once, and a
+    stream is written at most once per ``interval`` seconds: a run that starts
+    sooner after the last insert gathers events until then. A quiet stream is
+    written at once; a busy one appears in the reports up to ``interval`` later.
     """
 
     def __init__(
@@ -75,65 +89,66 @@ class Projector:
         app: Sendstream,
         source: EventSource,
         store: ReportingStore,
-        batch_size: int = 5000,
+        batch_size: int = 10_000,
         pipeline: int = 8,
-        linger: float = 0.5,
-        linger_from: int = 100,
+        interval: float = 1.0,
+        insert_rows: int = 50_000,
     ) -> None:
         self._source = source
-        self._linger = linger
-        self._linger_from = linger_from
+        self._interval = interval
         self._store = store
         self._batch_size = batch_size
         self._pipeline = max(1, pipeline)
+        self._insert_rows = insert_rows
         self._facts = MessageFactsCache(app)
         self._writer = named_executor("projector-write", max_workers=1)
+        self._last_insert = -interval
 
     def run_once(self, timeout: float = 0.5) -> int:
         read = 0
         writing: Future[int] | None = None
+        pending = EncodedEvents([], [], set())
         try:
             for _ in range(self._pipeline):
                 # Wait for events only when there is nothing in hand yet.
                 envelopes = self._source.poll(self._batch_size, timeout if not read else 0)
                 if not envelopes:
                     break
-                if not read and len(envelopes) >= self._linger_from:
-                    envelopes += self._fill(len(envelopes))
+                if not read:
+                    envelopes += self._fill(
+                        len(envelopes), self._last_insert + self._interval - time.monotonic()
+                    )
                 read += len(envelopes)
                 # Encoded here, not by the writer: it is Python work, and the writer's
                 # own work (chdb) runs without the GIL beside the next batch's mapping.
-                lines: list[str] = []
-                rows = rows_for(envelopes, self._facts, self._facts.remember, lines)
-                if writing is not None:
-                    writing.result()
-                    writing = None
-                if rows:
-                    writing = self._writer.submit(insert_new_events, self._store, rows, lines=lines)
+                pending.extend(encode_events(envelopes, self._facts, self._facts.remember))
+                if len(pending) >= self._insert_rows:
+                    if writing is not None:
+                        writing.result()
+                    writing = self._writer.submit(insert_new_encoded, self._store, pending)
+                    pending = EncodedEvents([], [], set())
                 if len(envelopes) < self._batch_size:
                     break  # the stream is drained: commit now rather than wait for more
             if writing is not None:
                 writing.result()
+                writing = None
+            if pending:
+                insert_new_encoded(self._store, pending)
         except Exception:
             if writing is not None:
                 wait([writing])
             self._source.rewind()
             raise
         if read:
+            self._last_insert = time.monotonic()
             self._source.commit()
         return read
 
-    def _fill(self, have: int) -> list[EventEnvelope]:
-        """More events for a batch begun with ``have``, for up to ``linger`` seconds.
-
-        Each insert makes a part in the events table and in every rollup, which ClickHouse
-        then merges in the background: a trickle written as it comes costs more CPU in
-        merges than in everything else the projector does (measured: a third of the
-        engine's CPU per message). Lingering puts reports at most that much later, and
-        only on a busy stream (a first poll of ``linger_from`` events or more): a quiet
-        one is written at once."""
+    def _fill(self, have: int, seconds: float) -> list[EventEnvelope]:
+        """More events for a batch begun with ``have``, for up to ``seconds``; none if the
+        stream runs dry first."""
         more: list[EventEnvelope] = []
-        deadline = time.monotonic() + self._linger
+        deadline = time.monotonic() + seconds
         while have + len(more) < self._batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

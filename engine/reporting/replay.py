@@ -20,7 +20,7 @@ from adapters.ports import ReportingStore
 from engine.application import Sendstream
 from engine.eventlog.followers import stream_of, to_envelope
 from engine.reporting.projector import MessageFactsCache
-from projections.events import EVENT_COLUMNS, insert_new_events, rows_for
+from projections.events import EVENT_COLUMNS, encode_events, insert_new_encoded
 from projections.schema import create_shadow_tables, migrate, swap_in_shadow_tables
 
 PAGE = 20_000
@@ -45,12 +45,11 @@ def _project_range(
         envelopes = [
             to_envelope(app, n) for n in notifications if stream_of(n.topic)[0] == "message"
         ]
-        lines: list[str] = []
-        rows = rows_for(envelopes, facts, facts.remember, lines)
-        if rows and check:
-            insert_new_events(reporting, rows, table, lines)
-        elif rows:
-            reporting.insert_tab_separated(table, EVENT_COLUMNS, "".join(lines).encode())
+        encoded = encode_events(envelopes, facts, facts.remember)
+        if encoded and check:
+            insert_new_encoded(reporting, encoded, table)
+        elif encoded:
+            reporting.insert_tab_separated(table, EVENT_COLUMNS, "".join(encoded.lines).encode())
         position = notifications[-1].id
         if bar is not None:
             bar.update(len(notifications))

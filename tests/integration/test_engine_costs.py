@@ -6,13 +6,15 @@ with the durability the settings choose."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
 
+from adapters.ports import ReportingStore
 from adapters.thread_names import NamedThread, named_executor
 from domain.envelope import EventEnvelope
 from engine.application import Sendstream
@@ -137,14 +139,85 @@ def test_the_projector_gathers_a_trickle_into_one_batch(
     envelopes = source.poll(1000, 0.5)
     assert len(envelopes) == 10  # Accepted and Queued of each
     trickle = Trickle(list(envelopes))
-    projector = Projector(
-        engine.app, trickle, engine.reporting, batch_size=6, linger=5.0, linger_from=1
-    )
+    projector = Projector(engine.app, trickle, engine.reporting, batch_size=6)
     first = trickle.poll(6, 0)
-    gathered = projector._fill(len(first))
+    gathered = projector._fill(len(first), 5.0)
     assert len(first) + len(gathered) == 6  # up to the batch size, not one insert each
-    rest = Projector(engine.app, trickle, engine.reporting, batch_size=100, linger=5.0)
-    assert len(rest._fill(0)) == 4  # the stream ran dry: no waiting out the linger
+    started = time.monotonic()
+    assert len(projector._fill(0, 5.0)) == 4
+    assert time.monotonic() - started < 1  # the stream ran dry: no waiting out the interval
+
+
+def test_the_projector_writes_a_quiet_stream_at_once_and_gathers_a_busy_one(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 2)
+    source = NotificationLogSource(engine.app, engine.tracking, "all", ("message",))
+    envelopes = source.poll(1000, 0.5)
+    trickle = Trickle(list(envelopes))
+    projector = Projector(engine.app, trickle, engine.reporting, interval=5.0)
+
+    started = time.monotonic()
+    assert projector.run_once(timeout=0) == 1  # the first event is written at once,
+    assert time.monotonic() - started < 4  # not held for the interval
+    assert projector.run_once(timeout=0) == 3  # the rest are gathered into one insert
+    assert engine.reporting.query("SELECT count() AS n FROM events") == [{"n": 4}]
+
+
+class Batches:
+    """An ``EventSource`` that hands out what it holds, ``max_records`` at a time."""
+
+    def __init__(self, envelopes: list[EventEnvelope]) -> None:
+        self._envelopes = envelopes
+        self.committed = False
+
+    def poll(self, max_records: int, timeout: float) -> list[EventEnvelope]:
+        batch, self._envelopes = self._envelopes[:max_records], self._envelopes[max_records:]
+        return batch
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def rewind(self) -> None: ...
+
+
+class CountedInserts:
+    """The reporting store, counting the rows of each insert."""
+
+    def __init__(self, store: ReportingStore) -> None:
+        self._store = store
+        self.inserts: list[int] = []
+
+    def insert_tab_separated(self, table: str, columns: Sequence[str], payload: bytes) -> None:
+        self.inserts.append(payload.count(b"\n"))
+        self._store.insert_tab_separated(table, columns, payload)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_the_projector_writes_the_batches_of_a_run_in_few_inserts(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 7)
+    source = NotificationLogSource(engine.app, engine.tracking, "all", ("message",))
+    envelopes = source.poll(1000, 0.5)
+    assert len(envelopes) == 14  # Accepted and Queued of each
+    batches, store = Batches(list(envelopes)), CountedInserts(engine.reporting)
+    projector = Projector(
+        engine.app, batches, cast(ReportingStore, store), batch_size=2, insert_rows=5
+    )
+
+    assert projector.run_once(timeout=0) == 14
+    assert store.inserts == [6, 6, 2]  # seven batches of two, written at five rows or more
+    assert batches.committed
+    assert engine.reporting.query("SELECT count() AS n FROM events") == [{"n": 14}]
+
+    again = Projector(engine.app, Batches(list(envelopes)), engine.reporting, insert_rows=5)
+    assert again.run_once(timeout=0) == 14  # a replay of the same events adds nothing
+    assert engine.reporting.query("SELECT count() AS n FROM events") == [{"n": 14}]
 
 
 def test_threads_carry_their_names_to_the_kernel() -> None:

@@ -22,7 +22,9 @@ from projections.events import (
     MessageFacts,
     MissingMessageFacts,
     count_events,
+    encode_events,
     ensure_schema,
+    insert_new_encoded,
     insert_new_events,
     list_events,
     load_facts,
@@ -387,6 +389,9 @@ def test_data_from_kafka_json_maps_like_objects() -> None:
 
     assert from_json == from_objects
     assert orjson.loads(from_objects[-1]["details"]) == {"SendAt": "2026-05-01T12:00:00.000Z"}
+    encoded = encode_events(envelopes, no_lookup)
+    assert encode_events([kafka_json(e) for e in envelopes], no_lookup) == encoded
+    assert encoded.lines == tab_separated_lines(from_objects)
 
 
 def test_other_streams_and_types_map_to_no_row() -> None:
@@ -703,11 +708,13 @@ def test_every_column_round_trips_through_the_projectors_encoding(store: Reporti
         messages.append(message)
     positions = Positions()
     envelopes = [envelope for message in messages for envelope in envelopes_of(message, positions)]
-    lines: list[str] = []
-    rows = rows_for(envelopes, no_lookup, None, lines)
-    assert lines == tab_separated_lines(rows)
+    rows = rows_for(envelopes, no_lookup)
+    encoded = encode_events(envelopes, no_lookup)
+    assert encoded.lines == tab_separated_lines(rows)
+    assert encoded.positions == [row["position"] for row in rows]
 
-    assert insert_new_events(store, rows, lines=lines) == len(rows)
+    assert insert_new_encoded(store, encoded) == len(rows)
+    assert insert_new_encoded(store, encoded) == 0  # a replay
 
     stored = store.query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY position")  # noqa: S608
     assert [{**row, "tags": list(row["tags"])} for row in stored] == rows
