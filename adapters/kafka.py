@@ -14,12 +14,13 @@ import heapq
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError, for_code
 
 from domain.envelope import SCHEMA_VERSION, EventEnvelope
@@ -153,13 +154,19 @@ def ensure_topics(
     replication_factor: int = 1,
     client_id: str = "sendstream-admin",
 ) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+    """Create the topics that do not exist yet; existing ones are left as they are.
+
+    An existing topic with fewer partitions than asked is only reported: adding
+    partitions moves keys, so an aggregate's next events could be read before its
+    earlier ones. The README says how an operator grows them (drain first).
+    """
     wanted = sorted(set(topics))
     if not wanted:
         return
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
     try:
         existing = set(admin.list_topics())
+        _report_fewer_partitions(admin, [t for t in wanted if t in existing], partitions)
         missing = [topic for topic in wanted if topic not in existing]
         if not missing:
             return
@@ -178,6 +185,20 @@ def ensure_topics(
         logger.info("created Kafka topics %s", ", ".join(missing))
     finally:
         admin.close()
+
+
+def _report_fewer_partitions(admin: KafkaAdminClient, topics: list[str], partitions: int) -> None:
+    if not topics or partitions <= 1:
+        return
+    for described in admin.describe_topics(topics):
+        have = len(described.get("partitions") or ())
+        if 0 < have < partitions:
+            logger.warning(
+                "topic %s has %d partitions, KAFKA_PARTITIONS asks for %d: at most %d "
+                "processes of a role share its work until an operator grows it (README: "
+                "Kafka partitions)",
+                described.get("name"), have, partitions, have,
+            )  # fmt: skip
 
 
 # --- publishing ------------------------------------------------------------------------
@@ -325,8 +346,8 @@ class KafkaEventSource:
             partitions=partitions,
             replication_factor=replication_factor,
         )
+        self._make_durable: Callable[[], None] | None = None
         self._consumer = KafkaConsumer(
-            *self._topics,
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             client_id=client_id,
@@ -337,6 +358,25 @@ class KafkaEventSource:
             max_poll_interval_ms=max_poll_interval_ms,
             max_poll_records=max_poll_records,
         )
+        self._consumer.subscribe(topics=self._topics, listener=_Handover(self))
+
+    def on_handover(self, make_durable: Callable[[], None]) -> None:
+        """See :class:`adapters.ports.HandsOverWork`: called inside ``poll`` when the group
+        takes partitions from this member."""
+        self._make_durable = make_durable
+
+    def _hand_over(self, revoked: set[TopicPartition]) -> None:
+        # Runs on kafka-python's network thread, where the consumer's own blocking calls
+        # (commit) are refused: the work is finished, not committed. The next owner reads
+        # the uncommitted events again, after they are durable, and skips what is done.
+        if self._make_durable is not None:
+            try:
+                self._make_durable()
+            except Exception:
+                logger.exception(
+                    "could not finish the work read from %s before handing it over",
+                    _describe(revoked),
+                )
 
     @property
     def topics(self) -> list[str]:
@@ -428,3 +468,22 @@ class KafkaEventSource:
 
 def _partition_key(partition: TopicPartition) -> tuple[str, int]:
     return (partition.topic, partition.partition)
+
+
+def _describe(partitions: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in sorted(partitions, key=_partition_key))
+
+
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+    """Logs each rebalance; before partitions go, finishes what was read from them."""
+
+    def __init__(self, source: KafkaEventSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            logger.info("handing over %s", _describe(revoked))
+            self._source._hand_over(revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("assigned %s", _describe(assigned) or "no partitions")

@@ -5,9 +5,9 @@ Each port has two adapters (embedded and at scale) that pass the same contract t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from domain.envelope import EventEnvelope
 from domain.routing import SourceAddress
@@ -29,6 +29,20 @@ class EventSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class HandsOverWork(Protocol):
+    """A source whose events may pass to another consumer while this one runs (a Kafka
+    group member losing partitions in a rebalance)."""
+
+    def on_handover(self, make_durable: Callable[[], None]) -> None:
+        """Before events pass to another consumer, call ``make_durable``: finish what was
+        read so far. The next owner starts after the last commit and so reads some of
+        those events again, but only once their effects are stored, which is what lets a
+        consumer that skips what is done (the projector's write-once check, a message's
+        claim) do nothing twice."""
+        ...
 
 
 class EventPublisher(Protocol):

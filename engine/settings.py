@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_topic_prefix: str = Field(default="sendstream", alias="KAFKA_TOPIC_PREFIX")
+    # Partitions of each topic a Sendstream process creates: the most processes of one
+    # role (delivery, projector, webhooks) that share a stream's work.
+    kafka_partitions: int = Field(default=12, ge=1, le=1000, alias="KAFKA_PARTITIONS")
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
     # Raw events older than this are deleted; the rollups keep their counts. 0 keeps them.
     events_retention_days: int = Field(default=90, ge=0, alias="EVENTS_RETENTION_DAYS")

@@ -249,6 +249,7 @@ def open_event_source(
             group_id=f"{settings.kafka_topic_prefix}-{consumer}",
             streams=streams,
             topic_prefix=settings.kafka_topic_prefix,
+            partitions=settings.kafka_partitions,
         )
     return NotificationLogSource(
         app, tracking, consumer, streams, signal, event_types=event_types, recent=recent,

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, wait
 from uuid import UUID
 
-from adapters.ports import EventSource, ReportingStore
+from adapters.ports import EventSource, HandsOverWork, ReportingStore
 from adapters.thread_names import named_executor
 from domain.envelope import EventEnvelope
 from domain.message import Message
@@ -103,11 +103,15 @@ class Projector:
         self._facts = MessageFactsCache(app)
         self._writer = named_executor("projector-write", max_workers=1)
         self._last_insert = -interval
+        # What this run has read and not yet written, and the insert under way.
+        self._pending = EncodedEvents([], [], set())
+        self._writing: Future[int] | None = None
+        self._lock = threading.Lock()
+        if isinstance(source, HandsOverWork):
+            source.on_handover(self._make_durable)
 
     def run_once(self, timeout: float = 0.5) -> int:
         read = 0
-        writing: Future[int] | None = None
-        pending = EncodedEvents([], [], set())
         try:
             for _ in range(self._pipeline):
                 # Wait for events only when there is nothing in hand yet.
@@ -121,28 +125,43 @@ class Projector:
                 read += len(envelopes)
                 # Encoded here, not by the writer: it is Python work, and the writer's
                 # own work (chdb) runs without the GIL beside the next batch's mapping.
-                pending.extend(encode_events(envelopes, self._facts, self._facts.remember))
-                if len(pending) >= self._insert_rows:
-                    if writing is not None:
-                        writing.result()
-                    writing = self._writer.submit(insert_new_encoded, self._store, pending)
-                    pending = EncodedEvents([], [], set())
+                encoded = encode_events(envelopes, self._facts, self._facts.remember)
+                with self._lock:
+                    self._pending.extend(encoded)
+                    if len(self._pending) >= self._insert_rows:
+                        self._finish_writing()
+                        self._writing = self._writer.submit(
+                            insert_new_encoded, self._store, self._pending
+                        )
+                        self._pending = EncodedEvents([], [], set())
                 if len(envelopes) < self._batch_size:
                     break  # the stream is drained: commit now rather than wait for more
-            if writing is not None:
-                writing.result()
-                writing = None
-            if pending:
-                insert_new_encoded(self._store, pending)
+            self._make_durable()
         except Exception:
-            if writing is not None:
-                wait([writing])
+            if self._writing is not None:
+                wait([self._writing])
+                self._writing = None
+            self._pending = EncodedEvents([], [], set())
             self._source.rewind()
             raise
         if read:
             self._last_insert = time.monotonic()
             self._source.commit()
         return read
+
+    def _finish_writing(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _make_durable(self) -> None:
+        """Write everything read so far: at the end of a run, and before the source hands
+        events to another projector (which must not insert them at the same time)."""
+        with self._lock:  # a Kafka source calls it from its own network thread
+            self._finish_writing()
+            pending, self._pending = self._pending, EncodedEvents([], [], set())
+            if pending:
+                insert_new_encoded(self._store, pending)
 
     def _fill(self, have: int, seconds: float) -> list[EventEnvelope]:
         """More events for a batch begun with ``have``, for up to ``seconds``; none if the

@@ -369,6 +369,7 @@ class Engine:
                 self.settings.kafka_bootstrap_servers,
                 topic_prefix=self.settings.kafka_topic_prefix,
                 streams=ALL_STREAMS,
+                partitions=self.settings.kafka_partitions,
             )
             source = NotificationLogSource(
                 self.app, self.tracking, "relay", None, self.signal, recent=self.recent

@@ -130,15 +130,17 @@ def worker_processes(settings: Settings) -> list[WorkerProcess]:
     """The children of ``serve``: the worker process (delivering the first share), a
     delivery process for each other share, and the extra webhook callers."""
     count = settings.delivery_processes
-    children = [
-        WorkerProcess(
-            settings,
-            WORKER_PROCESS_ROLES,
-            env={"DELIVERY_SHARE": f"1/{count}" if count > 1 else ""},
-        )
-    ]
+
+    def share(number: int) -> dict[str, str]:
+        # Through Kafka the delivery group shares the topics' partitions among its members;
+        # from the notification log each process keeps to its share of the messages.
+        if count == 1 or settings.uses_kafka:
+            return {"DELIVERY_SHARE": ""}
+        return {"DELIVERY_SHARE": f"{number}/{count}"}
+
+    children = [WorkerProcess(settings, WORKER_PROCESS_ROLES, env=share(1))]
     children += [
-        WorkerProcess(settings, {Role.DELIVERY}, env={"DELIVERY_SHARE": f"{number}/{count}"})
+        WorkerProcess(settings, {Role.DELIVERY}, env=share(number))
         for number in range(2, count + 1)
     ]
     # The worker process makes webhook calls too; these make them beside it.

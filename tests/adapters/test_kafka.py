@@ -400,3 +400,77 @@ def test_an_unreadable_record_stops_the_source_instead_of_being_skipped(
     source.rewind()
     with pytest.raises(UnsupportedSchemaError):
         read_exactly(source, 3, timeout=10)
+
+
+def published_in_partitions(
+    kafka_broker: RunningService, prefix: str, count: int, partitions: int
+) -> list[EventEnvelope]:
+    """``count`` envelopes of ``count // 10`` messages, published over ``partitions``."""
+    publisher = KafkaEventPublisher(kafka_broker.url, topic_prefix=prefix, partitions=partitions)
+    published = make_envelopes(count, streams=("message",), aggregates_per_stream=count // 10)
+    try:
+        publisher.publish(published)
+    finally:
+        publisher.close()
+    return published
+
+
+def test_members_of_one_group_share_the_partitions(
+    kafka_broker: RunningService, prefix: str, open_source: Any
+) -> None:
+    published = published_in_partitions(kafka_broker, prefix, 600, partitions=6)
+    members = [open_source("shared", streams=("message",), wait=False) for _ in range(2)]
+    read: list[list[EventEnvelope]] = [[], []]
+    deadline = time.monotonic() + 60
+
+    def consume(number: int) -> None:
+        while sum(map(len, read)) < len(published) and time.monotonic() < deadline:
+            read[number] += members[number].poll(50, 0.3)
+            members[number].commit()
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(consume, [0, 1]))
+
+    assert all(read), "each member had partitions of its own to read"
+    owned = [{p.partition for p in member.assignment()} for member in members]
+    assert not owned[0] & owned[1] and owned[0] | owned[1] == set(range(6))
+    received = read[0] + read[1]
+    assert sorted(e.event_id for e in received) == sorted(e.event_id for e in published)
+    assert_in_order_per_aggregate(read[0])
+    assert_in_order_per_aggregate(read[1])
+
+
+def test_a_member_finishes_what_it_read_before_its_partitions_move(
+    kafka_broker: RunningService, prefix: str, open_source: Any
+) -> None:
+    published = published_in_partitions(kafka_broker, prefix, 400, partitions=4)
+    first = open_source("handover", streams=("message",))
+    first_read = read_exactly(first, 100)  # never committed: a slow consumer mid-batch
+    made_durable: list[float] = []
+    first.on_handover(lambda: made_durable.append(time.monotonic()))
+
+    second_read: list[tuple[float, EventEnvelope]] = []
+    deadline = time.monotonic() + 60
+
+    def later_member() -> None:
+        second = open_source("handover", streams=("message",), wait=False)
+        while {e.event_id for e in first_read} | {e.event_id for _, e in second_read} != {
+            e.event_id for e in published
+        }:
+            assert time.monotonic() < deadline
+            second_read.extend((time.monotonic(), e) for e in second.poll(50, 0.3))
+            second.commit()
+
+    with ThreadPoolExecutor(1) as pool:
+        joining = pool.submit(later_member)
+        while not joining.done():  # slowly, so that work is left when the second joins
+            first_read.extend(first.poll(5, 0.3))
+            time.sleep(0.2)
+        joining.result()
+
+    assert made_durable, "the first member was asked to finish before its partitions moved"
+    # What the second member reads of the first one's uncommitted events, it reads after
+    # the first one finished them.
+    first_ids = {e.event_id for e in first_read[:100]}
+    again = [at for at, e in second_read if e.event_id in first_ids]
+    assert all(at > made_durable[0] for at in again)

@@ -49,3 +49,19 @@ def test_the_command_line_reports_a_bad_setting_without_a_traceback(
     err = capsys.readouterr().err
     assert "sendstream: DELIVERY_CONCURRENCY: Input should be a valid integer" in err
     assert "Traceback" not in err
+
+
+def test_delivery_processes_share_by_message_id_alone_or_by_partition_through_kafka() -> None:
+    from engine.runtime.processes import worker_processes
+
+    def shares(**values: str) -> list[str]:
+        children = worker_processes(Settings(**values))  # type: ignore[arg-type]
+        return [child._env["DELIVERY_SHARE"] for child in children if "webhook" not in child.label]
+
+    assert shares(DELIVERY_PROCESSES="3") == ["1/3", "2/3", "3/3"]
+    # One consumer group shares the partitions: no process keeps to a share of the ids.
+    kafka = shares(DELIVERY_PROCESSES="3", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092")
+    assert kafka == ["", "", ""]
+    assert Settings().kafka_partitions == 12
+    with pytest.raises(ValueError, match="KAFKA_PARTITIONS"):
+        Settings(KAFKA_PARTITIONS="0")  # type: ignore[arg-type]

@@ -220,6 +220,43 @@ def test_the_projector_writes_the_batches_of_a_run_in_few_inserts(
     assert engine.reporting.query("SELECT count() AS n FROM events") == [{"n": 14}]
 
 
+class LosesItsPartitions(Batches):
+    """A Kafka-like source whose group moves its partitions away during the second poll."""
+
+    def __init__(self, envelopes: list[EventEnvelope], store: ReportingStore) -> None:
+        super().__init__(envelopes)
+        self._store = store
+        self._polls = 0
+        self._make_durable: Callable[[], None] | None = None
+        self.stored_at_handover: int | None = None
+
+    def on_handover(self, make_durable: Callable[[], None]) -> None:
+        self._make_durable = make_durable
+
+    def poll(self, max_records: int, timeout: float) -> list[EventEnvelope]:
+        self._polls += 1
+        if self._polls == 2 and self._make_durable is not None:
+            self._make_durable()
+            rows = self._store.query("SELECT count() AS n FROM events")
+            self.stored_at_handover = int(rows[0]["n"])
+        return super().poll(max_records, timeout)
+
+
+def test_the_projector_writes_what_it_read_before_its_partitions_move(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 3)
+    source = NotificationLogSource(engine.app, engine.tracking, "all", ("message",))
+    envelopes = source.poll(1000, 0.5)
+    moving = LosesItsPartitions(list(envelopes), engine.reporting)
+    projector = Projector(engine.app, moving, engine.reporting, batch_size=4, insert_rows=100)
+
+    assert projector.run_once(timeout=0) == 6
+    assert moving.stored_at_handover == 4  # the first batch, written before the move
+    assert engine.reporting.query("SELECT count() AS n FROM events") == [{"n": 6}]
+
+
 def test_threads_carry_their_names_to_the_kernel() -> None:
     seen: dict[str, str] = {}
 

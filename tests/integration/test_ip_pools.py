@@ -330,7 +330,9 @@ async def test_a_receivers_slow_down_is_a_throttled_event_in_aggr_events(
         if found.get("throttled"):
             break
         await asyncio.sleep(0.1)
-    assert found["throttled"] == 1 and found["deferred"] == 1
+    # The message is tried again meanwhile: the projector may write its next deferral
+    # in the same insert as the first (it writes a busy stream once a second).
+    assert found["throttled"] == 1 and found["deferred"] >= 1
     listed = await client.get(
         "/api/v1/events", params={"MessageID": str(submission)},
         headers={"Authorization": f"Bearer {tenant.sender_key}"},
