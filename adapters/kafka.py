@@ -21,7 +21,13 @@ from uuid import UUID
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError, for_code
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from domain.envelope import SCHEMA_VERSION, EventEnvelope
 
@@ -419,7 +425,7 @@ class KafkaEventSource:
         """Commit, synchronously, the position after everything ``poll`` returned."""
         try:
             self._consumer.commit()
-        except CommitFailedError:
+        except (CommitFailedError, RebalanceInProgressError):
             # The group rebalanced since the last poll: those partitions belong to
             # another member now, which re-reads from the last committed offset.
             logger.warning("commit failed after a rebalance; uncommitted events will come again")

@@ -45,6 +45,21 @@ class HandsOverWork(Protocol):
         ...
 
 
+class Lease(Protocol):
+    """The right to run a role that must run once (the relay, the scheduler, the campaign
+    runner): one holder at a time, freed when its holder dies, however it dies."""
+
+    def try_acquire(self) -> bool:
+        """Take the lease if it is free; True if this process holds it now."""
+        ...
+
+    def still_held(self) -> bool:
+        """False once the lease may have passed to another process (its session is gone)."""
+        ...
+
+    def release(self) -> None: ...
+
+
 class EventPublisher(Protocol):
     """Where the relay puts events for consumers in other processes."""
 

@@ -18,7 +18,7 @@ from uuid import UUID
 import uvloop
 from eventsourcing.persistence import Recording, TrackingRecorder
 
-from adapters.ports import EventSource, MailTransport, ReportingStore
+from adapters.ports import EventSource, Lease, MailTransport, ReportingStore
 from adapters.sandbox import SandboxTransport
 from adapters.schedule_store import PostgresScheduleStore, ScheduleStore, SqliteScheduleStore
 from adapters.thread_names import NamedThread, named_executor
@@ -38,6 +38,7 @@ from engine.eventlog.followers import (
 from engine.eventlog.relay import ALL_STREAMS, Relay
 from engine.eventlog.writer import BatchWriter
 from engine.reporting.projector import Projector, projected_event_types
+from engine.runtime.leadership import run_as_leader
 from engine.sending.service import SendingService
 from engine.settings import Settings
 
@@ -131,6 +132,15 @@ def open_schedule_store(settings: Settings) -> ScheduleStore:
     return SqliteScheduleStore(
         Path(settings.data_dir) / "schedule.sqlite", synchronous=settings.sqlite_synchronous
     )
+
+
+def open_lease(settings: Settings, role: str) -> Lease:
+    """An advisory lock in PostgreSQL at scale; a locked file in the data folder embedded."""
+    from adapters.lease import FileLease, PostgresLease
+
+    if settings.eventstore_url.startswith(("postgresql://", "postgres://")):
+        return PostgresLease(settings.postgres_conninfo(), role, schema=settings.postgres_schema)
+    return FileLease(Path(settings.data_dir) / "leases" / f"{role}.lock")
 
 
 def webhook_address_policy(settings: Settings) -> AddressPolicy:
@@ -371,13 +381,18 @@ class Engine:
                 streams=ALL_STREAMS,
                 partitions=self.settings.kafka_partitions,
             )
-            source = NotificationLogSource(
-                self.app, self.tracking, "relay", None, self.signal, recent=self.recent
-            )
-            self._spawn("relay", Relay(source, publisher).run)
+
+            def relay(term: threading.Event) -> None:
+                # A new term starts from the position the last leader committed.
+                source = NotificationLogSource(
+                    self.app, self.tracking, "relay", None, self.signal, recent=self.recent
+                )
+                Relay(source, publisher).run(term)
+
+            self._spawn_leader("relay", relay)
         if Role.SCHEDULER in self.roles:
             scheduler = Scheduler(self.app, self.writer, open_schedule_store(self.settings))
-            self._spawn("scheduler", scheduler.run)
+            self._spawn_leader("scheduler", scheduler.run)
         if Role.PROJECTOR in self.roles:
             projector = Projector(
                 self.app,
@@ -423,7 +438,7 @@ class Engine:
                 held_messages=lambda instance: held_message_ids(self.reporting, instance),
                 window=self.settings.campaign_fanout_window,
             )
-            self._spawn("campaigns", self.campaign_runner.run)
+            self._spawn_leader("campaigns", self.campaign_runner.run)
         settings = self.settings
         if Role.SMTP in self.roles and (settings.submission_ports or settings.submission_tls_ports):
             from engine.sending.smtp_submission import SubmissionServer
@@ -563,6 +578,12 @@ class Engine:
         # (libuv) makes for about a tenth less CPU than asyncio's own.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
+
+    def _spawn_leader(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        """A role that must run once in the installation: it runs while this process holds
+        its lease; the same role in other processes waits as a standby."""
+        lease = open_lease(self.settings, name)
+        self._spawn(name, lambda stop: run_as_leader(name, lease, target, stop))
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = NamedThread(target=target, args=(self._stop,), name=name, daemon=True)

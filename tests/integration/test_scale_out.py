@@ -1,0 +1,165 @@
+"""The at-scale mode spread over processes that die: PostgreSQL holds the events, the
+Kafka-protocol broker carries them, two processes each run the relay and the scheduler
+(one leads, one waits), three share delivery through their consumer group. Killing the
+relay leader and a delivery process with ``kill -9`` mid-run and starting them again
+loses nothing and sends nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from domain.content import Address, EmailContent
+from domain.message import FINAL_STATUSES, MessageStatus
+from engine.delivery.worker import INTERRUPTED
+from engine.runtime.composition import Engine
+from tests.integration.conftest import KAFKA_MODE, new_postgres_schema, wait_for
+from tests.integration.receiver import Receiver
+from tests.integration.test_crash_safety import SlowHandlerReceiver
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not KAFKA_MODE, reason="the at-scale mode runs through the broker"),
+]
+
+MESSAGES = 2000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = SlowHandlerReceiver().start()
+    yield server
+    server.stop()
+
+
+class Process:
+    """``sendstream serve --role …`` on a data folder of its own, as on its own machine."""
+
+    def __init__(self, name: str, roles: list[str], env: dict[str, str], tmp: Path) -> None:
+        self.name = name
+        self.roles = roles
+        self.env = {**env, "SENDSTREAM_DATA_DIR": str(tmp / name)}
+        self.log = tmp / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        arguments = [arg for role in self.roles for arg in ("--role", role)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", *arguments],
+            env=self.env, cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def said(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
+
+
+def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
+    make_engine: Callable[..., Engine], receiver: Receiver, tmp_path: Path
+) -> None:
+    eventstore = new_postgres_schema()
+    engine = make_engine(roles=frozenset(), EVENTSTORE_URL=eventstore)
+    keys = engine.app.bootstrap("example.com")
+    sender = engine.app.sender_context(keys["SenderAPIKey"])
+    assert sender is not None
+
+    settings = engine.settings
+    env = {
+        **os.environ,
+        "EVENTSTORE_URL": eventstore,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "KAFKA_PARTITIONS": "6",
+        "SMTP_RELAY_URL": receiver.url,
+        "DELIVERY_CONCURRENCY": "16",
+        "DELIVERY_RETRY_SCHEDULE": "1",
+        "SMTP_SUBMISSION_PORTS": "",
+        "BOUNCE_SMTP_PORTS": "",
+    }
+    singletons = [Process(f"leader{n}", ["relay", "scheduler"], env, tmp_path) for n in (1, 2)]
+    deliveries = [Process(f"delivery{n}", ["delivery"], env, tmp_path) for n in (1, 2, 3)]
+    everyone = singletons + deliveries
+    try:
+        for process in everyone:
+            process.start()
+        wait_for(lambda: sum(p.said("relay: leading") for p in singletons) == 1, timeout=60)
+        wait_for(lambda: sum(p.said("scheduler: leading") for p in singletons) == 1, timeout=60)
+        # The other process waits as the standby of both roles.
+        wait_for(lambda: sum(p.said("another process leads") for p in singletons) >= 2)
+
+        now = datetime.now(UTC)
+        message_ids = []
+        for first in range(0, MESSAGES, 500):
+            batch = []
+            for n in range(first, first + 500):
+                content = EmailContent(
+                    subject=f"Scale test {n}", sender=Address("news@example.com", "News"),
+                    to=(Address(f"user{n}@example.org", "User"),), plain="hello",
+                )  # fmt: skip
+                submission, messages = engine.app.prepare_submission(sender, content, now)
+                batch += [submission, *messages]
+                message_ids += [m.id for m in messages]
+            engine.writer.save(batch)
+
+        receiver.wait_for_count(300, timeout=120)
+        leader = next(p for p in singletons if p.said("relay: leading"))
+        standby = next(p for p in singletons if p is not leader)
+        killed_at = time.monotonic()
+        leader.kill()
+        deliveries[0].kill()
+        assert len(receiver.received) < MESSAGES, "all was sent before the kills"
+        wait_for(lambda: standby.said("relay: leading"), timeout=30)
+        takeover = time.monotonic() - killed_at
+        # Started again once the broker has let the dead member go (its session, 6 s): the
+        # test broker (Tansu) leaves the group rejoining forever when the new member joins
+        # while the dead one is still a member (its SyncGroup never gives assignments).
+        time.sleep(8)
+        leader.start()
+        deliveries[0].start()
+
+        def all_final() -> bool:
+            return all(engine.app.message(m).status in FINAL_STATUSES for m in message_ids)
+
+        wait_for(all_final, timeout=300, interval=1.0)
+    finally:
+        for process in everyone:
+            process.stop()
+
+    assert takeover < 15, f"the standby took {takeover:.1f} s to lead"
+    received = Counter(r.message["Message-ID"] for r in receiver.received)
+    assert not {k: v for k, v in received.items() if v > 1}, "a message was received twice"
+    statuses: Counter[MessageStatus] = Counter()
+    for message_id in message_ids:
+        message = engine.app.message(message_id)
+        statuses[message.status] += 1
+        if message.status is MessageStatus.FAILED:
+            assert message.failure_reason == INTERRUPTED  # claimed by the killed process
+    assert statuses[MessageStatus.DELIVERED] + statuses[MessageStatus.FAILED] == MESSAGES
+    assert statuses[MessageStatus.FAILED] <= 16  # only what it had in flight
+    assert len(received) >= statuses[MessageStatus.DELIVERED]
+    # Every delivery process had partitions of its own at some point.
+    prefix = settings.kafka_topic_prefix
+    assert all(p.said(f"adapters.kafka: assigned {prefix}.") for p in deliveries)
