@@ -207,6 +207,29 @@ def _report_fewer_partitions(admin: KafkaAdminClient, topics: list[str], partiti
             )  # fmt: skip
 
 
+def group_offsets(
+    bootstrap_servers: str, group_id: str, client_id: str = "sendstream-admin"
+) -> dict[tuple[str, int], tuple[int, int | None]]:
+    """Each partition a consumer group has committed in: ``(committed, end)`` offsets, the
+    end as the broker reports it (None if it did not). Empty for a group never committed."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    try:
+        committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
+    finally:
+        admin.close()
+    if not committed:
+        return {}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    try:
+        ends = consumer.end_offsets(list(committed))
+    finally:
+        consumer.close()
+    return {
+        (partition.topic, partition.partition): (int(offset.offset), ends.get(partition))
+        for partition, offset in committed.items()
+    }
+
+
 # --- publishing ------------------------------------------------------------------------
 
 

@@ -52,6 +52,21 @@ class FileLease:
             os.close(self._fd)  # closing the descriptor drops the lock
             self._fd = None
 
+    def holder(self) -> str | None:
+        if self._fd is not None:
+            return f"process {os.getpid()} (this one)"
+        if not self._path.exists():
+            return None
+        fd = os.open(self._path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = self._path.read_text().strip()
+            return f"process {pid}" if pid else "a process"
+        finally:
+            os.close(fd)  # a shared lock taken to look is dropped with the descriptor
+        return None
+
 
 class PostgresLease:
     """``name`` is the role; ``schema`` keeps installations sharing a database apart."""
@@ -108,6 +123,25 @@ class PostgresLease:
 
     def release(self) -> None:
         self._drop()  # ending the session frees the lock
+
+    def holder(self) -> str | None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as db:
+                row = db.execute(
+                    "SELECT a.pid, host(a.client_addr), a.backend_start FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.classid::int = hashtext(%s) AND l.objid::int = hashtext(%s)",
+                    self._key,
+                ).fetchone()
+        except psycopg.Error as error:
+            return f"unknown ({error})"
+        if row is None:
+            return None
+        pid, address, since = row
+        return f"session {pid} from {address or 'a local socket'} since {since:%Y-%m-%d %H:%M:%S}"
 
     def _drop(self) -> None:
         if self._db is not None:

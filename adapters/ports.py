@@ -59,6 +59,10 @@ class Lease(Protocol):
 
     def release(self) -> None: ...
 
+    def holder(self) -> str | None:
+        """Who holds the lease now, as an operator would look for it; None if nobody."""
+        ...
+
 
 class EventPublisher(Protocol):
     """Where the relay puts events for consumers in other processes."""

@@ -174,6 +174,38 @@ def replay_projections() -> None:
         engine.close()
 
 
+@cli.command()
+def status(
+    json: Annotated[
+        bool, typer.Option("--json", help="One JSON document instead of tables")
+    ] = False,
+) -> None:
+    """Who leads each role that runs once, and how far behind each reader of the stream is."""
+    from engine.runtime.status import installation_status
+
+    engine = Engine(load_settings(), roles=frozenset())
+    try:
+        report = installation_status(engine)
+    finally:
+        engine.close()
+    if json:
+        sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    lines = ["role        holder"]
+    lines += [f"{role:<11} {holder or 'nobody'}" for role, holder in report.leaders.items()]
+    lines += ["", f"{'reader':<28} {'where':<32} {'position':>10} {'end':>10} {'lag':>8}"]
+    for follower in report.followers:
+        lines.append(
+            f"{follower.reader:<28} {follower.where:<32} "
+            f"{_shown(follower.position):>10} {_shown(follower.end):>10} {_shown(follower.lag):>8}"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _shown(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def load_settings() -> Settings:
     """The settings from the environment; a bad one ends the command with its reason, not a
     traceback (exit status 2, as for a bad option)."""

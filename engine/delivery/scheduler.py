@@ -33,7 +33,7 @@ _SETTING_EVENTS = {
 # timer leaves its Scheduled, Deferred or Postponed state only by being queued or failed (Delivered
 # and Bounced come after a Queued), so no other event needs reading at all.
 _CLEARING_EVENTS = frozenset({"Message.Queued", "Message.Failed"})
-_TOPICS = [
+SCHEDULER_TOPICS = [
     get_topic(getattr(Message, name.partition(".")[2]))
     for name in sorted({*_SETTING_EVENTS, *_CLEARING_EVENTS})
 ]
@@ -52,7 +52,7 @@ class Scheduler:
         """Read the next page of the log and update the timers; returns events read."""
         start = self._store.position() or 0
         notifications = self._app.recorder.select_notifications(
-            start=start, limit=self._batch_size, topics=_TOPICS, inclusive_of_start=False
+            start=start, limit=self._batch_size, topics=SCHEDULER_TOPICS, inclusive_of_start=False
         )
         if not notifications:
             return 0

@@ -134,6 +134,16 @@ def open_schedule_store(settings: Settings) -> ScheduleStore:
     )
 
 
+def delivery_event_types() -> tuple[type, type, type]:
+    """What the delivery worker reads: a submission's content, and each message's Accepted
+    (it builds the message from the stream, not a read) and Queued."""
+    # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
+    received: type = Submission.Received  # type: ignore[attr-defined]
+    accepted: type = Message.Accepted  # type: ignore[attr-defined]
+    queued: type = Message.Queued  # type: ignore[attr-defined]
+    return received, accepted, queued
+
+
 def open_lease(settings: Settings, role: str) -> Lease:
     """An advisory lock in PostgreSQL at scale; a locked file in the data folder embedded."""
     from adapters.lease import FileLease, PostgresLease
@@ -486,11 +496,7 @@ class Engine:
             # Loads and saves leave the loop for these threads: named, their CPU is counted.
             asyncio.get_running_loop().set_default_executor(named_executor("delivery-io"))
             transport = open_transport(self.settings)
-            # @event("Queued") makes Message.Queued when the class is built; mypy cannot see it.
-            queued: type = Message.Queued  # type: ignore[attr-defined]
-            accepted: type = Message.Accepted  # type: ignore[attr-defined]
-            received: type = Submission.Received  # type: ignore[attr-defined]
-            # Accepted too: the worker builds each message from the stream, not a read.
+            received, accepted, queued = delivery_event_types()
             share = self.settings.share
             if share is None:
                 source = self._source(

@@ -1,0 +1,129 @@
+"""``sendstream status``: who runs the roles that run once, and how far behind each reader
+of the event stream is, as an operator asks before and after moving processes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from domain.share import DeliveryShare
+from engine.runtime.composition import (
+    Engine,
+    delivery_event_types,
+    open_lease,
+    open_schedule_store,
+)
+from engine.settings import Settings
+
+__all__ = ["LEASED_ROLES", "FollowerLag", "Status", "installation_status"]
+
+# The roles that run under a lease (see engine.runtime.leadership).
+LEASED_ROLES = ("relay", "scheduler", "campaigns")
+
+
+# Counting stops here: a reader this far behind is simply far behind.
+COUNT_UP_TO = 10_000
+
+
+@dataclass(frozen=True)
+class FollowerLag:
+    """One reader of the stream: where it is, where the stream ends, and what it has left.
+
+    In the event store a reader's position is the last event it read *of the kinds it
+    reads*, so it stays below the newest event while it waits; ``waiting`` counts the
+    events of its kinds after it (up to ``COUNT_UP_TO``). On Kafka it is the group's
+    committed offset and the partition's end.
+    """
+
+    reader: str
+    where: str  # "event store" or a Kafka topic partition
+    position: int | None
+    end: int | None
+    waiting: int | None = None
+
+    @property
+    def lag(self) -> int | None:
+        if self.waiting is not None:
+            return self.waiting
+        if self.position is None or self.end is None or self.end < self.position:
+            return None  # never read, or the broker's end is not one to trust
+        return self.end - self.position
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"Reader": self.reader, "Where": self.where, "Position": self.position,
+                "End": self.end, "Lag": self.lag}  # fmt: skip
+
+
+@dataclass
+class Status:
+    leaders: dict[str, str | None] = field(default_factory=dict)
+    followers: list[FollowerLag] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "Leaders": [{"Role": role, "Holder": holder} for role, holder in self.leaders.items()],
+            "Readers": [follower.as_dict() for follower in self.followers],
+        }
+
+
+def installation_status(engine: Engine) -> Status:
+    settings = engine.settings
+    status = Status()
+    for role in LEASED_ROLES:
+        if role == "relay" and not settings.uses_kafka:
+            continue  # no relay without a broker
+        lease = open_lease(settings, role)
+        status.leaders[role] = lease.holder()
+    newest = engine.app.recorder.max_notification_id() or 0
+    kinds = _kinds_read()
+    readers = ["relay"] if settings.uses_kafka else ["delivery", "projector", "webhooks"]
+    if not settings.uses_kafka and settings.delivery_processes > 1:
+        count = settings.delivery_processes
+        readers += [DeliveryShare(k, count).consumer for k in range(1, count + 1)]
+    positions = {reader: engine.tracking.max_tracking_id(reader) for reader in readers}
+    schedule = open_schedule_store(settings)
+    try:
+        positions["scheduler"] = schedule.position()
+    finally:
+        schedule.close()
+    for reader, position in positions.items():
+        topics = kinds.get(reader.partition("-")[0], [])
+        waiting = len(
+            engine.app.recorder.select_notifications(
+                start=position or 0, limit=COUNT_UP_TO, topics=topics, inclusive_of_start=False
+            )
+        )
+        status.followers.append(FollowerLag(reader, "event store", position, newest, waiting))
+    if settings.uses_kafka:
+        status.followers += _kafka_lags(settings)
+    return status
+
+
+def _kinds_read() -> dict[str, list[str]]:
+    """The topics of the events each reader of the event store reads; none: all of them."""
+    from engine.delivery.scheduler import SCHEDULER_TOPICS
+    from engine.reporting.projector import projected_event_types
+    from engine.webhooks.intake import intake_event_types
+
+    return {
+        "delivery": [get_topic(cls) for cls in delivery_event_types()],
+        "projector": [get_topic(cls) for cls in projected_event_types()],
+        "webhooks": [get_topic(cls) for cls in intake_event_types()],
+        "scheduler": list(SCHEDULER_TOPICS),
+        "relay": [],
+    }
+
+
+def _kafka_lags(settings: Settings) -> list[FollowerLag]:
+    from adapters.kafka import group_offsets
+
+    lags = []
+    for role in ("delivery", "projector", "webhooks"):
+        group = f"{settings.kafka_topic_prefix}-{role}"
+        for (topic, partition), (committed, end) in sorted(
+            group_offsets(settings.kafka_bootstrap_servers, group).items()
+        ):
+            lags.append(FollowerLag(group, f"{topic}[{partition}]", committed, end))
+    return lags
