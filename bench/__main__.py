@@ -1,5 +1,5 @@
 """``python -m bench [WHICH] [--messages N] [--seconds S] [--events N]``: WHICH is api,
-commands, delivery, delivery-kafka, direct, smtp, campaign, segments, tracking, bounces,
+commands, delivery, delivery-kafka, scale-out, direct, smtp, campaign, segments, tracking, bounces,
 analytics, webhooks or all (default)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from bench import (
     campaign,
     delivery,
     direct,
+    scale_out,
     segments,
     smtp_submit,
     tracking,
@@ -33,6 +34,7 @@ def main() -> None:
             "commands",
             "delivery",
             "delivery-kafka",
+            "scale-out",
             "direct",
             "smtp",
             "campaign",
@@ -59,6 +61,8 @@ def main() -> None:
         rows += delivery.run(messages=min(args.messages // 5, 10_000), size=delivery.LARGE)
     if args.which in ("delivery-kafka", "all"):
         rows += delivery.run(messages=args.messages, kafka=True)
+    if args.which in ("scale-out", "all"):
+        rows += scale_out.run(messages=min(args.messages, 10_000))
     if args.which in ("direct", "all"):
         rows += direct.run(messages=args.messages)
     if args.which in ("smtp", "all"):

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -604,3 +605,44 @@ def _dnsmasq_quoted(text: str) -> str:
         raise ValueError(f"TXT string with a line break or NUL: {text!r}")
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+# --- Sendstream itself ----------------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServeProcess:
+    """``sendstream serve --role …`` on a data folder of its own, as on its own machine."""
+
+    def __init__(self, name: str, roles: list[str], env: dict[str, str], tmp: Path) -> None:
+        self.name = name
+        self.roles = roles
+        self.env = {**env, "SENDSTREAM_DATA_DIR": str(tmp / name)}
+        self.log = tmp / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServeProcess:
+        arguments = [arg for role in self.roles for arg in ("--role", role)]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", *arguments],
+            env=self.env, cwd=_ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def said(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0

@@ -7,9 +7,6 @@ loses nothing and sends nothing twice."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,6 +22,7 @@ from engine.runtime.composition import Engine
 from tests.integration.conftest import KAFKA_MODE, new_postgres_schema, wait_for
 from tests.integration.receiver import Receiver
 from tests.integration.test_crash_safety import SlowHandlerReceiver
+from tests.services import ServeProcess
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,7 +30,6 @@ pytestmark = [
 ]
 
 MESSAGES = 2000
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -40,41 +37,6 @@ def receiver() -> Iterator[Receiver]:
     server = SlowHandlerReceiver().start()
     yield server
     server.stop()
-
-
-class Process:
-    """``sendstream serve --role …`` on a data folder of its own, as on its own machine."""
-
-    def __init__(self, name: str, roles: list[str], env: dict[str, str], tmp: Path) -> None:
-        self.name = name
-        self.roles = roles
-        self.env = {**env, "SENDSTREAM_DATA_DIR": str(tmp / name)}
-        self.log = tmp / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        arguments = [arg for role in self.roles for arg in ("--role", role)]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", *arguments],
-            env=self.env, cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def said(self, text: str) -> int:
-        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
 
 def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
@@ -99,8 +61,8 @@ def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
     }
-    singletons = [Process(f"leader{n}", ["relay", "scheduler"], env, tmp_path) for n in (1, 2)]
-    deliveries = [Process(f"delivery{n}", ["delivery"], env, tmp_path) for n in (1, 2, 3)]
+    singletons = [ServeProcess(f"leader{n}", ["relay", "scheduler"], env, tmp_path) for n in (1, 2)]
+    deliveries = [ServeProcess(f"delivery{n}", ["delivery"], env, tmp_path) for n in (1, 2, 3)]
     everyone = singletons + deliveries
     try:
         for process in everyone:
