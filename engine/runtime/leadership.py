@@ -44,6 +44,11 @@ def run_as_leader(
         watcher.start()
         try:
             run(term)
+        except Exception:
+            # A role that fails to start (its database or broker away) must not leave the
+            # installation without it: the lease goes, and this process asks again.
+            log.exception("%s: stopped by an error; the lease is given up", role)
+            stop.wait(check_every)
         finally:
             term.set()
             watcher.join()

@@ -79,3 +79,24 @@ def test_a_leader_that_loses_its_session_stops_and_the_standby_takes_over() -> N
     for contender in (leader, standby):
         contender.stop.set()
         contender.thread.join(5)
+
+
+def test_a_role_that_fails_gives_up_its_lease_and_is_tried_again(tmp_path: Path) -> None:
+    lease = FileLease(tmp_path / "leases" / "relay.lock")
+    stop = threading.Event()
+    terms: list[str] = []
+
+    def run(term: threading.Event) -> None:
+        terms.append("started")
+        if len(terms) == 1:
+            assert FileLease(tmp_path / "leases" / "relay.lock").holder() is not None
+            raise ConnectionError("the broker is away")
+        term.wait()
+
+    leader = threading.Thread(target=run_as_leader, args=("relay", lease, run, stop, 0.1))
+    leader.start()
+    wait_for(lambda: len(terms) == 2, timeout=5)  # it failed once, and runs again
+    stop.set()
+    leader.join(5)
+    assert not leader.is_alive()
+    assert FileLease(tmp_path / "leases" / "relay.lock").holder() is None
