@@ -107,6 +107,11 @@ class PostgresScheduleStore:
         self._lock = threading.Lock()
         self._db = psycopg.connect(conninfo, autocommit=True)
         with self._db.transaction():
+            # Schedulers starting together (a leader and its standby) would race on
+            # CREATE … IF NOT EXISTS, which is not safe against a concurrent creation.
+            self._db.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext('timer tables'))", (schema,)
+            )
             self._db.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
             )
