@@ -16,6 +16,7 @@ from typing import Protocol
 from uuid import UUID
 
 from adapters.event_store import synchronous_pragma
+from adapters.postgres_schema import ensure_objects
 
 
 class ScheduleStore(Protocol):
@@ -98,6 +99,15 @@ class SqliteScheduleStore:
             self._db.close()
 
 
+_POSTGRES_TABLES = (
+    "CREATE TABLE IF NOT EXISTS sendstream_timers"
+    " (message_id uuid PRIMARY KEY, due_at timestamptz NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS sendstream_timers_due ON sendstream_timers (due_at)",
+    "CREATE TABLE IF NOT EXISTS sendstream_timer_position"
+    " (consumer text PRIMARY KEY, notification_id bigint NOT NULL)",
+)
+
+
 class PostgresScheduleStore:
     def __init__(self, conninfo: str, schema: str = "public", consumer: str = "scheduler") -> None:
         import psycopg
@@ -106,27 +116,8 @@ class PostgresScheduleStore:
         self._consumer = consumer
         self._lock = threading.Lock()
         self._db = psycopg.connect(conninfo, autocommit=True)
-        with self._db.transaction():
-            # Schedulers starting together (a leader and its standby) would race on
-            # CREATE … IF NOT EXISTS, which is not safe against a concurrent creation.
-            self._db.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext('timer tables'))", (schema,)
-            )
-            self._db.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-            )
-            self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS sendstream_timers "
-                "(message_id uuid PRIMARY KEY, due_at timestamptz NOT NULL)"
-            )
-            self._db.execute(
-                "CREATE INDEX IF NOT EXISTS sendstream_timers_due ON sendstream_timers (due_at)"
-            )
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS sendstream_timer_position "
-                "(consumer text PRIMARY KEY, notification_id bigint NOT NULL)"
-            )
+        self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        ensure_objects(self._db, schema, _POSTGRES_TABLES, owner="timer tables")
 
     def apply(
         self,

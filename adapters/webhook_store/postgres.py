@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from adapters.postgres_schema import ensure_objects
 from adapters.webhook_store.common import (
     MAX_SKIPPED,
     Attempt,
@@ -56,13 +57,6 @@ _SCHEMA = (
     " id integer PRIMARY KEY CHECK (id = 1), notification_id bigint NOT NULL)",
 )
 
-# Every table and index above, by name (their presence means no DDL is needed).
-_OBJECTS = frozenset(
-    name
-    for statement in _SCHEMA
-    for name in statement.replace("(", " ").split()
-    if name.startswith("sendstream_webhook_")
-)
 # As in SQLite: a head unless a lower position is pending; jobs of one group arriving in
 # one statement do not see each other, and _NORMALISE_HEADS puts that right.
 _INSERT_JOBS = (
@@ -112,10 +106,6 @@ def _group_lock_key(group: Group) -> int:
     return _lock_key(group[0].bytes + group[1].bytes)
 
 
-def _schema_lock_key(schema: str) -> int:
-    return _lock_key(b"schema:" + schema.encode())
-
-
 class PostgresWebhookStore(WebhookStore):
     """The same store in PostgreSQL, for installations whose event store is there.
 
@@ -135,28 +125,7 @@ class PostgresWebhookStore(WebhookStore):
         self._lock = threading.Lock()
         self._db: psycopg.Connection[Any] = psycopg.connect(conninfo, autocommit=True)
         self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        # CREATE INDEX IF NOT EXISTS locks its table even when the index is there, which
-        # can deadlock with another process already delivering: when every table and index
-        # exists, no DDL runs at all.
-        if not self._has_all_objects(schema):
-            with self._db.transaction():
-                # Processes starting together would race on CREATE … IF NOT EXISTS; the one
-                # that waited finds the work done.
-                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_schema_lock_key(schema),))
-                if not self._has_all_objects(schema):
-                    self._db.execute(
-                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-                    )
-                    for statement in _SCHEMA:
-                        self._db.execute(statement)
-
-    def _has_all_objects(self, schema: str) -> bool:
-        row = self._db.execute(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-            (schema, list(_OBJECTS)),
-        ).fetchone()
-        return row is not None and row[0] == len(_OBJECTS)
+        ensure_objects(self._db, schema, _SCHEMA, owner="webhook store")
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:

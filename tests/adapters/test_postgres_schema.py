@@ -1,0 +1,85 @@
+"""Stores' tables are created once, by whichever of several starting processes comes first."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from adapters.postgres_schema import created_objects, ensure_objects
+from tests.integration.conftest import POSTGRES_URL
+
+STATEMENTS = (
+    "CREATE TABLE IF NOT EXISTS sendstream_probe (id bigint PRIMARY KEY, due timestamptz)",
+    "CREATE INDEX IF NOT EXISTS sendstream_probe_due ON sendstream_probe (due)",
+    "CREATE TABLE IF NOT EXISTS sendstream_probe_position (id integer PRIMARY KEY)",
+)
+
+
+def connect(schema: str) -> psycopg.Connection[Any]:
+    db = psycopg.connect(POSTGRES_URL, autocommit=True)
+    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    return db
+
+
+def tables_in(schema: str) -> set[str]:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
+        rows = db.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s",
+            (schema,),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_the_created_objects_are_named_by_their_statements() -> None:
+    assert created_objects(STATEMENTS) == {
+        "sendstream_probe",
+        "sendstream_probe_due",
+        "sendstream_probe_position",
+    }
+    with pytest.raises(ValueError):
+        created_objects(("ALTER TABLE sendstream_probe ADD COLUMN x int",))
+
+
+def test_processes_starting_together_create_the_schema_once_without_an_error() -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    starters = 8
+    connections = [connect(schema) for _ in range(starters)]
+    ready = threading.Barrier(starters)
+    errors: list[BaseException] = []
+
+    def start(db: psycopg.Connection[Any]) -> None:
+        ready.wait()
+        try:
+            ensure_objects(db, schema, STATEMENTS, owner="probe")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for db in connections:
+        db.close()
+
+    assert errors == []
+    assert created_objects(STATEMENTS) <= tables_in(schema)
+
+
+def test_when_everything_exists_no_ddl_runs_so_a_busy_table_is_not_locked() -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with connect(schema) as first:
+        ensure_objects(first, schema, STATEMENTS, owner="probe")
+    with connect(schema) as busy, connect(schema) as starter:
+        # A process at work holds its table; CREATE INDEX IF NOT EXISTS would wait for it.
+        busy.execute("BEGIN")
+        busy.execute("LOCK TABLE sendstream_probe IN ACCESS EXCLUSIVE MODE")
+        starter.execute("SET lock_timeout = '2s'")
+        ensure_objects(starter, schema, STATEMENTS, owner="probe")
+        busy.execute("ROLLBACK")
