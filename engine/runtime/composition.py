@@ -43,6 +43,7 @@ from engine.sending.service import SendingService
 from engine.settings import Settings
 
 if TYPE_CHECKING:
+    from adapters.kafka import KafkaEventPublisher
     from adapters.webhook_http import AddressPolicy, WebhookSender
     from adapters.webhook_store import WebhookStore
     from engine.accounts.gateway import Gateway
@@ -196,6 +197,10 @@ class Engine:
     _reporting: ReportingStore | None = field(init=False, default=None)
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
+    # Closed after the threads that read them: a Kafka member then leaves its group at
+    # once, and the members that stay take its partitions without waiting out its session.
+    _sources: list[EventSource] = field(init=False, default_factory=list)
+    _publisher: KafkaEventPublisher | None = field(init=False, default=None)
     delivery: DeliveryWorker | None = field(init=False, default=None)
     _gateway: Gateway | None = field(init=False, default=None)
     submission_server: SubmissionServer | None = field(init=False, default=None)
@@ -391,6 +396,7 @@ class Engine:
                 streams=ALL_STREAMS,
                 partitions=self.settings.kafka_partitions,
             )
+            self._publisher = publisher
 
             def relay(term: threading.Event) -> None:
                 # A new term starts from the position the last leader committed.
@@ -478,7 +484,7 @@ class Engine:
         wanted: Wanted | None = None,
         start_from: str | None = None,
     ) -> EventSource:
-        return open_event_source(
+        source = open_event_source(
             self.settings,
             self.app,
             self.tracking,
@@ -490,6 +496,8 @@ class Engine:
             wanted=wanted,
             start_from=start_from,
         )
+        self._sources.append(source)
+        return source
 
     def _run_delivery(self, stop: threading.Event) -> None:
         async def main() -> None:
@@ -606,6 +614,13 @@ class Engine:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=15)
+        for source in self._sources:
+            try:
+                source.close()
+            except Exception:
+                log.exception("an event source did not close cleanly")
+        if self._publisher is not None:
+            self._publisher.close()
         self.writer.close()
         if self._reporting is not None:
             self._reporting.close()
