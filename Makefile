@@ -4,6 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The suite spreads over processes (pytest-xdist): its tests mostly wait on brokers, sockets
+# and timers, so more processes than cores pay. Tests of the fake mail servers on port 25
+# run in one of them (--dist loadgroup).
+TEST_PROCESSES ?= 3
+KAFKA_TEST_PROCESSES ?= 4
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider --dist loadgroup
 
 .PHONY: run test lint typecheck test-embedded test-kafka test-deps bench clean
 
@@ -31,10 +37,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy domain engine adapters projections api cli
 
 test-embedded: test-deps
-	SENDSTREAM_TEST_KAFKA=0 $(BIN)/pytest -q -p no:cacheprovider
+	SENDSTREAM_TEST_KAFKA=0 $(PYTEST) -n $(TEST_PROCESSES)
 
 test-kafka: test-deps
-	SENDSTREAM_TEST_KAFKA=1 $(BIN)/pytest -q -p no:cacheprovider -m "not unit"
+	SENDSTREAM_TEST_KAFKA=1 $(PYTEST) -n $(KAFKA_TEST_PROCESSES) -m "not unit"
 
 test: lint test-embedded test-kafka
 

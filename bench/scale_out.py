@@ -18,18 +18,21 @@ import shutil
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from eventsourcing.domain import Aggregate
 
 from bench.ceiling import smtp_ceiling
 from bench.delivery import delivered_count, wait_until_delivered
-from domain.content import Address, EmailContent
 from engine.runtime.composition import Engine, Role
 from engine.settings import Settings
-from tests.services import RunningService, ServeProcess, start_kafka_broker, start_smtp_sink
+from tests.services import (
+    RunningService,
+    ServeProcess,
+    start_kafka_broker,
+    start_smtp_sink,
+    write_burst,
+)
 
 POSTGRES_URL = os.environ.get("SENDSTREAM_BENCH_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
 PARTITIONS = 6
@@ -55,23 +58,6 @@ def _environment(eventstore: str, broker: RunningService, prefix: str, sink: str
     }
 
 
-def _write_burst(engine: Engine, messages: int) -> None:
-    keys = engine.app.bootstrap("example.com")
-    sender = engine.app.sender_context(keys["SenderAPIKey"])
-    assert sender is not None
-    now = datetime.now(UTC)
-    for first in range(0, messages, 1000):
-        batch: list[Aggregate] = []
-        for n in range(first, min(first + 1000, messages)):
-            content = EmailContent(
-                subject=f"Scale-out {n}", sender=Address("news@example.com", "News"),
-                to=(Address(f"user{n}@example.org", "User"),), plain="Hello",
-            )  # fmt: skip
-            submission, recipients = engine.app.prepare_submission(sender, content, now)
-            batch += [submission, *recipients]
-        engine.writer.save(batch)
-
-
 def _one_run(
     workdir: Path, broker: RunningService, sink: RunningService, processes: int, messages: int
 ) -> float:
@@ -92,6 +78,7 @@ def _one_run(
         engine.start_workers()
         for process in served:
             process.start()
+        keys = engine.app.bootstrap("example.com")
         deadline = time.monotonic() + 60
         while (
             sum(p.said(f"adapters.kafka: assigned {prefix}.") > 0 for p in served[1:]) < processes
@@ -100,7 +87,7 @@ def _one_run(
                 raise RuntimeError("the delivery processes did not all join their group")
             time.sleep(0.2)
         started = time.perf_counter()
-        _write_burst(engine, messages)
+        write_burst(engine, keys["SenderAPIKey"], messages, "Scale-out", batch=1000)
         wait_until_delivered(engine, messages, started, label=f"{processes} process(es)")
         seconds = time.perf_counter() - started
         assert delivered_count(engine) == messages

@@ -25,11 +25,16 @@ _MODE_INDEPENDENT = ("domain", "engine", "projections", "api", "adapters", "test
 _TESTS = Path(__file__).resolve().parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.resolve().relative_to(_TESTS).parts
         if parts[0] in _MODE_INDEPENDENT and item.path.name != "test_kafka.py":
             item.add_marker(pytest.mark.unit)
+        # The fake mail servers listen on port 25 of fixed loopback addresses: with the
+        # suite spread over processes (pytest-xdist), one process runs every test of them.
+        if "fake_mx" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("fake-mx"))
 
 
 def kafka_tests_enabled() -> bool:

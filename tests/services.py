@@ -21,7 +21,15 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from eventsourcing.domain import Aggregate
+
+    from engine.runtime.composition import Engine
 
 __all__ = [
     "LOOPBACK",
@@ -37,6 +45,7 @@ __all__ = [
     "start_smtp_sink",
     "tansu_binary",
     "wait_for_messages",
+    "write_burst",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -612,6 +621,32 @@ def _dnsmasq_quoted(text: str) -> str:
 _ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_burst(
+    engine: Engine, sender_key: str, count: int, subject: str, batch: int = 500
+) -> list[UUID]:
+    """``count`` one-recipient messages stored as the API stores them, ``batch`` submissions
+    to a write; message ``n`` has the subject ``f"{subject} {n}"`` and goes to
+    ``user{n}@example.org``. Their ids, in that order."""
+    from domain.content import Address, EmailContent
+
+    sender = engine.app.sender_context(sender_key)
+    assert sender is not None, "an unknown sender key"
+    now = datetime.now(UTC)
+    message_ids: list[UUID] = []
+    for first in range(0, count, batch):
+        written: list[Aggregate] = []
+        for n in range(first, min(first + batch, count)):
+            content = EmailContent(
+                subject=f"{subject} {n}", sender=Address("news@example.com", "News"),
+                to=(Address(f"user{n}@example.org", "User"),), plain="Hello",
+            )  # fmt: skip
+            submission, messages = engine.app.prepare_submission(sender, content, now)
+            written += [submission, *messages]
+            message_ids += [message.id for message in messages]
+        engine.writer.save(written)
+    return message_ids
+
+
 class ServeProcess:
     """``sendstream serve --role …`` on a data folder of its own, as on its own machine."""
 
@@ -621,8 +656,10 @@ class ServeProcess:
         self.env = {**env, "SENDSTREAM_DATA_DIR": str(tmp / name)}
         self.log = tmp / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_at_start = 0
 
     def start(self) -> ServeProcess:
+        self._log_at_start = self.log.stat().st_size if self.log.exists() else 0
         arguments = [arg for role in self.roles for arg in ("--role", role)]
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
@@ -644,5 +681,10 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def said(self, text: str) -> int:
-        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
+    def said(self, text: str, since_start: bool = False) -> int:
+        """How often the log has ``text``; with ``since_start``, since the last ``start()``."""
+        if not self.log.exists():
+            return 0
+        with self.log.open("rb") as log:
+            log.seek(self._log_at_start if since_start else 0)
+            return log.read().decode(errors="replace").count(text)

@@ -59,7 +59,9 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.fixture(params=["relay", "direct"])
+# "direct" asks for the fake mail servers only when it runs: its mark puts it beside the
+# other tests of them when the suite is spread over processes (tests/conftest.py).
+@pytest.fixture(params=["relay", pytest.param("direct", marks=pytest.mark.xdist_group("fake-mx"))])
 def outbound(request: pytest.FixtureRequest, receiver: Receiver) -> tuple[dict[str, str], str]:
     """The worker's settings for each way out, and the recipients' domain."""
     if request.param == "relay":
