@@ -336,12 +336,14 @@ class ClickHouseServerStore:
     ``chdb://`` DSNs, which run the same client code against the embedded engine.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: Mapping[str, Any] | None = None) -> None:
         import clickhouse_connect
 
         self.url = url
         try:
-            self._client = clickhouse_connect.get_client(dsn=url, tz_mode="aware")
+            self._client = clickhouse_connect.get_client(
+                dsn=url, tz_mode="aware", settings=dict(settings or {})
+            )
         except Exception as error:
             raise ReportingStoreError(str(error)) from error
 
@@ -402,8 +404,15 @@ def _aware(value: Any) -> Any:
     return value
 
 
-def open_reporting_store(clickhouse_url: str | None, chdb_path: str) -> ReportingStore:
-    """The server when ``CLICKHOUSE_URL`` is set, otherwise chdb in ``chdb_path``."""
+def open_reporting_store(
+    clickhouse_url: str | None, chdb_path: str, distributed: bool = False
+) -> ReportingStore:
+    """The server when ``CLICKHOUSE_URL`` is set, otherwise chdb in ``chdb_path``.
+
+    ``distributed``: the tables are ``Distributed`` over a cluster's shards, and an insert
+    must be on its shards before it returns (a projector commits its stream after it).
+    """
     if clickhouse_url:
-        return ClickHouseServerStore(clickhouse_url)
+        settings = {"distributed_foreground_insert": 1} if distributed else {}
+        return ClickHouseServerStore(clickhouse_url, settings)
     return ChdbStore(chdb_path)

@@ -169,9 +169,26 @@ def replay_projections() -> None:
 
     engine = Engine(load_settings(), roles=frozenset())
     try:
-        replay(engine.app, engine.reporting, progress=True)
+        replay(
+            engine.app, engine.reporting, progress=True, topology=engine.settings.reporting_topology
+        )
     finally:
         engine.close()
+
+
+@cli.command()
+def schema(
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="The cluster's name; default: CLICKHOUSE_CLUSTER (none: one server)"),
+    ] = None,
+) -> None:
+    """Print the reporting tables' DDL, as the engine runs it at its first start."""
+    from projections.schema import Topology, schema_statements
+
+    topology = Topology(load_settings().clickhouse_cluster if cluster is None else cluster)
+    for statement in schema_statements(topology):
+        sys.stdout.write(statement.strip() + ";\n\n")
 
 
 @cli.command()

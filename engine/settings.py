@@ -15,6 +15,7 @@ from adapters.local_addresses import is_local_address
 from domain.routing import INVALID_IP_ADDRESS, SourceAddress, parse_sources
 from domain.shaping import ShapingFileError, ShapingRules, parse_shaping
 from domain.share import DeliveryShare
+from projections.schema import Topology
 
 # The event store's JSON is written by orjson, in eventsourcing's own format.
 TRANSCODER = "adapters.transcoder:OrjsonTranscoder"
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     # role (delivery, projector, webhooks) that share a stream's work.
     kafka_partitions: int = Field(default=12, ge=1, le=1000, alias="KAFKA_PARTITIONS")
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
+    # A cluster of the server's remote_servers: the reporting tables are then replicated,
+    # sharded by message and read through Distributed tables (projections/schema.py).
+    clickhouse_cluster: str = Field(default="", max_length=200, alias="CLICKHOUSE_CLUSTER")
     # Raw events older than this are deleted; the rollups keep their counts. 0 keeps them.
     events_retention_days: int = Field(default=90, ge=0, alias="EVENTS_RETENTION_DAYS")
     # sandbox: kept, never sent; relay: through SMTP_RELAY_URL; direct: to each recipient
@@ -121,6 +125,12 @@ class Settings(BaseSettings):
     webhook_disable_after: int = Field(default=1000, ge=1, alias="WEBHOOK_DISABLE_AFTER")
 
     @model_validator(mode="after")
+    def _cluster_has_a_server(self) -> Settings:
+        if self.clickhouse_cluster and not self.clickhouse_url:
+            raise ValueError("CLICKHOUSE_CLUSTER needs CLICKHOUSE_URL (chdb is one process)")
+        return self
+
+    @model_validator(mode="after")
     def _relay_has_a_url(self) -> Settings:
         if self.delivery_mode == "relay" and not self.smtp_relay_url:
             raise ValueError("DELIVERY_MODE=relay needs SMTP_RELAY_URL")
@@ -130,6 +140,10 @@ class Settings(BaseSettings):
     def _sending_addresses_are_ours(self) -> Settings:
         self.sources()  # a bad or foreign address stops start-up
         return self
+
+    @property
+    def reporting_topology(self) -> Topology:
+        return Topology(self.clickhouse_cluster)
 
     def sources(self) -> tuple[SourceAddress, ...]:
         """``SENDING_ADDRESSES``, each checked to be an address of this machine."""

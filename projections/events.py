@@ -40,7 +40,7 @@ import orjson
 from adapters.ports import ReportingStore
 from domain.envelope import EventEnvelope
 from projections.query import Term, query_sql
-from projections.schema import migrate
+from projections.schema import ONE_SERVER, Topology, migrate
 
 __all__ = [
     "EVENTS_TABLE",
@@ -97,9 +97,11 @@ EVENT_TYPE_NAMES: frozenset[str] = frozenset(
 )
 
 
-def ensure_schema(store: ReportingStore, retention_days: int | None = None) -> None:
+def ensure_schema(
+    store: ReportingStore, retention_days: int | None = None, topology: Topology = ONE_SERVER
+) -> None:
     """Bring the reporting schema up to date; safe to run at every start."""
-    migrate(store, retention_days)
+    migrate(store, retention_days, topology)
 
 
 def insert_new_events(

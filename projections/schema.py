@@ -23,6 +23,15 @@ in ``schema_migrations``. Every statement is idempotent (``IF NOT EXISTS``), so 
 migration interrupted half way runs again safely. The same migrations build the
 shadow tables of a rebuild (:func:`create_shadow_tables`), so a rebuilt schema
 is exactly the migrated one.
+
+On a ClickHouse cluster (``CLICKHOUSE_CLUSTER``, see :class:`Topology`) the same
+migrations create every table ``ON CLUSTER``: the rows live in replicated tables
+``<name>_local`` on each node, and ``<name>`` is a ``Distributed`` table over them, so
+the queries, the inserts and the write-once check read and write the plain names as on
+one server. Events are spread over the shards by message, so every copy of an event
+meets the others on one shard; each shard's views fill its own rollups, and a read of a
+rollup adds up the shards' partial counts. The two bookkeeping tables are replicated
+whole to every node.
 """
 
 from __future__ import annotations
@@ -34,10 +43,13 @@ from datetime import UTC, datetime
 from adapters.ports import ReportingStore
 
 __all__ = [
+    "LOCAL_SUFFIX",
     "MIGRATIONS",
+    "ONE_SERVER",
     "PROJECTION_TABLES",
     "SHADOW_SUFFIX",
     "Migration",
+    "Topology",
     "applied_versions",
     "apply_retention",
     "create_shadow_tables",
@@ -48,6 +60,83 @@ __all__ = [
 ]
 
 SHADOW_SUFFIX = "__rebuild"
+LOCAL_SUFFIX = "_local"
+# Where a replicated table keeps its parts' metadata in ClickHouse Keeper. {uuid} is the
+# table's own (the same on every node of an ON CLUSTER creation), not its name: a rebuild
+# exchanges tables and creates its shadow tables again under the same names. {shard} and
+# {replica} are each node's macros ({replica} unique in the cluster).
+SHARDED_REPLICA_PATH = "'/clickhouse/tables/{uuid}/{shard}', '{replica}'"
+WHOLE_REPLICA_PATH = "'/clickhouse/tables/{uuid}/all', '{replica}'"
+# Inserts into a Distributed table spread the rows by message: every copy of an event goes
+# to the same shard, where ReplacingMergeTree and the write-once check find each other.
+EVENTS_SHARDING_KEY = "cityHash64(message_id)"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """One server (chdb or a ClickHouse server), or the named cluster of a server's
+    ``remote_servers`` configuration."""
+
+    cluster: str = ""
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {_identifier(self.cluster)}" if self.cluster else ""
+
+    @property
+    def drop_now(self) -> str:
+        # A dropped replicated table leaves Keeper only after a delay unless SYNC.
+        return f"{self.on_cluster} SYNC" if self.cluster else ""
+
+    def stored_in(self, table: str) -> str:
+        """The table that holds ``table``'s rows on this node (what DDL changes)."""
+        return table + LOCAL_SUFFIX if self.cluster else table
+
+    def table(
+        self, name: str, columns: str, engine: str, layout: str, sharding_key: str | None
+    ) -> list[str]:
+        """``CREATE TABLE`` statements for ``name``: one table on a single server; on a
+        cluster a replicated table on every node, sharded when ``sharding_key`` is given
+        (with a ``Distributed`` table of the plain name over the shards), else whole."""
+        if not self.cluster:
+            return [f"CREATE TABLE IF NOT EXISTS {name}\n({columns})\nENGINE = {engine}\n{layout}"]
+        stored = self.stored_in(name) if sharding_key is not None else name
+        path = SHARDED_REPLICA_PATH if sharding_key is not None else WHOLE_REPLICA_PATH
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {stored}{self.on_cluster}\n({columns})\n"
+            f"ENGINE = {_replicated(engine, path)}\n{layout}"
+        ]
+        if sharding_key is not None:
+            cluster = _identifier(self.cluster)
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {name}{self.on_cluster} AS {stored}\n"
+                f"ENGINE = Distributed({cluster}, currentDatabase(), {stored}, {sharding_key})"
+            )
+        return statements
+
+    def view(self, name: str, target: str, select: str) -> str:
+        """A materialized view feeding ``target`` from inserts into ``select``'s table: on a
+        cluster each node's view feeds its own shard of ``target``."""
+        return (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}{self.on_cluster}\n"
+            f"TO {self.stored_in(target)}\nAS {select}"
+        )
+
+
+ONE_SERVER = Topology()
+
+
+def _identifier(name: str) -> str:
+    """A backquoted ClickHouse identifier (the cluster's name comes from settings)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _replicated(engine: str, path: str) -> str:
+    """``ReplacingMergeTree(v)`` → ``ReplicatedReplacingMergeTree(<path>, v)``."""
+    family, _, arguments = engine.partition("(")
+    arguments = arguments.rstrip(")").strip()
+    return f"Replicated{family}({path}{', ' + arguments if arguments else ''})"
+
 
 # Tables rebuilt from the event store, in the order they are created; views after their tables.
 PROJECTION_TABLES = (
@@ -80,9 +169,7 @@ def shadow_names() -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # Statements
 
-_EVENTS = """
-CREATE TABLE IF NOT EXISTS {events}
-(
+_EVENT_COLUMNS = """
     event_id UUID,
     position UInt64,
     event_type LowCardinality(String),
@@ -104,33 +191,29 @@ CREATE TABLE IF NOT EXISTS {events}
     details String,
     INDEX idx_submission_id submission_id TYPE bloom_filter GRANULARITY 4,
     INDEX idx_message_id message_id TYPE bloom_filter GRANULARITY 4
-)
-ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (domain_id, occurred_at, event_id)
 """
+_EVENT_LAYOUT = "PARTITION BY toYYYYMM(occurred_at)\nORDER BY (domain_id, occurred_at, event_id)"
 
-_POSITIONS = """
-CREATE TABLE IF NOT EXISTS projection_positions
-(
-    consumer String,
-    position UInt64,
-    updated_at DateTime64(3)
-)
-ENGINE = ReplacingMergeTree(updated_at)
-ORDER BY consumer
-"""
 
-_MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations
-(
-    version UInt32,
-    description String,
-    applied_at DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree(applied_at)
-ORDER BY version
-"""
+def _bookkeeping_tables(topology: Topology) -> list[str]:
+    """Which consumer projected how far, and which migrations ran: whole on every node."""
+    return [
+        *topology.table(
+            "projection_positions",
+            "consumer String, position UInt64, updated_at DateTime64(3)",
+            "ReplacingMergeTree(updated_at)",
+            "ORDER BY consumer",
+            sharding_key=None,
+        ),
+        *topology.table(
+            "schema_migrations",
+            "version UInt32, description String, applied_at DateTime64(3, 'UTC')",
+            "ReplacingMergeTree(applied_at)",
+            "ORDER BY version",
+            sharding_key=None,
+        ),
+    ]
+
 
 # The bucket dimensions every rollup shares, as expressions over an ``events`` row. The
 # reporting queries use the same expressions for the edges of a range that no whole bucket
@@ -167,28 +250,25 @@ class _Rollup:
         keys = ", ".join(f"{expression} AS {column}" for column, _, expression in self.key)
         return f"{keys}, {_FIGURES_SQL}"
 
-    def ddl(self, names: Names) -> list[str]:
+    def ddl(self, names: Names, topology: Topology) -> list[str]:
         columns = ",\n".join(f"    {column} {type_}" for column, type_, _ in self.key)
         where = f"WHERE {self.where}" if self.where else ""
-        return [
-            f"""
-            CREATE TABLE IF NOT EXISTS {names[self.table]}
-            (
-            {columns},
-            {_FIGURE_COLUMNS}
-            )
-            ENGINE = AggregatingMergeTree
-            PARTITION BY {self.partition}
-            ORDER BY ({self._order})
-            """,
-            f"""
-            CREATE MATERIALIZED VIEW IF NOT EXISTS {names[self.table + "_mv"]}
-            TO {names[self.table]}
-            AS SELECT {self._select}
-            FROM {names["events"]}
+        select = f"""SELECT {self._select}
+            FROM {topology.stored_in(names["events"])}
             {where}
             GROUP BY {self._order}
-            """,  # noqa: S608 (names and expressions are ours)
+            """  # noqa: S608 (names and expressions are ours)
+        return [
+            *topology.table(
+                names[self.table],
+                f"{columns},\n{_FIGURE_COLUMNS}",
+                "AggregatingMergeTree",
+                f"PARTITION BY {self.partition}\nORDER BY ({self._order})",
+                # Rows come from each shard's view; only a backfill inserts through the
+                # Distributed table, and any shard may keep a partial count.
+                sharding_key="rand()",
+            ),
+            topology.view(names[self.table + "_mv"], names[self.table], select),
         ]
 
     def backfill(self, names: Names, up_to_position: int) -> str:
@@ -257,32 +337,43 @@ ROLLUPS = (
 class Migration:
     version: int
     description: str
-    apply: Callable[[ReportingStore, Names], None]
+    apply: Callable[[ReportingStore, Names, Topology], None]
 
 
-def _create_events(store: ReportingStore, names: Names) -> None:
-    store.command(_EVENTS.format(events=names["events"]))
+def _events_ddl(names: Names, topology: Topology) -> list[str]:
+    return topology.table(
+        names["events"], _EVENT_COLUMNS, "ReplacingMergeTree", _EVENT_LAYOUT, EVENTS_SHARDING_KEY
+    )
 
 
-def _create_rollups(store: ReportingStore, names: Names) -> None:
+def _create_events(store: ReportingStore, names: Names, topology: Topology) -> None:
+    for statement in _events_ddl(names, topology):
+        store.command(statement)
+
+
+def _create_rollups(store: ReportingStore, names: Names, topology: Topology) -> None:
     # Views first, then the rows stored before them: a row the projector inserts meanwhile
     # has a later position than the snapshot, so it is counted by its view and only there.
     found = store.query(f"SELECT max(position) AS top FROM {names['events']}")  # noqa: S608
     up_to = int(found[0]["top"]) if found else 0
     for rollup in ROLLUPS:
-        for statement in rollup.ddl(names):
+        for statement in rollup.ddl(names, topology):
             store.command(statement)
     if up_to:
         for rollup in ROLLUPS:
             store.command(rollup.backfill(names, up_to))
 
 
-def _index_campaign_id(store: ReportingStore, names: Names) -> None:
+def _campaign_index_ddl(names: Names, topology: Topology) -> str:
     # The few raw-row questions asked by campaign (held messages, recent deliveries).
-    store.command(
-        f"ALTER TABLE {names['events']} ADD INDEX IF NOT EXISTS idx_campaign_id "
-        "campaign_id TYPE bloom_filter GRANULARITY 4"
+    return (
+        f"ALTER TABLE {topology.stored_in(names['events'])}{topology.on_cluster} "
+        "ADD INDEX IF NOT EXISTS idx_campaign_id campaign_id TYPE bloom_filter GRANULARITY 4"
     )
+
+
+def _index_campaign_id(store: ReportingStore, names: Names, topology: Topology) -> None:
+    store.command(_campaign_index_ddl(names, topology))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -292,24 +383,26 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def applied_versions(store: ReportingStore) -> set[int]:
-    store.command(_MIGRATIONS_TABLE)
+def applied_versions(store: ReportingStore, topology: Topology = ONE_SERVER) -> set[int]:
+    for statement in _bookkeeping_tables(topology):
+        store.command(statement)
     rows = store.query("SELECT version FROM schema_migrations FINAL")
     return {int(row["version"]) for row in rows}
 
 
-def migrate(store: ReportingStore, retention_days: int | None = None) -> list[int]:
+def migrate(
+    store: ReportingStore, retention_days: int | None = None, topology: Topology = ONE_SERVER
+) -> list[int]:
     """Apply the migrations not yet applied, in order; returns their versions.
 
     ``retention_days``, when given, is then applied to ``events`` (see :func:`apply_retention`).
     """
-    store.command(_POSITIONS)
-    done = applied_versions(store)
+    done = applied_versions(store, topology)
     applied: list[int] = []
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
-        migration.apply(store, live_names())
+        migration.apply(store, live_names(), topology)
         store.insert(
             "schema_migrations",
             [
@@ -322,57 +415,82 @@ def migrate(store: ReportingStore, retention_days: int | None = None) -> list[in
         )
         applied.append(migration.version)
     if retention_days is not None:
-        apply_retention(store, retention_days)
+        apply_retention(store, retention_days, topology=topology)
     return applied
 
 
-def apply_retention(store: ReportingStore, days: int, table: str = "events") -> None:
+def apply_retention(
+    store: ReportingStore, days: int, table: str = "events", topology: Topology = ONE_SERVER
+) -> None:
     """Raw events older than ``days`` are deleted by merges (0 keeps them for ever); the
     rollups keep their counts. Changed only when it differs, because changing a TTL
     rewrites the table's parts."""
+    stored = topology.stored_in(table)
     rows = store.query(
         "SELECT engine_full FROM system.tables "
         "WHERE database = currentDatabase() AND name = {table:String}",
-        {"table": table},
+        {"table": stored},
     )
     current = str(rows[0]["engine_full"]) if rows else ""
     wanted = f"toDateTime(occurred_at) + toIntervalDay({int(days)})"
     has_ttl = " TTL " in current
+    alter = f"ALTER TABLE {stored}{topology.on_cluster}"
     if days > 0 and f"TTL {wanted} " not in current + " ":
-        store.command(f"ALTER TABLE {table} MODIFY TTL {wanted}")
+        store.command(f"{alter} MODIFY TTL {wanted}")
     elif days <= 0 and has_ttl:
-        store.command(f"ALTER TABLE {table} REMOVE TTL")
+        store.command(f"{alter} REMOVE TTL")
 
 
 # ---------------------------------------------------------------------------
 # Rebuilds
 
 
-def drop_shadow_tables(store: ReportingStore) -> None:
+def drop_shadow_tables(store: ReportingStore, topology: Topology = ONE_SERVER) -> None:
     names = shadow_names()
     for view in _VIEWS:
-        store.command(f"DROP VIEW IF EXISTS {names[view]}")
+        store.command(f"DROP VIEW IF EXISTS {names[view]}{topology.drop_now}")
     for table in PROJECTION_TABLES:
-        store.command(f"DROP TABLE IF EXISTS {names[table]}")
+        store.command(f"DROP TABLE IF EXISTS {names[table]}{topology.drop_now}")
+        if topology.cluster:
+            local = topology.stored_in(names[table])
+            store.command(f"DROP TABLE IF EXISTS {local}{topology.drop_now}")
 
 
-def create_shadow_tables(store: ReportingStore) -> dict[str, str]:
+def create_shadow_tables(store: ReportingStore, topology: Topology = ONE_SERVER) -> dict[str, str]:
     """Empty ``*__rebuild`` copies of every projection table, with their views, built by
     the same migrations as the live ones; returns the shadow names."""
-    drop_shadow_tables(store)
+    drop_shadow_tables(store, topology)
     names = shadow_names()
     for migration in MIGRATIONS:
-        migration.apply(store, names)
+        migration.apply(store, names, topology)
     return names
 
 
-def swap_in_shadow_tables(store: ReportingStore) -> None:
+def swap_in_shadow_tables(store: ReportingStore, topology: Topology = ONE_SERVER) -> None:
     """Make the rebuilt tables the live ones, then drop the old ones.
 
     Each ``EXCHANGE TABLES`` is atomic; the views name their tables, so after the
-    exchange the live views feed the new rollups from the new ``events``.
+    exchange the live views feed the new rollups from the new ``events``. On a cluster
+    the tables that hold the rows are exchanged on every node; the ``Distributed``
+    tables name them, so they read the new rows too.
     """
     names = shadow_names()
     for table in PROJECTION_TABLES:
-        store.command(f"EXCHANGE TABLES {names[table]} AND {table}")
-    drop_shadow_tables(store)
+        store.command(
+            f"EXCHANGE TABLES {topology.stored_in(names[table])} "
+            f"AND {topology.stored_in(table)}{topology.on_cluster}"
+        )
+    drop_shadow_tables(store, topology)
+
+
+def schema_statements(topology: Topology) -> list[str]:
+    """Every statement the migrations run on an empty database, in order: to review the
+    DDL of a cluster before pointing the engine at it (``sendstream schema``)."""
+    names = live_names()
+    rollups = [statement for rollup in ROLLUPS for statement in rollup.ddl(names, topology)]
+    return [
+        *_bookkeeping_tables(topology),
+        *_events_ddl(names, topology),
+        *rollups,
+        _campaign_index_ddl(names, topology),
+    ]

@@ -21,7 +21,13 @@ from engine.application import Sendstream
 from engine.eventlog.followers import stream_of, to_envelope
 from engine.reporting.projector import MessageFactsCache
 from projections.events import EVENT_COLUMNS, encode_events, insert_new_encoded
-from projections.schema import create_shadow_tables, migrate, swap_in_shadow_tables
+from projections.schema import (
+    ONE_SERVER,
+    Topology,
+    create_shadow_tables,
+    migrate,
+    swap_in_shadow_tables,
+)
 
 PAGE = 20_000
 
@@ -55,16 +61,21 @@ def _project_range(
             bar.update(len(notifications))
 
 
-def replay(app: Sendstream, store: ReportingStore, progress: bool = False) -> int:
+def replay(
+    app: Sendstream,
+    store: ReportingStore,
+    progress: bool = False,
+    topology: Topology = ONE_SERVER,
+) -> int:
     """Returns the position in the event store's log up to which the tables are rebuilt."""
-    migrate(store)
+    migrate(store, topology=topology)
     total = app.recorder.max_notification_id() or 0
-    names = create_shadow_tables(store)
+    names = create_shadow_tables(store, topology)
     facts = MessageFactsCache(app)
     with tqdm(total=total, unit="event", disable=not progress, desc="replay") as bar:
         # The shadow table is new and this is its only writer: no need to look for copies.
         position = _project_range(app, store, names["events"], 0, facts, bar, check=False)
-        swap_in_shadow_tables(store)
+        swap_in_shadow_tables(store, topology)
         position = _project_range(app, store, "events", position, facts, bar, check=True)
     if progress:
         rows = store.query("SELECT count() AS n FROM events")[0]["n"]

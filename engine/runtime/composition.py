@@ -374,10 +374,13 @@ class Engine:
             from adapters.clickhouse import open_reporting_store
             from projections.events import ensure_schema
 
+            settings = self.settings
             store = open_reporting_store(
-                self.settings.clickhouse_url or None, str(self.settings.chdb_path)
+                settings.clickhouse_url or None,
+                str(settings.chdb_path),
+                distributed=bool(settings.clickhouse_cluster),
             )
-            ensure_schema(store, self.settings.events_retention_days)
+            ensure_schema(store, settings.events_retention_days, settings.reporting_topology)
             self._reporting = store
         return self._reporting
 
