@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
@@ -79,9 +80,11 @@ def installation_status(engine: Engine) -> Status:
     newest = engine.app.recorder.max_notification_id() or 0
     kinds = _kinds_read()
     readers = ["relay"] if settings.uses_kafka else ["delivery", "projector", "webhooks"]
+    shares: dict[str, DeliveryShare] = {}
     if not settings.uses_kafka and settings.delivery_processes > 1:
         count = settings.delivery_processes
-        readers += [DeliveryShare(k, count).consumer for k in range(1, count + 1)]
+        shares = {s.consumer: s for s in (DeliveryShare(k, count) for k in range(1, count + 1))}
+        readers += list(shares)
     positions = {reader: engine.tracking.max_tracking_id(reader) for reader in readers}
     schedule = open_schedule_store(settings)
     try:
@@ -89,11 +92,16 @@ def installation_status(engine: Engine) -> Status:
     finally:
         schedule.close()
     for reader, position in positions.items():
-        topics = kinds.get(reader.partition("-")[0], [])
-        waiting = len(
-            engine.app.recorder.select_notifications(
-                start=position or 0, limit=COUNT_UP_TO, topics=topics, inclusive_of_start=False
-            )
+        share = shares.get(reader)
+        # A share reads only its own messages' events, and no submission.
+        topics = kinds["delivery share"] if share else kinds.get(reader, [])
+        after = engine.app.recorder.select_notifications(
+            start=position or 0, limit=COUNT_UP_TO, topics=topics, inclusive_of_start=False
+        )
+        waiting = (
+            len(after)
+            if share is None
+            else sum(share.holds(UUID(str(n.originator_id))) for n in after)
         )
         status.followers.append(FollowerLag(reader, "event store", position, newest, waiting))
     if settings.uses_kafka:
@@ -107,8 +115,10 @@ def _kinds_read() -> dict[str, list[str]]:
     from engine.reporting.projector import projected_event_types
     from engine.webhooks.intake import intake_event_types
 
+    received, accepted, queued = delivery_event_types()
     return {
-        "delivery": [get_topic(cls) for cls in delivery_event_types()],
+        "delivery": [get_topic(cls) for cls in (received, accepted, queued)],
+        "delivery share": [get_topic(cls) for cls in (accepted, queued)],
         "projector": [get_topic(cls) for cls in projected_event_types()],
         "webhooks": [get_topic(cls) for cls in intake_event_types()],
         "scheduler": list(SCHEDULER_TOPICS),

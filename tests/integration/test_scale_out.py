@@ -1,17 +1,23 @@
 """The at-scale mode spread over processes that die: PostgreSQL holds the events, the
 Kafka-protocol broker carries them, two processes each run the relay and the scheduler
-(one leads, one waits), three share delivery through their consumer group. Killing the
-relay leader and a delivery process with ``kill -9`` mid-run and starting them again
-loses nothing and sends nothing twice."""
+(one leads, one waits) and the webhook intake (members of one group), three share
+delivery through their consumer group and make the stored webhook calls. Killing the
+leading process and a delivery process with ``kill -9`` mid-run and starting them again
+loses nothing and sends nothing twice; the killed caller's claimed webhook calls are
+made by the others once its claims lapse."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
+import httpx
+import orjson
 import pytest
 
 from domain.message import FINAL_STATUSES, MessageStatus
@@ -21,6 +27,7 @@ from tests.integration.conftest import KAFKA_MODE, new_postgres_schema, wait_for
 from tests.integration.receiver import Receiver
 from tests.integration.test_crash_safety import SlowHandlerReceiver
 from tests.services import ServeProcess, write_burst
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,6 +35,8 @@ pytestmark = [
 ]
 
 MESSAGES = 2000
+CONCURRENCY = 16  # deliveries and webhook calls in flight per process
+WEBHOOKS_LOCAL = {"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOW_HTTP": "true"}
 
 
 @pytest.fixture
@@ -37,12 +46,32 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
-def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
-    make_engine: Callable[..., Engine], receiver: Receiver, tmp_path: Path
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver().start()
+    yield server
+    server.stop()
+
+
+async def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
+    make_engine: Callable[..., Engine],
+    api_client: Callable[[Engine], httpx.AsyncClient],
+    receiver: Receiver,
+    webhook_receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> None:
     eventstore = new_postgres_schema()
-    engine = make_engine(roles=frozenset(), EVENTSTORE_URL=eventstore)
+    engine = make_engine(roles=frozenset(), EVENTSTORE_URL=eventstore, **WEBHOOKS_LOCAL)
     keys = engine.app.bootstrap("example.com")
+    added = await api_client(engine).post(
+        "/api.php",
+        json={
+            "APIKey": keys["AccountAPIKey"], "Command": "EmailGateway.AddWebhook",
+            "DomainID": keys["DomainID"], "Event": "delivered",
+            "WebhookURL": f"{webhook_receiver.url}/hooks/delivered",
+        },
+    )  # fmt: skip
+    webhook_id = UUID(added.json()["NewWebhookID"])
 
     settings = engine.settings
     env = {
@@ -52,13 +81,23 @@ def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
         "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
         "KAFKA_PARTITIONS": "6",
         "SMTP_RELAY_URL": receiver.url,
-        "DELIVERY_CONCURRENCY": "16",
+        "DELIVERY_CONCURRENCY": str(CONCURRENCY),
         "DELIVERY_RETRY_SCHEDULE": "1",
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "WEBHOOK_CONCURRENCY": str(CONCURRENCY),
+        # A claimed call is another caller's after twice this and a minute.
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        **WEBHOOKS_LOCAL,
     }
-    singletons = [ServeProcess(f"leader{n}", ["relay", "scheduler"], env, tmp_path) for n in (1, 2)]
-    deliveries = [ServeProcess(f"delivery{n}", ["delivery"], env, tmp_path) for n in (1, 2, 3)]
+    singletons = [
+        ServeProcess(f"leader{n}", ["relay", "scheduler", "webhooks"], env, tmp_path)
+        for n in (1, 2)
+    ]
+    deliveries = [
+        ServeProcess(f"delivery{n}", ["delivery", "webhook-calls"], env, tmp_path)
+        for n in (1, 2, 3)
+    ]
     everyone = singletons + deliveries
     try:
         for process in everyone:
@@ -82,7 +121,7 @@ def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
         # Started again once the broker has let the dead member go (its session, 6 s): the
         # test broker (Tansu) leaves the group rejoining forever when the new member joins
         # while the dead one is still a member (its SyncGroup never gives assignments).
-        time.sleep(8)
+        await asyncio.sleep(8)
         leader.start()
         deliveries[0].start()
 
@@ -90,6 +129,9 @@ def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
             return all(engine.app.message(m).status in FINAL_STATUSES for m in message_ids)
 
         wait_for(all_final, timeout=300, interval=1.0)
+        # Calls the killed caller had claimed wait for its claims to lapse (64 s here).
+        store = engine.webhook_store
+        wait_for(lambda: store.pending_count(webhook_id) == 0, timeout=240, interval=1.0)
         # The restarted delivery process is given partitions again.
         assigned = f"adapters.kafka: assigned {settings.kafka_topic_prefix}."
         wait_for(lambda: deliveries[0].said(assigned, since_start=True), timeout=60)
@@ -110,5 +152,16 @@ def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
             # Failed only if the killed process had it in flight: it may have arrived.
             assert message.status is MessageStatus.FAILED
             assert message.failure_reason == INTERRUPTED
-    assert statuses[MessageStatus.FAILED] <= 16  # DELIVERY_CONCURRENCY of the killed process
+    assert statuses[MessageStatus.FAILED] <= CONCURRENCY  # what the killed process had in flight
     assert all(p.said(assigned) for p in deliveries)
+
+    # One call per Delivered message; a call is made twice only if the killed caller may
+    # have made it before it died (the same webhook-id: the endpoint can tell).
+    calls = webhook_receiver.calls_to("/hooks/delivered")
+    called = Counter(orjson.loads(c.body)["data"]["TransactionalEmailID"] for c in calls)
+    delivered = {
+        str(m) for m in message_ids if engine.app.message(m).status is MessageStatus.DELIVERED
+    }
+    assert set(called) == delivered
+    assert sum(called.values()) - len(called) <= CONCURRENCY, "calls made twice"
+    assert len({c.headers["webhook-id"] for c in calls}) == len(called)

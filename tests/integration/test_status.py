@@ -65,3 +65,18 @@ def test_a_reader_that_is_not_running_shows_what_waits_for_it(
     assert readers["delivery"].lag == 9
     assert readers["projector"].lag == 6  # it reads only the messages' events
     assert readers["scheduler"].lag == 3  # of those only Queued sets or clears a timer
+
+
+def test_each_delivery_share_counts_only_its_own_messages(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}), DELIVERY_PROCESSES="2")
+    send_some(engine, 10)  # ten one-recipient messages, nobody delivering
+
+    readers = {f.reader: f for f in installation_status(engine).followers}
+
+    first, second = readers["delivery-1of2"].lag, readers["delivery-2of2"].lag
+    assert first is not None and second is not None
+    # Each message is one share's: its Accepted and Queued count there and only there.
+    assert first + second == 20
+    assert first % 2 == second % 2 == 0
