@@ -62,7 +62,7 @@ def main() -> None:
     if args.which in ("delivery-kafka", "all"):
         rows += delivery.run(messages=args.messages, kafka=True)
     if args.which in ("scale-out", "all"):
-        rows += scale_out.run(messages=min(args.messages, 10_000))
+        rows += scale_out.run(messages=min(args.messages, 20_000))
     if args.which in ("direct", "all"):
         rows += direct.run(messages=args.messages)
     if args.which in ("smtp", "all"):
