@@ -10,13 +10,23 @@ from uuid import UUID
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.commands import CommandEndpoint
 from api.docs import serve_docs
 from api.errors import JSONResponse, rest_error_response
-from api.schemas import ERROR_RESPONSES, EventsResponse, SendEmailRequest, SendEmailResponse
+from api.openapi import install_contract
+from api.schemas import (
+    DeletedWebhookResponse,
+    EventsResponse,
+    NewWebhookResponse,
+    SendEmailResponse,
+    ShownEmail,
+    WebhooksResponse,
+)
 from api.tracking import TrackingEndpoint
 from domain import errors as E
 from domain.errors import ErrorText, Extensions, GetEvents, RequestRejected, SendEmail
@@ -214,6 +224,7 @@ def create_api(engine: Engine) -> FastAPI:
         redoc_url=None,  # ReDoc comes only from a CDN
     )
     serve_docs(app, "Sendstream")
+    install_contract(app)
     app.add_middleware(TrailingSlashMiddleware)
 
     @app.exception_handler(RequestRejected)
@@ -225,8 +236,18 @@ def create_api(engine: Engine) -> FastAPI:
         return rest_error_response(RequestRejected(Extensions.NOT_FOUND))
 
     @app.exception_handler(405)
-    async def not_allowed(_: Request, __: Exception) -> JSONResponse:
-        return rest_error_response(RequestRejected(Extensions.METHOD_NOT_ALLOWED))
+    async def not_allowed(request: Request, _: Exception) -> JSONResponse:
+        response = rest_error_response(RequestRejected(Extensions.METHOD_NOT_ALLOWED))
+        # RFC 9110 §15.5.6: a 405 names the methods that are allowed, and Starlette names
+        # only those of the first route of the path (one route per method here).
+        methods = {
+            method
+            for route in app.routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] is Match.PARTIAL
+            for method in route.methods or ()
+        }
+        response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     @app.exception_handler(Exception)
     async def unknown(_: Request, __: Exception) -> JSONResponse:
@@ -235,13 +256,8 @@ def create_api(engine: Engine) -> FastAPI:
     @app.post(
         "/api/v1/email",
         response_model=SendEmailResponse,
-        responses=ERROR_RESPONSES,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": SendEmailRequest.model_json_schema()}},
-            }
-        },
+        operation_id="sendEmail",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
         summary="Send Email",
         tags=["email"],
     )
@@ -260,9 +276,12 @@ def create_api(engine: Engine) -> FastAPI:
         settings.max_request_bytes,
     )
 
+    command_names = sorted(["User.Login", *(spec.name for spec in commands.commands.values())])
+
     @app.api_route(
         "/api.php",
         methods=["POST"],
+        operation_id="command",
         summary="Command API (User.Login, EmailGateway.*, Campaign.*, List.*, Email.* …)",
         tags=["commands"],
         description="Parameters as JSON, form fields or query string: `Command` and the "
@@ -279,7 +298,7 @@ def create_api(engine: Engine) -> FastAPI:
                             "type": "object",
                             "required": ["Command"],
                             "properties": {
-                                "Command": {"type": "string"},
+                                "Command": {"type": "string", "enum": command_names},
                                 "APIKey": {"type": "string"},
                                 "SessionID": {"type": "string"},
                             },
@@ -295,8 +314,24 @@ def create_api(engine: Engine) -> FastAPI:
         return await commands.answer(request.scope, request.receive)
 
     @app.get(
+        "/api.php",
+        operation_id="commandByQuery",
+        summary="Command API with its parameters in the query string",
+        tags=["commands"],
+        openapi_extra={
+            "parameters": [
+                {"name": "Command", "in": "query", "required": True,
+                 "schema": {"type": "string", "enum": command_names}},
+            ]
+        },
+    )  # fmt: skip
+    async def command_api_by_query(request: Request) -> Response:
+        return await commands.answer(request.scope, request.receive)
+
+    @app.get(
         "/api/v1/email/{message_id}",
-        responses=ERROR_RESPONSES,
+        response_model=ShownEmail,
+        operation_id="showEmail",
         summary="Show an accepted email: its recipients' status and the MIME each one gets",
         tags=["email"],
     )
@@ -320,7 +355,7 @@ def create_api(engine: Engine) -> FastAPI:
     @app.get(
         "/api/v1/events",
         response_model=EventsResponse,
-        responses=ERROR_RESPONSES,
+        operation_id="getEvents",
         summary="Retrieve Email Events",
         tags=["events"],
     )
@@ -335,7 +370,10 @@ def create_api(engine: Engine) -> FastAPI:
         if not sender.account_active:
             raise RequestRejected(GetEvents.INVALID_USER_ACCOUNT)
         start_from = _int_param(params.get("StartFrom"), 0, GetEvents.MISSING_START_FROM)
-        # More than the documented maximum is served as the maximum, as paging APIs do.
+        if start_from >= MAX_PAGED_RECORDS:
+            raise RequestRejected(Extensions.TOO_MANY_RECORDS)
+        # More than the documented maximum is served as the maximum, as paging APIs do, and
+        # a page ends with the 20,000th record of the range.
         retrieve_count = min(
             _int_param(
                 params.get("RetrieveCount"),
@@ -343,9 +381,8 @@ def create_api(engine: Engine) -> FastAPI:
                 GetEvents.MISSING_RETRIEVE_COUNT,
             ),
             MAX_RETRIEVE_COUNT,
+            MAX_PAGED_RECORDS - start_from,
         )
-        if start_from + retrieve_count > MAX_PAGED_RECORDS:
-            raise RequestRejected(Extensions.TOO_MANY_RECORDS)
         start = date_param(params.get("StartDate"), end_of_day=False, zone=sender.time_zone)
         end = date_param(params.get("EndDate"), end_of_day=True, zone=sender.time_zone)
         event_type = event_param(params.get("Event"))
@@ -366,7 +403,8 @@ def create_api(engine: Engine) -> FastAPI:
 
     @app.post(
         "/api/v1/webhooks",
-        responses=ERROR_RESPONSES,
+        response_model=NewWebhookResponse,
+        operation_id="addWebhook",
         summary="Add a New Webhook for Email Events",
         tags=["webhooks"],
     )
@@ -379,7 +417,8 @@ def create_api(engine: Engine) -> FastAPI:
 
     @app.get(
         "/api/v1/webhooks",
-        responses=ERROR_RESPONSES,
+        response_model=WebhooksResponse,
+        operation_id="getWebhooks",
         summary="Retrieve Domain Webhooks (with the domain's SigningKey)",
         tags=["webhooks"],
     )
@@ -393,7 +432,8 @@ def create_api(engine: Engine) -> FastAPI:
 
     @app.delete(
         "/api/v1/webhooks",
-        responses=ERROR_RESPONSES,
+        response_model=DeletedWebhookResponse,
+        operation_id="deleteWebhook",
         summary="Delete an Email Webhook",
         tags=["webhooks"],
     )

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -113,8 +114,13 @@ def command_table(
     return {spec.name.lower(): spec for spec in specs}
 
 
+def command_status(error: ErrorText) -> int:
+    """The HTTP status ``error`` travels with from ``/api.php``."""
+    return error.code if error.code in _ENDPOINT_ERRORS else 200
+
+
 def failure(error: ErrorText, retry_after: int | None = None) -> JSONResponse:
-    status = error.code if error.code in _ENDPOINT_ERRORS else 200
+    status = command_status(error)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse(
         {"Success": False, "ErrorCode": error.code, "ErrorMessage": error.message},
@@ -200,7 +206,10 @@ class CommandEndpoint:
         if declared.isdigit() and int(declared) > limit:
             raise RequestRejected(Command.TOO_LARGE.format(limit=limit))
         if content_type == "multipart/form-data":
-            form = await Request(scope, receive).form(max_part_size=limit)
+            try:
+                form = await Request(scope, receive).form(max_part_size=limit)
+            except (MultiPartException, KeyError):  # no boundary, or a part that ends early
+                raise RequestRejected(Command.MALFORMED_BODY) from None
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
             return params
         body = bytearray()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from domain.errors import ErrorText, RequestRejected
 
 
-class JSONResponse(Response):
-    media_type = "application/json"
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's, rendered by orjson (FastAPI documents a JSON response class's model)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -7,13 +7,13 @@ describe the same fields for /docs and for client generators.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 
 class EmailAddress(BaseModel):
-    email: str = Field(examples=["jane@example.com"])
+    email: str = Field(examples=["news@example.com"])
     name: str = Field(examples=["Jane Doe"])
 
 
@@ -76,16 +76,63 @@ class EventsResponse(BaseModel):
     Events: list[EventOut]
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorsResponse, "description": text}
-    for status, text in (
-        (400, "Malformed body"),
-        (401, "Missing or invalid sender API key"),
-        (403, "Account or domain not allowed to send"),
-        (413, "Body too large"),
-        (415, "Not JSON"),
-        (420, "Sending limit reached"),
-        (422, "Invalid fields"),
-        (429, "Rate limited (see Retry-After)"),
-    )
-}
+class RecipientView(BaseModel):
+    Recipient: str
+    Kind: str = Field(description="to, cc or bcc")
+    Status: str
+    Attempts: int
+    LastReply: str | None
+    Raw: str = Field(description="the MIME message this recipient gets")
+
+
+class ShownEmail(BaseModel):
+    MessageID: str
+    Subject: str
+    Source: str = Field(description="api or smtp")
+    AcceptedAt: str
+    Recipients: list[RecipientView]
+
+
+class WebhookOut(BaseModel):
+    WebhookID: str
+    URL: str
+    Event: str
+    Events: list[str]
+    Method: str = Field(description="POST, FORM or GET")
+    Parameters: dict[str, str]
+    Status: str = Field(description="Active or Disabled")
+    DisabledReason: str | None
+    DisabledDate: str | None
+    ConsecutiveFailures: int
+    PendingDeliveries: int
+    CreationDate: str | None
+
+
+class WebhooksResponse(BaseModel):
+    SigningKey: str = Field(description="verifies the calls' Standard Webhooks signatures")
+    Webhooks: list[WebhookOut]
+
+
+class NewWebhookResponse(BaseModel):
+    NewWebhookID: str
+
+
+class DeletedWebhookResponse(BaseModel):
+    Message: str = Field(examples=["Webhook successfully deleted."])
+
+
+class CommandFailure(BaseModel):
+    """What ``/api.php`` answers when a command or the endpoint refuses a request."""
+
+    Success: Literal[False]
+    ErrorCode: int
+    ErrorMessage: str
+
+
+class CommandSuccess(BaseModel):
+    """``/api.php``'s answer to a command that succeeded: these fields and the command's own."""
+
+    model_config = {"extra": "allow"}
+
+    Success: Literal[True]
+    ErrorCode: Literal[0]

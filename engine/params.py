@@ -96,13 +96,13 @@ def date_param(value: Any, *, end_of_day: bool, zone: str = "UTC") -> datetime |
         raise RequestRejected(Extensions.INVALID_DATE)
     try:
         local = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if local.tzinfo is not None:
+            return local.astimezone(UTC)
+        if end_of_day and len(text) == 10:
+            local = local.replace(hour=23, minute=59, second=59, microsecond=999_000)
+        return local.replace(tzinfo=time_zone(zone)).astimezone(UTC)
+    except (ValueError, OverflowError):  # unreadable, or beyond year 1 to 9999 in UTC
         raise RequestRejected(Extensions.INVALID_DATE) from None
-    if local.tzinfo is not None:
-        return local.astimezone(UTC)
-    if end_of_day and len(text) == 10:
-        local = local.replace(hour=23, minute=59, second=59, microsecond=999_000)
-    return local.replace(tzinfo=time_zone(zone)).astimezone(UTC)
 
 
 EVENT_SYNONYMS = {
@@ -169,9 +169,9 @@ def parse_timestamp(value: Any) -> datetime | None:
         return parse_timestamp(int(text))
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # unreadable, or beyond year 1 to 9999 in UTC
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def flag_param(params: dict[str, Any], name: str, current: bool) -> bool:

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.ports import ReportingStore
+from domain.errors import Extensions, RequestRejected
 from engine.campaigns.runner import campaign_statistics
-from engine.params import date_param
+from engine.params import date_param, parse_timestamp
 from projections.events import ensure_schema, insert_new_events
 from projections.schema import MIGRATIONS, applied_versions, apply_retention, migrate
 from projections.stats import Slice, aggregated_events, domain_stats, plan
@@ -323,3 +324,21 @@ def test_dates_are_read_in_the_account_time_zone() -> None:
         2026, 3, 1, 8, tzinfo=UTC
     )
     assert date_param("2026-03-01", end_of_day=False) == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone"),
+    [
+        ("9999-12-31T23:59:59-01:00", "UTC"),  # after year 9999 in UTC
+        ("0001-01-01T00:00:00+01:00", "UTC"),  # before year 1 in UTC
+        ("9999-12-31", "America/New_York"),  # the end of that day, in UTC
+    ],
+)
+def test_a_date_beyond_what_utc_can_hold_is_an_invalid_date_not_a_failure(
+    text: str, zone: str
+) -> None:
+    # Found by schemathesis: these answered 500 (OverflowError) from GET /api/v1/events.
+    with pytest.raises(RequestRejected) as rejected:
+        date_param(text, end_of_day=True, zone=zone)
+    assert rejected.value.errors == (Extensions.INVALID_DATE,)
+    assert parse_timestamp(text) is None or zone != "UTC"

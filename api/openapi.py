@@ -1,0 +1,306 @@
+"""The OpenAPI document's contract details that FastAPI cannot infer from the routes.
+
+The REST routes read their own bodies and parameters (so that each broken rule answers
+its documented error, which a validation error could not), so FastAPI sees neither their
+parameters nor their errors. Here each operation gets:
+
+* its request body schema with every ``$ref`` resolving inside the document;
+* its parameters (query string, or the same names in a form or JSON body);
+* one response per HTTP status it can answer, each listing the catalogue's codes and
+  texts (``domain.errors``) that travel with that status, with an example of each;
+* the keys it takes (``securitySchemes``).
+
+The error lists are the catalogue classes themselves, never a copy of their texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from api.commands import command_status
+from api.errors import status_for
+from api.schemas import CommandFailure, CommandSuccess, ErrorsResponse, SendEmailRequest
+from domain import errors as E
+from domain.errors import ErrorText, Extensions
+from domain.webhook import EVENT_SYNONYMS
+from engine.params import EVENT_SYNONYMS as EVENT_NAMES
+from projections.events import EVENT_TYPE_NAMES
+
+__all__ = ["SECURITY_SCHEMES", "catalogue", "install_contract"]
+
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "SenderKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A domain's sender API key (`snd_…`, `EmailGateway.AddAPI`), as "
+        "`Authorization: Bearer snd_…`.",
+    },
+    "SenderKeyParameter": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "SenderAPIKey",
+        "description": "The same sender key as the `SenderAPIKey` parameter (query string, or "
+        "the form or JSON body).",
+    },
+    "AccountKey": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "APIKey",
+        "description": "The account's API key (`acc_…`, from `sendstream bootstrap`) as the "
+        "`APIKey` parameter of `/api.php` (query string, or the form or JSON body).",
+    },
+    "Session": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "SessionID",
+        "description": "A session of `User.Login`, as the `SessionID` parameter of `/api.php`.",
+    },
+}
+SENDER_SECURITY: list[dict[str, list[str]]] = [{"SenderKey": []}, {"SenderKeyParameter": []}]
+# Sending reads the key from the header or the JSON body, showing an email from the header.
+BEARER_ONLY: list[dict[str, list[str]]] = [{"SenderKey": []}]
+COMMAND_SECURITY: list[dict[str, list[str]]] = [{"AccountKey": []}, {"Session": []}]
+
+# Every endpoint can fail on its body or on the engine itself.
+ANY_ENDPOINT = (Extensions.MALFORMED_BODY, Extensions.TOO_LARGE, Extensions.INTERNAL)
+# What the request parsers shared by the endpoints raise (engine.params, engine.sending).
+PARAMETER_ERRORS = (Extensions.INVALID_PARAMETER, Extensions.INVALID_DATE)
+
+
+def catalogue(section: type) -> list[ErrorText]:
+    """The errors a catalogue class of ``domain.errors`` names, in their order there."""
+    return [value for value in vars(section).values() if isinstance(value, ErrorText)]
+
+
+REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
+    ("post", "/api/v1/email"): [
+        *catalogue(E.SendEmail), *ANY_ENDPOINT, *PARAMETER_ERRORS,
+        Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.TOO_MANY_RECIPIENTS,
+        Extensions.INVALID_HEADERS, Extensions.INVALID_ATTACHMENTS, Extensions.INVALID_TAGS,
+    ],
+    ("get", "/api/v1/email/{message_id}"): [
+        E.GetEvents.MISSING_SENDER_API_KEY, E.GetEvents.INVALID_SENDER_API_KEY,
+        E.GetEvents.TOO_MANY_REQUESTS, Extensions.INVALID_PARAMETER, Extensions.NOT_FOUND,
+        Extensions.INTERNAL,
+    ],
+    ("get", "/api/v1/events"): [
+        *catalogue(E.GetEvents), *ANY_ENDPOINT, *PARAMETER_ERRORS,
+        Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.TOO_MANY_RECORDS,
+    ],
+    ("post", "/api/v1/webhooks"): [
+        *catalogue(E.AddWebhookRest), *ANY_ENDPOINT, Extensions.UNSUPPORTED_MEDIA_TYPE,
+        Extensions.INVALID_WEBHOOK_URL, Extensions.INVALID_WEBHOOK_PARAMETERS,
+        Extensions.INVALID_WEBHOOK_METHOD,
+    ],
+    ("get", "/api/v1/webhooks"): [
+        *catalogue(E.GetWebhooksRest), *ANY_ENDPOINT, Extensions.UNSUPPORTED_MEDIA_TYPE,
+    ],
+    ("delete", "/api/v1/webhooks"): [
+        *catalogue(E.DeleteWebhookRest), *ANY_ENDPOINT, Extensions.UNSUPPORTED_MEDIA_TYPE,
+    ],
+}  # fmt: skip
+
+
+def _query(
+    name: str, schema: dict[str, Any], description: str, required: bool = False
+) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}  # fmt: skip
+
+
+_TEXT = {"type": "string"}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+# Years 1000 to 9998: any offset or time zone keeps them within what UTC can hold.
+_YEAR = "^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+_DATE = {
+    "type": "string",
+    "anyOf": [
+        {"format": "date", "pattern": _YEAR},
+        {"format": "date-time", "pattern": _YEAR},
+        {"pattern": "^[0-9]{1,9}$"},  # a Unix timestamp (before 2001-09-09 in this form)
+        {"maxLength": 0},  # empty: no bound
+    ],
+    "description": "YYYY-MM-DD, an RFC 3339 date-time, or a Unix timestamp; YYYY-MM-DD "
+    "HH:MM:SS and the other ISO-8601 forms are read too",
+}
+
+REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("get", "/api/v1/events"): [
+        _query(
+            "StartFrom",
+            {"type": "integer", "minimum": 0, "maximum": 19_999},
+            "records to skip (0); the first 20,000 records of a range can be paged",
+        ),
+        _query("RetrieveCount", _COUNT, "records to answer (5); at most 100 are"),
+        _query("StartDate", _DATE, "from this moment, in the account's time zone"),
+        _query("EndDate", _DATE, "up to this moment; a bare date includes its whole day"),
+        _query(
+            "Event",
+            {"type": "string", "enum": ["", *sorted({*EVENT_TYPE_NAMES, *EVENT_NAMES})]},
+            "one event type (empty: all)",
+        ),
+        _query(
+            "MessageID",
+            {"type": "string", "anyOf": [{"format": "uuid"}, {"maxLength": 0}]},
+            "one accepted email (empty: all)",
+        ),
+    ],
+    ("post", "/api/v1/webhooks"): [
+        _query(
+            "Event",
+            {"type": "string", "enum": sorted(EVENT_SYNONYMS)},
+            "the event to be called for",
+            required=True,
+        ),
+        _query(
+            "WebhookURL",
+            {"type": "string", "format": "uri", "pattern": "^https?://"},
+            "the URL to call: https, or http where the installation allows it",
+            required=True,
+        ),
+        _query("Method", {"type": "string", "enum": ["POST", "FORM", "GET"]}, "(POST)"),
+    ],
+    ("delete", "/api/v1/webhooks"): [
+        _query(
+            "WebhookID",
+            {"type": "string", "format": "uuid"},
+            "the webhook to delete",
+            required=True,
+        ),
+    ],
+}
+
+
+# The endpoint's own refusals and the named exceptions that carry their HTTP status
+# (api.commands.failure); a command's numbered errors travel with 200.
+COMMAND_ENDPOINT_ERRORS = [
+    *catalogue(E.Command),
+    E.IpAddresses.DUPLICATE_IP_ADDRESS,
+    E.IpAddresses.INVALID_IP_ADDRESS,
+]
+
+
+def error_responses(
+    errors: Iterable[ErrorText], *, command: bool = False
+) -> dict[str, dict[str, Any]]:
+    """One response per HTTP status, listing its codes and texts with an example of each;
+    ``command``: in ``/api.php``'s form (``CommandFailure``)."""
+    by_status: dict[int, list[ErrorText]] = {}
+    for error in errors:
+        status = command_status(error) if command else status_for(error)
+        by_status.setdefault(status, []).append(error)
+    responses: dict[str, dict[str, Any]] = {}
+    schema = "CommandFailure" if command else "ErrorsResponse"
+    for status, listed in sorted(by_status.items()):
+        lines = "\n".join(f"- `{e.code}`: {e.message}" for e in listed)
+        responses[str(status)] = {
+            "description": f"`ErrorCode` and text of each error answered with {status}:\n\n"
+            + lines,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "$ref": f"#/components/schemas/{schema}",
+                    },
+                    "examples": {
+                        f"code{e.code}_{n}": {"summary": e.message, "value": _body(e, command)}
+                        for n, e in enumerate(listed)
+                    },
+                }
+            },
+        }
+        if status == 429:
+            responses[str(status)]["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            }
+    return responses
+
+
+def _link(
+    document: dict[str, Any], path: str, method: str, target: str, parameter: str, field: str
+) -> None:
+    """An OpenAPI link: what ``path`` answers names the resource ``target`` acts on."""
+    answer = document["paths"][path][method]["responses"]["200"]
+    answer.setdefault("links", {})[target] = {
+        "operationId": target,
+        "parameters": {parameter: f"$response.body#/{field}"},
+    }
+
+
+def _body(error: ErrorText, command: bool) -> dict[str, Any]:
+    if command:
+        return {"Success": False, "ErrorCode": error.code, "ErrorMessage": error.message}
+    return {"Errors": [{"Code": error.code, "Message": error.message}]}
+
+
+def _component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The models' JSON schemas with their nested models as components of the document."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def install_contract(app: FastAPI) -> None:
+    """Make ``app.openapi()`` answer the completed document (built once, then cached)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        components = document.setdefault("components", {})
+        components.setdefault("schemas", {}).update(
+            _component_schemas(SendEmailRequest, ErrorsResponse, CommandFailure, CommandSuccess)
+        )
+        components["securitySchemes"] = SECURITY_SCHEMES
+        for (method, path), errors in REST_ERRORS.items():
+            operation = document["paths"][path][method]
+            success = {k: v for k, v in operation["responses"].items() if k.startswith("2")}
+            operation["responses"] = {**success, **error_responses(errors)}
+            operation["security"] = BEARER_ONLY if "/email" in path else SENDER_SECURITY
+            operation.setdefault("parameters", []).extend(REST_PARAMETERS.get((method, path), []))
+        command_responses = {
+            "200": {
+                "description": "The command's answer; a command's own refusals (`Success` "
+                "false, its numbered `ErrorCode`) travel with 200 too, as clients of the "
+                "API this one replaces read `Success`.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/CommandSuccess"},
+                                {"$ref": "#/components/schemas/CommandFailure"},
+                            ]
+                        }
+                    }
+                },
+            },
+            **error_responses(
+                (e for e in COMMAND_ENDPOINT_ERRORS if command_status(e) != 200), command=True
+            ),
+        }
+        shown = document["paths"]["/api/v1/email/{message_id}"]["get"]
+        shown["parameters"] = [
+            {"name": "message_id", "in": "path", "required": True,
+             "schema": {"type": "string", "format": "uuid"},
+             "description": "the MessageID that sending answered"}
+        ]  # fmt: skip
+        _link(document, "/api/v1/email", "post", "showEmail", "message_id", "MessageID")
+        _link(document, "/api/v1/webhooks", "post", "deleteWebhook", "WebhookID", "NewWebhookID")
+        for command in document["paths"]["/api.php"].values():
+            command["security"] = COMMAND_SECURITY
+            command["responses"] = command_responses
+        body = document["paths"]["/api/v1/email"]["post"]["requestBody"]
+        body["content"]["application/json"]["schema"] = {
+            "$ref": "#/components/schemas/SendEmailRequest"
+        }
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
