@@ -15,6 +15,7 @@ The error lists are the catalogue classes themselves, never a copy of their text
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -300,6 +301,11 @@ def install_contract(app: FastAPI) -> None:
         body["content"]["application/json"]["schema"] = {
             "$ref": "#/components/schemas/SendEmailRequest"
         }
+        # FastAPI adds its validation error models for a path parameter; no answer uses them.
+        text = json.dumps(document["paths"])
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if f'"#/components/schemas/{unused}"' not in text:
+                components["schemas"].pop(unused, None)
         app.openapi_schema = document
         return document
 

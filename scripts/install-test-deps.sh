@@ -6,11 +6,12 @@
 #   kcat     - a real Kafka client
 #   wrk      - the HTTP load generator of bench/ (`make bench`)
 #   nginx    - the webhook receiver of `python -m bench webhooks` (nginx-light; never left running)
+#   chromium - the real browser of the web pages' tests (headless, driven by Playwright)
 # Idempotent: installs only what is missing, runs `apt-get update` only when needed.
 # Run as root on Debian 12 (bookworm). Exits non-zero on any failure.
 set -euo pipefail
 
-PACKAGES=(postfix swaks dnsmasq kcat wrk nginx-light)
+PACKAGES=(postfix swaks dnsmasq kcat wrk nginx-light chromium)
 # Wait for another apt/dpkg run to finish instead of failing on its lock.
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 

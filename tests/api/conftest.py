@@ -1,0 +1,71 @@
+"""A real ``sendstream serve`` for the tests of what its HTTP clients see."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.services import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    keys: dict[str, str]  # SENDER_KEY and ACCOUNT_KEY of a bootstrapped account
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    env = {
+        **os.environ,
+        "SENDSTREAM_DATA_DIR": str(tmp_path / "var"),
+        "SMTP_SUBMISSION_PORTS": "",
+        "BOUNCE_SMTP_PORTS": "",
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("EVENTSTORE_URL", None)
+    made = subprocess.run(
+        [sys.executable, "-m", "cli", "bootstrap", "--domain", "example.com"],
+        env=env, cwd=REPO, capture_output=True, check=True,
+    )  # fmt: skip
+    keys = json.loads(made.stdout)
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--single-process", "--port", str(port)],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the engine did not start"
+            time.sleep(0.2)
+        yield Served(
+            url, {"SENDER_KEY": keys["SenderAPIKey"], "ACCOUNT_KEY": keys["AccountAPIKey"]}
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    served_log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert "Traceback" not in served_log, served_log[-4000:]
