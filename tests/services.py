@@ -10,6 +10,7 @@ pytest fixtures (``tests/conftest.py``) and benchmarks (``bench/``) share them.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -36,7 +37,9 @@ __all__ = [
     "RunningService",
     "ServiceStartError",
     "SinkMessage",
+    "bootstrap_account",
     "clear_messages",
+    "embedded_environment",
     "free_port",
     "parse_sink_message",
     "received_messages",
@@ -645,6 +648,28 @@ def write_burst(
             message_ids += [message.id for message in messages]
         engine.writer.save(written)
     return message_ids
+
+
+def embedded_environment(data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a ``sendstream`` command on an embedded installation in
+    ``data_dir``: no broker, database server, ClickHouse server or relay that the caller's
+    own environment may name, and no SMTP servers on fixed ports."""
+    env = {**os.environ, "SENDSTREAM_DATA_DIR": str(data_dir),
+           "SMTP_SUBMISSION_PORTS": "", "BOUNCE_SMTP_PORTS": "", **settings}  # fmt: skip
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
+        if name not in settings:
+            env.pop(name, None)
+    return env
+
+
+def bootstrap_account(env: dict[str, str], domain: str = "example.com") -> dict[str, str]:
+    """``sendstream bootstrap``: an account with ``domain`` and its keys, as it prints them."""
+    made = subprocess.run(
+        [sys.executable, "-m", "cli", "bootstrap", "--domain", domain],
+        env=env, cwd=_ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    keys: dict[str, str] = json.loads(made.stdout)
+    return keys
 
 
 class ServeProcess:

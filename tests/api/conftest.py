@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import free_port
+from tests.services import bootstrap_account, embedded_environment, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,21 +25,10 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    env = {
-        **os.environ,
-        "SENDSTREAM_DATA_DIR": str(tmp_path / "var"),
-        "SMTP_SUBMISSION_PORTS": "",
-        "BOUNCE_SMTP_PORTS": "",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        "WEBHOOK_ALLOW_LOOPBACK": "true",
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    env.pop("EVENTSTORE_URL", None)
-    made = subprocess.run(
-        [sys.executable, "-m", "cli", "bootstrap", "--domain", "example.com"],
-        env=env, cwd=REPO, capture_output=True, check=True,
-    )  # fmt: skip
-    keys = json.loads(made.stdout)
+    env = embedded_environment(
+        tmp_path / "var", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true"
+    )
+    keys = bootstrap_account(env)
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(

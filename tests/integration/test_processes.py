@@ -4,10 +4,8 @@ started again when it dies, and they stop when the API process is killed."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +16,11 @@ import httpx
 import pytest
 
 from tests.integration.conftest import wait_for
+from tests.services import bootstrap_account, embedded_environment, free_port
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def children_of(pid: int) -> list[int]:
@@ -114,20 +107,8 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    env = {
-        **os.environ,
-        "SENDSTREAM_DATA_DIR": str(tmp_path / "var"),
-        "SMTP_SUBMISSION_PORTS": "",
-        "BOUNCE_SMTP_PORTS": "",
-        "DELIVERY_PROCESSES": "2",
-    }
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
-        env.pop(name, None)
-    out = subprocess.run(
-        [sys.executable, "-m", "cli", "bootstrap", "--domain", "example.com"],
-        env=env, cwd=ROOT, check=True, capture_output=True,
-    )  # fmt: skip
-    key = json.loads(out.stdout)["SenderAPIKey"]
+    env = embedded_environment(tmp_path / "var", DELIVERY_PROCESSES="2")
+    key = bootstrap_account(env)["SenderAPIKey"]
     server = Served(env, free_port(), key, tmp_path / "serve.log")
     try:
         wait_for(lambda: _healthy(server.url), timeout=60)
