@@ -25,10 +25,19 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The suite generates a client from the OpenAPI document with openapi-python-client, whose
+# pins (typer, httpx) differ from the engine's: it lives in a venv of its own.
+TOOLS := .venv-tools
+$(TOOLS)/.installed:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet 'openapi-python-client>=0.29'
+	touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/sendstream serve --host $(HOST) --port $(PORT)
 
-test-deps: $(VENV)/.installed-test
+test-deps: $(VENV)/.installed-test $(TOOLS)/.installed
 	bash scripts/install-test-deps.sh
 
 lint: $(VENV)/.installed-test
@@ -48,4 +57,4 @@ bench: $(VENV)/.installed-test test-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache $(TOOLS)
