@@ -224,7 +224,6 @@ def create_api(engine: Engine) -> FastAPI:
         redoc_url=None,  # ReDoc comes only from a CDN
     )
     serve_docs(app, "Sendstream")
-    install_contract(app)
     app.add_middleware(TrailingSlashMiddleware)
 
     @app.exception_handler(RequestRejected)
@@ -277,6 +276,11 @@ def create_api(engine: Engine) -> FastAPI:
     )
 
     command_names = sorted(["User.Login", *(spec.name for spec in commands.commands.values())])
+    install_contract(
+        app,
+        {"User.Login": engine.gateway.login}
+        | {spec.name: spec.handler for spec in commands.commands.values()},
+    )
 
     @app.api_route(
         "/api.php",

@@ -16,12 +16,13 @@ The error lists are the catalogue classes themselves, never a copy of their text
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from api.command_contract import contract_of
 from api.commands import command_status
 from api.errors import status_for
 from api.schemas import CommandFailure, CommandSuccess, ErrorsResponse, SendEmailRequest
@@ -247,8 +248,62 @@ def _component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return schemas
 
 
-def install_contract(app: FastAPI) -> None:
-    """Make ``app.openapi()`` answer the completed document (built once, then cached)."""
+def _command_operation(name: str, handler: Callable[..., Any]) -> dict[str, Any]:
+    """One command as an operation of its own: its parameters and errors as its handler
+    reads and raises them (api.command_contract). The path's fragment names the command
+    for readers and generated clients; what travels is ``POST /api.php``."""
+    contract = contract_of(handler)
+    body = {
+        "type": "object",
+        "required": ["Command"],
+        "properties": {
+            "Command": {"type": "string", "const": name},
+            **{parameter: {"description": "read by the command"} for parameter in
+               contract.parameters},
+        },
+    }  # fmt: skip
+    own = [e for e in contract.errors if command_status(e) == 200]
+    failures = "\n".join(f"- `{e.code}`: {e.message}" for e in own)
+    success = {"$ref": "#/components/schemas/CommandSuccess"}
+    failure = {"$ref": "#/components/schemas/CommandFailure"}
+    return {
+        "operationId": name[0].lower() + name[1:].replace(".", ""),
+        "summary": name,
+        "tags": [name.split(".")[0].rstrip("s")],
+        "security": COMMAND_SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": body},
+                "application/x-www-form-urlencoded": {"schema": body},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The command's answer, or one of its own refusals (`Success` "
+                "false) with 200:" + (f"\n\n{failures}" if failures else " none numbered."),
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [success, failure]},
+                        "examples": {
+                            f"code{e.code}_{n}": {"summary": e.message, "value": _body(e, True)}
+                            for n, e in enumerate(own)
+                        },
+                    }
+                },
+            },
+            **error_responses(
+                [*(e for e in contract.errors if command_status(e) != 200),
+                 *(e for e in COMMAND_ENDPOINT_ERRORS if command_status(e) != 200)],
+                command=True,
+            ),
+        },
+    }  # fmt: skip
+
+
+def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -> None:
+    """Make ``app.openapi()`` answer the completed document (built once, then cached);
+    ``commands``: each ``/api.php`` command's handler, by name."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -297,6 +352,8 @@ def install_contract(app: FastAPI) -> None:
         for command in document["paths"]["/api.php"].values():
             command["security"] = COMMAND_SECURITY
             command["responses"] = command_responses
+        for name, handler in sorted(commands.items()):
+            document["paths"][f"/api.php#{name}"] = {"post": _command_operation(name, handler)}
         body = document["paths"]["/api/v1/email"]["post"]["requestBody"]
         body["content"]["application/json"]["schema"] = {
             "$ref": "#/components/schemas/SendEmailRequest"

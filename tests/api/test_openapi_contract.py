@@ -13,26 +13,65 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from tests.api.conftest import Served
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES = 25
 
 
-def test_the_engine_answers_exactly_as_its_openapi_document_says(
-    served: Served, tmp_path: Path
-) -> None:
-    url, keys = served.url, served.keys
+ALL_CHECKS = (
+    "not_a_server_error", "status_code_conformance", "content_type_conformance",
+    "response_headers_conformance", "response_schema_conformance", "negative_data_rejection",
+    "positive_data_acceptance", "missing_required_header", "unsupported_method",
+    "allow_header_conformance", "use_after_free", "ensure_resource_availability",
+    "ignored_auth",
+)  # fmt: skip
+
+
+def schemathesis(
+    url: str, keys: dict[str, str], folder: Path, *options: str, checks: tuple[str, ...]
+) -> str:
+    """Run schemathesis with ``checks`` on the operations ``options`` select; its report."""
     run = subprocess.run(
         [
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run",
-            f"{url}/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
-            "--no-color", "--workers", "1",
+            f"{url}/openapi.json", "--checks", ",".join(checks), "--max-examples",
+            str(EXAMPLES), "--no-color", "--workers", "1", *options,
         ],
         # Run where its cache of found failures (.schemathesis/) stays out of the checkout.
-        env={**os.environ, **keys}, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, **keys}, cwd=folder, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-8000:]
     for warning in ("unresolv", "Undocumented", "Server error"):
         assert warning not in report, report[-8000:]
+    return report
+
+
+def test_the_engine_answers_exactly_as_its_openapi_document_says(
+    served: Served, tmp_path: Path
+) -> None:
+    report = schemathesis(
+        served.url, served.keys, tmp_path, "--exclude-path-regex", "#", checks=("all",)
+    )
+    paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    operations = sum(len(methods) for path, methods in paths.items() if "#" not in path)
+    assert f"Tested: {operations}" in report, report[-3000:]
+
+
+def test_each_command_answers_as_its_operation_says(served: Served, tmp_path: Path) -> None:
+    # A command's path is /api.php with a fragment: all are one resource, which answers
+    # GET and POST; the test above checks its methods and Allow on /api.php's operations.
+    shared = ("allow_header_conformance", "unsupported_method")
+    report = schemathesis(
+        served.url, served.keys, tmp_path, "--include-path-regex", "#",
+        # No links between commands yet, so no stateful phase.
+        "--phases", "examples,coverage,fuzzing",
+        checks=tuple(check for check in ALL_CHECKS if check not in shared),
+    )  # fmt: skip
+    paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    commands = [path for path in paths if "#" in path]
+    assert len(commands) > 60
+    assert f"Tested: {len(commands)}" in report, report[-3000:]
