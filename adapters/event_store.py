@@ -1,4 +1,5 @@
-"""The embedded event store: eventsourcing's SQLite recorder, with the durability chosen.
+"""The event store's recorders: eventsourcing's, with the durability chosen (SQLite) and
+their tables created in turns (PostgreSQL).
 
 SQLite in write-ahead-log mode (eventsourcing turns it on) commits a transaction by
 appending it to the log. With ``synchronous=FULL`` (SQLite's default) every commit also
@@ -12,8 +13,15 @@ each keeps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
 from eventsourcing.utils import Environment, EnvType
+
+from adapters.postgres_schema import advisory_key
 
 SYNCHRONOUS = "SQLITE_SYNCHRONOUS"
 LEVELS = ("normal", "full")
@@ -50,3 +58,38 @@ class TunedSQLiteFactory(SQLiteFactory):
             synchronous=level, db_name=untuned.db_name, lock_timeout=untuned.lock_timeout
         )
         untuned.close()
+
+
+class SerialisedPostgresFactory(PostgresFactory):
+    """``PERSISTENCE_MODULE=adapters.event_store:SerialisedPostgresFactory``.
+
+    eventsourcing creates its tables, indexes and functions with ``IF NOT EXISTS``, which
+    PostgreSQL does not make safe against a concurrent creation: processes of an
+    installation starting together on a new database raced, and one died at start with
+    "tuple concurrently updated" (seen when five ``serve --role`` processes started at
+    once). Here the creators take turns on a session advisory lock.
+    """
+
+    def application_recorder(self) -> ApplicationRecorder:
+        with self._creating_tables():
+            return super().application_recorder()
+
+    def tracking_recorder(  # type: ignore[override]
+        self, tracking_recorder_class: type[PostgresTrackingRecorder] | None = None
+    ) -> PostgresTrackingRecorder:
+        with self._creating_tables():
+            return super().tracking_recorder(tracking_recorder_class)
+
+    @contextmanager
+    def _creating_tables(self) -> Iterator[None]:
+        if not self.env_create_table():
+            yield
+            return
+        key = advisory_key(f"{self.datastore.schema}:event store")
+        with self.datastore.get_connection() as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                connection.commit()

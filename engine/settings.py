@@ -269,7 +269,7 @@ class Settings(BaseSettings):
             }
         if parts.scheme in ("postgresql", "postgres"):
             return {
-                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "PERSISTENCE_MODULE": "adapters.event_store:SerialisedPostgresFactory",
                 "POSTGRES_DBNAME": parts.path.lstrip("/") or "sendstream",
                 "POSTGRES_HOST": parts.hostname or "127.0.0.1",
                 "POSTGRES_PORT": str(parts.port or 5432),

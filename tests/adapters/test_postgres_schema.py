@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,7 +13,9 @@ import pytest
 from psycopg import sql
 
 from adapters.postgres_schema import created_objects, ensure_objects
-from tests.integration.conftest import POSTGRES_URL
+from engine.application import Sendstream
+from engine.settings import Settings
+from tests.integration.conftest import POSTGRES_URL, new_postgres_schema
 
 STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS sendstream_probe (id bigint PRIMARY KEY, due timestamptz)",
@@ -46,25 +50,33 @@ def test_the_created_objects_are_named_by_their_statements() -> None:
         created_objects(("ALTER TABLE sendstream_probe ADD COLUMN x int",))
 
 
-def test_processes_starting_together_create_the_schema_once_without_an_error() -> None:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    starters = 8
-    connections = [connect(schema) for _ in range(starters)]
+def started_together(starters: int, start: Callable[[int], None]) -> list[BaseException]:
+    """``start(n)`` in ``starters`` threads released at once; what they raised."""
     ready = threading.Barrier(starters)
     errors: list[BaseException] = []
 
-    def start(db: psycopg.Connection[Any]) -> None:
+    def run(n: int) -> None:
         ready.wait()
         try:
-            ensure_objects(db, schema, STATEMENTS, owner="probe")
+            start(n)
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=start, args=(db,)) for db in connections]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(starters)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=60)
+    return errors
+
+
+def test_processes_starting_together_create_the_schema_once_without_an_error() -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    connections = [connect(schema) for _ in range(8)]
+    errors = started_together(
+        len(connections),
+        lambda n: ensure_objects(connections[n], schema, STATEMENTS, owner="probe"),
+    )
     for db in connections:
         db.close()
 
@@ -83,3 +95,23 @@ def test_when_everything_exists_no_ddl_runs_so_a_busy_table_is_not_locked() -> N
         starter.execute("SET lock_timeout = '2s'")
         ensure_objects(starter, schema, STATEMENTS, owner="probe")
         busy.execute("ROLLBACK")
+
+
+def test_processes_starting_together_on_a_new_database_make_the_event_store_once(
+    tmp_path: Path,
+) -> None:
+    # Seen in CI: one of five processes starting at once died with "tuple concurrently
+    # updated" while eventsourcing created its tables.
+    settings = Settings(EVENTSTORE_URL=new_postgres_schema(), SENDSTREAM_DATA_DIR=tmp_path)
+    apps: list[Sendstream] = []
+
+    def start(_: int) -> None:
+        app = Sendstream(settings)
+        apps.append(app)
+        app.factory.tracking_recorder()
+
+    errors = started_together(6, start)
+    for app in apps:
+        app.close()
+    assert errors == []
+    assert len(apps) == 6
