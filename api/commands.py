@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -31,6 +31,9 @@ from domain.account import Account
 from domain.errors import Command, ErrorText, RequestRejected
 from engine.accounts.gateway import Gateway
 from engine.campaigns.commands import CampaignService
+
+if TYPE_CHECKING:
+    from engine.runtime.composition import Engine
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,15 @@ def command_table(
 def command_status(error: ErrorText) -> int:
     """The HTTP status ``error`` travels with from ``/api.php``."""
     return error.code if error.code in _ENDPOINT_ERRORS else 200
+
+
+def engine_commands(engine: Engine) -> dict[str, CommandSpec]:
+    """The command table of ``engine``'s services, by lower-case name."""
+    return command_table(
+        engine.gateway,
+        engine.campaigns,
+        (engine.suppressions, engine.webhooks, engine.sending_addresses),
+    )
 
 
 def failure(error: ErrorText, retry_after: int | None = None) -> JSONResponse:

@@ -65,6 +65,9 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 SENDER_SECURITY: list[dict[str, list[str]]] = [{"SenderKey": []}, {"SenderKeyParameter": []}]
 # Sending reads the key from the header or the JSON body, showing an email from the header.
 BEARER_ONLY: list[dict[str, list[str]]] = [{"SenderKey": []}]
+BEARER_ONLY_OPERATIONS = frozenset(
+    {("post", "/api/v1/email"), ("get", "/api/v1/email/{message_id}")}
+)
 COMMAND_SECURITY: list[dict[str, list[str]]] = [{"AccountKey": []}, {"Session": []}]
 
 # Every endpoint can fail on its body or on the engine itself.
@@ -114,7 +117,6 @@ def _query(
             "description": description}  # fmt: skip
 
 
-_TEXT = {"type": "string"}
 _COUNT = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 # Years 1000 to 9998: any offset or time zone keeps them within what UTC can hold.
 _YEAR = "^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
@@ -319,7 +321,8 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
             operation = document["paths"][path][method]
             success = {k: v for k, v in operation["responses"].items() if k.startswith("2")}
             operation["responses"] = {**success, **error_responses(errors)}
-            operation["security"] = BEARER_ONLY if "/email" in path else SENDER_SECURITY
+            bearer_only = (method, path) in BEARER_ONLY_OPERATIONS
+            operation["security"] = BEARER_ONLY if bearer_only else SENDER_SECURITY
             operation.setdefault("parameters", []).extend(REST_PARAMETERS.get((method, path), []))
         command_responses = {
             "200": {

@@ -12,6 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.commands import CommandSpec, engine_commands
+from engine.runtime.composition import Engine
+from engine.settings import Settings
 from tests.services import bootstrap_account, embedded_environment, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +24,18 @@ REPO = Path(__file__).resolve().parents[2]
 class Served:
     url: str
     keys: dict[str, str]  # SENDER_KEY and ACCOUNT_KEY of a bootstrapped account
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CommandSpec]]:
+    """The /api.php command table of an engine that runs no role, by command name."""
+    engine = Engine(
+        Settings(SENDSTREAM_DATA_DIR=tmp_path_factory.mktemp("commands"),
+                 SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS=""),
+        roles=frozenset(),
+    )  # fmt: skip
+    yield {spec.name: spec for spec in engine_commands(engine).values()}
+    engine.close()
 
 
 @pytest.fixture

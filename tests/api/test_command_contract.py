@@ -3,30 +3,9 @@ its handler's code (api.command_contract), not written a second time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from api.command_contract import contract_of
-from api.commands import CommandSpec, command_table
+from api.commands import CommandSpec
 from domain import errors as E
-from engine.runtime.composition import Engine
-from engine.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CommandSpec]]:
-    folder: Path = tmp_path_factory.mktemp("commands")
-    engine = Engine(
-        Settings(SENDSTREAM_DATA_DIR=folder, SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS=""),
-        roles=frozenset(),
-    )
-    groups = (engine.suppressions, engine.webhooks, engine.sending_addresses)
-    yield {
-        spec.name: spec for spec in command_table(engine.gateway, engine.campaigns, groups).values()
-    }
-    engine.close()
 
 
 def test_a_commands_parameters_and_errors_come_from_its_handler(
