@@ -67,7 +67,7 @@ class EventOut(BaseModel):
     EventTimestamp: str
     Recipient: str
     MessageId: str
-    CampaignId: str
+    CampaignId: str | None = Field(description="null for transactional mail")
     Details: dict[str, Any]
 
 
@@ -76,12 +76,21 @@ class EventsResponse(BaseModel):
     Events: list[EventOut]
 
 
+class SmtpReply(BaseModel):
+    """The receiving server's last reply to this recipient (lower-case keys, as the
+    message's events record it)."""
+
+    code: int
+    enhanced_status: str | None
+    text: str
+
+
 class RecipientView(BaseModel):
     Recipient: str
     Kind: str = Field(description="to, cc or bcc")
     Status: str
     Attempts: int
-    LastReply: str | None
+    LastReply: SmtpReply | None = Field(description="null before the first attempt")
     Raw: str = Field(description="the MIME message this recipient gets")
 
 

@@ -162,7 +162,12 @@ class Gateway:
     # Who is calling.
 
     def authenticate(self, params: dict[str, Any]) -> Account:
-        """The account behind ``APIKey`` or ``SessionID``, after its rate limit."""
+        """The account behind ``APIKey`` or ``SessionID``, after its rate limit. A key given
+        as anything but text is refused, even beside a good one: it is no key."""
+        for name in ("APIKey", "SessionID"):
+            given = params.get(name)
+            if given is not None and not isinstance(given, str):
+                raise RequestRejected(E.Command.INVALID_CREDENTIALS)
         api_key, session_id = text_param(params.get("APIKey")), text_param(params.get("SessionID"))
         account: Account | None = None
         if api_key:

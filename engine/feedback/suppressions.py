@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain import errors as E
 from domain.account import Account
-from domain.errors import ErrorText, RequestRejected
+from domain.errors import RequestRejected
 from domain.suppression import (
     BLOCK,
     BOUNCE,
@@ -89,8 +89,7 @@ class SuppressionCommands:
             email = self._email(params)
             existing = self._list(account).reason_for(email)
             if existing is not None:
-                name, text = suppression_exception(existing)
-                raise RequestRejected(ErrorText(E.Lists.NUMBERS.get(name, 19), text))
+                raise RequestRejected(E.Lists.for_exception(*suppression_exception(existing)))
             self._save(account, lambda s: s.add(email, reason, datetime.now(UTC)))
             return {"EmailAddress": email}
 
