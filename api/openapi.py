@@ -22,9 +22,10 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from api.command_contract import contract_of
+from api.command_contract import CommandContract, contract_of
 from api.commands import command_status
 from api.errors import status_for
+from api.examples import COMMAND_EXAMPLES, REST_EXAMPLES
 from api.schemas import CommandFailure, CommandSuccess, ErrorsResponse, SendEmailRequest
 from domain import errors as E
 from domain.errors import ErrorText, Extensions
@@ -198,17 +199,15 @@ def error_responses(
         status = command_status(error) if command else status_for(error)
         by_status.setdefault(status, []).append(error)
     responses: dict[str, dict[str, Any]] = {}
-    schema = "CommandFailure" if command else "ErrorsResponse"
     for status, listed in sorted(by_status.items()):
+        schema = _refusal_schema(listed) if command else _errors_schema(listed)
         lines = "\n".join(f"- `{e.code}`: {e.message}" for e in listed)
         responses[str(status)] = {
             "description": f"`ErrorCode` and text of each error answered with {status}:\n\n"
             + lines,
             "content": {
                 "application/json": {
-                    "schema": {
-                        "$ref": f"#/components/schemas/{schema}",
-                    },
+                    "schema": schema,
                     "examples": {
                         f"code{e.code}_{n}": {"summary": e.message, "value": _body(e, command)}
                         for n, e in enumerate(listed)
@@ -221,6 +220,18 @@ def error_responses(
                 "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
             }
     return responses
+
+
+def _errors_schema(errors: Iterable[ErrorText]) -> dict[str, Any]:
+    """``ErrorsResponse`` with the codes listed that may travel with one status."""
+    codes = sorted({error.code for error in errors})
+    item = {"properties": {"Code": {"enum": codes}}}
+    return {
+        "allOf": [
+            {"$ref": "#/components/schemas/ErrorsResponse"},
+            {"properties": {"Errors": {"items": item}}},
+        ]
+    }
 
 
 def _link(
@@ -250,34 +261,157 @@ def _component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return schemas
 
 
+_FLAG = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"type": "integer", "enum": [0, 1]},
+        {"type": "string", "enum": ["1", "0", "true", "false", "yes", "no", "on", "off"]},
+    ],
+    "description": "`1` or `0` as the documents have it; true/false, yes/no and on/off too",
+}
+# The everyday forms, which a generated client or fuzzer should send; the engine reads more.
+_HOST = "(?:[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?\\.){1,3}[a-z]{2,12}"
+_ATOM = "[a-z0-9_+-]{1,20}"
+# The schema of each kind of parameter (api.command_contract.READERS).
+PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "text": {"type": "string"},
+    "id": {"type": "string", "format": "uuid"},
+    "count": {
+        "anyOf": [_COUNT, {"type": "string", "pattern": "^[0-9]{1,9}$"}],
+        "description": "a 32-bit natural number, as a number or as text",
+    },
+    "date": _DATE,
+    "flag": _FLAG,
+    "time_zone": {"type": "string", "maxLength": 64, "description": "an IANA time zone name"},
+    "event": {"type": "string", "enum": sorted({*EVENT_TYPE_NAMES, *EVENT_NAMES})},
+    "domain": {
+        "type": "string",
+        "pattern": f"^{_HOST}$",
+        "description": "a domain name (IDNA names are read too)",
+    },
+    "email": {
+        "type": "string",
+        "pattern": f"^{_ATOM}(?:\\.{_ATOM}){{0,2}}@{_HOST}$",
+        "description": "an email address (any RFC 5321 allows is read)",
+    },
+}
+# A text the command needs: some character other than white space.
+_PRESENT = {"type": "string", "minLength": 1, "pattern": "\\S"}
+_ANSWER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"}, "integer": {"type": "integer"},
+    "boolean": {"type": "boolean"}, "array": {"type": "array", "items": {}},
+    "object": {"type": "object"},
+    "any": {},
+}  # fmt: skip
+
+
+def _parameter_schema(contract: CommandContract, name: str) -> dict[str, Any]:
+    kind = contract.kinds.get(name)
+    if kind is None:
+        schema: dict[str, Any] = {"description": "read by the command"}
+    else:
+        schema = dict(PARAMETER_SCHEMAS[kind])
+    if name in contract.required and kind == "text":
+        schema = {**schema, **_PRESENT}
+    elif name in contract.required and kind is None:
+        schema = {**schema, "not": {"enum": [None, ""]}}
+    return schema
+
+
+def _answer_schema(name: str, contract: CommandContract) -> dict[str, Any]:
+    """The command's success answer: ``Success``, ``ErrorCode`` and the fields its handler
+    answers, where its code shows them (api.command_contract)."""
+    if contract.answer is None:
+        return {"$ref": "#/components/schemas/CommandSuccess"}
+    return {
+        "title": f"{name.replace('.', '')}Answer",
+        "type": "object",
+        "required": ["Success", "ErrorCode", *sorted(contract.answer_required)],
+        "properties": {
+            "Success": {"type": "boolean", "const": True},
+            "ErrorCode": {"type": "integer", "const": 0},
+            **{field: _ANSWER_SCHEMAS[kind] for field, kind in contract.answer.items()},
+        },
+        "additionalProperties": False,
+    }
+
+
+def _refusal_schema(errors: Iterable[ErrorText]) -> dict[str, Any]:
+    """``CommandFailure`` with the codes listed that may travel with one status."""
+    codes = sorted({error.code for error in errors})
+    return {
+        "allOf": [
+            {"$ref": "#/components/schemas/CommandFailure"},
+            {"properties": {"ErrorCode": {"enum": codes}}},
+        ]
+    }
+
+
+def _operation_id(command: str) -> str:
+    return command[0].lower() + command[1:].replace(".", "")
+
+
+def _command_links(document: dict[str, Any], contracts: Mapping[str, CommandContract]) -> None:
+    """A command that answers an id (``NewSenderDomainID``, ``CampaignID``) links to every
+    command that takes it (``DomainID``, ``CampaignID``): create, then get, update, delete."""
+    for source, contract in sorted(contracts.items()):
+        links: dict[str, Any] = {}
+        for field, kind in (contract.answer or {}).items():
+            if kind != "string" or not field.endswith("ID"):
+                continue
+            taken = field.removeprefix("New").replace("SenderDomain", "Domain").lower()
+            for target, other in sorted(contracts.items()):
+                parameter = next((p for p in other.parameters if p.lower() == taken), None)
+                if target != source and parameter is not None:
+                    links[f"{_operation_id(target)}By{field}"] = {
+                        "operationId": _operation_id(target),
+                        "requestBody": {parameter: f"$response.body#/{field}"},
+                    }
+        if links:
+            answer = document["paths"][f"/api.php#{source}"]["post"]["responses"]["200"]
+            answer["links"] = links
+
+
+def _sample(command: str) -> dict[str, Any]:
+    """The API document's sample request of the command, where it shows one."""
+    if command not in COMMAND_EXAMPLES:
+        return {}
+    value = {"Command": command, **COMMAND_EXAMPLES[command]}
+    return {"examples": {"document": {"summary": "The API document's sample", "value": value}}}
+
+
 def _command_operation(name: str, handler: Callable[..., Any]) -> dict[str, Any]:
-    """One command as an operation of its own: its parameters and errors as its handler
-    reads and raises them (api.command_contract). The path's fragment names the command
-    for readers and generated clients; what travels is ``POST /api.php``."""
+    """One command as an operation of its own: its parameters, answer and errors as its
+    handler reads, builds and raises them (api.command_contract). The path's fragment
+    names the command for readers and generated clients; what travels is ``POST /api.php``."""
     contract = contract_of(handler)
     body = {
         "type": "object",
-        "required": ["Command"],
+        "required": ["Command", *(p for p in contract.parameters if p in contract.required)],
         "properties": {
             "Command": {"type": "string", "const": name},
-            **{parameter: {"description": "read by the command"} for parameter in
-               contract.parameters},
+            **{p: _parameter_schema(contract, p) for p in contract.parameters},
         },
-    }  # fmt: skip
+    }
     own = [e for e in contract.errors if command_status(e) == 200]
     failures = "\n".join(f"- `{e.code}`: {e.message}" for e in own)
-    success = {"$ref": "#/components/schemas/CommandSuccess"}
-    failure = {"$ref": "#/components/schemas/CommandFailure"}
+    refusals = error_responses(
+        [*(e for e in contract.errors if command_status(e) != 200),
+         *(e for e in COMMAND_ENDPOINT_ERRORS if command_status(e) != 200)],
+        command=True,
+    )  # fmt: skip
+    answer = _answer_schema(name, contract)
+    failure = _refusal_schema(own) if own else None
     return {
-        "operationId": name[0].lower() + name[1:].replace(".", ""),
+        "operationId": _operation_id(name),
         "summary": name,
         "tags": [name.split(".")[0].rstrip("s")],
         "security": COMMAND_SECURITY,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": body},
-                "application/x-www-form-urlencoded": {"schema": body},
+                media: {"schema": body, **_sample(name)}
+                for media in ("application/json", "application/x-www-form-urlencoded")
             },
         },
         "responses": {
@@ -286,7 +420,7 @@ def _command_operation(name: str, handler: Callable[..., Any]) -> dict[str, Any]
                 "false) with 200:" + (f"\n\n{failures}" if failures else " none numbered."),
                 "content": {
                     "application/json": {
-                        "schema": {"oneOf": [success, failure]},
+                        "schema": {"oneOf": [answer, failure]} if failure else answer,
                         "examples": {
                             f"code{e.code}_{n}": {"summary": e.message, "value": _body(e, True)}
                             for n, e in enumerate(own)
@@ -294,13 +428,9 @@ def _command_operation(name: str, handler: Callable[..., Any]) -> dict[str, Any]
                     }
                 },
             },
-            **error_responses(
-                [*(e for e in contract.errors if command_status(e) != 200),
-                 *(e for e in COMMAND_ENDPOINT_ERRORS if command_status(e) != 200)],
-                command=True,
-            ),
+            **refusals,
         },
-    }  # fmt: skip
+    }
 
 
 def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -> None:
@@ -357,10 +487,19 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
             command["responses"] = command_responses
         for name, handler in sorted(commands.items()):
             document["paths"][f"/api.php#{name}"] = {"post": _command_operation(name, handler)}
+        _command_links(document, {name: contract_of(h) for name, h in commands.items()})
         body = document["paths"]["/api/v1/email"]["post"]["requestBody"]
         body["content"]["application/json"]["schema"] = {
             "$ref": "#/components/schemas/SendEmailRequest"
         }
+        for (method, path), sample in REST_EXAMPLES.items():
+            operation = document["paths"][path][method]
+            if "requestBody" in operation:
+                for content in operation["requestBody"]["content"].values():
+                    content["example"] = sample
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] in sample:
+                    parameter["example"] = sample[parameter["name"]]
         # FastAPI adds its validation error models for a path parameter; no answer uses them.
         text = json.dumps(document["paths"])
         for unused in ("HTTPValidationError", "ValidationError"):

@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from api.app import create_api
 from api.commands import CommandSpec, engine_commands
 from engine.runtime.composition import Engine
 from engine.settings import Settings
@@ -24,18 +26,32 @@ REPO = Path(__file__).resolve().parents[2]
 class Served:
     url: str
     keys: dict[str, str]  # SENDER_KEY and ACCOUNT_KEY of a bootstrapped account
+    other_keys: dict[str, str]  # the same of a second account, on example.org
 
 
 @pytest.fixture(scope="module")
-def commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CommandSpec]]:
-    """The /api.php command table of an engine that runs no role, by command name."""
+def idle_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """An engine that runs no role: its services answer, nothing is sent."""
     engine = Engine(
         Settings(SENDSTREAM_DATA_DIR=tmp_path_factory.mktemp("commands"),
                  SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS=""),
         roles=frozenset(),
     )  # fmt: skip
-    yield {spec.name: spec for spec in engine_commands(engine).values()}
+    yield engine
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def commands(idle_engine: Engine) -> dict[str, CommandSpec]:
+    """The /api.php command table of the engine, by command name."""
+    return {spec.name: spec for spec in engine_commands(idle_engine).values()}
+
+
+@pytest.fixture(scope="module")
+def api_document(idle_engine: Engine) -> dict[str, Any]:
+    """The OpenAPI document the engine serves at /openapi.json."""
+    document: dict[str, Any] = create_api(idle_engine).openapi()
+    return document
 
 
 @pytest.fixture
@@ -44,6 +60,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         tmp_path / "var", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true"
     )
     keys = bootstrap_account(env)
+    other = bootstrap_account(env, domain="example.org")
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
@@ -63,7 +80,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
             assert time.monotonic() < deadline, "the engine did not start"
             time.sleep(0.2)
         yield Served(
-            url, {"SENDER_KEY": keys["SenderAPIKey"], "ACCOUNT_KEY": keys["AccountAPIKey"]}
+            url,
+            {"SENDER_KEY": keys["SenderAPIKey"], "ACCOUNT_KEY": keys["AccountAPIKey"]},
+            {"SENDER_KEY": other["SenderAPIKey"], "ACCOUNT_KEY": other["AccountAPIKey"]},
         )
     finally:
         process.terminate()

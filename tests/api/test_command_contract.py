@@ -3,8 +3,13 @@ its handler's code (api.command_contract), not written a second time."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from jsonschema_rs import Draft202012Validator
+
 from api.command_contract import contract_of
 from api.commands import CommandSpec
+from api.examples import COMMAND_EXAMPLES
 from domain import errors as E
 
 
@@ -44,3 +49,58 @@ def test_the_endpoints_own_parameters_are_not_repeated_per_command(
 ) -> None:
     for spec in commands.values():
         assert not {"Command", "APIKey", "SessionID"} & set(contract_of(spec.handler).parameters)
+
+
+def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    # The schema beside the document's components, so that "#/components/…" resolves.
+    return Draft202012Validator({"allOf": [schema], "components": document["components"]})
+
+
+def test_the_documents_sample_requests_fit_their_operations(
+    api_document: dict[str, Any],
+) -> None:
+    document = api_document
+    shown = 0
+    for path, methods in document["paths"].items():
+        for operation in methods.values():
+            body = operation.get("requestBody", {}).get("content", {})
+            for content in body.values():
+                samples = [e["value"] for e in content.get("examples", {}).values()]
+                samples += [content["example"]] if "example" in content else []
+                for sample in samples:
+                    errors = list(_validator(document, content["schema"]).iter_errors(sample))
+                    assert not errors, (path, sample, errors[0].message)
+                    shown += 1
+            for parameter in operation.get("parameters", []):
+                if "example" in parameter:
+                    validator = _validator(document, parameter["schema"])
+                    assert validator.is_valid(parameter["example"]), (path, parameter)
+                    shown += 1
+    # Every command with a sample in the documents, in both encodings, and the REST ones.
+    assert shown >= 2 * len(COMMAND_EXAMPLES) + 1
+
+
+def test_a_command_answers_the_fields_its_operation_documents(
+    commands: dict[str, CommandSpec],
+) -> None:
+    add_domain = contract_of(commands["EmailGateway.AddDomain"].handler)
+    assert add_domain.answer == {"NewSenderDomainID": "string", "Domain": "object"}
+    assert add_domain.answer_required == {"NewSenderDomainID", "Domain"}
+    assert add_domain.kinds["DomainName"] == "domain"
+    assert add_domain.required == {"DomainName"}
+    # Either of two parameters will do: neither is required.
+    update = contract_of(commands["Account.Update"].handler)
+    assert not update.required & {"CustomIDHeader", "TimeZone"}
+    # A refusal built from a named exception of 000 is documented with its number.
+    block = contract_of(commands["Block.Add"].handler)
+    assert {19, 20, 21} <= {error.code for error in block.errors}
+
+
+def test_a_command_that_answers_an_id_links_to_those_that_take_it(
+    api_document: dict[str, Any],
+) -> None:
+    answer = api_document["paths"]["/api.php#EmailGateway.AddDomain"]["post"]["responses"]["200"]
+    linked = {link["operationId"]: link["requestBody"] for link in answer["links"].values()}
+    for target in ("emailGatewayGetDomain", "emailGatewayUpdateDomain",
+                   "emailGatewayDeleteDomain"):  # fmt: skip
+        assert linked[target] == {"DomainID": "$response.body#/NewSenderDomainID"}
