@@ -16,6 +16,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.commands import CommandEndpoint
+from api.console import install_console
 from api.docs import serve_docs
 from api.errors import JSONResponse, rest_error_response
 from api.openapi import install_contract
@@ -224,6 +225,7 @@ def create_api(engine: Engine) -> FastAPI:
         redoc_url=None,  # ReDoc comes only from a CDN
     )
     serve_docs(app, "Sendstream")
+    install_console(app, engine)
     app.add_middleware(TrailingSlashMiddleware)
 
     @app.exception_handler(RequestRejected)

@@ -67,6 +67,7 @@ class Account(Aggregate):
         self.max_domains = DEFAULT_MAX_DOMAINS
         self.custom_id_header = ""
         self.time_zone = "UTC"
+        self.sessions_ended_before = 0  # Unix second: sessions issued earlier no longer count
 
     @event("DomainAttached")
     def attach_domain(self, domain_id: UUID) -> None:
@@ -86,6 +87,11 @@ class Account(Aggregate):
         """``password_hash`` is a slow-KDF hash made outside the domain (no secrets here)."""
         self.username = username
         self.password_hash = password_hash
+
+    @event("SessionsEnded")
+    def end_sessions(self, before: int) -> None:
+        """A logout: every session issued before the Unix second ``before`` ends."""
+        self.sessions_ended_before = max(self.sessions_ended_before, before)
 
     @event("TimeZoneSet")
     def set_time_zone(self, name: str) -> None:

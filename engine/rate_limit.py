@@ -57,6 +57,13 @@ class RateLimiter:
                 self._prune(now)
             return 0.0
 
+    def wait(self, key: str, now: float | None = None) -> float:
+        """What ``acquire`` would answer, without counting a request."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            empty_at = max(self._empty_at.get(key, now), now) + self._interval
+            return max(0.0, empty_at - now - self.rate.period)
+
     def _prune(self, now: float) -> None:
         """Forget keys whose bucket is empty again: they are indistinguishable from new ones."""
         self._empty_at = {k: t for k, t in self._empty_at.items() if t > now}

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     soft_bounce_window_days: int = Field(default=7, alias="SOFT_BOUNCE_WINDOW_DAYS")
     trust_forwarded_for: bool = Field(default=False, alias="TRUST_FORWARDED_FOR")
     session_lifetime_seconds: int = Field(default=3600, alias="SESSION_LIFETIME_SECONDS")
+    # Failed logins allowed per username before it is locked out for a while (GCRA: after
+    # ten quick failures, one more try per six minutes). Per API process.
+    login_failure_limit: str = Field(default="10/hour", alias="LOGIN_FAILURE_LIMIT")
     dns_resolver: str = Field(default="", alias="DNS_RESOLVER")
     smtp_submission_host: str = Field(default="127.0.0.1", alias="SMTP_SUBMISSION_HOST")
     smtp_submission_ports: str = Field(default="2525,5870", alias="SMTP_SUBMISSION_PORTS")

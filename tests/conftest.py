@@ -21,7 +21,9 @@ from tests.services import (
 
 # Tests whose outcome cannot depend on the stream: they build no engine that would follow
 # Kafka. ``make test`` runs them once, in embedded mode (the Kafka run is ``-m "not unit"``).
-_MODE_INDEPENDENT = ("domain", "engine", "projections", "api", "adapters", "test_layers.py")
+_MODE_INDEPENDENT = (
+    "domain", "engine", "projections", "api", "console", "adapters", "test_layers.py",
+)  # fmt: skip
 _TESTS = Path(__file__).resolve().parent
 
 

@@ -61,7 +61,7 @@ from engine.params import (
     time_zone_param,
     uuid_param,
 )
-from engine.rate_limit import RequestLimit
+from engine.rate_limit import Rate, RateLimiter, RequestLimit, seconds_to_wait
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
 
@@ -104,6 +104,12 @@ class Sessions:
             return None
         return UUID(bytes=account_bytes)
 
+    def issued_at(self, session_id: str) -> int:
+        """The Unix second a valid session was issued at (its expiry less the lifetime)."""
+        raw = base64.urlsafe_b64decode(session_id[4:] + "=" * (-len(session_id[4:]) % 4))
+        _, expires = self._LAYOUT.unpack(raw[: self._LAYOUT.size])
+        return int(expires) - self._lifetime
+
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:20]
 
@@ -129,6 +135,7 @@ class Gateway:
             session_secret(app.settings), app.settings.session_lifetime_seconds
         )
         self._limiter = RequestLimit(app.settings.api_rate_limit)
+        self._login_failures = RateLimiter(Rate.parse(app.settings.login_failure_limit))
         self._cache: dict[UUID, tuple[float, Aggregate | None]] = {}
         self._cache_lock = threading.Lock()
 
@@ -179,6 +186,10 @@ class Gateway:
             account_id = self._sessions.account_of(session_id)
             if account_id is not None:
                 account = self._load(account_id, Account)
+            if account is not None and (
+                self._sessions.issued_at(session_id) < account.sessions_ended_before
+            ):
+                account = None  # logged out
         if account is None:
             if not api_key and not session_id:
                 raise RequestRejected(E.Command.NOT_AUTHENTICATED)
@@ -186,17 +197,35 @@ class Gateway:
         self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
         return account
 
+    def logout(self, account: Account) -> None:
+        """End every session of the account issued up to now (the console's logout)."""
+        fresh = self._app.account(account.id)
+        fresh.end_sessions(int(time.time()) + 1)
+        self._save(fresh)
+
     def login(self, params: dict[str, Any]) -> dict[str, Any]:
         username, password = text_param(params.get("Username")), params.get("Password")
         for name, value in (("Username", username), ("Password", password)):
             if not value or not isinstance(value, str):
                 raise RequestRejected(E.UserLogin.MISSING_PARAMETER.format(name=name))
         assert username is not None and isinstance(password, str)
+        # Locked out after repeated failures, known username or not, right password or not.
+        failures_key = username.lower()[:256]
+        locked = self._login_failures.wait(failures_key)
+        if locked > 0:
+            seconds = seconds_to_wait(locked)
+            raise RequestRejected(
+                E.Command.TOO_MANY_REQUESTS.format(
+                    seconds=seconds, attempts=self._login_failures.rate.amount
+                ),
+                retry_after=seconds,
+            )
         claim = self._load(username_id(username), UsernameClaim) if len(username) <= 256 else None
         account = self._load(claim.account_id, Account) if claim else None
         # A missing user costs a hash too, so that timing does not tell which usernames exist.
         stored = account.password_hash if account and account.password_hash else _DUMMY_HASH
         if not verify_password(stored, password[:1024]) or account is None:
+            self._login_failures.acquire(failures_key)
             raise RequestRejected(E.Command.LOGIN_FAILED)
         self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
         session_id, expires = self._sessions.issue(account.id)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ class Served:
     url: str
     keys: dict[str, str]  # SENDER_KEY and ACCOUNT_KEY of a bootstrapped account
     other_keys: dict[str, str]  # the same of a second account, on example.org
+    login: tuple[str, str]  # the first account's username and password
+    other_login: tuple[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +57,12 @@ def api_document(idle_engine: Engine) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+@contextmanager
+def serving(tmp_path: Path, **settings: str) -> Iterator[Served]:
+    """``sendstream serve --single-process`` on a new embedded installation with two
+    bootstrapped accounts; ``settings``: more of its environment."""
     env = embedded_environment(
-        tmp_path / "var", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true"
+        tmp_path / "var", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true", **settings
     )
     keys = bootstrap_account(env)
     other = bootstrap_account(env, domain="example.org")
@@ -83,6 +88,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
             url,
             {"SENDER_KEY": keys["SenderAPIKey"], "ACCOUNT_KEY": keys["AccountAPIKey"]},
             {"SENDER_KEY": other["SenderAPIKey"], "ACCOUNT_KEY": other["AccountAPIKey"]},
+            (keys["Username"], keys["Password"]),
+            (other["Username"], other["Password"]),
         )
     finally:
         process.terminate()
@@ -90,3 +97,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
         log.close()
     served_log = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in served_log, served_log[-4000:]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    with serving(tmp_path) as engine:
+        yield engine

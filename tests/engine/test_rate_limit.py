@@ -40,3 +40,14 @@ def test_idle_keys_are_forgotten() -> None:
         limiter.acquire(f"key{n}", now=0.0)
     limiter.acquire("late", now=10.0)
     assert len(limiter._empty_at) == 1
+
+
+def test_waiting_is_read_without_being_counted() -> None:
+    limiter = RateLimiter(Rate(2, 60.0))
+    for _ in range(10):
+        assert limiter.wait("k", now=0.0) == 0.0  # looking spends nothing
+    limiter.acquire("k", now=0.0)
+    limiter.acquire("k", now=0.0)
+    assert limiter.wait("k", now=0.0) == pytest.approx(30.0)
+    assert limiter.acquire("k", now=0.0) == pytest.approx(30.0)
+    assert limiter.wait("k", now=30.0) == 0.0

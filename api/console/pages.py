@@ -1,0 +1,350 @@
+"""The console's pages: a login with a session cookie, and the account's sender domains.
+
+Every page calls the services the commands of ``/api.php`` call, with the same
+parameters, so each rule (what a domain name may be, who may see a domain, how a login is
+checked and locked out) lives in one place; a refusal shows the command's own text.
+
+Security: the session is a cookie (HttpOnly, SameSite=Strict, Secure behind https); every
+form carries a CSRF token (bound to the session, or for the login form a double-submit
+cookie) and a cross-origin ``Origin`` is refused; the pages' Content-Security-Policy
+allows no inline script, and Jinja2 escapes every value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from domain import errors as E
+from domain.account import Account
+from domain.errors import RequestRejected
+from engine.keys import session_secret
+from engine.runtime.composition import Engine
+
+__all__ = ["ROOT", "SESSION_COOKIE", "install_console"]
+
+ROOT = "/console"
+SESSION_COOKIE = "sendstream_session"
+LOGIN_COOKIE = "sendstream_login"  # the login form's CSRF token, submitted twice
+MAX_FORM_BYTES = 64 * 1024
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_FLAGS = (
+    ("LinkTracking", "Track link clicks"),
+    ("OpenTracking", "Track opens"),
+    ("UnsubscribeLink", "Add an unsubscribe link and List-Unsubscribe header"),
+)
+
+
+class Refused(Exception):
+    """A request the console answers with a page of its own status (403, 413)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class LoginNeeded(Exception):
+    """No session, or one that ended: the answer is the login page."""
+
+
+class Console:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.gateway = engine.gateway
+        self.secret = session_secret(engine.settings)
+        self.templates = Environment(
+            loader=PackageLoader("api.console", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    # Sessions and forms.
+
+    def csrf_of(self, session: str) -> str:
+        return hmac.new(self.secret, b"csrf:" + session.encode(), hashlib.sha256).hexdigest()
+
+    def account_of(self, request: Request) -> Account | None:
+        session = request.cookies.get(SESSION_COOKIE, "")
+        if not session:
+            return None
+        try:
+            return self.gateway.authenticate({"SessionID": session})
+        except RequestRejected:
+            return None
+
+    def signed_in(self, request: Request) -> Account:
+        """The dependency of every page but the login's: the session's account."""
+        account = self.account_of(request)
+        if account is None:
+            raise LoginNeeded
+        return account
+
+    async def posted(self, request: Request) -> dict[str, str]:
+        """The dependency of every form but the login's: its fields, once checked."""
+        self.signed_in(request)
+        return await self.form(request, self.csrf_of(request.cookies[SESSION_COOKIE]))
+
+    async def form(self, request: Request, expected_token: str) -> dict[str, str]:
+        """The form's fields, after the checks every POST passes."""
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            raise Refused(403, "This form was sent from another site.")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+            raise Refused(413, "The form is larger than the console accepts.")
+        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        if not expected_token or not hmac.compare_digest(
+            fields.get("csrf", "").encode(), expected_token.encode()
+        ):
+            raise Refused(403, "The form expired or was not sent from this console. Try again.")
+        return fields
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        account: Account | None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        session = request.cookies.get(SESSION_COOKIE, "")
+        html = self.templates.get_template(template).render(
+            account=account,
+            csrf=self.csrf_of(session) if account else context.pop("csrf", ""),
+            **context,
+        )
+        return HTMLResponse(
+            html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})}
+        )
+
+    def cookie(self, response: Response, request: Request, name: str, value: str, age: int) -> None:
+        response.set_cookie(
+            name, value, max_age=age, path=ROOT, httponly=True, samesite="strict",
+            secure=request.url.scheme == "https",
+        )  # fmt: skip
+
+    async def call(
+        self, handler: Callable[[Account, dict[str, Any]], dict[str, Any]],
+        account: Account, **params: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A command's service, off the event loop, as /api.php runs it."""
+        return await asyncio.to_thread(handler, account, params)
+
+
+def install_console(app: FastAPI, engine: Engine) -> None:
+    """The console's routes (none in the OpenAPI document) and its files."""
+    console = Console(engine)
+    router = APIRouter(include_in_schema=False)
+    gateway = engine.gateway
+    signed_in = Depends(console.signed_in)
+    posted = Depends(console.posted)
+
+    def login_redirect() -> RedirectResponse:
+        return RedirectResponse(f"{ROOT}/login", status_code=303)
+
+    @app.exception_handler(LoginNeeded)
+    async def log_in_first(_: Request, __: Exception) -> Response:
+        return login_redirect()
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, error: Exception) -> Response:
+        assert isinstance(error, Refused)
+        return console.page(request, "refused.html", console.account_of(request), error.status,
+                            message=error.message)  # fmt: skip
+
+    def not_found(request: Request, account: Account | None) -> Response:
+        return console.page(request, "not_found.html", account, 404)
+
+    @router.get("/")
+    async def home() -> RedirectResponse:
+        return RedirectResponse(ROOT, status_code=303)
+
+    @router.get(ROOT)
+    async def console_home(account: Account = signed_in) -> Response:
+        return RedirectResponse(f"{ROOT}/domains", status_code=303)
+
+    @router.get(f"{ROOT}/login")
+    async def login_form(request: Request) -> Response:
+        if console.account_of(request) is not None:
+            return RedirectResponse(f"{ROOT}/domains", status_code=303)
+        return login_page(request)
+
+    def login_page(
+        request: Request, status: int = 200, headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> Response:  # fmt: skip
+        token = secrets.token_urlsafe(24)
+        response = console.page(request, "login.html", None, status, headers, csrf=token,
+                                **context)  # fmt: skip
+        console.cookie(response, request, LOGIN_COOKIE, token, 3600)
+        return response
+
+    @router.post(f"{ROOT}/login")
+    async def login(request: Request) -> Response:
+        try:
+            fields = await console.form(request, request.cookies.get(LOGIN_COOKIE, ""))
+        except Refused as refused:
+            return login_page(request, refused.status, error=refused.message)
+        params = {"Username": fields.get("username", ""), "Password": fields.get("password", "")}
+        try:
+            session = await asyncio.to_thread(gateway.login, params)
+        except RequestRejected as rejected:
+            error = rejected.errors[0]
+            wait = {"Retry-After": str(rejected.retry_after)} if rejected.retry_after else None
+            return login_page(request, 429 if error.code == 429 else 401, wait,
+                              error=error.message, username=params["Username"])  # fmt: skip
+        response = RedirectResponse(f"{ROOT}/domains", status_code=303)
+        lifetime = engine.settings.session_lifetime_seconds
+        console.cookie(response, request, SESSION_COOKIE, session["SessionID"], lifetime)
+        response.delete_cookie(LOGIN_COOKIE, path=ROOT)
+        return response
+
+    @router.post(f"{ROOT}/logout")
+    async def logout(account: Account = signed_in, fields: dict[str, str] = posted) -> Response:
+        await asyncio.to_thread(gateway.logout, account)
+        response = login_redirect()
+        response.delete_cookie(SESSION_COOKIE, path=ROOT)
+        return response
+
+    # Sender domains: EmailGateway.GetDomains, AddDomain, GetDomain, VerifyDomain,
+    # UpdateDomain, DeleteDomain.
+
+    @router.get(f"{ROOT}/domains")
+    async def domains(request: Request, account: Account = signed_in) -> Response:
+        return await domains_page(request, account)
+
+    async def domains_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        listed = (await console.call(gateway.get_domains, account))["Domains"]
+        shown = []
+        for entry in listed:
+            try:
+                domain = await console.call(gateway.get_domain, account, DomainID=entry["DomainID"])
+            except RequestRejected:
+                continue  # deleted since it was listed
+            shown.append(domain["Domain"])
+        notice = {"deleted": "The domain was deleted."}.get(request.query_params.get("done", ""))
+        return console.page(
+            request, "domains.html", account, status, section="domains", domains=shown,
+            notice=notice, **context,
+        )  # fmt: skip
+
+    @router.post(f"{ROOT}/domains")
+    async def add_domain(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        name = fields.get("domain_name", "")
+        try:
+            added = await console.call(gateway.add_domain, account, DomainName=name)
+        except RequestRejected as rejected:
+            return await domains_page(request, account, 422, error=rejected.errors[0].message,
+                                      domain_name=name)  # fmt: skip
+        return RedirectResponse(
+            f"{ROOT}/domains/{added['NewSenderDomainID']}?done=added", status_code=303
+        )
+
+    async def domain_page(
+        request: Request, account: Account, domain_id: str, status: int = 200, **context: Any
+    ) -> Response:
+        try:
+            domain = (await console.call(gateway.get_domain, account, DomainID=domain_id))["Domain"]
+        except RequestRejected:
+            return not_found(request, account)
+        notice = {
+            "added": "The domain was added. Publish its records, then verify it.",
+            "saved": "The settings were saved.",
+        }.get(request.query_params.get("done", ""))
+        return console.page(
+            request, "domain.html", account, status, section="domains", domain=domain,
+            flags=[(name, label, domain.get(name) == "1") for name, label in _FLAGS],
+            notice=context.pop("notice", notice), **context,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/domains/{{domain_id}}")
+    async def domain(request: Request, domain_id: str, account: Account = signed_in) -> Response:
+        return await domain_page(request, account, domain_id)
+
+    @router.post(f"{ROOT}/domains/{{domain_id}}/verify")
+    async def verify_domain(
+        request: Request, domain_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        try:
+            checked = await console.call(gateway.verify_domain, account, DomainID=domain_id)
+        except RequestRejected:
+            return not_found(request, account)
+        return await domain_page(
+            request, account, domain_id, results=checked["DNSVerificationResults"],
+            notice="Verified: each record's result is below.",
+        )  # fmt: skip
+
+    @router.post(f"{ROOT}/domains/{{domain_id}}/settings")
+    async def domain_settings(
+        request: Request, domain_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        flags = {name: "1" if fields.get(name) == "1" else "0" for name, _ in _FLAGS}
+        try:
+            await console.call(
+                gateway.update_domain, account, DomainID=domain_id, **flags,
+                HostingProvider=fields.get("hosting_provider", ""),
+            )  # fmt: skip
+        except RequestRejected as rejected:
+            error = rejected.errors[0]
+            if error == E.UpdateDomain.DOMAIN_NOT_FOUND:
+                return not_found(request, account)
+            return await domain_page(request, account, domain_id, 422, error=error.message)
+        return RedirectResponse(f"{ROOT}/domains/{domain_id}?done=saved", status_code=303)
+
+    @router.get(f"{ROOT}/domains/{{domain_id}}/delete")
+    async def confirm_delete(
+        request: Request, domain_id: str, account: Account = signed_in
+    ) -> Response:
+        try:
+            domain = (await console.call(gateway.get_domain, account, DomainID=domain_id))["Domain"]
+        except RequestRejected:
+            return not_found(request, account)
+        return console.page(request, "delete_domain.html", account, section="domains",
+                            domain=domain)  # fmt: skip
+
+    @router.post(f"{ROOT}/domains/{{domain_id}}/delete")
+    async def delete_domain(
+        request: Request, domain_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        try:
+            await console.call(gateway.delete_domain, account, DomainID=domain_id)
+        except RequestRejected:
+            return not_found(request, account)
+        return RedirectResponse(f"{ROOT}/domains?done=deleted", status_code=303)
+
+    @router.get(ROOT + "/{anything:path}")
+    async def unknown(request: Request, anything: str) -> Response:
+        return not_found(request, console.account_of(request))
+
+    static = Path(__file__).with_name("static")
+    app.mount(f"{ROOT}/static", StaticFiles(directory=static), name="console-static")
+    app.include_router(router)
