@@ -26,7 +26,9 @@ from projections.schema import BOUNCE_TYPE_SQL, IS_RETRY_SQL, TAG_SQL
 
 __all__ = [
     "AGGREGATIONS",
+    "SERIES_KINDS",
     "Slice",
+    "account_overview",
     "aggregated_events",
     "campaign_figures",
     "domain_stats",
@@ -126,10 +128,13 @@ def _sliced_query(
     daily: bool,
     condition: str = "",
     messages: bool = True,
+    several_domains: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """One query summing ``events`` (and merging ``messages``) by ``period`` and
     ``dimensions`` over the slices of each period; its text is ours, its values bound.
-    The caller binds ``domain`` (and ``tz``)."""
+    The caller binds ``domain`` (or ``domains``, an array, with ``several_domains``) and
+    ``tz`` where a dimension reads it."""
+    scope = "domain_id IN {domains:Array(UUID)}" if several_domains else "domain_id = {domain:UUID}"
     parameters: dict[str, Any] = {}
     parts: list[str] = []
     # Inner aliases are prefixed: an alias named like a column would shadow it in WHERE.
@@ -141,7 +146,7 @@ def _sliced_query(
         for n, piece in enumerate(plan(start, stop, daily=daily)):
             low, high = f"low_{period}_{n}", f"high_{period}_{n}"
             parameters[low], parameters[high] = piece.low, piece.high
-            where = f"domain_id = {{domain:UUID}}{f' AND ({condition})' if condition else ''}"
+            where = f"{scope}{f' AND ({condition})' if condition else ''}"
             if piece.source == "events":
                 keys = ", ".join(f"{_DIMENSIONS[d].raw} AS d_{d}" for d in dimensions)
                 parts.append(
@@ -361,3 +366,71 @@ def campaign_figures(store: ReportingStore, campaign_id: UUID) -> list[dict[str,
         """,
         {"c": str(campaign_id)},
     )
+
+
+# ---------------------------------------------------------------------------
+# The console's overview of an account: its figures over all its sender domains, their
+# course by hour or by day, and the recipient domains that defer or bounce the most.
+
+# The event types drawn in the overview's chart, in the order they are drawn.
+SERIES_KINDS = ("sent", "delivered", "deferred", "bounced", "open", "click")
+TOP_DOMAINS = 10
+
+
+def account_overview(
+    store: ReportingStore,
+    domain_ids: Sequence[UUID],
+    start: datetime,
+    end: datetime,
+    *,
+    by_day: bool,
+    time_zone: str = "UTC",
+) -> dict[str, Any]:
+    """``Stats`` as ``DomainStats`` names them, ``Series`` (one point per hour, or per day of
+    ``time_zone``, with a count per kind of SERIES_KINDS) and ``TopDeferringDomains``."""
+    stop = end + timedelta(milliseconds=1)
+    bound = {"domains": list(domain_ids), "tz": time_zone}
+    if not domain_ids:
+        return {"Stats": _figures([]), "Series": [], "TopDeferringDomains": []}
+    sql, parameters = _sliced_query(
+        _KIND_DIMENSIONS, [(start, stop)], tagged=False, daily=True, several_domains=True
+    )
+    stats = _figures(store.query(sql, {**parameters, **bound}) if sql else [])
+    bucket = "day" if by_day else "hour"
+    sql, parameters = _sliced_query(
+        (bucket, "event_type"), [(start, stop)], tagged=False,
+        daily=by_day and time_zone == "UTC", messages=False, several_domains=True,
+        condition="event_type IN ('sent', 'delivered', 'deferred', 'bounced', 'open', 'click')",
+    )  # fmt: skip
+    points: dict[str, dict[str, int]] = {}
+    for row in store.query(sql, {**parameters, **bound}) if sql else []:
+        point = points.setdefault(str(row[bucket]), dict.fromkeys(SERIES_KINDS, 0))
+        point[str(row["event_type"])] += int(row["events"])
+    top = store.query(
+        """
+        SELECT recipient_domain AS domain,
+               countIf(event_type = 'deferred') AS deferred,
+               countIf(event_type = 'bounced') AS bounced
+        FROM events
+        WHERE domain_id IN {domains:Array(UUID)}
+          AND occurred_at >= {start:DateTime64(3, 'UTC')}
+          AND occurred_at < {stop:DateTime64(3, 'UTC')}
+          AND event_type IN ('deferred', 'bounced')
+        GROUP BY domain
+        ORDER BY deferred + bounced DESC, domain
+        LIMIT {top:UInt32}
+        """,
+        {**bound, "start": start, "stop": stop, "top": TOP_DOMAINS},
+    )
+    return {
+        "Stats": stats,
+        "Series": [{"At": at, **points[at]} for at in sorted(points)],
+        "TopDeferringDomains": [
+            {
+                "Domain": str(r["domain"]),
+                "Deferred": int(r["deferred"]),
+                "Bounced": int(r["bounced"]),
+            }
+            for r in top
+        ],
+    }

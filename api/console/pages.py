@@ -17,10 +17,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -30,7 +33,10 @@ from domain import errors as E
 from domain.account import Account
 from domain.errors import RequestRejected
 from engine.keys import session_secret
+from engine.params import MAX_PAGED_RECORDS, time_zone, uuid_param
 from engine.runtime.composition import Engine
+from projections.events import EVENT_TYPE_NAMES
+from projections.stats import SERIES_KINDS, account_overview
 
 __all__ = ["ROOT", "SESSION_COOKIE", "install_console"]
 
@@ -47,6 +53,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+HOME = f"{ROOT}/overview"
+_PERIODS = {"24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+_EVENTS_PER_PAGE = 50
+_LONGEST_FIELD = 600
 _FLAGS = (
     ("LinkTracking", "Track link clicks"),
     ("OpenTracking", "Track opens"),
@@ -78,6 +88,8 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.filters["local"] = _local_time
+        self.templates.filters["shown"] = _shown_value
 
     # Sessions and forms.
 
@@ -153,6 +165,55 @@ class Console:
         return await asyncio.to_thread(handler, account, params)
 
 
+def _local_time(moment: datetime | str | None, zone: str) -> str:
+    """A time in the account's zone, to the second, with the zone's abbreviation."""
+    if moment is None or moment == "":
+        return ""
+    if isinstance(moment, str):
+        try:
+            parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return moment
+    else:
+        parsed = moment
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(time_zone(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _shown_value(value: Any) -> str:
+    """An event's field as text, long texts cut (the MIME source is shown whole apart)."""
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    if len(text) > _LONGEST_FIELD:
+        return f"{text[:_LONGEST_FIELD]}… ({len(text) - _LONGEST_FIELD:,} more characters)"
+    return text
+
+
+def _every_bucket(
+    series: list[dict[str, Any]], start: datetime, end: datetime, by_day: bool, zone: str
+) -> list[dict[str, Any]]:
+    """The series with a point for every hour (or day of the account's zone) of the
+    period, those without mail at zero: a chart's gaps are quiet hours, not missing ones."""
+    found = {point["At"]: point for point in series}
+    keys: list[str] = []
+    if by_day:
+        day, last = start.astimezone(time_zone(zone)).date(), end.astimezone(time_zone(zone)).date()
+        while day <= last:
+            keys.append(day.isoformat())
+            day += timedelta(days=1)
+    else:
+        hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        while hour <= end:
+            keys.append(hour.strftime("%Y-%m-%dT%H:00:00Z"))
+            hour += timedelta(hours=1)
+    empty = dict.fromkeys(SERIES_KINDS, 0)
+    return [found.get(key, {"At": key, **empty}) for key in keys]
+
+
+def _page_number(text: str) -> int:
+    return max(1, min(int(text), MAX_PAGED_RECORDS // _EVENTS_PER_PAGE)) if text.isdigit() else 1
+
+
 def install_console(app: FastAPI, engine: Engine) -> None:
     """The console's routes (none in the OpenAPI document) and its files."""
     console = Console(engine)
@@ -183,12 +244,54 @@ def install_console(app: FastAPI, engine: Engine) -> None:
 
     @router.get(ROOT)
     async def console_home(account: Account = signed_in) -> Response:
-        return RedirectResponse(f"{ROOT}/domains", status_code=303)
+        return RedirectResponse(HOME, status_code=303)
+
+    # The overview: the account's figures, their course and the domains that defer most.
+
+    async def overview_of(account: Account, chosen: str) -> dict[str, Any]:
+        period = _PERIODS.get(chosen, _PERIODS["24h"])
+        domains = (await console.call(gateway.get_domains, account))["Domains"]
+        end = datetime.now(UTC)
+        start = end - period
+        by_day = period > timedelta(days=1)
+        found = await asyncio.to_thread(
+            account_overview, engine.reporting, [UUID(d["DomainID"]) for d in domains],
+            start, end, by_day=by_day, time_zone=account.time_zone,
+        )  # fmt: skip
+        stats = found["Stats"]
+        bounces = stats["HardBounces"] + stats["SoftBounces"] + stats["Blocks"]
+        stats["BounceRate"] = round(100 * bounces / stats["Sent"], 2) if stats["Sent"] else 0.0
+        return {
+            "Range": chosen if chosen in _PERIODS else "24h",
+            "Stats": stats,
+            "Series": _every_bucket(found["Series"], start, end, by_day, account.time_zone),
+            "TopDeferringDomains": found["TopDeferringDomains"],
+            "Domains": len(domains),
+        }
+
+    @router.get(f"{ROOT}/overview")
+    async def overview(request: Request, account: Account = signed_in) -> Response:
+        shown = await overview_of(account, request.query_params.get("range", "24h"))
+        return console.page(
+            request, "overview.html", account, section="overview", overview=shown,
+            periods=list(_PERIODS), kinds=SERIES_KINDS,
+            data=orjson.dumps({"series": shown["Series"], "kinds": SERIES_KINDS,
+                               "range": shown["Range"]}).decode(),
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/overview.json")
+    async def overview_data(request: Request, account: Account = signed_in) -> Response:
+        """What the overview page refreshes itself with while mail flows."""
+        shown = await overview_of(account, request.query_params.get("range", "24h"))
+        return Response(
+            orjson.dumps(shown), media_type="application/json",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )  # fmt: skip
 
     @router.get(f"{ROOT}/login")
     async def login_form(request: Request) -> Response:
         if console.account_of(request) is not None:
-            return RedirectResponse(f"{ROOT}/domains", status_code=303)
+            return RedirectResponse(HOME, status_code=303)
         return login_page(request)
 
     def login_page(
@@ -215,7 +318,7 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             wait = {"Retry-After": str(rejected.retry_after)} if rejected.retry_after else None
             return login_page(request, 429 if error.code == 429 else 401, wait,
                               error=error.message, username=params["Username"])  # fmt: skip
-        response = RedirectResponse(f"{ROOT}/domains", status_code=303)
+        response = RedirectResponse(HOME, status_code=303)
         lifetime = engine.settings.session_lifetime_seconds
         console.cookie(response, request, SESSION_COOKIE, session["SessionID"], lifetime)
         response.delete_cookie(LOGIN_COOKIE, path=ROOT)
@@ -340,6 +443,54 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         except RequestRejected:
             return not_found(request, account)
         return RedirectResponse(f"{ROOT}/domains?done=deleted", status_code=303)
+
+    # Messages: EmailGateway.GetEvents, and a message's history from the event store.
+
+    @router.get(f"{ROOT}/messages")
+    async def messages(request: Request, account: Account = signed_in) -> Response:
+        domains = (await console.call(gateway.get_domains, account))["Domains"]
+        asked = request.query_params
+        filters = {
+            "domain": asked.get("domain") or (domains[0]["DomainID"] if domains else ""),
+            "query": asked.get("query", ""),
+            "event": asked.get("event", ""),
+            "from": asked.get("from", ""),
+            "to": asked.get("to", ""),
+        }
+        page = _page_number(asked.get("page", ""))
+        found: dict[str, Any] = {"TotalRecords": 0, "Events": []}
+        error, status = None, 200
+        if filters["domain"]:
+            try:
+                found = await console.call(
+                    gateway.get_events, account, DomainID=filters["domain"],
+                    StartFrom=(page - 1) * _EVENTS_PER_PAGE, RetrieveCount=_EVENTS_PER_PAGE,
+                    Query=filters["query"], Event=filters["event"],
+                    StartDate=filters["from"], EndDate=filters["to"],
+                )  # fmt: skip
+            except RequestRejected as rejected:
+                error, status = rejected.errors[0].message, 422
+        total = int(found["TotalRecords"])
+        pages = max(1, -(-total // _EVENTS_PER_PAGE))
+        return console.page(
+            request, "messages.html", account, status, section="messages", domains=domains,
+            filters=filters, events=found["Events"], total=total, page=page, pages=pages,
+            first=(page - 1) * _EVENTS_PER_PAGE + 1, event_names=sorted(EVENT_TYPE_NAMES),
+            per_page=_EVENTS_PER_PAGE, error=error,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/messages/{{message_id}}")
+    async def message(request: Request, message_id: str, account: Account = signed_in) -> Response:
+        submission = uuid_param(message_id)
+        shown = (
+            await asyncio.to_thread(engine.history.of, account.id, submission)
+            if submission is not None
+            else None
+        )
+        if shown is None:
+            return not_found(request, account)
+        return console.page(request, "message.html", account, section="messages",
+                            message=shown)  # fmt: skip
 
     @router.get(ROOT + "/{anything:path}")
     async def unknown(request: Request, anything: str) -> Response:

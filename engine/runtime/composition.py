@@ -39,6 +39,7 @@ from engine.eventlog.relay import ALL_STREAMS, Relay
 from engine.eventlog.writer import BatchWriter
 from engine.reporting.projector import Projector, projected_event_types
 from engine.runtime.leadership import run_as_leader
+from engine.sending.history import MessageHistory
 from engine.sending.service import SendingService
 from engine.settings import Settings
 
@@ -234,6 +235,7 @@ class Engine:
             self.fresh if delivers_here else None,
             self.contents if delivers_here else None,
         )
+        self.history = MessageHistory(self.app, lambda m, d: self.renderer.render(m, d))
 
     @property
     def gateway(self) -> Gateway:

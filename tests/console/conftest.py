@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from tests.api.conftest import Served, serving
 
@@ -54,7 +54,7 @@ def log_in(page: Page, served_url: str, login: tuple[str, str]) -> None:
     page.get_by_label("Username").fill(login[0])
     page.get_by_label("Password").fill(login[1])
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/console/domains")
+    page.wait_for_url("**/console/overview")
 
 
 def command(served: Served, name: str, **params: str) -> dict[str, Any]:
@@ -77,3 +77,23 @@ def session_of(
     csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
     page.close()
     return cookies, csrf
+
+
+def problems_of(page: Page) -> list[str]:
+    """What goes wrong in the page from now on: script errors, anything its policy
+    blocked, and any dialog a script opened (dismissed; a hostile string that ran)."""
+    found: list[str] = []
+
+    def dialog(opened: Dialog) -> None:
+        found.append(f"a dialog: {opened.message}")
+        opened.dismiss()
+
+    page.on("pageerror", lambda error: found.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            found.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.on("dialog", dialog)
+    return found

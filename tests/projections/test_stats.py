@@ -25,7 +25,14 @@ from engine.campaigns.runner import campaign_statistics
 from engine.params import date_param, parse_timestamp
 from projections.events import ensure_schema, insert_new_events
 from projections.schema import MIGRATIONS, applied_versions, apply_retention, migrate
-from projections.stats import Slice, aggregated_events, domain_stats, plan
+from projections.stats import (
+    SERIES_KINDS,
+    Slice,
+    account_overview,
+    aggregated_events,
+    domain_stats,
+    plan,
+)
 from tests.adapters.test_clickhouse import STORE_KINDS, open_store
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -342,3 +349,50 @@ def test_a_date_beyond_what_utc_can_hold_is_an_invalid_date_not_a_failure(
         date_param(text, end_of_day=True, zone=zone)
     assert rejected.value.errors == (Extensions.INVALID_DATE,)
     assert parse_timestamp(text) is None or zone != "UTC"
+
+
+def test_an_accounts_overview_sums_its_domains_by_hour_and_by_day(store: ReportingStore) -> None:
+    ours, also_ours, theirs = uuid4(), uuid4(), uuid4()
+    rows = traffic(ours) + traffic(also_ours, seed=9)
+    for position, item in enumerate(rows, start=1):
+        item["position"] = position
+    late = T0 + timedelta(days=2, hours=5, minutes=7)
+    deferring = [
+        row(ours, late, "deferred", recipient="a@slow.example", position=10_001),
+        row(ours, late, "deferred", recipient="b@slow.example", position=10_002),
+        row(also_ours, late, "bounced", bounce_type="hard", recipient="c@gone.example",
+            position=10_003),
+    ]  # fmt: skip
+    insert_new_events(store, rows + deferring)
+    foreign = traffic(theirs, seed=10)
+    for position, item in enumerate(foreign, start=20_001):
+        item["position"] = position
+    insert_new_events(store, foreign)  # another account's mail is not counted
+    start, end = T0 + timedelta(hours=13, minutes=30), T0 + timedelta(days=6, hours=2)
+    stop = end + timedelta(milliseconds=1)
+    counted = rows + deferring
+
+    by_day = account_overview(store, [ours, also_ours], start, end, by_day=True)
+    for name, value in expected(counted, start, stop).items():
+        assert by_day["Stats"][name] == value, name
+    assert by_day["Stats"]["Deferred"] == 2
+    for kind in SERIES_KINDS:
+        assert sum(point[kind] for point in by_day["Series"]) == sum(
+            1 for r in counted if start <= r["occurred_at"] < stop and r["event_type"] == kind
+        ), kind
+    assert [p["At"] for p in by_day["Series"]] == sorted(p["At"] for p in by_day["Series"])
+    inside = [r for r in counted if start <= r["occurred_at"] < stop]
+    bounced_there = sum(
+        1 for r in inside if r["event_type"] == "bounced" and r["recipient_domain"] == "example.org"
+    )
+    assert by_day["TopDeferringDomains"] == [
+        {"Domain": "example.org", "Deferred": 0, "Bounced": bounced_there},
+        {"Domain": "slow.example", "Deferred": 2, "Bounced": 0},
+        {"Domain": "gone.example", "Deferred": 0, "Bounced": 1},
+    ]
+
+    day = late.replace(minute=0)
+    by_hour = account_overview(store, [ours], day, day + timedelta(hours=1), by_day=False)
+    hour = [p for p in by_hour["Series"] if p["At"] == day.strftime("%Y-%m-%dT%H:00:00Z")]
+    assert hour and hour[0]["deferred"] == 2
+    assert account_overview(store, [], start, end, by_day=True)["Series"] == []

@@ -23,3 +23,52 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.classList.remove("copied"); button.textContent = "Copy"; }, 2000);
 });
+
+// The overview: draw the series with uPlot, and refresh the figures and the chart while
+// the page is shown.
+const chartBox = document.getElementById("chart");
+if (chartBox && chartBox.dataset.overview) {
+  const COLOURS = {
+    sent: "#1d5fd1", delivered: "#1b7a3d", deferred: "#c98a00",
+    bounced: "#b3261e", open: "#7b3fc4", click: "#0a8a8a",
+  };
+  // An attribute, not a script block: the browser decodes the escaped JSON.
+  const initial = JSON.parse(chartBox.dataset.overview);
+  const toSeconds = (at) => Date.parse(at.length === 10 ? `${at}T00:00:00Z` : at) / 1000;
+  const columns = (series, kinds) => [
+    series.map((point) => toSeconds(point.At)),
+    ...kinds.map((kind) => series.map((point) => point[kind])),
+  ];
+  let plot = null;
+  const draw = () => {
+    if (typeof uPlot === "undefined") return;
+    const options = {
+      width: chartBox.clientWidth,
+      height: 260,
+      scales: { x: { time: true } },
+      series: [{}, ...initial.kinds.map((kind) => ({ label: kind, stroke: COLOURS[kind], width: 2 }))],
+      axes: [{}, { size: 56 }],
+    };
+    plot = new uPlot(options, columns(initial.series, initial.kinds), chartBox);
+  };
+  window.addEventListener("load", draw);
+  window.addEventListener("resize", () => {
+    if (plot) plot.setSize({ width: chartBox.clientWidth, height: 260 });
+  });
+  const status = document.querySelector("[data-refreshed]");
+  const refresh = async () => {
+    if (document.hidden) return;
+    const response = await fetch(`/console/overview.json?range=${encodeURIComponent(initial.range)}`,
+      { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const fresh = await response.json();
+    for (const element of document.querySelectorAll("[data-figure]")) {
+      const value = fresh.Stats[element.dataset.figure];
+      element.textContent = element.dataset.unit
+        ? `${value} ${element.dataset.unit}` : Number(value).toLocaleString("en-US");
+    }
+    if (plot) plot.setData(columns(fresh.Series, initial.kinds));
+    status.textContent = `Updated at ${new Date().toLocaleTimeString()}`;
+  };
+  setInterval(refresh, Number(chartBox.dataset.refreshSeconds || 10) * 1000);
+}
