@@ -280,6 +280,16 @@ class DeleteWebhook:
     )
 
 
+class TestWebhook:
+    """``EmailGateway.TestWebhook``: ours (a test call, as Mailgun's and SendGrid's consoles
+    send); worded like GetWebhookAttempts' errors."""
+
+    MISSING_WEBHOOK_ID = ErrorText(1, "Missing required parameter: WebhookID")
+    WEBHOOK_NOT_FOUND = ErrorText(
+        4, "Webhook not found or user does not have permission to access it"
+    )
+
+
 class GetWebhookAttempts:
     """``EmailGateway.GetWebhookAttempts``: ours (the Event API Log of 004); worded like
     DeleteWebhook's errors."""

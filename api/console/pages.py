@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,9 +30,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from api.commands import engine_commands
 from domain import errors as E
 from domain.account import Account
 from domain.errors import RequestRejected
+from domain.webhook import WEBHOOK_EVENTS
 from engine.keys import session_secret
 from engine.params import MAX_PAGED_RECORDS, time_zone, uuid_param
 from engine.runtime.composition import Engine
@@ -55,6 +58,13 @@ SECURITY_HEADERS = {
 }
 HOME = f"{ROOT}/overview"
 _PERIODS = {"24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+# The account's suppression lists: their page's name → the commands' noun.
+SUPPRESSION_LISTS = {
+    "unsubscribes": "Unsubscribe", "bounces": "Bounce", "complaints": "Complaint",
+    "blocks": "Block",
+}  # fmt: skip
+_ADDRESSES_PER_PAGE = 100
+_ZONES = sorted(zoneinfo.available_timezones())
 _EVENTS_PER_PAGE = 50
 _LONGEST_FIELD = 600
 _FLAGS = (
@@ -88,6 +98,8 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # The /api.php commands by name: the pages run them as the endpoint does.
+        self.commands = {spec.name: spec.handler for spec in engine_commands(engine).values()}
         self.templates.filters["local"] = _local_time
         self.templates.filters["shown"] = _shown_value
 
@@ -157,6 +169,10 @@ class Console:
             secure=request.url.scheme == "https",
         )  # fmt: skip
 
+    async def command(self, name: str, account: Account, **params: Any) -> dict[str, Any]:
+        """The /api.php command ``name``, as the endpoint runs it for ``account``."""
+        return await self.call(self.commands[name], account, **params)
+
     async def call(
         self, handler: Callable[[Account, dict[str, Any]], dict[str, Any]],
         account: Account, **params: Any,
@@ -210,8 +226,8 @@ def _every_bucket(
     return [found.get(key, {"At": key, **empty}) for key in keys]
 
 
-def _page_number(text: str) -> int:
-    return max(1, min(int(text), MAX_PAGED_RECORDS // _EVENTS_PER_PAGE)) if text.isdigit() else 1
+def _page_number(text: str, per_page: int = _EVENTS_PER_PAGE) -> int:
+    return max(1, min(int(text), MAX_PAGED_RECORDS // per_page)) if text.isdigit() else 1
 
 
 def install_console(app: FastAPI, engine: Engine) -> None:
@@ -444,6 +460,144 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             return not_found(request, account)
         return RedirectResponse(f"{ROOT}/domains?done=deleted", status_code=303)
 
+    # A domain's sender keys and SMTP credentials: EmailGateway.GetAPIs, AddAPI, DeleteAPI,
+    # GetSMTPs, AddSMTP, DeleteSMTP, ResetSMTPPassword. A new secret is shown once, in the
+    # answer to the form that made it (never in a URL).
+
+    async def credentials_page(
+        request: Request, account: Account, domain_id: str, status: int = 200, **context: Any
+    ) -> Response:
+        try:
+            domain = (await console.command("EmailGateway.GetDomain", account,
+                                            DomainID=domain_id))["Domain"]  # fmt: skip
+            keys = await console.command("EmailGateway.GetAPIs", account, DomainID=domain_id)
+            smtps = await console.command("EmailGateway.GetSMTPs", account, DomainID=domain_id)
+        except RequestRejected:
+            return not_found(request, account)
+        return console.page(
+            request, "credentials.html", account, status, section="domains", domain=domain,
+            keys=keys["APIKeys"], smtps=smtps["SMTPs"], **context,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/domains/{{domain_id}}/credentials")
+    async def credentials(
+        request: Request, domain_id: str, account: Account = signed_in
+    ) -> Response:
+        return await credentials_page(request, account, domain_id)
+
+    @router.post(f"{ROOT}/domains/{{domain_id}}/credentials")
+    async def change_credentials(
+        request: Request, domain_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        action, target = fields.get("action", ""), fields.get("target", "")
+        try:
+            if action == "add_key":
+                made = await console.command(
+                    "EmailGateway.AddAPI", account, DomainID=domain_id,
+                    Description=fields.get("description", ""),
+                )  # fmt: skip
+                secret = {"Sender key": made["APIKey"]["Key"]}
+                notice = "The key was made. Copy it now: it is shown only this once."
+            elif action == "revoke_key":
+                await console.command("EmailGateway.DeleteAPI", account, ApiKeyId=target)
+                secret, notice = None, "The key was revoked: it no longer sends."
+            elif action == "add_smtp":
+                made = await console.command("EmailGateway.AddSMTP", account, DomainID=domain_id)
+                secret = {"Username": made["SMTP"]["Username"],
+                          "Password": made["SMTP"]["Password"]}  # fmt: skip
+                notice = "The SMTP credential was made. Copy its password now: it is shown once."
+            elif action == "reset_smtp":
+                made = await console.command("EmailGateway.ResetSMTPPassword", account,
+                                             smtpid=target)  # fmt: skip
+                secret = {"Username": made["SMTP"]["Username"],
+                          "Password": made["SMTP"]["Password"]}  # fmt: skip
+                notice = "A new password was issued, shown only this once; the old one is void."
+            elif action == "delete_smtp":
+                await console.command("EmailGateway.DeleteSMTP", account, smtpid=target)
+                secret, notice = None, "The SMTP credential was deleted."
+            else:
+                raise Refused(400, "Unknown action.")
+        except RequestRejected as rejected:
+            return await credentials_page(request, account, domain_id, 422,
+                                          error=rejected.errors[0].message)  # fmt: skip
+        return await credentials_page(request, account, domain_id, secret=secret, notice=notice)
+
+    # A domain's webhooks: EmailGateway.GetWebhooks, AddWebhook, DeleteWebhook,
+    # GetWebhookAttempts, TestWebhook.
+
+    async def webhooks_page(
+        request: Request, account: Account, domain_id: str, status: int = 200, **context: Any
+    ) -> Response:
+        try:
+            domain = (await console.command("EmailGateway.GetDomain", account,
+                                            DomainID=domain_id))["Domain"]  # fmt: skip
+            found = await console.command("EmailGateway.GetWebhooks", account,
+                                          DomainID=domain_id)  # fmt: skip
+        except RequestRejected:
+            return not_found(request, account)
+        return console.page(
+            request, "webhooks.html", account, status, section="domains", domain=domain,
+            signing_key=found["SigningKey"], webhooks=found["Webhooks"],
+            events=sorted(WEBHOOK_EVENTS), **context,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/domains/{{domain_id}}/webhooks")
+    async def webhooks(request: Request, domain_id: str, account: Account = signed_in) -> Response:
+        return await webhooks_page(request, account, domain_id)
+
+    @router.post(f"{ROOT}/domains/{{domain_id}}/webhooks")
+    async def change_webhooks(
+        request: Request, domain_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        action = fields.get("action", "")
+        try:
+            if action == "add":
+                await console.command(
+                    "EmailGateway.AddWebhook", account, DomainID=domain_id,
+                    Event=fields.get("event", ""), WebhookURL=fields.get("url", ""),
+                    Method=fields.get("method", "POST"),
+                )  # fmt: skip
+                notice = "The webhook was added: it is called for every new event."
+            elif action == "delete":
+                await console.command(
+                    "EmailGateway.DeleteWebhook", account, DomainID=domain_id,
+                    WebhookID=fields.get("target", ""),
+                )  # fmt: skip
+                notice = "The webhook was deleted."
+            elif action == "test":
+                await console.command("EmailGateway.TestWebhook", account,
+                                      WebhookID=fields.get("target", ""))  # fmt: skip
+                notice = "A test event was queued: its attempt appears in the webhook's log."
+            else:
+                raise Refused(400, "Unknown action.")
+        except RequestRejected as rejected:
+            return await webhooks_page(request, account, domain_id, 422,
+                                       error=rejected.errors[0].message)  # fmt: skip
+        return await webhooks_page(request, account, domain_id, notice=notice)
+
+    @router.get(f"{ROOT}/webhooks/{{webhook_id}}")
+    async def webhook_attempts(
+        request: Request, webhook_id: str, account: Account = signed_in
+    ) -> Response:
+        outcome = request.query_params.get("status", "")
+        outcome = outcome if outcome in ("success", "failure") else ""
+        page = _page_number(request.query_params.get("page", ""), _EVENTS_PER_PAGE)
+        try:
+            found = await console.command(
+                "EmailGateway.GetWebhookAttempts", account, WebhookID=webhook_id,
+                Status=outcome, StartFrom=(page - 1) * _EVENTS_PER_PAGE,
+                RetrieveCount=_EVENTS_PER_PAGE,
+            )  # fmt: skip
+        except RequestRejected:
+            return not_found(request, account)
+        total = int(found["TotalRecords"])
+        return console.page(
+            request, "webhook.html", account, section="domains", webhook=found, outcome=outcome,
+            page=page, pages=max(1, -(-total // _EVENTS_PER_PAGE)), total=total,
+        )  # fmt: skip
+
     # Messages: EmailGateway.GetEvents, and a message's history from the event store.
 
     @router.get(f"{ROOT}/messages")
@@ -491,6 +645,94 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             return not_found(request, account)
         return console.page(request, "message.html", account, section="messages",
                             message=shown)  # fmt: skip
+
+    # Suppressions: Unsubscribes.Get, Unsubscribe.Add, .Remove, Unsubscribes.Export, and
+    # the same for bounces, complaints and blocks.
+
+    def chosen_list(request: Request) -> str:
+        chosen = request.query_params.get("list", "")
+        return chosen if chosen in SUPPRESSION_LISTS else "unsubscribes"
+
+    @router.get(f"{ROOT}/suppressions")
+    async def suppressions(request: Request, account: Account = signed_in) -> Response:
+        return await suppressions_page(request, account)
+
+    async def suppressions_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        chosen = chosen_list(request)
+        noun = SUPPRESSION_LISTS[chosen]
+        found = await console.command(f"{noun}s.Get", account, RecordsPerRequest=1_000_000)
+        search = request.query_params.get("q", "").strip().lower()
+        addresses = [a for a in found["Addresses"] if search in a["EmailAddress"]]
+        page = _page_number(request.query_params.get("page", ""), _ADDRESSES_PER_PAGE)
+        first = (page - 1) * _ADDRESSES_PER_PAGE
+        return console.page(
+            request, "suppressions.html", account, status, section="suppressions",
+            lists=SUPPRESSION_LISTS, chosen=chosen, search=search, total=len(addresses),
+            addresses=addresses[first : first + _ADDRESSES_PER_PAGE], page=page,
+            pages=max(1, -(-len(addresses) // _ADDRESSES_PER_PAGE)),
+            notice=context.get("notice"), error=context.get("error"),
+            address=context.get("address", ""),
+        )  # fmt: skip
+
+    @router.post(f"{ROOT}/suppressions")
+    async def change_suppression(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        chosen = chosen_list(request)
+        noun = SUPPRESSION_LISTS[chosen]
+        address = fields.get("address") or fields.get("target", "")
+        verb = "Remove" if fields.get("action") == "remove" else "Add"
+        try:
+            done = await console.command(f"{noun}.{verb}", account, EmailAddress=address)
+        except RequestRejected as rejected:
+            return await suppressions_page(request, account, 422,
+                                           error=rejected.errors[0].message,
+                                           address=address)  # fmt: skip
+        what = "added to" if verb == "Add" else "removed from"
+        return await suppressions_page(
+            request, account, notice=f"{done['EmailAddress']} was {what} the list."
+        )
+
+    @router.get(f"{ROOT}/suppressions/export")
+    async def export_suppressions(request: Request, account: Account = signed_in) -> Response:
+        chosen = chosen_list(request)
+        exported = await console.command(f"{SUPPRESSION_LISTS[chosen]}s.Export", account)
+        return Response(
+            exported["Data"], media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{chosen}.csv"',
+                     "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )  # fmt: skip
+
+    # Account settings: Account.Get and Account.Update.
+
+    @router.get(f"{ROOT}/settings")
+    async def settings(request: Request, account: Account = signed_in) -> Response:
+        return await settings_page(request, account)
+
+    async def settings_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        shown = (await console.command("Account.Get", account))["Account"]
+        return console.page(
+            request, "settings.html", account, status, section="settings", settings=shown,
+            zones=_ZONES, **context,
+        )  # fmt: skip
+
+    @router.post(f"{ROOT}/settings")
+    async def change_settings(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        try:
+            await console.command(
+                "Account.Update", account, TimeZone=fields.get("time_zone", ""),
+                CustomIDHeader=fields.get("custom_id_header", ""),
+            )  # fmt: skip
+        except RequestRejected as rejected:
+            return await settings_page(request, account, 422, error=rejected.errors[0].message)
+        fresh = console.account_of(request) or account
+        return await settings_page(request, fresh, notice="The settings were saved.")
 
     @router.get(ROOT + "/{anything:path}")
     async def unknown(request: Request, anything: str) -> Response:

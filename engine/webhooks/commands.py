@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError
@@ -335,6 +335,7 @@ class WebhookCommands:
             "EmailGateway.GetWebhooks": self.get_webhooks,
             "EmailGateway.DeleteWebhook": self.delete_webhook,
             "EmailGateway.GetWebhookAttempts": self.get_attempts,
+            "EmailGateway.TestWebhook": self.test_webhook,
         }
 
     # /api.php
@@ -400,6 +401,30 @@ class WebhookCommands:
             "TotalRecords": total,
             "Attempts": [_describe_attempt(attempt) for attempt in attempts],
         }
+
+    def test_webhook(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue one call of the webhook's event with sample values, signed and logged as
+        every call is: how a user checks an endpoint before real mail flows."""
+        if text_param(params.get("WebhookID")) is None:
+            raise RequestRejected(E.TestWebhook.MISSING_WEBHOOK_ID)
+        webhook = self._webhook(params["WebhookID"])
+        if webhook is None or webhook.account_id != account.id or webhook.is_deleted:
+            raise RequestRejected(E.TestWebhook.WEBHOOK_NOT_FOUND)
+        now = datetime.now(UTC)
+        event_id = uuid4()
+        row = {
+            "event_id": event_id, "message_id": event_id, "submission_id": event_id,
+            "position": 0, "occurred_at": now, "account_id": account.id,
+            "recipient": "recipient@example.com", "sender": "sender@example.com",
+            "subject": "Sendstream test event", "smtp_code": 250,
+            "enhanced_status": "2.0.0", "diagnostic": "test call: no mail was sent",
+        }  # fmt: skip
+        details = {
+            "CustomID": "test", "IpAddress": "192.0.2.1", "UserAgent": "Sendstream test",
+            "URL": "https://example.com/", "Position": 1, "UnsubscribeType": "link",
+        }  # fmt: skip
+        self._store().enqueue([job_for(webhook, row, details, now)], None)
+        return {"WebhookID": str(webhook.id), "EventID": str(event_id)}
 
     # Shared by /api.php and /api/v1/webhooks.
 
