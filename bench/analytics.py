@@ -15,6 +15,10 @@
 3. Queries, 200 runs each, through the functions the API calls: the domain or
    campaign of each run is drawn in proportion to its events (busy tenants ask
    more), over a 30-day range ending at a random day.
+4. The console's pages: the overview of one of the 200 busiest accounts (24 hours and
+   30 days: its figures, the chart's every bucket, the page rendered) and the
+   Messages page of a domain (its newest 50 events, rendered): the page's own work,
+   without the session check and the HTTP round trip.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
 from adapters.ports import ReportingStore
+from api.console.pages import Console, every_bucket
 from bench.machine import describe, print_table
 from domain.envelope import EventEnvelope
 from engine.campaigns.runner import campaign_statistics
@@ -39,7 +45,13 @@ from engine.runtime.composition import Engine, tune_garbage_collector
 from engine.settings import Settings
 from projections.events import encode_events, insert_new_encoded, list_event_rows
 from projections.query import parse_query
-from projections.stats import AGGREGATIONS, aggregated_events, domain_stats
+from projections.stats import (
+    AGGREGATIONS,
+    SERIES_KINDS,
+    account_overview,
+    aggregated_events,
+    domain_stats,
+)
 
 RUNS = 200
 
@@ -290,11 +302,61 @@ def run(events: int = 10_000_000) -> list[tuple[str, str, str]]:
         def campaign(rng: random.Random) -> None:
             campaign_statistics(store, rng.choices(campaign_ids, campaign_weights)[0])
 
+        console = Console(engine)
+        reader = SimpleNamespace(time_zone="UTC", username="bench", name="bench")
+        accounts = [
+            [UUID(str(d)) for d in row["domains"]]
+            for row in store.query(
+                "SELECT account_id, groupUniqArray(domain_id) AS domains FROM events "
+                "GROUP BY account_id ORDER BY count() DESC LIMIT 200"
+            )
+        ]
+
+        def overview(days: int) -> Callable[[random.Random], None]:
+            """The console's overview: its figures, every bucket of its chart, its page."""
+
+            def call(rng: random.Random) -> None:
+                domains = rng.choice(accounts)
+                end = datetime.now(UTC)
+                start = end - timedelta(days=days)
+                found = account_overview(store, domains, start, end, by_day=days > 1)
+                series = every_bucket(found["Series"], start, end, days > 1, "UTC")
+                shown = {**found, "Range": f"{days}d", "Series": series, "Domains": 1}
+                shown["Stats"]["BounceRate"] = 0.0
+                console.templates.get_template("overview.html").render(
+                    account=reader, csrf="", overview=shown, periods=["24h", "7d", "30d"],
+                    kinds=SERIES_KINDS, data="{}", section="overview",
+                )  # fmt: skip
+
+            return call
+
+        def messages_page(rng: random.Random) -> None:
+            """The console's Messages page: the newest 50 events of a domain, rendered."""
+            domain = rng.choices(domain_ids, domain_weights)[0]
+            total, found = list_event_rows(store, domain_id=domain, start_from=0,
+                                           retrieve_count=50)  # fmt: skip
+            events = [
+                {"event_type": r["event_type"], "recipient": r["recipient"],
+                 "timestamp": r["occurred_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "message_id": str(r["submission_id"]),
+                 "message": {"headers": {"subject": r["subject"]}}}
+                for r in found
+            ]  # fmt: skip
+            console.templates.get_template("messages.html").render(
+                account=reader, csrf="", domains=[{"DomainID": str(domain), "DomainName": "d"}],
+                filters={"domain": str(domain), "query": "", "event": "", "from": "", "to": ""},
+                events=events, total=total, page=1, pages=-(-total // 50), first=1,
+                event_names=[], per_page=50, section="messages",
+            )  # fmt: skip
+
         for name, call, target in (
             ("EmailGateway.DomainStats", stats, 50),
             ("EmailGateway.AggrEvents", aggregate, 100),
             ("EmailGateway.GetEvents with Query", search, 100),
             ("Campaign.Get statistics", campaign, 30),
+            ("console overview, 24 hours", overview(1), 200),
+            ("console overview, 30 days", overview(30), 200),
+            ("console messages page", messages_page, 200),
         ):
             call(random.Random(1))  # the first run reads the parts' indexes from disk
             p50, p99 = _timed(RUNS, call)

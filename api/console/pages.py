@@ -129,15 +129,22 @@ class Console:
         self.signed_in(request)
         return await self.form(request, self.csrf_of(request.cookies[SESSION_COOKIE]))
 
-    async def form(self, request: Request, expected_token: str) -> dict[str, str]:
-        """The form's fields, after the checks every POST passes."""
+    async def form(
+        self, request: Request, expected_token: str, limit: int = MAX_FORM_BYTES
+    ) -> dict[str, str]:
+        """The form's fields, after the checks every POST passes; a file's as its text."""
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host"):
             raise Refused(403, "This form was sent from another site.")
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-            raise Refused(413, "The form is larger than the console accepts.")
-        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        if not declared.isdigit() or int(declared) > limit:
+            raise Refused(413, f"The form is larger than the console accepts ({limit:,} bytes).")
+        fields: dict[str, str] = {}
+        for name, value in (await request.form(max_part_size=limit)).items():
+            if isinstance(value, str):
+                fields[name] = value
+            else:  # an uploaded file
+                fields[name] = (await value.read(limit + 1)).decode("utf-8-sig", "replace")
         if not expected_token or not hmac.compare_digest(
             fields.get("csrf", "").encode(), expected_token.encode()
         ):
@@ -205,7 +212,7 @@ def _shown_value(value: Any) -> str:
     return text
 
 
-def _every_bucket(
+def every_bucket(
     series: list[dict[str, Any]], start: datetime, end: datetime, by_day: bool, zone: str
 ) -> list[dict[str, Any]]:
     """The series with a point for every hour (or day of the account's zone) of the
@@ -280,7 +287,7 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         return {
             "Range": chosen if chosen in _PERIODS else "24h",
             "Stats": stats,
-            "Series": _every_bucket(found["Series"], start, end, by_day, account.time_zone),
+            "Series": every_bucket(found["Series"], start, end, by_day, account.time_zone),
             "TopDeferringDomains": found["TopDeferringDomains"],
             "Domains": len(domains),
         }
@@ -596,6 +603,128 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         return console.page(
             request, "webhook.html", account, section="domains", webhook=found, outcome=outcome,
             page=page, pages=max(1, -(-total // _EVENTS_PER_PAGE)), total=total,
+        )  # fmt: skip
+
+    # Lists and subscribers: Lists.Get, List.Create, List.Delete, Subscribers.Get,
+    # Subscriber.Subscribe, .Unsubscribe, .Delete, Subscribers.Import.
+
+    async def lists_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        found = (await console.command("Lists.Get", account))["Lists"]
+        return console.page(request, "lists.html", account, status, section="lists",
+                            lists=found, **context)  # fmt: skip
+
+    @router.get(f"{ROOT}/lists")
+    async def lists(request: Request, account: Account = signed_in) -> Response:
+        return await lists_page(request, account)
+
+    @router.post(f"{ROOT}/lists")
+    async def create_list(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        try:
+            made = await console.command(
+                "List.Create", account, ListName=fields.get("list_name", ""),
+                Fields=fields.get("fields", ""),
+                AllowDuplicates="1" if fields.get("allow_duplicates") == "1" else "0",
+            )  # fmt: skip
+        except RequestRejected as rejected:
+            return await lists_page(request, account, 422, error=rejected.errors[0].message,
+                                    list_name=fields.get("list_name", ""))  # fmt: skip
+        return RedirectResponse(f"{ROOT}/lists/{made['ListID']}", status_code=303)
+
+    async def list_page(
+        request: Request, account: Account, list_id: str, status: int = 200, **context: Any
+    ) -> Response:
+        shown = next(
+            (entry for entry in (await console.command("Lists.Get", account))["Lists"]
+             if entry["ListID"] == list_id),
+            None,
+        )  # fmt: skip
+        if shown is None:
+            return not_found(request, account)
+        search = request.query_params.get("q", "").strip().lower()
+        page = _page_number(request.query_params.get("page", ""), _ADDRESSES_PER_PAGE)
+        if search:  # every subscriber is read, a thousand at a time, and the matches kept
+            matching: list[dict[str, Any]] = []
+            for start in range(0, int(shown["SubscriberCount"]), 1000):
+                chunk = await console.command(
+                    "Subscribers.Get", account, ListID=list_id, RecordsFrom=start,
+                    RecordsPerRequest=1000,
+                )  # fmt: skip
+                matching += [s for s in chunk["Subscribers"]
+                             if search in str(s.get("EmailAddress", "")).lower()]  # fmt: skip
+            total = len(matching)
+            first = (page - 1) * _ADDRESSES_PER_PAGE
+            subscribers = matching[first : first + _ADDRESSES_PER_PAGE]
+        else:
+            found = await console.command(
+                "Subscribers.Get", account, ListID=list_id,
+                RecordsFrom=(page - 1) * _ADDRESSES_PER_PAGE, RecordsPerRequest=_ADDRESSES_PER_PAGE,
+            )  # fmt: skip
+            total, subscribers = int(found["TotalSubscribers"]), found["Subscribers"]
+        return console.page(
+            request, "list.html", account, status, section="lists", list=shown,
+            subscribers=subscribers, total=total, search=search, page=page,
+            pages=max(1, -(-total // _ADDRESSES_PER_PAGE)),
+            import_limit=engine.settings.max_request_bytes, **context,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/lists/{{list_id}}")
+    async def subscriber_list(
+        request: Request, list_id: str, account: Account = signed_in
+    ) -> Response:
+        return await list_page(request, account, list_id)
+
+    @router.post(f"{ROOT}/lists/{{list_id}}")
+    async def change_list(
+        request: Request, list_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        action, target = fields.get("action", ""), fields.get("target", "")
+        commands = {
+            "subscribe": ("Subscriber.Subscribe", fields.get("address", "")),
+            "unsubscribe": ("Subscriber.Unsubscribe", target),
+            "delete": ("Subscriber.Delete", target),
+        }
+        if action == "delete_list":
+            try:
+                await console.command("List.Delete", account, ListID=list_id)
+            except RequestRejected:
+                return not_found(request, account)
+            return await lists_page(request, account, notice="The list was deleted.")
+        if action not in commands:
+            raise Refused(400, "Unknown action.")
+        name, address = commands[action]
+        try:
+            await console.command(name, account, ListID=list_id, EmailAddress=address)
+        except RequestRejected as rejected:
+            return await list_page(request, account, list_id, 422,
+                                   error=rejected.errors[0].message)  # fmt: skip
+        done = {"subscribe": "subscribed", "unsubscribe": "unsubscribed", "delete": "deleted"}
+        return await list_page(request, account, list_id,
+                               notice=f"{address} was {done[action]}.")  # fmt: skip
+
+    @router.post(f"{ROOT}/lists/{{list_id}}/import")
+    async def import_subscribers(
+        request: Request, list_id: str, account: Account = signed_in
+    ) -> Response:
+        session = request.cookies.get(SESSION_COOKIE, "")
+        limit = engine.settings.max_request_bytes
+        fields = await console.form(request, console.csrf_of(session), limit)
+        try:
+            report = await console.command(
+                "Subscribers.Import", account, ListID=list_id, Data=fields.get("file", ""),
+                Format="csv",
+            )  # fmt: skip
+        except RequestRejected as rejected:
+            return await list_page(request, account, list_id, 422,
+                                   error=rejected.errors[0].message)  # fmt: skip
+        return await list_page(
+            request, account, list_id, report=report,
+            notice=f"Imported {report['Imported']:,}; {report['Duplicates']:,} already there; "
+            f"{report['InvalidCount']:,} refused.",
         )  # fmt: skip
 
     # Messages: EmailGateway.GetEvents, and a message's history from the event store.

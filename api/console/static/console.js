@@ -1,6 +1,10 @@
 // Sendstream console: progressive enhancement only; every page works without it.
 "use strict";
 
+// One block: a page written over this one (an upload's answer) runs the file again in
+// the same window, where top-level declarations would already exist.
+{
+
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button.copy");
   if (!button) return;
@@ -71,4 +75,26 @@ if (chartBox && chartBox.dataset.overview) {
     status.textContent = `Updated at ${new Date().toLocaleTimeString()}`;
   };
   setInterval(refresh, Number(chartBox.dataset.refreshSeconds || 10) * 1000);
+}
+
+// A form with data-progress uploads with a progress bar, then shows the answer's page.
+for (const form of document.querySelectorAll("form[data-progress]")) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const bar = document.getElementById(form.dataset.progress);
+    bar.hidden = false;
+    const request = new XMLHttpRequest();
+    request.open("POST", form.action);
+    request.upload.addEventListener("progress", (progress) => {
+      if (progress.lengthComputable) bar.value = (100 * progress.loaded) / progress.total;
+    });
+    request.upload.addEventListener("load", () => { bar.removeAttribute("value"); });
+    request.addEventListener("load", () => {
+      document.open();
+      document.write(request.responseText);
+      document.close();
+    });
+    request.send(new FormData(form));
+  });
+}
 }
