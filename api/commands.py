@@ -79,6 +79,7 @@ def command_table(
         CommandSpec("Segment.Create", campaigns.create_segment, blocking=True),
         CommandSpec("Segments.Get", campaigns.get_segments, blocking=True),
         CommandSpec("Segment.Delete", campaigns.delete_segment, blocking=True),
+        CommandSpec("Segment.Count", campaigns.count_segment, blocking=True),
         CommandSpec("Email.Create", campaigns.create_email, blocking=True),
         CommandSpec("Email.Update", campaigns.update_email, blocking=True),
         CommandSpec("Email.Get", campaigns.get_email, blocking=True),

@@ -63,6 +63,20 @@ SUPPRESSION_LISTS = {
     "unsubscribes": "Unsubscribe", "bounces": "Bounce", "complaints": "Complaint",
     "blocks": "Block",
 }  # fmt: skip
+CAMPAIGN_STATUSES = ("All", "Draft", "Ready", "Scheduled", "Sending", "Paused", "Sent",
+                     "Cancelled", "Failed")  # fmt: skip
+# The lifecycle commands a campaign's page offers, with what it says once one is done.
+CAMPAIGN_ACTIONS = {
+    "approve": "Approved: it is sent when it is due.",
+    "pause": "Paused: no more of its mail leaves until it is resumed.",
+    "resume": "Resumed.",
+    "cancel": "Cancelled: the rest of its mail will not be sent.",
+}
+SEGMENT_RULES = 4
+SEGMENT_OPERATORS = (
+    "equals", "not_equals", "contains", "not_contains", "begins_with", "ends_with",
+    "is_set", "is_not_set", "greater_than", "less_than",
+)  # fmt: skip
 _ADDRESSES_PER_PAGE = 100
 _ZONES = sorted(zoneinfo.available_timezones())
 _EVENTS_PER_PAGE = 50
@@ -231,6 +245,22 @@ def every_bucket(
             hour += timedelta(hours=1)
     empty = dict.fromkeys(SERIES_KINDS, 0)
     return [found.get(key, {"At": key, **empty}) for key in keys]
+
+
+def _bundle_of(fields: dict[str, str]) -> dict[str, Any]:
+    """The segment editor's form as a RulesJsonBundle (001): one list, its rules joined by
+    "and" (all must match) or "or" (any); rows left empty are no rules."""
+    rules = [
+        {"type": "fields", "field_id": fields.get(f"field_{n}", "").strip(),
+         "operator": fields.get(f"operator_{n}", ""), "value": fields.get(f"value_{n}", "")}
+        for n in range(1, SEGMENT_RULES + 1)
+        if fields.get(f"field_{n}", "").strip()
+    ]  # fmt: skip
+    match = "and" if fields.get("match") == "all" else "or"
+    return {
+        "operator": "or",
+        "criteria": [{"list_id": fields.get("list", ""), "operator": match, "rules": rules}],
+    }
 
 
 def _page_number(text: str, per_page: int = _EVENTS_PER_PAGE) -> int:
@@ -706,6 +736,48 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         return await list_page(request, account, list_id,
                                notice=f"{address} was {done[action]}.")  # fmt: skip
 
+    # Segments: Segment.Count, Segment.Create, Segments.Get, Segment.Delete. The editor
+    # makes a RulesJsonBundle of one list's criterion and up to SEGMENT_RULES rules.
+
+    async def segment_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        lists = (await console.command("Lists.Get", account))["Lists"]
+        segments = (await console.command("Segments.Get", account))["Segments"]
+        return console.page(
+            request, "segments.html", account, status, section="lists", lists=lists,
+            segments=segments, operators=SEGMENT_OPERATORS, rules=SEGMENT_RULES,
+            given=context.pop("given", {}), **context,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/segments")
+    async def segments(request: Request, account: Account = signed_in) -> Response:
+        return await segment_page(request, account)
+
+    @router.post(f"{ROOT}/segments")
+    async def change_segments(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        action = fields.get("action", "")
+        try:
+            if action == "delete":
+                await console.command("Segment.Delete", account, SegmentID=fields.get("target"))
+                return await segment_page(request, account, notice="The segment was deleted.")
+            bundle = orjson.dumps(_bundle_of(fields)).decode()
+            if action == "count":
+                counted = await console.command("Segment.Count", account, RulesJsonBundle=bundle)
+                return await segment_page(
+                    request, account, given=fields, count=counted["Subscribers"]
+                )
+            if action == "save":
+                await console.command("Segment.Create", account, RulesJsonBundle=bundle,
+                                      SegmentName=fields.get("name", ""))  # fmt: skip
+                return await segment_page(request, account, notice="The segment was saved.")
+        except RequestRejected as rejected:
+            return await segment_page(request, account, 422, given=fields,
+                                      error=rejected.errors[0].message)  # fmt: skip
+        raise Refused(400, "Unknown action.")
+
     @router.post(f"{ROOT}/lists/{{list_id}}/import")
     async def import_subscribers(
         request: Request, list_id: str, account: Account = signed_in
@@ -726,6 +798,143 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             notice=f"Imported {report['Imported']:,}; {report['Duplicates']:,} already there; "
             f"{report['InvalidCount']:,} refused.",
         )  # fmt: skip
+
+    # Campaigns: Campaigns.Get, Campaign.Create and .Update, .Get with its statistics,
+    # .Approve, .Pause, .Resume, .Cancel; their emails: Emails.Get, Email.Create.
+
+    @router.get(f"{ROOT}/campaigns")
+    async def campaigns(request: Request, account: Account = signed_in) -> Response:
+        chosen = request.query_params.get("status", "All")
+        chosen = chosen if chosen in CAMPAIGN_STATUSES else "All"
+        found = await console.command(
+            "Campaigns.Get", account, CampaignStatus=chosen, RetrieveStatistics="1",
+            RecordsPerRequest=200,
+        )  # fmt: skip
+        return console.page(
+            request, "campaigns.html", account, section="campaigns",
+            campaigns=found["Campaigns"], total=found["TotalCampaigns"], chosen=chosen,
+            statuses=CAMPAIGN_STATUSES,
+        )  # fmt: skip
+
+    async def new_campaign_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        emails = (await console.command("Emails.Get", account))["Emails"]
+        lists = (await console.command("Lists.Get", account))["Lists"]
+        return console.page(
+            request, "new_campaign.html", account, status, section="campaigns", emails=emails,
+            lists=lists, chosen_email=request.query_params.get("email", ""), zones=_ZONES,
+            **context,
+        )  # fmt: skip
+
+    @router.get(f"{ROOT}/campaigns/new")
+    async def new_campaign(request: Request, account: Account = signed_in) -> Response:
+        return await new_campaign_page(request, account)
+
+    @router.post(f"{ROOT}/campaigns")
+    async def create_campaign(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        schedule = {"ScheduleType": "Future" if fields.get("when") == "later" else "Immediate"}
+        if schedule["ScheduleType"] == "Future":
+            schedule |= {"SendDate": fields.get("send_date", ""),
+                         "SendTime": fields.get("send_time", ""),
+                         "SendTimeZone": fields.get("send_zone", "")}  # fmt: skip
+        try:
+            made = await console.command(
+                "Campaign.Create", account, CampaignName=fields.get("name", "")
+            )
+        except RequestRejected as rejected:
+            return await new_campaign_page(request, account, 422,
+                                           error=rejected.errors[0].message)  # fmt: skip
+        try:
+            await console.command(
+                "Campaign.Update", account, CampaignID=made["CampaignID"],
+                RelEmailID=fields.get("email", ""),
+                RecipientListsAndSegments=fields.get("list", ""), **schedule,
+            )  # fmt: skip
+        except RequestRejected as rejected:  # the draft stays, to be completed on its page
+            return await campaign_page(request, account, made["CampaignID"], 422,
+                                       error=rejected.errors[0].message)  # fmt: skip
+        return RedirectResponse(f"{ROOT}/campaigns/{made['CampaignID']}", status_code=303)
+
+    async def campaign_of(account: Account, campaign_id: str) -> dict[str, Any]:
+        answer = await console.command(
+            "Campaign.Get", account, CampaignID=campaign_id, RetrieveStatistics="1"
+        )
+        shown: dict[str, Any] = answer["Campaign"]
+        recipients = int(shown.get("TotalRecipients") or 0)
+        done = int(shown.get("TotalSent") or 0) + int(shown.get("TotalFailed") or 0)
+        shown["Progress"] = min(100, round(100 * done / recipients)) if recipients else 0
+        if shown["Status"] == "Sent":
+            shown["Progress"] = 100
+        return shown
+
+    async def campaign_page(
+        request: Request, account: Account, campaign_id: str, status: int = 200,
+        **context: Any,
+    ) -> Response:  # fmt: skip
+        try:
+            shown = await campaign_of(account, campaign_id)
+        except RequestRejected:
+            return not_found(request, account)
+        return console.page(request, "campaign.html", account, status, section="campaigns",
+                            campaign=shown, **context)  # fmt: skip
+
+    @router.get(f"{ROOT}/campaigns/{{campaign_id}}")
+    async def campaign(
+        request: Request, campaign_id: str, account: Account = signed_in
+    ) -> Response:
+        return await campaign_page(request, account, campaign_id)
+
+    @router.get(f"{ROOT}/campaigns/{{campaign_id}}/progress.json")
+    async def campaign_progress(campaign_id: str, account: Account = signed_in) -> Response:
+        """What the campaign's page refreshes its progress bar and figures with."""
+        try:
+            shown = await campaign_of(account, campaign_id)
+        except RequestRejected:
+            return Response(status_code=404)
+        return Response(orjson.dumps(shown), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})  # fmt: skip
+
+    @router.post(f"{ROOT}/campaigns/{{campaign_id}}")
+    async def change_campaign(
+        request: Request, campaign_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        action = fields.get("action", "")
+        if action not in CAMPAIGN_ACTIONS:
+            raise Refused(400, "Unknown action.")
+        try:
+            await console.command(f"Campaign.{action.capitalize()}", account,
+                                  CampaignID=campaign_id)  # fmt: skip
+        except RequestRejected as rejected:
+            error = rejected.errors[0]
+            if error.code == 2:  # each lifecycle command's "not the user's or not there"
+                return not_found(request, account)
+            return await campaign_page(request, account, campaign_id, 422, error=error.message)
+        return await campaign_page(request, account, campaign_id,
+                                   notice=CAMPAIGN_ACTIONS[action])  # fmt: skip
+
+    @router.get(f"{ROOT}/emails/new")
+    async def new_email(request: Request, account: Account = signed_in) -> Response:
+        return console.page(request, "new_email.html", account, section="campaigns")
+
+    @router.post(f"{ROOT}/emails")
+    async def create_email(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        try:
+            made = await console.command(
+                "Email.Create", account, EmailName=fields.get("name", ""),
+                Subject=fields.get("subject", ""), FromName=fields.get("from_name", ""),
+                FromEmail=fields.get("from_email", ""), MessageHTML=fields.get("html", ""),
+                MessagePlain=fields.get("plain", ""),
+            )  # fmt: skip
+        except RequestRejected as rejected:
+            return console.page(request, "new_email.html", account, 422, section="campaigns",
+                                error=rejected.errors[0].message, given=fields)  # fmt: skip
+        return RedirectResponse(f"{ROOT}/campaigns/new?email={made['EmailID']}", status_code=303)
 
     # Messages: EmailGateway.GetEvents, and a message's history from the event store.
 

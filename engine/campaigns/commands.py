@@ -9,7 +9,7 @@ import io
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -36,6 +36,9 @@ from domain.lists import EMAIL_FIELD, ListRuleBroken, SubscriberList, normalise_
 from engine.application import Sendstream
 from engine.ids import new_id
 from engine.params import count_param, is_valid_email, iso_time, text_param, uuid_param
+
+if TYPE_CHECKING:
+    from domain.segments import Segment
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
 
@@ -346,12 +349,10 @@ class CampaignService:
 
     # Saved segments.
 
-    def create_segment(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        from domain.segments import SegmentError, parse_segment, to_bundle
+    def _segment_param(self, account: Account, params: dict[str, Any]) -> Segment:
+        """``RulesJsonBundle``: rules over lists of the account only."""
+        from domain.segments import SegmentError, parse_segment
 
-        name = text_param(params.get("SegmentName"))
-        if name is None:
-            raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="SegmentName"))
         if params.get("RulesJsonBundle") in (None, ""):
             raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="RulesJsonBundle"))
         try:
@@ -361,6 +362,15 @@ class CampaignService:
                 E.Lists.INVALID_OPTION.format(name=f"RulesJsonBundle ({error})")
             ) from None
         self._check_lists(account, [c.list_id for c in segment.criteria])
+        return segment
+
+    def create_segment(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        from domain.segments import to_bundle
+
+        name = text_param(params.get("SegmentName"))
+        if name is None:
+            raise RequestRejected(E.Lists.MISSING_PARAMETER.format(name="SegmentName"))
+        segment = self._segment_param(account, params)
         with self._library_lock:
             library = self._library(account)
             if any(n.lower() == name.lower() for n in library.segments.values()):
@@ -371,6 +381,19 @@ class CampaignService:
             library.add_segment(saved.id, saved.name)
             self._app.save(library, saved)
         return {"SegmentID": str(saved.id)}
+
+    def count_segment(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """How many active subscribers a RulesJsonBundle picks now (ours: what a segment
+        editor shows before the segment is saved or a campaign sent to it)."""
+        from domain.segments import evaluate
+
+        segment = self._segment_param(account, params)
+        members = {
+            c.list_id: found.active_subscribers()
+            for c in segment.criteria
+            if (found := self._get(uuid_param(c.list_id), SubscriberList)) is not None
+        }
+        return {"Subscribers": len(evaluate(segment, members))}
 
     def get_segments(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         found = [self._get(i, SavedSegment) for i in self._library(account).segments]

@@ -98,3 +98,30 @@ for (const form of document.querySelectorAll("form[data-progress]")) {
   });
 }
 }
+
+// A campaign's page: its progress bar and figures follow the sending, every two seconds,
+// until the campaign is finished.
+{
+  const live = document.querySelector(".campaign-live[data-progress-url]");
+  const finished = new Set(["Sent", "Cancelled", "Failed", "Draft"]);
+  if (live && !finished.has(live.dataset.status)) {
+    const bar = document.getElementById("progress");
+    const timer = setInterval(async () => {
+      if (document.hidden) return;
+      const response = await fetch(live.dataset.progressUrl, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const campaign = await response.json();
+      campaign.Throughput = campaign.CampaignThroughput ? campaign.CampaignThroughput.EmailsPerSecond : 0;
+      for (const element of live.querySelectorAll("[data-field]")) {
+        const value = campaign[element.dataset.field];
+        element.textContent = element.dataset.field === "Progress" ? `${value} %` : String(value ?? 0);
+      }
+      bar.value = campaign.Progress;
+      if (campaign.Status !== live.dataset.status) {
+        // Another state offers other actions: the page again, as a GET.
+        clearInterval(timer);
+        window.location.assign(window.location.pathname);
+      }
+    }, 2000);
+  }
+}
