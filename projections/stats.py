@@ -35,6 +35,8 @@ __all__ = [
     "plan",
 ]
 
+# ClickHouse's DateTime64 starts here.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -251,14 +253,17 @@ def domain_stats(
     (the preceding period of equal length, with the change of each figure) and ``TagStats``."""
     stop = end + timedelta(milliseconds=1)
     length = stop - start
-    periods = [(start, stop), (start - length, start)]
+    # The comparison period, cut at the first moment a report can hold (a range of
+    # millennia would otherwise start before the year 1).
+    compared_from = start - length if start - EARLIEST > length else EARLIEST
+    periods = [(start, stop), (compared_from, start)]
     sql, parameters = _sliced_query(_KIND_DIMENSIONS, periods, tagged=False, daily=True)
     rows = store.query(sql, {**parameters, "domain": domain_id}) if sql else []
     stats = _figures(r for r in rows if r["period"] == 0)
     before = _figures(r for r in rows if r["period"] == 1)
     comparison = {
         **before,
-        "PeriodStart": (start - length).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "PeriodStart": compared_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "PeriodEnd": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "Deltas": {key: round(stats[key] - before[key], 2) for key in stats},
     }

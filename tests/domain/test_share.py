@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from uuid import uuid4
+from uuid import UUID
 
 import pytest
 
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize("count", [1, 2, 3, 7])
 def test_each_message_is_in_exactly_one_share_and_shares_are_even(count: int) -> None:
     shares = [DeliveryShare(number, count) for number in range(1, count + 1)]
-    submission = uuid4()
+    # A fixed submission: shares are even on average, and a random one lands beyond the
+    # bound about once in a hundred runs.
+    submission = UUID("6f1c2b1e-8d4a-4c1e-9f3b-2a7d5e9c0b41")
     ids = [message_id_for(submission, index) for index in range(7000)]
 
     holders = Counter(sum(share.holds(i) for share in shares) for i in ids)

@@ -396,3 +396,15 @@ def test_an_accounts_overview_sums_its_domains_by_hour_and_by_day(store: Reporti
     hour = [p for p in by_hour["Series"] if p["At"] == day.strftime("%Y-%m-%dT%H:00:00Z")]
     assert hour and hour[0]["deferred"] == 2
     assert account_overview(store, [], start, end, by_day=True)["Series"] == []
+
+
+def test_a_range_of_millennia_compares_with_what_the_tables_can_hold(
+    store: ReportingStore,
+) -> None:
+    domain_id = uuid4()
+    insert_new_events(store, traffic(domain_id))
+    start = datetime(2208, 10, 2, 12, 19, 47, tzinfo=UTC)  # as schemathesis once asked
+    answer = domain_stats(store, domain_id, start, datetime(8991, 9, 2, tzinfo=UTC))
+    assert answer["Stats"]["Sent"] == 0
+    assert answer["ComparisonStats"]["PeriodStart"] == "1900-01-01T00:00:00Z"
+    assert answer["ComparisonStats"]["Sent"] == expected(traffic(domain_id), T0, start)["Sent"]
