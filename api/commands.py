@@ -84,6 +84,7 @@ def command_table(
         CommandSpec("Email.Update", campaigns.update_email, blocking=True),
         CommandSpec("Email.Get", campaigns.get_email, blocking=True),
         CommandSpec("Emails.Get", campaigns.get_emails, blocking=True),
+        CommandSpec("Email.Preview", campaigns.preview_email, blocking=True),
         CommandSpec("Campaign.Create", campaigns.create_campaign, blocking=True),
         CommandSpec("Campaign.Update", campaigns.update_campaign, blocking=True),
         CommandSpec("Campaign.Approve", campaigns.approve, blocking=True),

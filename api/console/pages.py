@@ -247,6 +247,15 @@ def every_bucket(
     return [found.get(key, {"At": key, **empty}) for key in keys]
 
 
+def _email_of(fields: dict[str, str]) -> dict[str, str]:
+    """The email form's fields as Email.Create and Email.Update take them."""
+    return {
+        "EmailName": fields.get("name", ""), "Subject": fields.get("subject", ""),
+        "FromName": fields.get("from_name", ""), "FromEmail": fields.get("from_email", ""),
+        "MessageHTML": fields.get("html", ""), "MessagePlain": fields.get("plain", ""),
+    }  # fmt: skip
+
+
 def _bundle_of(fields: dict[str, str]) -> dict[str, Any]:
     """The segment editor's form as a RulesJsonBundle (001): one list, its rules joined by
     "and" (all must match) or "or" (any); rows left empty are no rules."""
@@ -916,6 +925,37 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         return await campaign_page(request, account, campaign_id,
                                    notice=CAMPAIGN_ACTIONS[action])  # fmt: skip
 
+    @router.get(f"{ROOT}/emails")
+    async def emails(request: Request, account: Account = signed_in) -> Response:
+        found = (await console.command("Emails.Get", account))["Emails"]
+        return console.page(request, "emails.html", account, section="campaigns",
+                            emails=found)  # fmt: skip
+
+    async def email_page(
+        request: Request, account: Account, email_id: str, status: int = 200, **context: Any
+    ) -> Response:
+        try:
+            email = (await console.command("Email.Get", account, EmailID=email_id))["Email"]
+        except RequestRejected:
+            return not_found(request, account)
+        lists = (await console.command("Lists.Get", account))["Lists"]
+        asked = request.query_params
+        chosen = {"list": asked.get("list", ""), "address": asked.get("address", "")}
+        preview = None
+        if chosen["list"]:
+            try:
+                preview = await console.command(
+                    "Email.Preview", account, EmailID=email_id, ListID=chosen["list"],
+                    EmailAddress=chosen["address"],
+                )  # fmt: skip
+            except RequestRejected as rejected:
+                context.setdefault("error", rejected.errors[0].message)
+                status = 422
+        return console.page(
+            request, "email.html", account, status, section="campaigns", email=email,
+            lists=lists, chosen=chosen, preview=preview, **context,
+        )  # fmt: skip
+
     @router.get(f"{ROOT}/emails/new")
     async def new_email(request: Request, account: Account = signed_in) -> Response:
         return console.page(request, "new_email.html", account, section="campaigns")
@@ -925,16 +965,29 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         request: Request, account: Account = signed_in, fields: dict[str, str] = posted
     ) -> Response:
         try:
-            made = await console.command(
-                "Email.Create", account, EmailName=fields.get("name", ""),
-                Subject=fields.get("subject", ""), FromName=fields.get("from_name", ""),
-                FromEmail=fields.get("from_email", ""), MessageHTML=fields.get("html", ""),
-                MessagePlain=fields.get("plain", ""),
-            )  # fmt: skip
+            made = await console.command("Email.Create", account, **_email_of(fields))
         except RequestRejected as rejected:
             return console.page(request, "new_email.html", account, 422, section="campaigns",
                                 error=rejected.errors[0].message, given=fields)  # fmt: skip
         return RedirectResponse(f"{ROOT}/campaigns/new?email={made['EmailID']}", status_code=303)
+
+    @router.get(f"{ROOT}/emails/{{email_id}}")
+    async def email(request: Request, email_id: str, account: Account = signed_in) -> Response:
+        return await email_page(request, account, email_id)
+
+    @router.post(f"{ROOT}/emails/{{email_id}}")
+    async def change_email(
+        request: Request, email_id: str, account: Account = signed_in,
+        fields: dict[str, str] = posted,
+    ) -> Response:  # fmt: skip
+        try:
+            await console.command("Email.Update", account, EmailID=email_id, **_email_of(fields))
+        except RequestRejected as rejected:
+            error = rejected.errors[0]
+            if error == E.Lists.INVALID_EMAIL_ID:
+                return not_found(request, account)
+            return await email_page(request, account, email_id, 422, error=error.message)
+        return await email_page(request, account, email_id, notice="The email was saved.")
 
     # Messages: EmailGateway.GetEvents, and a message's history from the event store.
 

@@ -517,6 +517,36 @@ class CampaignService:
             raise RequestRejected(E.Lists.INVALID_EMAIL_ID)
         return {"Email": self._describe_email(email)}
 
+    def preview_email(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """The email as one subscriber of a list gets it, merge tags filled (ours: what a
+        campaign editor shows before anything is sent). ``EmailAddress`` picks the
+        subscriber; without it, the list's first."""
+        from engine.campaigns.runner import campaign_content
+        from engine.delivery.personalise import Personaliser
+
+        email = self._own_email(account, params.get("EmailID"))
+        if email is None:
+            raise RequestRejected(E.Lists.INVALID_EMAIL_ID)
+        subscribers = self._own_list(account, params)
+        wanted = (text_param(params.get("EmailAddress")) or "").lower()
+        active = subscribers.active_subscribers()
+        fields = next((row for row in active if not wanted or row[EMAIL_FIELD] == wanted), None)
+        if fields is None:
+            raise RequestRejected(
+                E.Lists.for_exception(
+                    "InvalidEmailAddressException", "Email address is not on this list."
+                )
+            )
+        shown = Personaliser().preview(campaign_content(email), fields[EMAIL_FIELD], dict(fields))
+        return {
+            "EmailAddress": fields[EMAIL_FIELD],
+            "Subject": shown.subject,
+            "FromName": shown.sender.name,
+            "FromEmail": shown.sender.email,
+            "MessageHTML": shown.html or "",
+            "MessagePlain": shown.plain or "",
+        }
+
     def get_emails(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         emails = [self._get(i, CampaignEmail) for i in self._library(account).emails]
         return {"Emails": [self._describe_email(e) for e in emails if e and not e.is_deleted]}

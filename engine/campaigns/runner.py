@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -199,15 +199,7 @@ class CampaignRunner:
         for start in range(0, len(suppressed), AUDIENCE_CHUNK):
             instance.record_suppressed(suppressed[start : start + AUDIENCE_CHUNK])
         instance.complete_audience(total=len(recipients), excluded=excluded)
-        content = EmailContent(
-            subject=email.subject,
-            sender=Address(email.from_email, email.from_name),
-            to=(),
-            reply_to=(Address(email.reply_to, ""),) if email.reply_to else (),
-            html=email.html or None,
-            plain=email.plain or None,
-            tags=tuple(campaign.tags),
-        )
+        content = campaign_content(email, campaign.tags)
         submission = Submission(
             id=instance_id,
             account_id=campaign.account_id,
@@ -412,6 +404,19 @@ class CampaignRunner:
         instance.finish(datetime.now(UTC))
         self._app.save(instance, *stopped)
         self._instances.pop(instance.instance_id, None)
+
+
+def campaign_content(email: CampaignEmail, tags: Iterable[str] = ()) -> EmailContent:
+    """What a campaign's email sends, before each recipient's merge tags are filled."""
+    return EmailContent(
+        subject=email.subject,
+        sender=Address(email.from_email, email.from_name),
+        to=(),
+        reply_to=(Address(email.reply_to, ""),) if email.reply_to else (),
+        html=email.html or None,
+        plain=email.plain or None,
+        tags=tuple(tags),
+    )
 
 
 def campaign_statistics(store: ReportingStore, campaign_id: UUID) -> dict[str, Any]:

@@ -34,19 +34,23 @@ class Personaliser:
         self._templates: OrderedDict[UUID, _Templates] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _parsed(self, submission_id: UUID, content: EmailContent) -> _Templates:
-        with self._lock:
-            found = self._templates.get(submission_id)
-            if found is not None:
-                return found
+    @staticmethod
+    def _templates_of(content: EmailContent) -> _Templates:
         # A campaign without a plain body gets one made from its HTML, tags and all.
         plain = content.plain or (plain_from_html(content.html) if content.html else "")
-        parsed = _Templates(
+        return _Templates(
             subject=parse_template(content.subject),
             from_name=parse_template(content.sender.name or ""),
             html=parse_template(content.html) if content.html else None,
             plain=parse_template(plain),
         )
+
+    def _parsed(self, submission_id: UUID, content: EmailContent) -> _Templates:
+        with self._lock:
+            found = self._templates.get(submission_id)
+            if found is not None:
+                return found
+        parsed = self._templates_of(content)
         with self._lock:
             self._templates[submission_id] = parsed
             while len(self._templates) > self._size:
@@ -60,7 +64,18 @@ class Personaliser:
         recipient: str,
         fields: dict[str, str],
     ) -> EmailContent:
-        templates = self._parsed(submission_id, content)
+        return self._rendered(self._parsed(submission_id, content), content, recipient, fields)
+
+    def preview(
+        self, content: EmailContent, recipient: str, fields: dict[str, str]
+    ) -> EmailContent:
+        """One recipient's copy of content that is not being sent (nothing is cached)."""
+        return self._rendered(self._templates_of(content), content, recipient, fields)
+
+    @staticmethod
+    def _rendered(
+        templates: _Templates, content: EmailContent, recipient: str, fields: dict[str, str]
+    ) -> EmailContent:
         name = " ".join(
             part for part in (fields.get("FirstName", ""), fields.get("LastName", "")) if part
         )
