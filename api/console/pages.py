@@ -67,6 +67,7 @@ CAMPAIGN_STATUSES = ("All", "Draft", "Ready", "Scheduled", "Sending", "Paused", 
                      "Cancelled", "Failed")  # fmt: skip
 # The lifecycle commands a campaign's page offers, with what it says once one is done.
 CAMPAIGN_ACTIONS = {
+    "edit": "The changes were saved.",
     "approve": "Approved: it is sent when it is due.",
     "pause": "Paused: no more of its mail leaves until it is resumed.",
     "resume": "Resumed.",
@@ -245,6 +246,19 @@ def every_bucket(
             hour += timedelta(hours=1)
     empty = dict.fromkeys(SERIES_KINDS, 0)
     return [found.get(key, {"At": key, **empty}) for key in keys]
+
+
+def _campaign_of(fields: dict[str, str]) -> dict[str, str]:
+    """The campaign form's fields as Campaign.Update takes them."""
+    taken = {
+        "CampaignName": fields.get("name", ""), "RelEmailID": fields.get("email", ""),
+        "RecipientListsAndSegments": fields.get("list", ""), "ScheduleType": "Immediate",
+    }  # fmt: skip
+    if fields.get("when") == "later":
+        taken |= {"ScheduleType": "Future", "SendDate": fields.get("send_date", ""),
+                  "SendTime": fields.get("send_time", ""),
+                  "SendTimeZone": fields.get("send_zone", "")}  # fmt: skip
+    return taken
 
 
 def _email_of(fields: dict[str, str]) -> dict[str, str]:
@@ -844,11 +858,6 @@ def install_console(app: FastAPI, engine: Engine) -> None:
     async def create_campaign(
         request: Request, account: Account = signed_in, fields: dict[str, str] = posted
     ) -> Response:
-        schedule = {"ScheduleType": "Future" if fields.get("when") == "later" else "Immediate"}
-        if schedule["ScheduleType"] == "Future":
-            schedule |= {"SendDate": fields.get("send_date", ""),
-                         "SendTime": fields.get("send_time", ""),
-                         "SendTimeZone": fields.get("send_zone", "")}  # fmt: skip
         try:
             made = await console.command(
                 "Campaign.Create", account, CampaignName=fields.get("name", "")
@@ -858,10 +867,8 @@ def install_console(app: FastAPI, engine: Engine) -> None:
                                            error=rejected.errors[0].message)  # fmt: skip
         try:
             await console.command(
-                "Campaign.Update", account, CampaignID=made["CampaignID"],
-                RelEmailID=fields.get("email", ""),
-                RecipientListsAndSegments=fields.get("list", ""), **schedule,
-            )  # fmt: skip
+                "Campaign.Update", account, CampaignID=made["CampaignID"], **_campaign_of(fields)
+            )
         except RequestRejected as rejected:  # the draft stays, to be completed on its page
             return await campaign_page(request, account, made["CampaignID"], 422,
                                        error=rejected.errors[0].message)  # fmt: skip
@@ -887,8 +894,21 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             shown = await campaign_of(account, campaign_id)
         except RequestRejected:
             return not_found(request, account)
-        return console.page(request, "campaign.html", account, status, section="campaigns",
-                            campaign=shown, **context)  # fmt: skip
+        emails = (await console.command("Emails.Get", account))["Emails"]
+        lists = (await console.command("Lists.Get", account))["Lists"]
+        schedule = shown.get("Schedule") or {}
+        local = str(schedule.get("send_at_local") or "")
+        editing = {
+            "name": shown["CampaignName"], "email": shown.get("RelEmailID") or "",
+            "list": str(shown.get("RecipientListsAndSegments") or "").split(",")[0],
+            "when": "later" if schedule.get("kind") == "Future" else "now",
+            "send_date": local[:10], "send_time": local[11:16],
+            "send_zone": schedule.get("timezone") or "",
+        }  # fmt: skip
+        return console.page(
+            request, "campaign.html", account, status, section="campaigns", campaign=shown,
+            emails=emails, lists=lists, zones=_ZONES, editing=editing, **context,
+        )  # fmt: skip
 
     @router.get(f"{ROOT}/campaigns/{{campaign_id}}")
     async def campaign(
@@ -915,8 +935,12 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         if action not in CAMPAIGN_ACTIONS:
             raise Refused(400, "Unknown action.")
         try:
-            await console.command(f"Campaign.{action.capitalize()}", account,
-                                  CampaignID=campaign_id)  # fmt: skip
+            if action == "edit":
+                await console.command("Campaign.Update", account, CampaignID=campaign_id,
+                                      **_campaign_of(fields))  # fmt: skip
+            else:
+                await console.command(f"Campaign.{action.capitalize()}", account,
+                                      CampaignID=campaign_id)  # fmt: skip
         except RequestRejected as rejected:
             error = rejected.errors[0]
             if error.code == 2:  # each lifecycle command's "not the user's or not there"

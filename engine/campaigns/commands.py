@@ -811,6 +811,8 @@ class CampaignService:
             "RelEmailID": str(campaign.email_id) if campaign.email_id else None,
             "ScheduleType": campaign.schedule.get("kind", "Immediate"),
             "Schedule": campaign.schedule,
+            # As Campaign.Update takes them (empty where the audience is a RulesJsonBundle).
+            "RecipientListsAndSegments": ",".join(campaign.audience.get("include", [])),
             "NextSendDate": iso_time(campaign.due_at),
             "CreatedDate": iso_time(campaign.created_at),
             "SendDate": iso_time(campaign.sending_started_at),

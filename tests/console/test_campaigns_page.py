@@ -46,6 +46,23 @@ def test_a_campaign_is_made_approved_and_its_progress_reaches_the_end(
     expect(page.get_by_role("heading", level=1)).to_have_text(HOSTILE_NAME)
     expect(page.locator("[data-field=Status]")).to_have_text("Draft")
 
+    # A draft is edited on its page: here, to be sent at a date, then at once again.
+    page.get_by_label("At a date and time").check()
+    page.get_by_label("Date", exact=True).fill("2030-01-07")
+    page.get_by_label("Time", exact=True).fill("09:30")
+    page.get_by_label("Time zone").select_option("Europe/Paris")
+    page.get_by_role("button", name="Save the changes").click()
+    expect(page.get_by_role("status")).to_have_text("The changes were saved.")
+    campaign_id = command(console, "Campaigns.Get")["Campaigns"][0]["CampaignID"]
+    saved = command(console, "Campaign.Get", CampaignID=campaign_id)["Campaign"]
+    assert saved["ScheduleType"] == "Future"
+    assert saved["Schedule"]["send_at_local"] == "2030-01-07T09:30"
+    assert saved["RecipientListsAndSegments"] == made["ListID"]
+    expect(page.get_by_label("Date", exact=True)).to_have_value("2030-01-07")  # shown as saved
+    page.get_by_label("As soon as it is approved").check()
+    page.get_by_role("button", name="Save the changes").click()
+    expect(page.get_by_role("status")).to_have_text("The changes were saved.")
+
     page.get_by_role("button", name="Approve and send").click()
     expect(page.get_by_role("status")).to_have_text("Approved: it is sent when it is due.")
     # No reload: the page follows the sending.
@@ -59,7 +76,6 @@ def test_a_campaign_is_made_approved_and_its_progress_reaches_the_end(
     page.get_by_role("link", name="Sent", exact=True).click()
     expect(page.locator("table.campaigns tbody tr")).to_have_count(1)
     assert problems == [], problems
-    campaign_id = command(console, "Campaigns.Get")["Campaigns"][0]["CampaignID"]
     page.close()
 
     cookies, csrf = session_of(browser, console, console.other_login)
