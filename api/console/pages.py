@@ -417,14 +417,7 @@ def install_console(app: FastAPI, engine: Engine) -> None:
     async def domains_page(
         request: Request, account: Account, status: int = 200, **context: Any
     ) -> Response:
-        listed = (await console.call(gateway.get_domains, account))["Domains"]
-        shown = []
-        for entry in listed:
-            try:
-                domain = await console.call(gateway.get_domain, account, DomainID=entry["DomainID"])
-            except RequestRejected:
-                continue  # deleted since it was listed
-            shown.append(domain["Domain"])
+        shown = (await console.call(gateway.get_domains, account))["Domains"]
         notice = {"deleted": "The domain was deleted."}.get(request.query_params.get("done", ""))
         return console.page(
             request, "domains.html", account, status, section="domains", domains=shown,

@@ -403,7 +403,7 @@ class Gateway:
             domains.append(
                 {
                     "DomainID": str(domain.id),
-                    "DomainName": domain.name,
+                    **self._status(domain),
                     "Verified": domain.is_verified,
                     "Active": domain.is_active,
                 }
