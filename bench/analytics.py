@@ -17,7 +17,8 @@
    more), over a 30-day range ending at a random day.
 4. The console's pages: the overview of one of the 200 busiest accounts (24 hours and
    30 days: its figures, the chart's every bucket, the page rendered) and the
-   Messages page of a domain (its newest 50 events, rendered): the page's own work,
+   Messages page of a domain (its newest 50 events, rendered) and a campaign's page
+   (its statistics and its throughput chart, rendered): the page's own work,
    without the session check and the HTTP round trip.
 """
 
@@ -35,6 +36,8 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
+
 from adapters.ports import ReportingStore
 from api.console.pages import Console, every_bucket
 from bench.machine import describe, print_table
@@ -47,9 +50,11 @@ from projections.events import encode_events, insert_new_encoded, list_event_row
 from projections.query import parse_query
 from projections.stats import (
     AGGREGATIONS,
+    CAMPAIGN_KINDS,
     SERIES_KINDS,
     account_overview,
     aggregated_events,
+    campaign_series,
     domain_stats,
 )
 
@@ -349,6 +354,19 @@ def run(events: int = 10_000_000) -> list[tuple[str, str, str]]:
                 event_names=[], per_page=50, section="messages",
             )  # fmt: skip
 
+        def campaign_page(rng: random.Random) -> None:
+            """The console's campaign page: its statistics and its throughput chart, rendered."""
+            campaign_id = rng.choices(campaign_ids, campaign_weights)[0]
+            shown: dict[str, Any] = {"CampaignID": str(campaign_id), "CampaignName": "bench",
+                                     "Status": "Sent", "Progress": 100, "ScheduleType": "Immediate",
+                                     "CreatedDate": datetime.now(UTC)}  # fmt: skip
+            shown |= campaign_statistics(store, campaign_id)
+            shown["Chart"] = campaign_series(store, campaign_id)
+            console.templates.get_template("campaign.html").render(
+                account=reader, csrf="", campaign=shown, kinds=CAMPAIGN_KINDS, section="campaigns",
+                chart=orjson.dumps({"kinds": CAMPAIGN_KINDS, **shown["Chart"]}).decode(),
+            )  # fmt: skip
+
         for name, call, target in (
             ("EmailGateway.DomainStats", stats, 50),
             ("EmailGateway.AggrEvents", aggregate, 100),
@@ -357,6 +375,7 @@ def run(events: int = 10_000_000) -> list[tuple[str, str, str]]:
             ("console overview, 24 hours", overview(1), 200),
             ("console overview, 30 days", overview(30), 200),
             ("console messages page", messages_page, 200),
+            ("console campaign page", campaign_page, 200),
         ):
             call(random.Random(1))  # the first run reads the parts' indexes from disk
             p50, p99 = _timed(RUNS, call)

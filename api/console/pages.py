@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from engine.keys import session_secret
 from engine.params import MAX_PAGED_RECORDS, time_zone, uuid_param
 from engine.runtime.composition import Engine
 from projections.events import EVENT_TYPE_NAMES
-from projections.stats import SERIES_KINDS, account_overview
+from projections.stats import CAMPAIGN_KINDS, SERIES_KINDS, account_overview, campaign_series
 
 __all__ = ["ROOT", "SESSION_COOKIE", "install_console"]
 
@@ -73,7 +73,10 @@ CAMPAIGN_ACTIONS = {
     "resume": "Resumed.",
     "cancel": "Cancelled: the rest of its mail will not be sent.",
 }
-SEGMENT_RULES = 4
+# The segment editor's bounds: the bundle allows more (domain.segments), a form this
+# size stays readable.
+SEGMENT_GROUPS = 10
+SEGMENT_RULES = 20
 SEGMENT_OPERATORS = (
     "equals", "not_equals", "contains", "not_contains", "begins_with", "ends_with",
     "is_set", "is_not_set", "greater_than", "less_than",
@@ -270,20 +273,81 @@ def _email_of(fields: dict[str, str]) -> dict[str, str]:
     }  # fmt: skip
 
 
-def _bundle_of(fields: dict[str, str]) -> dict[str, Any]:
-    """The segment editor's form as a RulesJsonBundle (001): one list, its rules joined by
-    "and" (all must match) or "or" (any); rows left empty are no rules."""
-    rules = [
-        {"type": "fields", "field_id": fields.get(f"field_{n}", "").strip(),
-         "operator": fields.get(f"operator_{n}", ""), "value": fields.get(f"value_{n}", "")}
-        for n in range(1, SEGMENT_RULES + 1)
-        if fields.get(f"field_{n}", "").strip()
-    ]  # fmt: skip
-    match = "and" if fields.get("match") == "all" else "or"
+def _bounded(text: str, low: int, high: int) -> int:
+    return max(low, min(int(text), high)) if text.isdigit() else low
+
+
+def segment_form(fields: Mapping[str, str], lists: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The segment editor's form read back: ``combine`` ("all" or "any" of the groups) and
+    its ``groups``, each a list, "all" or "any" of its rules, and its rule rows (a field, a
+    comparison, a value), with the change its button asked for made (a rule row or a group
+    added, a group removed). A fresh form is one group of the first list."""
+    first_list = str(lists[0]["ListID"]) if lists else ""
+    count = _bounded(fields.get("groups", "1"), 1, SEGMENT_GROUPS)
+    groups: list[dict[str, Any]] = []
+    for g in range(1, count + 1):
+        rows = _bounded(fields.get(f"rules_{g}", "2"), 1, SEGMENT_RULES)
+        groups.append({
+            "list": fields.get(f"list_{g}", first_list),
+            "match": "any" if fields.get(f"match_{g}") == "any" else "all",
+            "rules": [
+                {"field": fields.get(f"field_{g}_{n}", "").strip(),
+                 "operator": fields.get(f"operator_{g}_{n}", SEGMENT_OPERATORS[0]),
+                 "value": fields.get(f"value_{g}_{n}", "")}
+                for n in range(1, rows + 1)
+            ],
+        })  # fmt: skip
+    action, _, target = fields.get("action", "").partition(":")
+    chosen = _bounded(target, 0, len(groups)) - 1
+    if action == "add_rule" and chosen >= 0 and len(groups[chosen]["rules"]) < SEGMENT_RULES:
+        groups[chosen]["rules"].append({"field": "", "operator": SEGMENT_OPERATORS[0], "value": ""})
+    elif action == "add_group" and len(groups) < SEGMENT_GROUPS:
+        groups.append({"list": first_list, "match": "all", "rules": [
+            {"field": "", "operator": SEGMENT_OPERATORS[0], "value": ""}]})  # fmt: skip
+    elif action == "remove_group" and chosen >= 0 and len(groups) > 1:
+        del groups[chosen]
+    return {"combine": "any" if fields.get("combine") == "any" else "all", "groups": groups}
+
+
+def _bundle_of(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The segment editor's form as a RulesJsonBundle (001): its groups are the criteria,
+    joined by "and" (all must hold) or "or"; rule rows without a field are no rules, so a
+    group without rules is every subscriber of its list."""
+
+    def joined(match: str) -> str:
+        return "and" if match == "all" else "or"
+
     return {
-        "operator": "or",
-        "criteria": [{"list_id": fields.get("list", ""), "operator": match, "rules": rules}],
-    }
+        "operator": joined(form["combine"]),
+        "criteria": [
+            {"list_id": group["list"], "operator": joined(group["match"]),
+             "rules": [{"type": "fields", "field_id": rule["field"],
+                        "operator": rule["operator"], "value": rule["value"]}
+                       for rule in group["rules"] if rule["field"]]}
+            for group in form["groups"]
+        ],
+    }  # fmt: skip
+
+
+def segment_text(bundle: Any, list_names: Mapping[str, str]) -> str:
+    """A saved segment's RulesJsonBundle in words: "Readers: City equals Paris and …"."""
+    try:
+        parsed = orjson.loads(bundle) if isinstance(bundle, str | bytes) else bundle
+        criteria = parsed["criteria"]
+        groups = []
+        for criterion in criteria:
+            name = list_names.get(str(criterion["list_id"]), str(criterion["list_id"]))
+            rules = [
+                " ".join(str(part) for part in (rule.get("field_id"),
+                         str(rule.get("operator", "")).replace("_", " "),
+                         rule.get("value", "")) if part not in (None, ""))
+                for rule in criterion.get("rules") or []
+            ]  # fmt: skip
+            inner = f" {criterion.get('operator', 'and')} ".join(rules)
+            groups.append(f"{name}: {inner}" if rules else f"{name}: every subscriber")
+        return f" — {parsed.get('operator', 'or')} — ".join(groups)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return _shown_value(bundle)
 
 
 def _page_number(text: str, per_page: int = _EVENTS_PER_PAGE) -> int:
@@ -753,17 +817,24 @@ def install_console(app: FastAPI, engine: Engine) -> None:
                                notice=f"{address} was {done[action]}.")  # fmt: skip
 
     # Segments: Segment.Count, Segment.Create, Segments.Get, Segment.Delete. The editor
-    # makes a RulesJsonBundle of one list's criterion and up to SEGMENT_RULES rules.
+    # makes a RulesJsonBundle of up to SEGMENT_GROUPS lists' criteria, each of up to
+    # SEGMENT_RULES rules; its buttons add rows and groups without JavaScript.
 
     async def segment_page(
-        request: Request, account: Account, status: int = 200, **context: Any
-    ) -> Response:
+        request: Request, account: Account, status: int = 200,
+        fields: Mapping[str, str] | None = None, **context: Any,
+    ) -> Response:  # fmt: skip
         lists = (await console.command("Lists.Get", account))["Lists"]
         segments = (await console.command("Segments.Get", account))["Segments"]
+        names = {str(entry["ListID"]): str(entry["ListName"]) for entry in lists}
+        for segment in segments:
+            segment["Text"] = segment_text(segment.get("RulesJsonBundle"), names)
+        form = context.pop("form", None) or segment_form(fields or {}, lists)
         return console.page(
             request, "segments.html", account, status, section="lists", lists=lists,
-            segments=segments, operators=SEGMENT_OPERATORS, rules=SEGMENT_RULES,
-            given=context.pop("given", {}), **context,
+            segments=segments, operators=SEGMENT_OPERATORS, form=form,
+            most_rules=SEGMENT_RULES, most_groups=SEGMENT_GROUPS,
+            name=(fields or {}).get("name", ""), **context,
         )  # fmt: skip
 
     @router.get(f"{ROOT}/segments")
@@ -774,23 +845,26 @@ def install_console(app: FastAPI, engine: Engine) -> None:
     async def change_segments(
         request: Request, account: Account = signed_in, fields: dict[str, str] = posted
     ) -> Response:
-        action = fields.get("action", "")
+        action = fields.get("action", "").partition(":")[0]
         try:
             if action == "delete":
                 await console.command("Segment.Delete", account, SegmentID=fields.get("target"))
                 return await segment_page(request, account, notice="The segment was deleted.")
-            bundle = orjson.dumps(_bundle_of(fields)).decode()
+            if action in ("add_rule", "add_group", "remove_group"):
+                return await segment_page(request, account, fields=fields)
+            lists = (await console.command("Lists.Get", account))["Lists"]
+            form = segment_form(fields, lists)
+            bundle = orjson.dumps(_bundle_of(form)).decode()
             if action == "count":
                 counted = await console.command("Segment.Count", account, RulesJsonBundle=bundle)
-                return await segment_page(
-                    request, account, given=fields, count=counted["Subscribers"]
-                )
+                return await segment_page(request, account, fields=fields, form=form,
+                                          count=counted["Subscribers"])  # fmt: skip
             if action == "save":
                 await console.command("Segment.Create", account, RulesJsonBundle=bundle,
                                       SegmentName=fields.get("name", ""))  # fmt: skip
                 return await segment_page(request, account, notice="The segment was saved.")
         except RequestRejected as rejected:
-            return await segment_page(request, account, 422, given=fields,
+            return await segment_page(request, account, 422, fields=fields,
                                       error=rejected.errors[0].message)  # fmt: skip
         raise Refused(400, "Unknown action.")
 
@@ -877,6 +951,10 @@ def install_console(app: FastAPI, engine: Engine) -> None:
         shown["Progress"] = min(100, round(100 * done / recipients)) if recipients else 0
         if shown["Status"] == "Sent":
             shown["Progress"] = 100
+        shown["Chart"] = await asyncio.to_thread(
+            campaign_series, engine.reporting, UUID(str(shown["CampaignID"])),
+            until_now=shown["Status"] == "Sending",
+        )  # fmt: skip
         return shown
 
     async def campaign_page(
@@ -898,9 +976,11 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             "send_date": local[:10], "send_time": local[11:16],
             "send_zone": schedule.get("timezone") or "",
         }  # fmt: skip
+        chart = {"kinds": CAMPAIGN_KINDS, **shown["Chart"]}
         return console.page(
             request, "campaign.html", account, status, section="campaigns", campaign=shown,
-            emails=emails, lists=lists, zones=_ZONES, editing=editing, **context,
+            emails=emails, lists=lists, zones=_ZONES, editing=editing, kinds=CAMPAIGN_KINDS,
+            chart=orjson.dumps(chart).decode(), **context,
         )  # fmt: skip
 
     @router.get(f"{ROOT}/campaigns/{{campaign_id}}")

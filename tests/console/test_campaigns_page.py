@@ -69,6 +69,11 @@ def test_a_campaign_is_made_approved_and_its_progress_reaches_the_end(
     expect(page.locator("#progress")).to_have_attribute("value", "100", timeout=60_000)
     expect(page.locator("[data-field=Status]")).to_have_text("Sent", timeout=30_000)
     expect(page.locator("[data-field=TotalDelivered]")).to_have_text("12")
+    # Its throughput chart is drawn, and its steps' deliveries add up to the campaign's.
+    expect(page.locator("#throughput-chart canvas")).to_have_count(1)
+    progress = page.request.get(f"{page.url.split('?')[0]}/progress.json").json()
+    chart = progress["Chart"]
+    assert sum(point["delivered"] for point in chart["Series"]) == 12
     screenshot(page, tmp_path, "campaign")
 
     page.get_by_role("link", name="Campaigns", exact=True).first.click()

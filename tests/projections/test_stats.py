@@ -30,6 +30,7 @@ from projections.stats import (
     Slice,
     account_overview,
     aggregated_events,
+    campaign_series,
     domain_stats,
     plan,
 )
@@ -253,6 +254,35 @@ def test_campaign_statistics_from_the_campaign_rollup(store: ReportingStore) -> 
     ]
     assert stats["CampaignThroughput"]["AverageEmailsPerSecond"] == round(8 / 102, 1)
     assert campaign_statistics(store, uuid4())["TotalRecipients"] == 0
+
+
+@pytest.mark.parametrize(("span", "step"), [(timedelta(minutes=10), 5), (timedelta(hours=5), 300)])
+def test_a_campaigns_throughput_is_counted_in_steps_from_the_events_or_the_rollup(
+    store: ReportingStore, span: timedelta, step: int
+) -> None:
+    domain_id, campaign = uuid4(), str(uuid4())
+    rng = random.Random(3)
+    moments = sorted(T0 + span * rng.random() for _ in range(300))
+    kinds = Counter[str]()
+    rows = [row(domain_id, T0, "accepted", campaign_id=campaign),
+            row(domain_id, T0 + span, "accepted", campaign_id=campaign)]  # fmt: skip
+    for at in moments:
+        kind = rng.choice(("delivered", "delivered", "deferred", "bounced"))
+        kinds[kind] += 1
+        rows.append(row(domain_id, at, kind, campaign_id=campaign))
+    rows.append(row(domain_id, T0, "delivered", campaign_id=str(uuid4())))  # another campaign
+    insert_new_events(store, rows)
+
+    chart = campaign_series(store, UUID(campaign))
+
+    assert chart["Step"] == step  # at most 120 steps over the span
+    times = [datetime.fromisoformat(point["At"]) for point in chart["Series"]]
+    assert times[0] <= T0 < times[0] + timedelta(seconds=step)
+    assert times[-1] <= T0 + span < times[-1] + timedelta(seconds=step)
+    assert all(b - a == timedelta(seconds=step) for a, b in itertools.pairwise(times))  # no gap
+    for kind in ("delivered", "deferred", "bounced"):
+        assert sum(point[kind] for point in chart["Series"]) == kinds[kind]
+    assert campaign_series(store, uuid4()) == {"Step": 1, "Series": []}
 
 
 def test_migrations_bring_an_old_table_up_to_date_and_backfill_the_rollups(

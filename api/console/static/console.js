@@ -99,11 +99,44 @@ for (const form of document.querySelectorAll("form[data-progress]")) {
 }
 }
 
-// A campaign's page: its progress bar and figures follow the sending, every two seconds,
-// until the campaign is finished.
+// A campaign's page: its progress bar, figures and throughput chart follow the sending,
+// every two seconds, until the campaign is finished.
 {
   const live = document.querySelector(".campaign-live[data-progress-url]");
   const finished = new Set(["Sent", "Cancelled", "Failed", "Draft"]);
+  const chartBox = document.getElementById("throughput-chart");
+  let plot = null;
+  let kinds = [];
+  // Each point counts a step's emails; the chart shows them per second, each held over its
+  // step (a stepped line that ends where the last step does, so one step is drawn too).
+  const columns = (chart) => {
+    const times = chart.Series.map((point) => Date.parse(point.At) / 1000);
+    if (times.length) times.push(times[times.length - 1] + chart.Step);
+    const last = chart.Series[chart.Series.length - 1];
+    return [times, ...kinds.map((kind) => [...chart.Series, last].filter(Boolean)
+      .map((point) => point[kind] / chart.Step))];
+  };
+  if (chartBox) {
+    const initial = JSON.parse(chartBox.dataset.throughput);
+    kinds = initial.kinds;
+    const COLOURS = { delivered: "#1b7a3d", deferred: "#c98a00", bounced: "#b3261e" };
+    window.addEventListener("load", () => {
+      if (typeof uPlot === "undefined") return;
+      plot = new uPlot({
+        width: chartBox.clientWidth,
+        height: 220,
+        scales: { x: { time: true } },
+        series: [{}, ...kinds.map((kind) => ({
+          label: `${kind}/s`, stroke: COLOURS[kind], width: 2,
+          paths: uPlot.paths.stepped({ align: 1 }), points: { show: false },
+        }))],
+        axes: [{}, { size: 56 }],
+      }, columns(initial), chartBox);
+    });
+    window.addEventListener("resize", () => {
+      if (plot) plot.setSize({ width: chartBox.clientWidth, height: 220 });
+    });
+  }
   if (live && !finished.has(live.dataset.status)) {
     const bar = document.getElementById("progress");
     const timer = setInterval(async () => {
@@ -111,12 +144,16 @@ for (const form of document.querySelectorAll("form[data-progress]")) {
       const response = await fetch(live.dataset.progressUrl, { credentials: "same-origin" });
       if (!response.ok) return;
       const campaign = await response.json();
-      campaign.Throughput = campaign.CampaignThroughput ? campaign.CampaignThroughput.EmailsPerSecond : 0;
+      campaign.Throughput = campaign.CampaignThroughput ? campaign.CampaignThroughput.EmailsPerSecond : 0;  // while it sends
       for (const element of live.querySelectorAll("[data-field]")) {
         const value = campaign[element.dataset.field];
         element.textContent = element.dataset.field === "Progress" ? `${value} %` : String(value ?? 0);
       }
       bar.value = campaign.Progress;
+      if (plot && campaign.Chart) {
+        plot.setData(columns(campaign.Chart));
+        document.querySelector("[data-step]").textContent = campaign.Chart.Step;
+      }
       if (campaign.Status !== live.dataset.status) {
         // Another state offers other actions: the page again, as a GET.
         clearInterval(timer);
