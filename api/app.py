@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.commands import CommandEndpoint
 from api.console import install_console
 from api.docs import serve_docs
-from api.errors import JSONResponse, rest_error_response
+from api.errors import JSONResponse, rejection_for, rest_error_response
 from api.openapi import install_contract
 from api.schemas import (
     DeletedWebhookResponse,
@@ -85,9 +85,8 @@ class SendEmailFastPath:
             response: Response = JSONResponse({"MessageID": message_id})
         except RequestRejected as rejected:
             response = rest_error_response(rejected)
-        except Exception:
-            log.exception("POST /api/v1/email failed")
-            response = rest_error_response(RequestRejected(Extensions.INTERNAL))
+        except Exception as error:
+            response = rest_error_response(rejection_for(error, log, "POST /api/v1/email"))
         await response(scope, receive, send)
 
 
@@ -251,8 +250,9 @@ def create_api(engine: Engine) -> FastAPI:
         return response
 
     @app.exception_handler(Exception)
-    async def unknown(_: Request, __: Exception) -> JSONResponse:
-        return rest_error_response(RequestRejected(Extensions.INTERNAL))
+    async def unknown(request: Request, error: Exception) -> JSONResponse:
+        what = f"{request.method} {request.url.path}"
+        return rest_error_response(rejection_for(error, log, what))
 
     @app.post(
         "/api/v1/email",

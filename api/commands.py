@@ -26,7 +26,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import JSONResponse
+from api.errors import JSONResponse, rejection_for
 from domain.account import Account
 from domain.errors import Command, ErrorText, RequestRejected
 from engine.accounts.gateway import Gateway
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
 
-_ENDPOINT_ERRORS = {400, 401, 409, 413, 415, 429, 500}
+_ENDPOINT_ERRORS = {400, 401, 409, 413, 415, 429, 500, 503}
 
 
 class CommandGroup(Protocol):
@@ -185,9 +185,9 @@ class CommandEndpoint:
             return await self.run(params)
         except RequestRejected as rejected:
             return failure(rejected.errors[0], rejected.retry_after)
-        except Exception:
-            log.exception("/api.php failed")
-            return failure(Command.INTERNAL)
+        except Exception as error:
+            refused = rejection_for(error, log, "/api.php")
+            return failure(refused.errors[0], refused.retry_after)
 
     async def run(self, params: dict[str, Any]) -> JSONResponse:
         name = params.get("Command")

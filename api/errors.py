@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
-from domain.errors import ErrorText, RequestRejected
+from adapters.faults import StorageFault, storage_fault
+from domain.errors import ErrorText, Extensions, RequestRejected
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -39,3 +41,24 @@ def rest_error_response(rejected: RequestRejected) -> JSONResponse:
         status_code=status,
         headers=headers,
     )
+
+
+# What a storage fault answers, and after how many seconds the client should try again: a
+# full disk waits for an operator, a database restart takes seconds.
+FAULT_ANSWERS = {
+    StorageFault.FULL: (Extensions.STORAGE_FULL, 30),
+    StorageFault.UNAVAILABLE: (Extensions.STORAGE_UNAVAILABLE, 5),
+}
+
+
+def rejection_for(error: Exception, log: logging.Logger, what: str) -> RequestRejected:
+    """What a request that raised ``error`` answers. A storage fault is the machine's, not
+    a bug: 503 with Retry-After, logged as a warning without its traceback (a full disk
+    must not fill the log too). Anything else is the unknown exception, with its traceback."""
+    fault = storage_fault(error)
+    if fault is None:
+        log.exception("%s failed", what)
+        return RequestRejected(Extensions.INTERNAL)
+    log.warning("%s refused: the event store is %s (%s)", what, fault.value, error)
+    answer, retry_after = FAULT_ANSWERS[fault]
+    return RequestRejected(answer, retry_after=retry_after)

@@ -71,8 +71,11 @@ BEARER_ONLY_OPERATIONS = frozenset(
 )
 COMMAND_SECURITY: list[dict[str, list[str]]] = [{"AccountKey": []}, {"Session": []}]
 
-# Every endpoint can fail on its body or on the engine itself.
-ANY_ENDPOINT = (Extensions.MALFORMED_BODY, Extensions.TOO_LARGE, Extensions.INTERNAL)
+# Every endpoint can fail on its body, on the engine itself or on the machine's storage.
+STORAGE_FAULTS = (Extensions.STORAGE_FULL, Extensions.STORAGE_UNAVAILABLE)
+ANY_ENDPOINT = (
+    Extensions.MALFORMED_BODY, Extensions.TOO_LARGE, Extensions.INTERNAL, *STORAGE_FAULTS
+)  # fmt: skip
 # What the request parsers shared by the endpoints raise (engine.params, engine.sending).
 PARAMETER_ERRORS = (Extensions.INVALID_PARAMETER, Extensions.INVALID_DATE)
 
@@ -91,7 +94,7 @@ REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
     ("get", "/api/v1/email/{message_id}"): [
         E.GetEvents.MISSING_SENDER_API_KEY, E.GetEvents.INVALID_SENDER_API_KEY,
         E.GetEvents.TOO_MANY_REQUESTS, Extensions.INVALID_PARAMETER, Extensions.NOT_FOUND,
-        Extensions.INTERNAL,
+        Extensions.INTERNAL, *STORAGE_FAULTS,
     ],
     ("get", "/api/v1/events"): [
         *catalogue(E.GetEvents), *ANY_ENDPOINT, *PARAMETER_ERRORS,

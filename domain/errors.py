@@ -121,6 +121,14 @@ class Extensions:
         "Please narrow date range to pull 20,000 records or less.",
     )
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
+    # Faults of the machine, not of the request: nothing was stored, and the same request
+    # succeeds once they pass (Retry-After says when to try again).
+    STORAGE_FULL = ErrorText(
+        503, "The event store is out of disk space: nothing was stored. Retry later."
+    )
+    STORAGE_UNAVAILABLE = ErrorText(
+        503, "The event store cannot be reached: nothing was stored. Retry later."
+    )
     INVALID_WEBHOOK_URL = ErrorText(422, "Invalid WebhookURL: {reason}")
     INVALID_WEBHOOK_PARAMETERS = ErrorText(422, "Invalid Parameters: {reason}")
     INVALID_WEBHOOK_METHOD = ErrorText(422, "Invalid Method: use POST, FORM or GET")
@@ -179,6 +187,8 @@ class Command:
     )
     INVALID_OPTION = ErrorText(400, "Invalid Option specified: {name}")  # InvalidOptionException
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
+    STORAGE_FULL = Extensions.STORAGE_FULL
+    STORAGE_UNAVAILABLE = Extensions.STORAGE_UNAVAILABLE
 
 
 class UserLogin:

@@ -24,6 +24,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
+from adapters.faults import log_failure
 from adapters.ports import ReportingStore
 from domain.campaign import (
     Campaign,
@@ -100,8 +101,8 @@ class CampaignRunner:
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:
-                log.exception("campaigns: tick failed")
+            except Exception as error:
+                log_failure(log, "campaigns: tick failed", error)
             stop.wait(interval)
 
     def tick(self, now: datetime | None = None) -> None:

@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
+from adapters.faults import log_failure
 from adapters.schedule_store import ScheduleStore
 from domain.message import IllegalTransition, Message, MessageStatus
 from engine.application import Sendstream
@@ -95,6 +96,6 @@ class Scheduler:
                 while self.follow_once() >= self._batch_size:
                     pass
                 self.queue_due()
-            except Exception:
-                log.exception("scheduler: tick failed")
+            except Exception as error:
+                log_failure(log, "scheduler: tick failed", error)
             stop.wait(interval)

@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from adapters.faults import log_failure
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
 from adapters.throttle import KeyedThrottle
 from domain.account import SenderDomain
@@ -92,8 +93,8 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("delivery: batch failed; it will be read again")
+            except Exception as error:
+                log_failure(log, "delivery: batch failed; it will be read again", error)
                 await asyncio.to_thread(self._source.rewind)
                 # The batch read again may hold messages it claimed without recording an
                 # outcome: they are loaded from the store, where that claim is.
@@ -275,7 +276,9 @@ class DeliveryWorker:
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
                 outcome = await self._transport.send(return_path, message.recipient, raw, sources)
-            await self._writer.save_async([self._record(message, outcome)])
+            # The mail has left (or was refused): its outcome is kept until it is stored,
+            # through a full disk or a database restart, rather than lost to a retry.
+            await self._writer.save_until_stored([self._record(message, outcome)])
             if not message.is_final:
                 self._streamed.keep(message)  # a retry's Queued finds it here
             if outcome.is_permanent and self._feedback is not None:

@@ -21,6 +21,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification, Recording, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
+from adapters.faults import log_failure
 from adapters.ports import EventSource
 from domain.envelope import EventEnvelope, event_id_for
 from engine.application import Sendstream
@@ -266,6 +267,7 @@ def run_until_stopped(name: str, step: Callable[[], object], stop: threading.Eve
     while not stop.is_set():
         try:
             step()
-        except Exception:
-            log.exception("%s: batch failed; it will be read again from the last commit", name)
+        except Exception as error:
+            log_failure(log, f"{name}: batch failed; it will be read again from the last commit",
+                        error)  # fmt: skip
             stop.wait(1.0)

@@ -20,12 +20,15 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
+from adapters.faults import storage_fault
 from adapters.thread_names import NamedThread
 from engine.application import Sendstream
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_FIRST_RETRY_SECONDS = 0.5
+_LAST_RETRY_SECONDS = 10.0
 
 # Who waits for a caller's share of a batch: a thread (through a Future) or a coroutine
 # (through an asyncio future that belongs to its loop).
@@ -73,6 +76,26 @@ class BatchWriter:
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put((self._pending_events(aggregates), (loop, future)))
         await future
+
+    async def save_until_stored(self, aggregates: Sequence[Aggregate]) -> None:
+        """As :meth:`save_async`, but a storage fault (a full disk, a database restarting)
+        is waited out: the same events are offered again, at growing intervals, until they
+        are stored. For what records something already done in the world (a message
+        handed to a mail server), which must not be forgotten because the disk was full."""
+        events = self._pending_events(aggregates)
+        delay = _FIRST_RETRY_SECONDS
+        while True:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            self._queue.put((events, (loop, future)))
+            try:
+                await future
+                return
+            except Exception as error:
+                if storage_fault(error) is None:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LAST_RETRY_SECONDS)
 
     def save(self, aggregates: Sequence[Aggregate]) -> None:
         """Blocking form of :meth:`submit`, for worker threads."""
@@ -134,7 +157,11 @@ class BatchWriter:
                     else:
                         outcomes.append((waiter, None))
         except Exception as error:
-            log.exception("event store write failed")
+            fault = storage_fault(error)
+            if fault is None:
+                log.exception("event store write failed")
+            else:
+                log.warning("event store write failed: it is %s (%s)", fault.value, error)
             outcomes = [(waiter, error) for _, waiter in batch]
         else:
             outcomes = [(waiter, None) for _, waiter in batch]

@@ -41,6 +41,7 @@ from adapters.dsn import (
     is_complaint,
     parse_report,
 )
+from adapters.faults import storage_fault
 from adapters.loop_thread import LoopThreadServer
 from domain.bounces import BounceClass
 from domain.verp import message_id_from_unsubscribe_address, message_id_from_verp
@@ -212,8 +213,12 @@ class BounceIntake(LoopThreadServer):
                 return await self._complaint(message_ids, report, peer)
             if isinstance(report, DeliveryReport):
                 return await self._bounces(message_ids, report, peer)
-        except Exception:
-            log.exception("recording a report from %s failed", peer)
+        except Exception as error:
+            fault = storage_fault(error)
+            if fault is None:
+                log.exception("recording a report from %s failed", peer)
+            else:  # the sender retries: nothing is lost
+                log.warning("a report from %s waits: the event store is %s", peer, fault.value)
             return TRY_LATER
         log.info("not a report, from %s (%d bytes): discarded", peer, len(data))
         return DROPPED

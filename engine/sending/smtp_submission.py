@@ -27,6 +27,7 @@ from email.message import Message
 from email.parser import BytesParser
 from uuid import UUID
 
+from adapters.faults import StorageFault, storage_fault
 from adapters.mime import build_message
 from adapters.smtp_in import SmtpServer
 from domain.account import SmtpCredential, domain_accepts_sender
@@ -527,8 +528,15 @@ class _Submissions:
             message_id = await self._sending.accept(sender, content, source="smtp")
         except RequestRejected as rejected:
             return reply_for_rejection(rejected)
-        except Exception:
-            log.exception("SMTP submission of %s failed", login.username)
+        except Exception as error:
+            fault = storage_fault(error)
+            if fault is StorageFault.FULL:  # RFC 3463 4.3.1: mail system full
+                log.warning("SMTP submission of %s refused: no disk space", login.username)
+                return reply_line(452, "4.3.1", "Insufficient system storage, try again later")
+            if fault is StorageFault.UNAVAILABLE:
+                log.warning("SMTP submission of %s refused: %s", login.username, error)
+            else:
+                log.exception("SMTP submission of %s failed", login.username)
             return reply_line(451, "4.3.0", "Temporary failure, try again later")
         return reply_line(250, "2.0.0", f"Ok: queued as {message_id}")
 

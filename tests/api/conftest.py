@@ -58,12 +58,14 @@ def api_document(idle_engine: Engine) -> dict[str, Any]:
 
 
 @contextmanager
-def serving(tmp_path: Path, **settings: str) -> Iterator[Served]:
-    """``sendstream serve --single-process`` on a new embedded installation with two
-    bootstrapped accounts; ``settings``: more of its environment."""
+def serving(tmp_path: Path, data_dir: Path | None = None, **settings: str) -> Iterator[Served]:
+    """``sendstream serve --single-process`` on a new embedded installation (in
+    ``data_dir``, else in ``tmp_path``) with two bootstrapped accounts; its log is
+    ``tmp_path``'s serve.log; ``settings``: more of its environment."""
     env = embedded_environment(
-        tmp_path / "var", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true", **settings
-    )
+        data_dir or tmp_path / "var", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true",
+        **settings,
+    )  # fmt: skip
     keys = bootstrap_account(env)
     other = bootstrap_account(env, domain="example.org")
     port = free_port()

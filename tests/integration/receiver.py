@@ -6,6 +6,7 @@ first attempt and is accepted on the next, ``slow-…`` waits before accepting.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -96,3 +97,18 @@ class Receiver:
 def received_headers(item: Received) -> dict[str, Any]:
     message = item.message
     return {k.lower(): str(v) for k, v in message.items()}
+
+
+class SlowReceiver(Receiver):
+    """Takes ``delay`` seconds per message, so that what a test does (a kill, a pause, a
+    full disk) lands in the middle of the sending."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        original = self.handler.handle_DATA
+
+        async def slow_data(server: SMTP, session: Session, envelope: Envelope) -> str:
+            await asyncio.sleep(delay)
+            return await original(server, session, envelope)
+
+        self.handler.handle_DATA = slow_data  # type: ignore[method-assign]

@@ -15,7 +15,7 @@ import pytest
 from domain.campaign import CampaignStatus
 from engine.runtime.composition import Engine, Role
 from tests.integration.conftest import wait_for
-from tests.integration.receiver import Receiver
+from tests.integration.receiver import Receiver, SlowReceiver
 
 Client = Callable[[Engine], httpx.AsyncClient]
 
@@ -25,20 +25,6 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver().start()
     yield server
     server.stop()
-
-
-class SlowReceiver(Receiver):
-    """Takes 20 ms per message, so that a pause lands in the middle of a campaign."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        original = self.handler.handle_DATA
-
-        async def slow_data(server, session, envelope):  # type: ignore[no-untyped-def]
-            await asyncio.sleep(0.02)
-            return await original(server, session, envelope)
-
-        self.handler.handle_DATA = slow_data  # type: ignore[method-assign]
 
 
 @pytest.fixture

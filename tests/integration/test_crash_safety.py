@@ -3,7 +3,6 @@ whether mail leaves through a relay or straight to the recipients' mail servers.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -21,30 +20,16 @@ from engine.delivery.worker import INTERRUPTED
 from engine.runtime.composition import Engine, Role
 from tests.fake_mx import FakeMx
 from tests.integration.conftest import wait_for
-from tests.integration.receiver import Receiver
+from tests.integration.receiver import Receiver, SlowReceiver
 
 pytestmark = pytest.mark.slow
 
 MESSAGES = 1500
 
 
-class SlowHandlerReceiver(Receiver):
-    """Takes a little time per message so that the kill lands in the middle of the work."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        original = self.handler.handle_DATA
-
-        async def slow_data(server, session, envelope):  # type: ignore[no-untyped-def]
-            await asyncio.sleep(0.003)
-            return await original(server, session, envelope)
-
-        self.handler.handle_DATA = slow_data  # type: ignore[method-assign]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = SlowHandlerReceiver().start()
+    server = SlowReceiver(0.003).start()
     yield server
     server.stop()
 

@@ -24,8 +24,7 @@ from domain.message import FINAL_STATUSES, MessageStatus
 from engine.delivery.worker import INTERRUPTED
 from engine.runtime.composition import Engine
 from tests.integration.conftest import KAFKA_MODE, new_postgres_schema, wait_for
-from tests.integration.receiver import Receiver
-from tests.integration.test_crash_safety import SlowHandlerReceiver
+from tests.integration.receiver import Receiver, SlowReceiver
 from tests.services import ServeProcess, write_burst
 from tests.webhook_receiver import WebhookReceiver
 
@@ -41,7 +40,7 @@ WEBHOOKS_LOCAL = {"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOW_HTTP": "true"
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = SlowHandlerReceiver().start()
+    server = SlowReceiver(0.003).start()
     yield server
     server.stop()
 
