@@ -17,7 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from eventsourcing.persistence import ApplicationRecorder
-from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresFactory,
+    PostgresTrackingRecorder,
+)
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
 from eventsourcing.utils import Environment, EnvType
 
@@ -60,6 +64,18 @@ class TunedSQLiteFactory(SQLiteFactory):
         untuned.close()
 
 
+class OneAttemptPostgresRecorder(PostgresApplicationRecorder):
+    """Inserts and reads of aggregates are tried once. eventsourcing tries them up to ten
+    times, each waiting up to the pool's timeout for a connection: a request met a
+    database restart by hanging for most of a minute, and an insert tried again after a
+    COMMIT whose answer was lost met its own events as a conflict. The engine decides
+    instead: the API refuses with 503 and Retry-After, the workers offer the events again
+    once they know they did not land (engine.eventlog.writer)."""
+
+    insert_events = PostgresApplicationRecorder.insert_events.__wrapped__
+    select_events = PostgresApplicationRecorder.select_events.__wrapped__
+
+
 class SerialisedPostgresFactory(PostgresFactory):
     """``PERSISTENCE_MODULE=adapters.event_store:SerialisedPostgresFactory``.
 
@@ -69,6 +85,8 @@ class SerialisedPostgresFactory(PostgresFactory):
     "tuple concurrently updated" (seen when five ``serve --role`` processes started at
     once). Here the creators take turns on a session advisory lock.
     """
+
+    application_recorder_class = OneAttemptPostgresRecorder
 
     def application_recorder(self) -> ApplicationRecorder:
         with self._creating_tables():

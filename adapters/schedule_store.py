@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from adapters.event_store import synchronous_pragma
@@ -110,14 +110,16 @@ _POSTGRES_TABLES = (
 
 class PostgresScheduleStore:
     def __init__(self, conninfo: str, schema: str = "public", consumer: str = "scheduler") -> None:
-        import psycopg
-        from psycopg import sql
+        from adapters.postgres_connection import SchemaConnection
 
         self._consumer = consumer
         self._lock = threading.Lock()
-        self._db = psycopg.connect(conninfo, autocommit=True)
-        self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        self._connection = SchemaConnection(conninfo, schema)
         ensure_objects(self._db, schema, _POSTGRES_TABLES, owner="timer tables")
+
+    @property
+    def _db(self) -> Any:  # psycopg.Connection, imported only where PostgreSQL is used
+        return self._connection.db
 
     def apply(
         self,
@@ -160,4 +162,4 @@ class PostgresScheduleStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._connection.close()

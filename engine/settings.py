@@ -26,6 +26,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("var"), alias="SENDSTREAM_DATA_DIR")
     eventstore_url: str = Field(default="", alias="EVENTSTORE_URL")
+    # How long a request waits for a PostgreSQL connection (the server restarting) before
+    # it is refused with 503 and Retry-After.
+    eventstore_wait_seconds: int = Field(default=5, ge=1, le=300, alias="EVENTSTORE_WAIT_SECONDS")
     # What a commit to the SQLite files waits for: "normal" survives kill -9, "full" power
     # loss too (an fsync per commit); see adapters/event_store.py and the README.
     sqlite_synchronous: Literal["normal", "full"] = Field(
@@ -280,6 +283,10 @@ class Settings(BaseSettings):
                 "POSTGRES_PASSWORD": unquote(parts.password or ""),
                 "POSTGRES_POOL_SIZE": "10",
                 "POSTGRES_MAX_OVERFLOW": "10",
+                "POSTGRES_CONNECT_TIMEOUT": str(self.eventstore_wait_seconds),
+                # A pooled connection is checked before use: after a database restart
+                # every one of them is dead, and each would fail a request otherwise.
+                "POSTGRES_PRE_PING": "y",
                 "POSTGRES_SCHEMA": self.postgres_schema,
                 "TRANSCODER_TOPIC": TRANSCODER,
             }

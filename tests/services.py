@@ -10,6 +10,7 @@ pytest fixtures (``tests/conftest.py``) and benchmarks (``bench/``) share them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -675,9 +676,13 @@ def bootstrap_account(env: dict[str, str], domain: str = "example.com") -> dict[
 class ServeProcess:
     """``sendstream serve --role …`` on a data folder of its own, as on its own machine."""
 
-    def __init__(self, name: str, roles: list[str], env: dict[str, str], tmp: Path) -> None:
+    def __init__(
+        self, name: str, roles: list[str], env: dict[str, str], tmp: Path,
+        arguments: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.name = name
         self.roles = roles
+        self.arguments = list(arguments)
         self.env = {**env, "SENDSTREAM_DATA_DIR": str(tmp / name)}
         self.log = tmp / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -685,7 +690,7 @@ class ServeProcess:
 
     def start(self) -> ServeProcess:
         self._log_at_start = self.log.stat().st_size if self.log.exists() else 0
-        arguments = [arg for role in self.roles for arg in ("--role", role)]
+        arguments = [arg for role in self.roles for arg in ("--role", role)] + self.arguments
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", *arguments],
@@ -713,3 +718,57 @@ class ServeProcess:
         with self.log.open("rb") as log:
             log.seek(self._log_at_start if since_start else 0)
             return log.read().decode(errors="replace").count(text)
+
+
+# --- a PostgreSQL server of the test's own ---------------------------------------------
+
+
+def postgres_binaries() -> Path:
+    """The folder of Debian's PostgreSQL server programs (the newest installed)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        raise ServiceStartError("no PostgreSQL server programs under /usr/lib/postgresql")
+    return found[-1].parent
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster made with ``initdb`` in a folder of its own, which a test may
+    stop and start (or starve of disk) without touching the machine's server. Run as the
+    ``postgres`` user when the test runs as root (the server refuses root)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="sendstream-pg-"))
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._bin = postgres_binaries()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+
+    def _run(self, program: str, *arguments: str) -> None:
+        command = [*self._as, str(self._bin / program), *arguments]
+        done = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        if done.returncode != 0:
+            raise ServiceStartError(f"{program} failed: {done.stdout}{done.stderr}")
+
+    def create(self) -> PrivatePostgres:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "--no-sync", "-E", "UTF8")  # fmt: skip
+        return self.start()
+
+    def start(self) -> PrivatePostgres:
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                   "-c max_connections=200")  # fmt: skip
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"),
+                  "-o", options, "-w", "start")  # fmt: skip
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate``: as a crash (recovery from the WAL at the next start)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(ServiceStartError):
+            self.stop("fast")
+        shutil.rmtree(self.folder, ignore_errors=True)

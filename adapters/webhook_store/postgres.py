@@ -119,13 +119,15 @@ class PostgresWebhookStore(WebhookStore):
         conninfo: str,
         schema: str = "public",
     ) -> None:
-        import psycopg
-        from psycopg import sql
+        from adapters.postgres_connection import SchemaConnection
 
         self._lock = threading.Lock()
-        self._db: psycopg.Connection[Any] = psycopg.connect(conninfo, autocommit=True)
-        self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        self._connection = SchemaConnection(conninfo, schema)
         ensure_objects(self._db, schema, _SCHEMA, owner="webhook store")
+
+    @property
+    def _db(self) -> psycopg.Connection[Any]:
+        return self._connection.db
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -394,4 +396,4 @@ class PostgresWebhookStore(WebhookStore):
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._connection.close()

@@ -236,7 +236,9 @@ class DeliveryWorker:
         for _ in range(2):
             message.start_attempt()
             try:
-                await self._writer.save_async([message])
+                # Through a database restart too: a claim whose COMMIT went unanswered
+                # but landed is found stored, so the message is sent, not left claimed.
+                await self._writer.save_until_stored([message])
                 return message
             except IntegrityError:
                 # Something else (a queue clear, another worker) changed it: look again.

@@ -72,24 +72,56 @@ class BatchWriter:
         loop, rather than one thread-safe call per caller (measured: a tenth of the CPU
         of a busy API went into waking it per caller).
         """
+        await self._offer(self._pending_events(aggregates))
+
+    async def _offer(self, events: list[DomainEventProtocol[UUID]]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((self._pending_events(aggregates), (loop, future)))
-        await future
+        self._queue.put((events, (loop, future)))
+        try:
+            await future
+        except Exception as error:
+            # A connection lost during COMMIT leaves its outcome unknown: the events may be
+            # stored. Then the save succeeded, and saying otherwise would make the caller
+            # do again what is done (a second submission, a message never sent).
+            if not events or storage_fault(error) is None:
+                raise
+            try:
+                stored = await asyncio.to_thread(self._were_stored, events)
+            except Exception:
+                raise error from None
+            if not stored:
+                raise
+
+    def _were_stored(self, events: Sequence[DomainEventProtocol[UUID]]) -> bool:
+        """Whether ``events`` (saved together, so all or none) are in the store: their
+        first one is, with the same state."""
+        first = events[0]
+        mine = self._app.mapper.to_stored_event(first)
+        found = self._app.recorder.select_events(
+            first.originator_id, gt=first.originator_version - 1,
+            lte=first.originator_version, limit=1,
+        )  # fmt: skip
+        return bool(found) and found[0].state == mine.state and found[0].topic == mine.topic
 
     async def save_until_stored(self, aggregates: Sequence[Aggregate]) -> None:
         """As :meth:`save_async`, but a storage fault (a full disk, a database restarting)
         is waited out: the same events are offered again, at growing intervals, until they
         are stored. For what records something already done in the world (a message
-        handed to a mail server), which must not be forgotten because the disk was full."""
+        handed to a mail server, a claim before one), which must not be forgotten because
+        the disk was full."""
         events = self._pending_events(aggregates)
         delay = _FIRST_RETRY_SECONDS
         while True:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            self._queue.put((events, (loop, future)))
             try:
-                await future
+                await self._offer(events)
+                return
+            except IntegrityError:
+                # An earlier offer's COMMIT may have landed after all (its answer was lost).
+                if delay == _FIRST_RETRY_SECONDS or not await asyncio.to_thread(
+                    self._were_stored, events
+                ):
+                    raise
                 return
             except Exception as error:
                 if storage_fault(error) is None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import errno
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from domain.content import Address, EmailContent
 from domain.message import Message, MessageStatus
@@ -104,3 +105,50 @@ def test_threads_save_through_the_same_writer(engine: Engine) -> None:
     stale.start_attempt()
     with pytest.raises(IntegrityError):
         engine.writer.save([stale])
+
+
+def lose_answers(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, *, store: bool, times: int
+) -> None:
+    """The next ``times`` commits fail as a connection lost during COMMIT does: after
+    storing (``store``) or before."""
+    real = engine.app.record
+    left = [times]
+
+    def record(events):  # type: ignore[no-untyped-def]
+        if left[0] <= 0:
+            return real(events)
+        left[0] -= 1
+        if store:
+            real(events)
+        lost = ConnectionResetError(errno.ECONNRESET, "server closed the connection")
+        raise OperationalError("consuming input failed") from lost
+
+    monkeypatch.setattr(engine.app, "record", record)
+
+
+async def test_a_commit_whose_answer_was_lost_but_landed_is_a_success(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender = sender_of(engine)
+    batch = one_message(engine, sender, 1)
+    lose_answers(engine, monkeypatch, store=True, times=1)
+    await engine.writer.save_async(batch)  # no error: it is stored
+    assert engine.app.message(batch[1].id).status is MessageStatus.QUEUED
+
+    lose_answers(engine, monkeypatch, store=False, times=1)
+    with pytest.raises(OperationalError):  # nothing stored: the caller must know
+        await engine.writer.save_async(one_message(engine, sender, 2))
+
+
+async def test_an_outcome_is_offered_again_until_it_is_stored(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender = sender_of(engine)
+    batch = one_message(engine, sender, 1)
+    await engine.writer.save_async(batch)
+    message = engine.app.message(batch[1].id)
+    message.start_attempt()
+    lose_answers(engine, monkeypatch, store=False, times=2)
+    await engine.writer.save_until_stored([message])  # after two failed commits
+    assert engine.app.message(message.id).status is MessageStatus.SENDING
