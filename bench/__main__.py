@@ -1,6 +1,7 @@
 """``python -m bench [WHICH] [--messages N] [--seconds S] [--events N]``: WHICH is api,
 commands, delivery, delivery-kafka, scale-out, direct, smtp, campaign, segments, tracking, bounces,
-analytics, webhooks or all (default)."""
+analytics, webhooks or all (default); ``python -m bench soak [--minutes N] [--load F]`` runs
+the soak (not part of all: it lasts as long as it is asked to)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bench import (
     scale_out,
     segments,
     smtp_submit,
+    soak,
     tracking,
     webhooks,
 )
@@ -43,13 +45,19 @@ def main() -> None:
             "bounces",
             "analytics",
             "webhooks",
+            "soak",
             "all",
         ],
     )
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--minutes", type=float, default=60.0, help="soak: how long")
+    parser.add_argument("--load", type=float, default=0.3, help="soak: share of capacity")
     args = parser.parse_args()
+    if args.which == "soak":
+        soak.main(args.minutes, args.load)
+        return
     rows: list[tuple[str, str, str]] = []
     if args.which in ("api", "all"):
         rows += api_accept.run(seconds=args.seconds)

@@ -772,3 +772,24 @@ class PrivatePostgres:
         with contextlib.suppress(ServiceStartError):
             self.stop("fast")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def wait_until_healthy(
+    url: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+    seconds: float = 90.0,
+) -> None:  # fmt: skip
+    """Until ``url``/healthz answers 200; fails at once if ``process`` ended, with its log."""
+    import httpx  # the test services themselves do without it
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        ended = process is not None and process.poll() is not None
+        if ended or time.monotonic() > deadline:
+            said = log.read_text(errors="replace")[-4000:] if log is not None else ""
+            raise ServiceStartError(f"{url} did not become healthy: {said}")
+        time.sleep(0.2)

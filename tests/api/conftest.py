@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from api.app import create_api
 from api.commands import CommandSpec, engine_commands
 from engine.runtime.composition import Engine
 from engine.settings import Settings
-from tests.services import bootstrap_account, embedded_environment, free_port
+from tests.services import (
+    bootstrap_account,
+    embedded_environment,
+    free_port,
+    wait_until_healthy,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,16 +79,7 @@ def serving(tmp_path: Path, data_dir: Path | None = None, **settings: str) -> It
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "the engine did not start"
-            time.sleep(0.2)
+        wait_until_healthy(url, process, tmp_path / "serve.log", seconds=60)
         yield Served(
             url,
             {"SENDER_KEY": keys["SenderAPIKey"], "ACCOUNT_KEY": keys["AccountAPIKey"]},

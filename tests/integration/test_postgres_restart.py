@@ -18,7 +18,13 @@ import pytest
 
 from tests.integration.conftest import KAFKA_MODE, wait_for
 from tests.integration.receiver import Receiver
-from tests.services import PrivatePostgres, ServeProcess, bootstrap_account, free_port
+from tests.services import (
+    PrivatePostgres,
+    ServeProcess,
+    bootstrap_account,
+    free_port,
+    wait_until_healthy,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -120,7 +126,7 @@ def test_a_postgres_restart_mid_run_loses_and_doubles_nothing(
         api.start()
         workers.start()
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url), timeout=60, interval=0.2)
+        wait_until_healthy(url, seconds=60)
         started = time.monotonic()
         statuses, accepted = asyncio.run(offer(url, keys["SenderAPIKey"], postgres))
         counted = Counter(statuses)
@@ -139,10 +145,3 @@ def test_a_postgres_restart_mid_run_loses_and_doubles_nothing(
     for process in (api, workers):  # faults are warned of in a line, never a traceback
         assert "Traceback" not in process.log.read_text(errors="replace"), process.name
     print(f"{counted[200]} accepted, {counted[503]} refused while down, {took:.0f} s in all")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
