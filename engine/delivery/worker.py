@@ -280,7 +280,7 @@ class DeliveryWorker:
                 outcome = await self._transport.send(return_path, message.recipient, raw, sources)
             # The mail has left (or was refused): its outcome is kept until it is stored,
             # through a full disk or a database restart, rather than lost to a retry.
-            await self._writer.save_until_stored([self._record(message, outcome)])
+            message = await self._record_outcome_of(message, outcome)
             if not message.is_final:
                 self._streamed.keep(message)  # a retry's Queued finds it here
             if outcome.is_permanent and self._feedback is not None:
@@ -308,6 +308,23 @@ class DeliveryWorker:
         campaign_pool = self._campaign(message.campaign_id)[1] if message.campaign_id else ""
         domain_pool = domain.ip_pool if domain is not None else ""
         return self._sources.choose(message.account_id, (campaign_pool, domain_pool))
+
+    async def _record_outcome_of(self, message: Message, outcome: SmtpOutcome) -> Message:
+        """Store the reply. The mail has left (or was refused): its outcome is kept until it
+        is stored, through a full disk or a database restart, rather than lost to a retry.
+        An event recorded on the message meanwhile (a bounce report or an open that came
+        back quickly) makes the save a conflict: the reply is recorded again on the
+        message as it now is."""
+        try:
+            await self._writer.save_until_stored([self._record(message, outcome)])
+            return message
+        except IntegrityError:
+            fresh = await asyncio.to_thread(self._app.message, message.id)
+            if fresh.status is not MessageStatus.SENDING:
+                log.info("delivery: %s was settled meanwhile (%s)", fresh.id, fresh.status)
+                return fresh
+            await self._writer.save_until_stored([self._record(fresh, outcome)])
+            return fresh
 
     def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
         self._record_outcome(message, outcome)
