@@ -112,20 +112,20 @@ class BatchWriter:
         the disk was full."""
         events = self._pending_events(aggregates)
         delay = _FIRST_RETRY_SECONDS
+        faulted = False
         while True:
             try:
                 await self._offer(events)
                 return
             except IntegrityError:
                 # An earlier offer's COMMIT may have landed after all (its answer was lost).
-                if delay == _FIRST_RETRY_SECONDS or not await asyncio.to_thread(
-                    self._were_stored, events
-                ):
+                if not faulted or not await asyncio.to_thread(self._were_stored, events):
                     raise
                 return
             except Exception as error:
                 if storage_fault(error) is None:
                     raise
+                faulted = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY_SECONDS)
 
