@@ -31,7 +31,7 @@ class ContentCache:
     """
 
     def __init__(
-        self, app: Sendstream, size: int = 20_000, max_bytes: int = 256 * 1024 * 1024
+        self, app: Sendstream, size: int = 20_000, max_bytes: int = 64 * 1024 * 1024
     ) -> None:
         self._app = app
         self._size = size

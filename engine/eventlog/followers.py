@@ -73,20 +73,32 @@ class RecentEvents:
     another process's) is read from the store as usual.
     """
 
-    def __init__(self, size: int = 200_000) -> None:
+    def __init__(self, size: int = 50_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+        # Bounded by the events' stored size as well: a submission carries its whole
+        # content, so a count alone would let a day of large HTML sends hold gigabytes.
+        # Followers in this process read within a second or two of the commit; one that
+        # falls further behind decodes from the store, as another process would.
         self._size = size
-        self._events: OrderedDict[int, DomainEventProtocol[UUID]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._events: OrderedDict[int, tuple[DomainEventProtocol[UUID], int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, recordings: Sequence[Recording[UUID]]) -> None:
         with self._lock:
             for recording in recordings:
-                self._events[recording.notification.id] = recording.domain_event
-            while len(self._events) > self._size:
-                self._events.popitem(last=False)
+                size = len(recording.notification.state)
+                self._events[recording.notification.id] = (recording.domain_event, size)
+                self._bytes += size
+            while self._events and (
+                len(self._events) > self._size or self._bytes > self._max_bytes
+            ):
+                _, (_, evicted) = self._events.popitem(last=False)
+                self._bytes -= evicted
 
     def get(self, notification_id: int) -> DomainEventProtocol[UUID] | None:
-        return self._events.get(notification_id)
+        found = self._events.get(notification_id)
+        return found[0] if found is not None else None
 
 
 class NewEventSignal:
