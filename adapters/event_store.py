@@ -16,14 +16,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, TrackingRecorder
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresFactory,
     PostgresTrackingRecorder,
 )
-from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteFactory,
+    SQLiteTrackingRecorder,
+)
 from eventsourcing.utils import Environment, EnvType
+from psycopg.sql import SQL, Identifier
 
 from adapters.postgres_schema import advisory_key
 
@@ -111,3 +117,33 @@ class SerialisedPostgresFactory(PostgresFactory):
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
                 connection.commit()
+
+
+def rewind_tracking(recorder: TrackingRecorder, name: str, position: int) -> None:
+    """Move ``name``'s tracked position back to ``position``, for a consumer that must read
+    again what it had passed (the relay after the broker lost what it had acknowledged).
+    eventsourcing only ever moves a position forwards, on both stores."""
+    if isinstance(recorder, PostgresTrackingRecorder):
+        table = SQL("{0}.{1}").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.tracking_table_name)
+        )
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                SQL("DELETE FROM {0} WHERE application_name = %s AND notification_id > %s")
+                .format(table), (name, position),
+            )  # fmt: skip
+            cursor.execute(
+                SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(table),
+                (name, position),
+            )
+        return
+    if not isinstance(recorder, SQLiteTrackingRecorder):
+        raise TypeError(f"cannot rewind the positions of {type(recorder).__name__}")
+    with recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "DELETE FROM tracking WHERE application_name = ? AND notification_id > ?",
+            (name, position),
+        )
+        cursor.execute(
+            "INSERT INTO tracking VALUES (?, ?) ON CONFLICT DO NOTHING", (name, position)
+        )

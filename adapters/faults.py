@@ -85,12 +85,44 @@ def storage_fault(error: BaseException) -> StorageFault | None:
     return None
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in found):
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def broker_fault(error: BaseException) -> bool:
+    """Whether the Kafka broker failed ``error`` or an exception it was raised from
+    (unreachable, restarting, a coordinator moving): kafka-python raises ``KafkaError``
+    for each, and a role can only wait for the broker and try again."""
+    from kafka.errors import KafkaError
+
+    return any(isinstance(cause, KafkaError) for cause in _chain(error))
+
+
 def log_failure(log: logging.Logger, what: str, error: BaseException) -> None:
-    """Log that ``what`` failed and will be tried again: a storage fault in one line (it
-    is the machine's, and its traceback would repeat at every retry), anything else with
-    its traceback."""
+    """Log that ``what`` failed and will be tried again: a fault of the storage or of the
+    broker in one line (it is the machine's, and its traceback would repeat at every
+    retry), anything else with its traceback."""
     fault = storage_fault(error)
-    if fault is None:
-        log.error("%s", what, exc_info=error)
-    else:
+    if fault is not None:
         log.warning("%s: the storage is %s (%s)", what, fault.value, error)
+    elif broker_fault(error):
+        log.warning("%s: the broker is unavailable (%s)", what, error)
+    else:
+        log.error("%s", what, exc_info=error)
+
+
+class LibraryFaultsInOneLine(logging.Filter):
+    """kafka-python logs every failed reconnect at ERROR with its traceback: a broker
+    restart is hundreds of tracebacks for one fault, which the roles report themselves,
+    once per retry, in one line. Its records keep their text, as warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("kafka") and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True

@@ -74,6 +74,19 @@ class EventPublisher(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class ForgetfulBroker(Protocol):
+    """A publisher whose broker may lose what it acknowledged (restarted without its data):
+    it can tell, and it knows how far every consumer had got, so that the relay publishes
+    again only what some consumer had not processed."""
+
+    def lost_acknowledged(self) -> bool: ...
+
+    def forget_acknowledged(self) -> None: ...
+
+    def processed_by_every_group(self, published: int) -> int | None: ...
+
+
 class ReportingStore(Protocol):
     """A ClickHouse engine: chdb in-process, or a server through clickhouse-connect."""
 

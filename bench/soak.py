@@ -13,12 +13,14 @@ and at the end.
    counting receiver.
 3. After the offer stops, the backlog drains: its time and rate.
 
-Every 15 s: the RSS and open file descriptors of every process of ``serve``, the size of
+Every 15 s: the RSS, open file descriptors and threads of every process of ``serve``, the size of
 the event store and of its write-ahead log, and the number of chdb parts. The figures at
 the end are compared with those after the warm-up, the first third of the offer (at least
 a minute: the caches of recent messages fill, the projector's batches reach their size),
-against the bounds of ``BOUNDS``. Descriptors of chdb's part files are left out: a query
-or a merge holds them for a moment, and the parts are counted on their own.
+against the bounds of ``BOUNDS``. Descriptors of chdb's part files are left out (a query
+or a merge holds them for a moment, and the parts are counted on their own), and so are
+the statistics files in /proc that each ClickHouse thread keeps open (three a thread:
+they follow the threads, counted on their own).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ WARM_UP_SECONDS = 60.0
 WARM_UP_SHARE = 1 / 3
 IN_FLIGHT = 64
 # Growth from the end of the warm-up to the end of the run that counts as a leak.
-BOUNDS = {"rss": 1.25, "fds": 1.10, "wal_bytes": 64 * 1024 * 1024, "chdb_parts": 2.0}
+BOUNDS = {"rss": 1.25, "fds": 1.10, "threads": 1.10, "wal_bytes": 64 * 1024 * 1024,
+          "chdb_parts": 2.0}  # fmt: skip
 _PART = re.compile(r"^(all|\d+)_\d+_\d+_\d+$")
 
 
@@ -76,7 +79,8 @@ _PART = re.compile(r"^(all|\d+)_\d+_\d+_\d+$")
 class Sample:
     at: float
     rss: dict[int, int]  # pid → bytes
-    fds: dict[int, int]  # without the files of chdb's parts, open only while read or merged
+    fds: dict[int, int]  # without chdb's part files and its threads' statistics files
+    threads: dict[int, int]
     roles: dict[int, str]
     store_bytes: int
     wal_bytes: int
@@ -244,27 +248,32 @@ def _role(pid: int) -> str:
 
 
 def _open_files(pid: int, chdb: str) -> int:
-    """Open descriptors, less chdb's part files (a query or merge holds them for a moment)."""
+    """Open descriptors, less chdb's part files (a query or merge holds them for a moment)
+    and the three /proc files each ClickHouse thread that has run a query keeps open for
+    its statistics (as many as its threads, which are counted on their own)."""
     count = 0
+    statistics = f"/proc/{pid}/task/"
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            count += not os.readlink(f"/proc/{pid}/fd/{fd}").startswith(chdb)
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:  # closed meanwhile
             continue
+        count += not target.startswith((chdb, statistics))
     return count
 
 
 def sample(pid: int, data: Path) -> Sample:
-    rss, fds, roles = {}, {}, {}
+    rss, fds, threads, roles = {}, {}, {}, {}
     for process in _tree(pid):
         try:
             rss[process], fds[process] = _rss(process), _open_files(process, str(data / "chdb"))
+            threads[process] = len(os.listdir(f"/proc/{process}/task"))
             roles[process] = _role(process)
         except OSError:  # it ended meanwhile
             continue
     parts = active_parts(data / "chdb")
     store, wal = data / "events.sqlite", data / "events.sqlite-wal"
-    return Sample(time.monotonic(), rss, fds, roles, store.stat().st_size if store.exists()
+    return Sample(time.monotonic(), rss, fds, threads, roles, store.stat().st_size if store.exists()
                   else 0, wal.stat().st_size if wal.exists() else 0, parts)  # fmt: skip
 
 
@@ -426,6 +435,7 @@ def _growth(start: Sample, end: Sample) -> dict[str, tuple[float, float]]:
         "rss": (max(start.rss.values()), max(end.rss.values())),
         "rss_total": (sum(start.rss.values()), sum(end.rss.values())),
         "fds": (sum(start.fds.values()), sum(end.fds.values())),
+        "threads": (sum(start.threads.values()), sum(end.threads.values())),
         "wal_bytes": (start.wal_bytes, end.wal_bytes),
         "store_bytes": (start.store_bytes, end.store_bytes),
         "chdb_parts": (start.chdb_parts, end.chdb_parts),
@@ -517,6 +527,8 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
          f"{_megabytes(growth['rss_total'][1])}", f"{len(end.rss)} processes"),
         ("open file descriptors, after warm-up → end",
          f"{growth['fds'][0]:.0f} → {growth['fds'][1]:.0f}", f"<= x{BOUNDS['fds']}"),
+        ("threads, after warm-up → end",
+         f"{growth['threads'][0]:.0f} → {growth['threads'][1]:.0f}", f"<= x{BOUNDS['threads']}"),
         ("event store, after warm-up → end", f"{_megabytes(growth['store_bytes'][0])} → "
          f"{_megabytes(growth['store_bytes'][1])}", "grows with the history"),
         ("SQLite WAL, after warm-up → end", f"{_megabytes(growth['wal_bytes'][0])} → "

@@ -14,6 +14,7 @@ import orjson
 import typer
 from pydantic import ValidationError
 
+from adapters.faults import LibraryFaultsInOneLine
 from engine.runtime.composition import ALL_ROLES, Engine, Role, tune_garbage_collector
 from engine.runtime.processes import (
     API_PROCESS_ROLES,
@@ -54,6 +55,10 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # kafka-python's INFO is a line per connection and rebalance step.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LibraryFaultsInOneLine())
     settings = load_settings()
     worker_processes: list[WorkerProcess] = []
     if role:

@@ -240,9 +240,12 @@ def _kafka_answers(bootstrap_servers: str) -> bool:
 
 
 def start_kafka_broker(
-    workdir: Path | None = None, *, timeout: float = 30.0, host: str = LOOPBACK
-) -> RunningService:
-    """Start Tansu (memory storage) on a free port; returns once an admin client lists topics.
+    workdir: Path | None = None, *, timeout: float = 30.0, host: str = LOOPBACK,
+    port: int | None = None,
+) -> RunningService:  # fmt: skip
+    """Start Tansu (memory storage) on ``port`` or a free one; returns once an admin client
+    lists topics. Started again on the same port, it is the same broker to its clients,
+    with none of its topics, records or groups (the worst restart a broker can have).
 
     ``url`` is the bootstrap servers string. Its log is ``workdir/tansu.log``.
     """
@@ -275,6 +278,7 @@ def start_kafka_broker(
         # SIGTERM waits ~5 s for clients to hang up; SIGINT stops at once, and a
         # memory-only broker has nothing to save.
         stop_signal=signal.SIGINT,
+        port=port,
     )
 
 

@@ -21,6 +21,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification, Recording, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
+from adapters.event_store import rewind_tracking
 from adapters.faults import log_failure
 from adapters.ports import EventSource
 from domain.envelope import EventEnvelope, event_id_for
@@ -231,6 +232,11 @@ class NotificationLogSource:
     def rewind(self) -> None:
         """Forget what was read but not committed (used after a failed batch)."""
         self._read_up_to = self._committed
+
+    def restart_from(self, position: int) -> None:
+        """Read again everything after ``position``, in this run and after a restart."""
+        rewind_tracking(self._tracking, self._consumer, position)
+        self._committed = self._read_up_to = position
 
     def close(self) -> None:
         pass

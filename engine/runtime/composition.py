@@ -408,7 +408,7 @@ class Engine:
                 source = NotificationLogSource(
                     self.app, self.tracking, "relay", None, self.signal, recent=self.recent
                 )
-                Relay(source, publisher).run(term)
+                Relay(source, publisher, tracking=self.tracking).run(term)
 
             self._spawn_leader("relay", relay)
         if Role.SCHEDULER in self.roles:

@@ -355,3 +355,45 @@ def test_events_of_every_aggregate_reach_kafka(
 
     assert engine.tracking.max_tracking_id(RELAY) == notifications(engine)[-1].id
     assert_nothing_skipped(engine, positions_on(kafka_broker.url, prefix))
+
+
+def test_the_publisher_knows_how_far_every_consumer_group_has_processed(
+    engine: Engine, kafka_broker: RunningService, publishers: Callable[[], Any], prefix: str
+) -> None:
+    """What the relay would publish again if the broker lost its topics: everything after
+    the last event every group of this installation has committed, no less."""
+    record_traffic(engine)
+    publisher = publishers()
+    relay = new_relay(engine, publisher)
+    drain(relay)
+    published = max(n.id for n in notifications(engine))
+    assert publisher.processed_by_every_group(published) == published  # no group yet
+
+    behind = KafkaEventSource(kafka_broker.url, f"{prefix}-projector", ["message"],
+                              topic_prefix=prefix)  # fmt: skip
+    caught_up = KafkaEventSource(kafka_broker.url, f"{prefix}-webhooks", ["message", "account"],
+                                 topic_prefix=prefix)  # fmt: skip
+    try:
+        behind.wait_until_assigned()
+        read = behind.poll(4, timeout=10)
+        assert read
+        behind.commit()
+        caught_up.wait_until_assigned()
+        while caught_up.poll(100, timeout=2):
+            pass
+        caught_up.commit()
+        messages = sorted(n.id for n in notifications(engine) if "Message" in n.topic)
+        first_unread = messages[messages.index(read[-1].position) + 1]
+        assert publisher.processed_by_every_group(published) == first_unread - 1
+        while behind.poll(100, timeout=2):
+            pass
+        behind.commit()
+        assert publisher.processed_by_every_group(published) == published
+    finally:
+        behind.close()
+        caught_up.close()
+    # The publisher's mark: none on a new broker (nothing was lost, but nothing tells), then
+    # held: nothing lost since.
+    assert publisher.lost_acknowledged()
+    publisher.forget_acknowledged()  # what the relay does then: topics made, mark left
+    assert not publisher.lost_acknowledged()
