@@ -430,7 +430,8 @@ class KafkaEventPublisher:
         ]
         reader = self._records_reader()
         lowest: dict[TopicPartition, int] = {}  # the lowest offset any group committed
-        for committed in (admin.list_group_offsets(ours) if ours else {}).values():
+        for group in ours:  # one at a time: brokers before Kafka 3.0 answer one a request
+            committed = admin.list_group_offsets({group: None}).get(group, {})
             # A group reads every partition of the topics it has committed in; one it has
             # not committed in yet is read from its start.
             for topic in {partition.topic for partition in committed}:
