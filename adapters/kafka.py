@@ -492,6 +492,7 @@ class KafkaEventPublisher:
                 bootstrap_servers=self._bootstrap_servers,
                 client_id="sendstream-relay-reader",
                 enable_auto_commit=False,
+                allow_auto_create_topics=False,
             )
         return self._reader
 
@@ -575,6 +576,11 @@ class KafkaEventSource:
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
             max_poll_records=max_poll_records,
+            # A consumer's metadata request would otherwise create a topic the broker lost
+            # with the broker's own number of partitions (Tansu: 4), before the relay
+            # makes it again with ours; members whose metadata still said ours then split
+            # the partitions between them, and some were read by no one for minutes.
+            allow_auto_create_topics=False,
         )
         self._consumer.subscribe(topics=self._topics, listener=_Handover(self))
 

@@ -20,9 +20,10 @@ import pytest
 
 from domain.message import FINAL_STATUSES, MessageStatus
 from engine.runtime.composition import Engine
-from tests.integration.conftest import KAFKA_MODE, new_postgres_schema, wait_for
+from tests.integration.conftest import KAFKA_MODE, wait_for
 from tests.integration.receiver import Receiver
 from tests.services import (
+    PrivatePostgres,
     RunningService,
     ServeProcess,
     free_port,
@@ -52,6 +53,15 @@ def broker(tmp_path: Path) -> Iterator[RunningService]:
 
 
 @pytest.fixture
+def postgres() -> Iterator[PrivatePostgres]:
+    """A server of this test's own: its processes' pools, beside the other tests' at the
+    same time, would use up the machine's server's connections."""
+    server = PrivatePostgres().create()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver().start()
     yield server
@@ -66,10 +76,10 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 
 
 def test_a_broker_restarted_empty_mid_run_skips_and_doubles_nothing(
-    make_engine: Callable[..., Engine], broker: RunningService, receiver: Receiver,
-    webhook_receiver: WebhookReceiver, tmp_path: Path,
+    make_engine: Callable[..., Engine], broker: RunningService, postgres: PrivatePostgres,
+    receiver: Receiver, webhook_receiver: WebhookReceiver, tmp_path: Path,
 ) -> None:  # fmt: skip
-    eventstore = new_postgres_schema()
+    eventstore = postgres.url
     engine = make_engine(roles=frozenset(), EVENTSTORE_URL=eventstore, **WEBHOOKS_LOCAL)
     keys = engine.app.bootstrap("example.com")
     port = free_port()
