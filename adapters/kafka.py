@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -258,7 +258,11 @@ class KafkaEventPublisher:
         client_id: str = "sendstream-publisher",
         linger_ms: int = 5,
         batch_size: int = 256 * 1024,
+        expected_groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``expected_groups``: the consumer groups of the installation (``{prefix}-name``)
+        and the streams each reads, counted by ``processed_by_every_group`` even before
+        they first commit (a group that had not would otherwise be passed over)."""
         self._bootstrap_servers = bootstrap_servers
         self._topic_prefix = topic_prefix
         self._partitions = partitions
@@ -271,6 +275,10 @@ class KafkaEventPublisher:
         # its data), and the relay must publish it again.
         self._acknowledged: dict[TopicPartition, int] = {}
         self._groups = f"{topic_prefix}-"
+        self._expected = {
+            f"{topic_prefix}-{name}": {topic_for(stream, topic_prefix) for stream in streams}
+            for name, streams in (expected_groups or {}).items()
+        }
         self._mark = f"{topic_prefix}.relay"
         self._admin: KafkaAdminClient | None = None
         self._reader: KafkaConsumer | None = None
@@ -287,6 +295,10 @@ class KafkaEventPublisher:
             delivery_timeout_ms=delivery_timeout_ms,
             request_timeout_ms=min(30_000, delivery_timeout_ms - linger_ms),
             max_block_ms=delivery_timeout_ms,
+            # Topics are made by ensure_topics, with our partitions: a send to a topic a
+            # broker lost would otherwise make it again with the broker's own number
+            # (Tansu: 4), and consumers still holding ours left the others unread.
+            allow_auto_create_topics=False,
         )
         self._producer: KafkaProducer | None = KafkaProducer(**self._producer_settings)
         self._ensure_streams(streams)
@@ -423,18 +435,16 @@ class KafkaEventPublisher:
 
     def _processed_by_every_group(self, published: int) -> int | None:
         admin = self._admin_client()
-        ours = [
-            str(group["group_id"])
-            for group in admin.list_groups()
-            if str(group["group_id"]).startswith(self._groups)
-        ]
+        listed = [str(group["group_id"]) for group in admin.list_groups()]
+        ours = sorted({g for g in listed if g.startswith(self._groups)} | set(self._expected))
         reader = self._records_reader()
         lowest: dict[TopicPartition, int] = {}  # the lowest offset any group committed
         for group in ours:  # one at a time: brokers before Kafka 3.0 answer one a request
             committed = admin.list_group_offsets({group: None}).get(group, {})
             # A group reads every partition of the topics it has committed in; one it has
             # not committed in yet is read from its start.
-            for topic in {partition.topic for partition in committed}:
+            topics = {partition.topic for partition in committed} | self._expected.get(group, set())
+            for topic in topics:
                 for number in sorted(reader.partitions_for_topic(topic) or ()):
                     partition = TopicPartition(topic, number)
                     found = committed.get(partition)
@@ -576,11 +586,12 @@ class KafkaEventSource:
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
             max_poll_records=max_poll_records,
-            # A consumer's metadata request would otherwise create a topic the broker lost
-            # with the broker's own number of partitions (Tansu: 4), before the relay
-            # makes it again with ours; members whose metadata still said ours then split
-            # the partitions between them, and some were read by no one for minutes.
+            # A broker that lost its data may make a topic again with its own number of
+            # partitions (Tansu: 4) before the relay makes it with ours. A member whose
+            # metadata still says ours takes part in a split that leaves the others
+            # unread until it refreshes: every 10 s here, not kafka-python's 5 minutes.
             allow_auto_create_topics=False,
+            metadata_max_age_ms=10_000,
         )
         self._consumer.subscribe(topics=self._topics, listener=_Handover(self))
 

@@ -77,6 +77,14 @@ class Role(StrEnum):
 
 ALL_ROLES = frozenset(Role)
 
+# The consumer groups that read the stream at scale (``{KAFKA_TOPIC_PREFIX}-name``) and
+# the streams each reads; the relay counts each when it records how far all have got.
+KAFKA_GROUPS: dict[str, tuple[str, ...]] = {
+    "delivery": ("message", "submission"),
+    "projector": ("message",),
+    "webhooks": ("message", "webhook", "senderdomain"),
+}
+
 
 def tune_garbage_collector() -> None:
     """Call once the engine is built. What was built at start lives for the whole run: keep
@@ -400,6 +408,7 @@ class Engine:
                 topic_prefix=self.settings.kafka_topic_prefix,
                 streams=ALL_STREAMS,
                 partitions=self.settings.kafka_partitions,
+                expected_groups=KAFKA_GROUPS,
             )
             self._publisher = publisher
 
@@ -417,7 +426,9 @@ class Engine:
         if Role.PROJECTOR in self.roles:
             projector = Projector(
                 self.app,
-                self._source("projector", event_types=projected_event_types()),
+                self._source(
+                    "projector", KAFKA_GROUPS["projector"], event_types=projected_event_types()
+                ),
                 self.reporting,
             )
             self._spawn("projector", projector.run)
@@ -434,7 +445,7 @@ class Engine:
 
             registry = WebhookRegistry(self.app)
             if Role.WEBHOOKS in self.roles:
-                streams = ("message", "webhook", "senderdomain")
+                streams = KAFKA_GROUPS["webhooks"]
                 facts = MessageFactsCache(self.app)
                 interest = WebhookInterest(registry, facts)
                 intake_source = self._source(
@@ -514,7 +525,7 @@ class Engine:
             if share is None:
                 source = self._source(
                     "delivery",
-                    streams=("message", "submission"),
+                    streams=KAFKA_GROUPS["delivery"],
                     event_types=[received, accepted, queued],
                 )
             else:
