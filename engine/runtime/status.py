@@ -11,6 +11,7 @@ from eventsourcing.utils import get_topic
 
 from domain.share import DeliveryShare
 from engine.runtime.composition import (
+    KAFKA_GROUPS,
     Engine,
     delivery_event_types,
     open_lease,
@@ -130,8 +131,8 @@ def _kafka_lags(settings: Settings) -> list[FollowerLag]:
     from adapters.kafka import group_offsets
 
     lags = []
-    for role in ("delivery", "projector", "webhooks"):
-        group = f"{settings.kafka_topic_prefix}-{role}"
+    for name in KAFKA_GROUPS:
+        group = f"{settings.kafka_topic_prefix}-{name}"
         for (topic, partition), (committed, end) in sorted(
             group_offsets(settings.kafka_bootstrap_servers, group).items()
         ):

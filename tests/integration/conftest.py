@@ -20,6 +20,9 @@ import pytest
 from api.app import create_app
 from engine.runtime.composition import ALL_ROLES, Engine, Role
 from engine.settings import Settings
+from tests.integration.receiver import Receiver
+from tests.services import PrivatePostgres
+from tests.webhook_receiver import WebhookReceiver
 
 KAFKA_MODE = os.environ.get("SENDSTREAM_TEST_KAFKA", "0") == "1"
 POSTGRES_URL = os.environ.get("SENDSTREAM_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
@@ -42,6 +45,30 @@ def new_postgres_schema() -> str:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')
     return f"{POSTGRES_URL}?schema={schema}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres() -> Iterator[PrivatePostgres]:
+    """A server of the test's own, which it may stop and start, and whose processes' pools,
+    beside the other tests' at the same time, cannot use up the machine's server's
+    connections."""
+    server = PrivatePostgres().create()
+    yield server
+    server.remove()
 
 
 @pytest.fixture

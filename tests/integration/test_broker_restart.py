@@ -52,29 +52,6 @@ def broker(tmp_path: Path) -> Iterator[RunningService]:
     service.stop()
 
 
-@pytest.fixture
-def postgres() -> Iterator[PrivatePostgres]:
-    """A server of this test's own: its processes' pools, beside the other tests' at the
-    same time, would use up the machine's server's connections."""
-    server = PrivatePostgres().create()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver().start()
-    yield server
-    server.stop()
-
-
 def test_a_broker_restarted_empty_mid_run_skips_and_doubles_nothing(
     make_engine: Callable[..., Engine], broker: RunningService, postgres: PrivatePostgres,
     receiver: Receiver, webhook_receiver: WebhookReceiver, tmp_path: Path,

@@ -21,13 +21,6 @@ Client = Callable[[Engine], httpx.AsyncClient]
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def slow_receiver() -> Iterator[Receiver]:
     server = SlowReceiver().start()
     yield server

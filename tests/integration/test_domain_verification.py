@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from adapters.dkim import verify as dkim_verify
 from adapters.dns import DnsLookup
@@ -16,13 +15,6 @@ from tests.integration.receiver import Receiver
 from tests.services import DnsmasqService
 
 Client = Callable[[Engine], httpx.AsyncClient]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 async def command(client: httpx.AsyncClient, key: str, name: str, **params: Any) -> Any:

@@ -10,7 +10,6 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,20 +35,6 @@ IN_FLIGHT = 32
 STOP_AFTER = 2_000  # accepted messages before the database stops
 DOWN_SECONDS = 10
 UNAVAILABLE = "The event store cannot be reached: nothing was stored. Retry later."
-
-
-@pytest.fixture
-def postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres().create()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 def email(n: int) -> dict[str, object]:

@@ -45,13 +45,6 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver().start()
-    yield server
-    server.stop()
-
-
 async def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
     make_engine: Callable[..., Engine],
     api_client: Callable[[Engine], httpx.AsyncClient],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -16,13 +16,6 @@ from tests.integration.conftest import new_postgres_schema, wait_for
 from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 def email_body(**changes: Any) -> dict[str, Any]:

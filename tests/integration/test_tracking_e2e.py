@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import re
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import httpx
-import pytest
 
 from domain.message import MessageStatus
 from domain.suppression import BOUNCE, UNSUBSCRIBE
@@ -44,13 +43,6 @@ Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User
 
 --B--
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    yield server
-    server.stop()
 
 
 async def test_opens_clicks_unsubscribes_and_bounces_come_back_to_the_message(
