@@ -15,6 +15,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
 from domain import errors as E
 from domain.account import Account, domain_accepts_sender
@@ -45,6 +46,8 @@ AggregateT = TypeVar("AggregateT", bound=Aggregate)
 MAX_IMPORT_ROWS = 100_000
 IMPORT_BATCH = 1000
 MAX_PAGE = 1000
+# A lifecycle command that keeps meeting the runner's saves gives up after this many.
+LIFECYCLE_ATTEMPTS = 5
 
 
 class ImportReport:
@@ -729,16 +732,26 @@ class CampaignService:
     ) -> Campaign:
         if text_param(params.get("CampaignID")) is None:
             raise RequestRejected(missing)
-        campaign = self._own_campaign(account, params["CampaignID"])
-        if campaign is None:
-            raise RequestRejected(not_found)
-        try:
-            act(campaign, datetime.now(UTC))
-        except IllegalCampaignTransition as illegal:
-            raise RequestRejected(wrong_state.format(status=illegal.status.value)) from None
-        self._app.save(campaign)
-        self._changed(campaign)
-        return campaign
+        conflicts = 0
+        while True:
+            campaign = self._own_campaign(account, params["CampaignID"])
+            if campaign is None:
+                raise RequestRejected(not_found)
+            try:
+                act(campaign, datetime.now(UTC))
+            except IllegalCampaignTransition as illegal:
+                raise RequestRejected(wrong_state.format(status=illegal.status.value)) from None
+            try:
+                self._app.save(campaign)
+            except IntegrityError:
+                # The runner recorded the campaign's progress (a batch, its end) since it
+                # was read: read it again and judge the command on what it is now.
+                conflicts += 1
+                if conflicts == LIFECYCLE_ATTEMPTS:
+                    raise
+                continue
+            self._changed(campaign)
+            return campaign
 
     def pause(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         self._lifecycle(
