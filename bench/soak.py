@@ -81,7 +81,8 @@ class Sample:
     at: float
     rss: dict[int, int]  # pid → bytes
     fds: dict[int, int]  # without chdb's part files and its threads' statistics files
-    threads: dict[int, int]
+    threads: dict[int, int]  # the engine's own: Python's and those the engine names
+    clickhouse_threads: dict[int, int]  # embedded ClickHouse's pools (chdb)
     roles: dict[int, str]
     store_bytes: int
     wal_bytes: int
@@ -93,7 +94,8 @@ class Counts:
     offered: int = 0
     accepted: int = 0
     refused: dict[int, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # from when the send was due
+    server_latencies: list[float] = field(default_factory=list)  # from when it was written
     hits: int = 0
     bounces: int = 0
     lost: int = 0  # requests whose connection closed without an answer
@@ -173,8 +175,13 @@ class RawClient:
             _, writer = self._free.get_nowait()
             writer.close()
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", timings: list[float] | None = None
+    ) -> tuple[int, bytes]:
+        """The answer's status and body; with ``timings``, how long the server took (from
+        the request written to the answer read, without the wait for a free connection)."""
         reader, writer = await self._free.get()
+        sent = time.perf_counter()
         try:
             head = (
                 f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -191,6 +198,8 @@ class RawClient:
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             answer = await reader.readexactly(length) if length else b""
+            if timings is not None:
+                timings.append(time.perf_counter() - sent)
             return int(status_line.split()[1]), answer
         except BaseException:
             writer.close()
@@ -263,18 +272,38 @@ def _open_files(pid: int, chdb: str) -> int:
     return count
 
 
+def _threads(pid: int) -> tuple[int, int]:
+    """The process's own threads and embedded ClickHouse's. ClickHouse names its threads in
+    CamelCase (``ThreadPool``, ``MergeMutate``, ``QueryPipelineEx``) or ``jemalloc_…``;
+    Python's carry the process's name and those the engine names are lower-case
+    (adapters/thread_names.py). ClickHouse's pools grow under load up to their own limits
+    and shrink slowly: they are reported beside, not bounded here."""
+    own = clickhouse = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{task}/comm").read_text().strip()
+        except OSError:  # it ended meanwhile
+            continue
+        if name[:1].isupper() or name.startswith("jemalloc"):
+            clickhouse += 1
+        else:
+            own += 1
+    return own, clickhouse
+
+
 def sample(pid: int, data: Path) -> Sample:
-    rss, fds, threads, roles = {}, {}, {}, {}
+    rss, fds, threads, clickhouse_threads, roles = {}, {}, {}, {}, {}
     for process in _tree(pid):
         try:
             rss[process], fds[process] = _rss(process), _open_files(process, str(data / "chdb"))
-            threads[process] = len(os.listdir(f"/proc/{process}/task"))
+            threads[process], clickhouse_threads[process] = _threads(process)
             roles[process] = _role(process)
         except OSError:  # it ended meanwhile
             continue
     parts = active_parts(data / "chdb")
     store, wal = data / "events.sqlite", data / "events.sqlite-wal"
-    return Sample(time.monotonic(), rss, fds, threads, roles, store.stat().st_size if store.exists()
+    return Sample(time.monotonic(), rss, fds, threads, clickhouse_threads, roles,
+                  store.stat().st_size if store.exists()
                   else 0, wal.stat().st_size if wal.exists() else 0, parts)  # fmt: skip
 
 
@@ -355,14 +384,16 @@ class Soak:
         rng = random.Random(first)
         tasks: set[asyncio.Task[None]] = set()
         bounces = SMTP(hostname="127.0.0.1", port=self.bounce_port, start_tls=False)
-        await bounces.connect()
+        if mixed:  # an idle connection would be closed by the server's timeout
+            await bounces.connect()
 
         async def one(n: int) -> None:
             started = time.perf_counter()
             self.counts.offered += 1
             try:
+                timing: list[float] = []
                 status, answer = await client.request("POST", "/api/v1/email",
-                                                      orjson.dumps(_email(n)))  # fmt: skip
+                                                      orjson.dumps(_email(n)), timing)  # fmt: skip
             except (OSError, asyncio.IncompleteReadError):
                 self.counts.lost += 1
                 return
@@ -371,6 +402,7 @@ class Soak:
                 return
             self.counts.accepted += 1
             self.counts.latencies.append(time.perf_counter() - started)
+            self.counts.server_latencies += timing
             if mixed:
                 message_id = message_id_for(UUID(orjson.loads(answer)["MessageID"]), 0)
                 await self._mix(client, bounces, message_id, rng)
@@ -388,7 +420,8 @@ class Soak:
             await asyncio.sleep(0.01)
         self.offered_for = time.monotonic() - started
         await asyncio.gather(*tasks)
-        await bounces.quit()
+        if mixed:
+            await bounces.quit()
         await client.close()
         return n
 
@@ -430,9 +463,24 @@ class Soak:
 
     def sampling(self, stop: threading.Event) -> None:
         assert self.process is not None
+        started, seen = time.monotonic(), 0
         while not stop.is_set():
-            self.samples.append(sample(self.process.pid, self.data))
+            self.samples.append(now := sample(self.process.pid, self.data))
+            due, written = (_percentile(c[seen:], 0.99) for c in
+                            (self.counts.latencies, self.counts.server_latencies))  # fmt: skip
+            seen = len(self.counts.latencies)
+            print(f"{now.at - started:6.0f} s  accepted {self.counts.accepted:,}  refused "
+                  f"{sum(self.counts.refused.values()):,}  p99 {due * 1000:.0f} ms from due, "
+                  f"{written * 1000:.0f} ms from written  RSS "
+                  + " ".join(f"{now.roles[pid]} {_megabytes(rss)}" for pid, rss in now.rss.items()
+                             if pid in now.roles),
+                  file=sys.stderr, flush=True)  # fmt: skip
             stop.wait(SAMPLE_SECONDS)
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values) or [0.0]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 def _megabytes(value: float) -> str:
@@ -457,6 +505,10 @@ def _growth(start: Sample, end: Sample) -> dict[str, tuple[float, float]]:
         "rss_total": (sum(start.rss.values()), sum(end.rss.values())),
         "fds": (sum(start.fds.values()), sum(end.fds.values())),
         "threads": (sum(start.threads.values()), sum(end.threads.values())),
+        "clickhouse_threads": (
+            sum(start.clickhouse_threads.values()),
+            sum(end.clickhouse_threads.values()),
+        ),
         "wal_bytes": (start.wal_bytes, end.wal_bytes),
         "store_bytes": (start.store_bytes, end.store_bytes),
         "chdb_parts": (start.chdb_parts, end.chdb_parts),
@@ -485,8 +537,8 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
         soak.start()
         started = time.monotonic()
         following = asyncio.run(soak.offer(1e9, 600, 0, mixed=False, count=burst))
-        soak.wait_delivered(burst, 600)
-        capacity = burst / (time.monotonic() - started)
+        soak.wait_delivered(soak.counts.accepted, 600)  # a burst may be refused in part
+        capacity = soak.counts.accepted / (time.monotonic() - started)
         rate = load * capacity
         steady_from = len(soak.counts.latencies)
         sampler.start()
@@ -520,8 +572,8 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
         for before, after in [growth[name]]
         if after > _allowed(name, before, bound)
     ]
-    latencies = sorted(soak.counts.latencies[steady_from:]) or [0.0]
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    latencies = soak.counts.latencies[steady_from:]
+    server_latencies = soak.counts.server_latencies[steady_from:]
     refused = ", ".join(f"{k}: {v}" for k, v in sorted(soak.counts.refused.items())) or "none"
     rows = [
         ("delivery capacity, end to end (messages/s)", f"{capacity:.0f}",
@@ -530,8 +582,12 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
          f"for {offered_for / 60:.1f} min"),
         ("accepted / refused", f"{soak.counts.accepted:,}", refused),
         ("requests left without an answer", f"{soak.counts.lost:,}", "0"),
-        ("API latency of accepted sends p50 / p99 (ms)",
-         f"{latencies[len(latencies) // 2] * 1000:.1f} / {p99 * 1000:.1f}", "p99 <= 50"),
+        ("API latency of accepted sends p50 / p99 (ms), from the request written",
+         f"{_percentile(server_latencies, 0.5) * 1000:.1f} / "
+         f"{_percentile(server_latencies, 0.99) * 1000:.1f}", "p99 <= 50"),
+        ("the same, from when the send was due (with the wait for one of "
+         f"{IN_FLIGHT} connections)", f"{_percentile(latencies, 0.5) * 1000:.1f} / "
+         f"{_percentile(latencies, 0.99) * 1000:.1f}", ""),
         ("tracking hits / bounces sent", f"{soak.counts.hits:,} / {soak.counts.bounces:,}", ""),
         ("webhook calls received", f"{webhook_calls:,}", ""),
         ("backlog when the offer stopped (messages)", f"{backlog:,}", ""),
@@ -548,8 +604,11 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
          f"{_megabytes(growth['rss_total'][1])}", f"{len(end.rss)} processes"),
         ("open file descriptors, after warm-up → end",
          f"{growth['fds'][0]:.0f} → {growth['fds'][1]:.0f}", f"<= x{BOUNDS['fds']}"),
-        ("threads, after warm-up → end",
+        ("the engine's threads, after warm-up → end",
          f"{growth['threads'][0]:.0f} → {growth['threads'][1]:.0f}", f"<= x{BOUNDS['threads']}"),
+        ("embedded ClickHouse's threads, after warm-up → end",
+         f"{growth['clickhouse_threads'][0]:.0f} → {growth['clickhouse_threads'][1]:.0f}",
+         "its pools' own limits"),
         ("event store, after warm-up → end", f"{_megabytes(growth['store_bytes'][0])} → "
          f"{_megabytes(growth['store_bytes'][1])}", "grows with the history"),
         ("SQLite WAL, after warm-up → end", f"{_megabytes(growth['wal_bytes'][0])} → "

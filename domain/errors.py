@@ -129,6 +129,8 @@ class Extensions:
     STORAGE_UNAVAILABLE = ErrorText(
         503, "The event store cannot be reached: nothing was stored. Retry later."
     )
+    # Offered more than it can accept in time (engine/admission.py): a share is refused.
+    BUSY = ErrorText(503, "The server is busy: nothing was stored. Retry later.")
     INVALID_WEBHOOK_URL = ErrorText(422, "Invalid WebhookURL: {reason}")
     INVALID_WEBHOOK_PARAMETERS = ErrorText(422, "Invalid Parameters: {reason}")
     INVALID_WEBHOOK_METHOD = ErrorText(422, "Invalid Method: use POST, FORM or GET")

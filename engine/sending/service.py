@@ -18,6 +18,7 @@ from domain.account import SenderApiKey, domain_accepts_sender
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
+from engine.admission import Admission
 from engine.application import SenderContext, Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.eventlog.writer import BatchWriter
@@ -76,6 +77,8 @@ class SendingService:
         self._request_limiter = RequestLimit(settings.api_rate_limit)
         self._send_limiter = RequestLimit(settings.send_rate_limit)
         self._quota = DailyQuota()
+        # Shared by the API and SMTP submission of this process: they share its CPU.
+        self.admission = Admission(settings.admission_target_ms / 1000)
         self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
         self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
         self._used_on: dict[UUID, date] = {}

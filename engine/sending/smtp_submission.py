@@ -32,7 +32,7 @@ from adapters.mime import build_message
 from adapters.smtp_in import SmtpServer
 from domain.account import SmtpCredential, domain_accepts_sender
 from domain.content import Address, Attachment, EmailContent
-from domain.errors import RequestRejected, SendEmail
+from domain.errors import Extensions, RequestRejected, SendEmail
 from engine.accounts.passwords import hash_password, verify_password
 from engine.application import SenderContext, Sendstream
 from engine.params import is_valid_email
@@ -395,6 +395,8 @@ def reply_for_rejection(rejected: RequestRejected) -> str:
         return reply_line(451, "4.7.1", text)
     if code == _INTERNAL:
         return reply_line(451, "4.3.0", text)
+    if first == Extensions.BUSY:  # RFC 3463 4.3.2: system not accepting network messages
+        return reply_line(451, "4.3.2", text)
     return reply_line(550, "5.6.0", text)
 
 
@@ -525,7 +527,8 @@ class _Submissions:
             return reply_line(550, "5.6.0", str(error))
         try:
             sender = self._sender(login)
-            message_id = await self._sending.accept(sender, content, source="smtp")
+            with self._sending.admission.admitted():
+                message_id = await self._sending.accept(sender, content, source="smtp")
         except RequestRejected as rejected:
             return reply_for_rejection(rejected)
         except Exception as error:
