@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -65,11 +64,17 @@ class SendEmailFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        # From here to the answer sent is what the admission measures: under overload
-        # the requests' wait for the event loop is the queue it must keep short.
-        started = time.monotonic()
+        # In progress from here to the answer sent: under overload the requests' wait for
+        # the event loop is the queue the admission keeps short.
         admission = self.engine.sending.admission
         admitted = admission.admit()
+        try:
+            await self._answer(scope, receive, send, admitted)
+        finally:
+            if admitted:
+                admission.release()
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, admitted: bool) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             limit = self.engine.settings.max_request_bytes
@@ -88,17 +93,17 @@ class SendEmailFastPath:
                     break
             if not admitted:
                 raise RequestRejected(Extensions.BUSY, retry_after=BUSY_RETRY_AFTER)
-            message_id = await accept_email(
-                self.engine, parse_json_object(body), headers.get("authorization", "")
-            )
-            response: Response = JSONResponse({"MessageID": message_id})
+            message_id, replayed = await accept_email(
+                self.engine, parse_json_object(body), headers.get("authorization", ""),
+                headers.get("idempotency-key"),
+            )  # fmt: skip
+            response: Response = JSONResponse({"MessageID": message_id},
+                                              headers=replayed_header(replayed))  # fmt: skip
         except RequestRejected as rejected:
             response = rest_error_response(rejected)
         except Exception as error:
             response = rest_error_response(rejection_for(error, log, "POST /api/v1/email"))
         await response(scope, receive, send)
-        if admitted:
-            admission.record(time.monotonic() - started)
 
 
 class TrailingSlashMiddleware:
@@ -156,8 +161,16 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return parse_json_object(body)
 
 
-async def accept_email(engine: Engine, body: dict[str, Any], authorization: str) -> str:
-    """Send Email, after the body is read: authenticate, then hand to the send service."""
+def replayed_header(replayed: bool) -> dict[str, str] | None:
+    """Stripe's header on the answer of an earlier request with the same Idempotency-Key."""
+    return {"Idempotent-Replayed": "true"} if replayed else None
+
+
+async def accept_email(
+    engine: Engine, body: dict[str, Any], authorization: str, idempotency_key: str | None
+) -> tuple[str, bool]:
+    """Send Email, after the body is read: authenticate, then hand to the send service; the
+    MessageID, and whether it is an earlier request's answer (the same Idempotency-Key)."""
     key = bearer_from_header(authorization) or _text_or_none(body.get("SenderAPIKey"))
     sender = engine.sending.authenticate(
         key,
@@ -165,7 +178,7 @@ async def accept_email(engine: Engine, body: dict[str, Any], authorization: str)
         missing=SendEmail.MISSING_SENDER_API_KEY,
         invalid=SendEmail.INVALID_SENDER_API_KEY,
     )
-    return await engine.sending.send(sender, body)
+    return await engine.sending.send(sender, body, idempotency_key)
 
 
 async def read_parameters(request: Request, limit: int) -> dict[str, Any]:
@@ -278,8 +291,11 @@ def create_api(engine: Engine) -> FastAPI:
         # for any mounting that bypasses the fast path.
         with engine.sending.admission.admitted():
             body = await read_json_object(request, settings.max_request_bytes)
-            message_id = await accept_email(engine, body, request.headers.get("authorization", ""))
-        return JSONResponse({"MessageID": message_id})
+            message_id, replayed = await accept_email(
+                engine, body, request.headers.get("authorization", ""),
+                request.headers.get("idempotency-key"),
+            )  # fmt: skip
+        return JSONResponse({"MessageID": message_id}, headers=replayed_header(replayed))
 
     commands = CommandEndpoint(
         app,
@@ -430,8 +446,10 @@ def create_api(engine: Engine) -> FastAPI:
         params = await read_parameters(request, 64 * 1024)
         sender = webhook_sender(request, params, E.AddWebhookRest.INVALID_SENDER_API_KEY,
                                 E.AddWebhookRest.TOO_MANY_REQUESTS)  # fmt: skip
-        added = await asyncio.to_thread(engine.webhooks.rest_add, sender, params)
-        return JSONResponse(added)
+        added, replayed = await asyncio.to_thread(
+            engine.webhooks.rest_add, sender, params, request.headers.get("idempotency-key")
+        )
+        return JSONResponse(added, headers=replayed_header(replayed))
 
     @app.get(
         "/api/v1/webhooks",

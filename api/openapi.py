@@ -90,6 +90,7 @@ REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
         *catalogue(E.SendEmail), *ANY_ENDPOINT, *PARAMETER_ERRORS,
         Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.TOO_MANY_RECIPIENTS,
         Extensions.INVALID_HEADERS, Extensions.INVALID_ATTACHMENTS, Extensions.INVALID_TAGS,
+        Extensions.INVALID_IDEMPOTENCY_KEY, Extensions.IDEMPOTENCY_KEY_REUSED, Extensions.BUSY,
     ],
     ("get", "/api/v1/email/{message_id}"): [
         E.GetEvents.MISSING_SENDER_API_KEY, E.GetEvents.INVALID_SENDER_API_KEY,
@@ -103,7 +104,8 @@ REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
     ("post", "/api/v1/webhooks"): [
         *catalogue(E.AddWebhookRest), *ANY_ENDPOINT, Extensions.UNSUPPORTED_MEDIA_TYPE,
         Extensions.INVALID_WEBHOOK_URL, Extensions.INVALID_WEBHOOK_PARAMETERS,
-        Extensions.INVALID_WEBHOOK_METHOD,
+        Extensions.INVALID_WEBHOOK_METHOD, Extensions.INVALID_IDEMPOTENCY_KEY,
+        Extensions.IDEMPOTENCY_KEY_REUSED,
     ],
     ("get", "/api/v1/webhooks"): [
         *catalogue(E.GetWebhooksRest), *ANY_ENDPOINT, Extensions.UNSUPPORTED_MEDIA_TYPE,
@@ -136,7 +138,19 @@ _DATE = {
     "HH:MM:SS and the other ISO-8601 forms are read too",
 }
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "description": "a key of the client's choosing (a UUID): the same request again with "
+    "it within 24 hours answers the first answer (with `Idempotent-Replayed: true`) and "
+    "does nothing again; another request with it is refused (422). Only what succeeded is "
+    "kept: a refused request may be retried with the same key.",
+}
+
 REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("post", "/api/v1/email"): [IDEMPOTENCY_KEY],
     ("get", "/api/v1/events"): [
         _query(
             "StartFrom",
@@ -158,6 +172,7 @@ REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
         ),
     ],
     ("post", "/api/v1/webhooks"): [
+        IDEMPOTENCY_KEY,
         _query(
             "Event",
             {"type": "string", "enum": sorted(EVENT_SYNONYMS)},
@@ -218,7 +233,7 @@ def error_responses(
                 }
             },
         }
-        if status == 429:
+        if status in (429, 503):
             responses[str(status)]["headers"] = {
                 "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
             }

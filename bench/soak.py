@@ -374,11 +374,18 @@ class Soak:
         return [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
 
     async def offer(
-        self, rate: float, seconds: float, first: int, mixed: bool, count: int | None = None
+        self,
+        rate: float,
+        seconds: float,
+        first: int,
+        mixed: bool,
+        count: int | None = None,
+        retry_busy: bool = False,
     ) -> int:
         """Send ``rate`` messages a second for ``seconds`` (numbered from ``first``; at most
-        ``count``); with ``mixed``, their opens, clicks and bounces too. Returns the next
-        number."""
+        ``count``); with ``mixed``, their opens, clicks and bounces too; with
+        ``retry_busy``, a send refused as busy is sent again a second later, as a client
+        that honours Retry-After does. Returns the next number."""
         client = RawClient(self.port, IN_FLIGHT, f"Bearer {self.keys['SenderAPIKey']}")
         await client.open()
         rng = random.Random(first)
@@ -390,10 +397,14 @@ class Soak:
         async def one(n: int) -> None:
             started = time.perf_counter()
             self.counts.offered += 1
+            body = orjson.dumps(_email(n))
             try:
                 timing: list[float] = []
-                status, answer = await client.request("POST", "/api/v1/email",
-                                                      orjson.dumps(_email(n)), timing)  # fmt: skip
+                status, answer = await client.request("POST", "/api/v1/email", body, timing)
+                while status == 503 and retry_busy:
+                    await asyncio.sleep(1.0)
+                    timing.clear()
+                    status, answer = await client.request("POST", "/api/v1/email", body, timing)
             except (OSError, asyncio.IncompleteReadError):
                 self.counts.lost += 1
                 return
@@ -536,9 +547,11 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
                                            lambda n: f"reader{n}@example.org"))  # fmt: skip
         soak.start()
         started = time.monotonic()
-        following = asyncio.run(soak.offer(1e9, 600, 0, mixed=False, count=burst))
-        soak.wait_delivered(soak.counts.accepted, 600)  # a burst may be refused in part
-        capacity = soak.counts.accepted / (time.monotonic() - started)
+        # All at once, more than the API takes in progress: the busy ones are sent again.
+        following = asyncio.run(soak.offer(1e9, 600, 0, mixed=False, count=burst,
+                                           retry_busy=True))  # fmt: skip
+        soak.wait_delivered(burst, 600)
+        capacity = burst / (time.monotonic() - started)
         rate = load * capacity
         steady_from = len(soak.counts.latencies)
         sampler.start()

@@ -129,6 +129,13 @@ class Extensions:
     STORAGE_UNAVAILABLE = ErrorText(
         503, "The event store cannot be reached: nothing was stored. Retry later."
     )
+    # Idempotency-Key (engine/idempotency.py), as Stripe answers them.
+    INVALID_IDEMPOTENCY_KEY = ErrorText(
+        400, "Idempotency-Key must be 1 to 255 printable ASCII characters"
+    )
+    IDEMPOTENCY_KEY_REUSED = ErrorText(
+        422, "Idempotency-Key was used in the last 24 hours for another request"
+    )
     # Offered more than it can accept in time (engine/admission.py): a share is refused.
     BUSY = ErrorText(503, "The server is busy: nothing was stored. Retry later.")
     INVALID_WEBHOOK_URL = ErrorText(422, "Invalid WebhookURL: {reason}")

@@ -88,10 +88,9 @@ class Settings(BaseSettings):
     mail_hostname: str = Field(default="sendstream.localhost", alias="MAIL_HOSTNAME")
     api_rate_limit: str = Field(default="3000/second", alias="API_RATE_LIMIT")
     send_rate_limit: str = Field(default="3000/second", alias="SEND_RATE_LIMIT")
-    # Offered more sends than it can accept, a process refuses a growing share of them
-    # (503, Retry-After) while the median of their time from arrival to answer over half a
-    # second is above this (engine/admission.py). 0: accept everything, however slowly.
-    admission_target_ms: int = Field(default=25, ge=0, le=60_000, alias="ADMISSION_TARGET_MS")
+    # Sends in progress at most in a process (the API's and SMTP submission's): one more is
+    # refused with 503 and Retry-After (engine/admission.py). 0: accept all, however slowly.
+    max_sends_in_progress: int = Field(default=32, ge=0, le=100_000, alias="MAX_SENDS_IN_PROGRESS")
     max_request_bytes: int = Field(default=10 * 1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")

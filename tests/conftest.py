@@ -19,6 +19,11 @@ from tests.services import (
     start_smtp_sink,
 )
 
+# Tests send bursts of thousands at once (crash and restart tests): load shedding would
+# refuse sends of tests about other things. It is off unless a test turns it on
+# (tests/integration/test_overload.py).
+os.environ.setdefault("MAX_SENDS_IN_PROGRESS", "0")
+
 # Tests whose outcome cannot depend on the stream: they build no engine that would follow
 # Kafka. ``make test`` runs them once, in embedded mode (the Kafka run is ``-m "not unit"``).
 _MODE_INDEPENDENT = (

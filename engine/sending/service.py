@@ -12,6 +12,8 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
 from adapters.mime import build_message
 from domain.account import SenderApiKey, domain_accepts_sender
@@ -22,12 +24,15 @@ from engine.admission import Admission
 from engine.application import SenderContext, Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.eventlog.writer import BatchWriter
+from engine.idempotency import IdempotentCall
 from engine.rate_limit import RequestLimit
 from engine.sending.request import parse_send_request
 
 log = logging.getLogger(__name__)
 
 _AUTH_CACHE_SECONDS = 2.0
+# What an Idempotency-Key's fingerprint names as the endpoint of a send.
+SEND_ENDPOINT = "POST /api/v1/email"
 
 
 class DailyQuota:
@@ -78,7 +83,7 @@ class SendingService:
         self._send_limiter = RequestLimit(settings.send_rate_limit)
         self._quota = DailyQuota()
         # Shared by the API and SMTP submission of this process: they share its CPU.
-        self.admission = Admission(settings.admission_target_ms / 1000)
+        self.admission = Admission(settings.max_sends_in_progress)
         self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
         self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
         self._used_on: dict[UUID, date] = {}
@@ -144,9 +149,17 @@ class SendingService:
         self._app.suppress(account_id, email, reason, datetime.now(UTC))
         self._suppression_cache.pop(account_id, None)
 
-    async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
-        """Accept one email; returns its MessageID once every recipient's Message is durable."""
+    async def send(
+        self, sender: SenderContext, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[str, bool]:
+        """Accept one email; returns its MessageID once every recipient's Message is durable,
+        and whether it is the answer of an earlier request with the same Idempotency-Key."""
         self._check_sender(sender)
+        call = (
+            IdempotentCall(sender.account_id, idempotency_key, SEND_ENDPOINT, body)
+            if idempotency_key is not None
+            else None
+        )
         now = datetime.now(UTC)
         settings = self._app.settings
         content = parse_send_request(
@@ -155,7 +168,17 @@ class SendingService:
             max_reply_to=settings.max_reply_to,
             now=now,
         )
-        return await self.accept(sender, content, now)
+        if call is None:
+            return await self.accept(sender, content, now), False
+        # As IdempotentCall.perform, for a send that waits on the writer without a thread.
+        if (earlier := call.earlier_answer(self._app, now)) is not None:
+            return str(earlier["MessageID"]), True
+        try:
+            return await self.accept(sender, content, now, idempotent=call), False
+        except IntegrityError:
+            if (earlier := call.earlier_answer(self._app, now)) is None:
+                raise
+            return str(earlier["MessageID"]), True
 
     @staticmethod
     def _check_sender(sender: SenderContext) -> None:
@@ -172,9 +195,11 @@ class SendingService:
         content: EmailContent,
         now: datetime | None = None,
         source: str = "api",
+        idempotent: IdempotentCall | None = None,
     ) -> str:
         """Accept content already parsed (by the API or the SMTP submission server): the
-        sender, suppression, rate and quota checks, then durable Messages; the MessageID."""
+        sender, suppression, rate and quota checks, then durable Messages; the MessageID.
+        With ``idempotent``, its key's answer is saved in the same transaction."""
         self._check_sender(sender)
         now = now or datetime.now(UTC)
         if not domain_accepts_sender(sender.domain_name, content.sender.email):
@@ -189,8 +214,12 @@ class SendingService:
         ):
             raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
         submission, messages = self._app.prepare_submission(sender, content, now, source=source)
+        aggregates: list[Aggregate] = [submission, *messages]
+        if idempotent is not None:
+            answer = {"MessageID": str(submission.id)}
+            aggregates.append(idempotent.record(answer, now))
         try:
-            await self._writer.save_async([submission, *messages])
+            await self._writer.save_async(aggregates)
         except BaseException:
             self._quota.give_back(sender.account_id, len(recipients))
             raise

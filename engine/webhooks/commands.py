@@ -47,6 +47,7 @@ from domain.webhook import (
     parameter_map,
 )
 from engine.application import SenderContext, Sendstream
+from engine.idempotency import IdempotentCall
 from engine.params import MAX_PAGED_RECORDS, count_param, iso_time, text_param, uuid_param
 from projections.events import rows_since
 
@@ -54,6 +55,8 @@ MAX_WEBHOOKS_PER_DOMAIN = 100
 MAX_BACKFILL = 100_000
 MAX_FIELD_CHARS = 4096  # keeps every call's body bounded (a subject, a URL, a user agent)
 MAX_ATTEMPTS_PAGE = 100
+# What an Idempotency-Key's fingerprint names as the endpoint of an added webhook.
+ADD_ENDPOINT = "POST /api/v1/webhooks"
 
 # The ``events`` row types that feed each webhook event (bounces of the block kind are blocks).
 ROW_TYPES: Mapping[str, tuple[str, ...]] = {
@@ -429,8 +432,9 @@ class WebhookCommands:
     # Shared by /api.php and /api/v1/webhooks.
 
     def add(
-        self, account_id: UUID, domain: SenderDomain, params: dict[str, Any], errors: WebhookErrors
-    ) -> UUID:
+        self, account_id: UUID, domain: SenderDomain, params: dict[str, Any],
+        errors: WebhookErrors, idempotent: IdempotentCall | None = None,
+    ) -> UUID:  # fmt: skip
         event_name = text_param(params.get("Event"))
         if event_name is None:
             raise RequestRejected(errors.missing_event)
@@ -475,7 +479,11 @@ class WebhookCommands:
         domain.attach_webhook(webhook.id)
         if not domain.webhook_signing_key:
             domain.set_webhook_signing_key(new_signing_key())
-        self._app.save(webhook, domain)
+        if idempotent is None:
+            self._app.save(webhook, domain)
+        else:
+            answer = {"NewWebhookID": str(webhook.id)}
+            self._app.save(webhook, domain, idempotent.record(answer, now))
         self.backfill(webhook, now)
         return webhook.id
 
@@ -584,9 +592,21 @@ class WebhookCommands:
 
     # /api/v1/webhooks
 
-    def rest_add(self, sender: SenderContext, params: dict[str, Any]) -> dict[str, Any]:
-        domain = self._app.domain(sender.domain_id)
-        return {"NewWebhookID": str(self.add(sender.account_id, domain, params, REST_ADD_ERRORS))}
+    def rest_add(
+        self, sender: SenderContext, params: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """The new webhook's id, and whether it is the answer of an earlier request with
+        the same Idempotency-Key."""
+
+        def add(call: IdempotentCall | None) -> dict[str, Any]:
+            domain = self._app.domain(sender.domain_id)
+            webhook_id = self.add(sender.account_id, domain, params, REST_ADD_ERRORS, call)
+            return {"NewWebhookID": str(webhook_id)}
+
+        if idempotency_key is None:
+            return add(None), False
+        call = IdempotentCall(sender.account_id, idempotency_key, ADD_ENDPOINT, params)
+        return call.perform(self._app, add)
 
     def rest_list(self, sender: SenderContext) -> dict[str, Any]:
         domain = self._ensure_signing_key(self._app.domain(sender.domain_id))
