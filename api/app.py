@@ -178,7 +178,9 @@ async def accept_email(
         missing=SendEmail.MISSING_SENDER_API_KEY,
         invalid=SendEmail.INVALID_SENDER_API_KEY,
     )
-    return await engine.sending.send(sender, body, idempotency_key)
+    if idempotency_key is None:
+        return await engine.sending.send(sender, body), False
+    return await engine.sending.send_once(sender, body, idempotency_key)
 
 
 async def read_parameters(request: Request, limit: int) -> dict[str, Any]:
@@ -222,6 +224,7 @@ def create_app(engine: Engine) -> ASGIApp:
     """What uvicorn serves: the fast path for sending in front of the FastAPI application."""
     app = CommandEndpoint(
         SendEmailFastPath(create_api(engine), engine),
+        engine.app,
         engine.gateway,
         engine.campaigns,
         (engine.suppressions, engine.webhooks, engine.sending_addresses),
@@ -299,6 +302,7 @@ def create_api(engine: Engine) -> FastAPI:
 
     commands = CommandEndpoint(
         app,
+        engine.app,
         engine.gateway,
         engine.campaigns,
         (engine.suppressions, engine.webhooks, engine.sending_addresses),

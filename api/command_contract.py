@@ -280,7 +280,7 @@ def _shapes(function: Any, owner: type | None, depth: int) -> list[dict[str, str
     if tree is None:
         return None
     shapes: list[dict[str, str]] = []
-    for value in _returned(tree):
+    for value in _named_literals(tree, _returned(tree)):
         if isinstance(value, ast.Dict) and None not in value.keys:
             keys = [_literal(key) for key in value.keys if key is not None]
             if None in keys:
@@ -295,6 +295,23 @@ def _shapes(function: Any, owner: type | None, depth: int) -> list[dict[str, str
             return None
         shapes.extend(inner)
     return shapes or None
+
+
+def _named_literals(tree: ast.AST, values: Iterator[ast.expr]) -> Iterator[ast.expr]:
+    """The values, with a local name returned (``answer``, saved with an Idempotency-Key
+    before it is returned) replaced by what is assigned to it, where that is all literals."""
+    for value in values:
+        assigned = [
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and isinstance(value, ast.Name)
+            and any(isinstance(t, ast.Name) and t.id == value.id for t in node.targets)
+        ]
+        if assigned and all(isinstance(a, ast.Dict) for a in assigned):
+            yield from assigned
+        else:
+            yield value
 
 
 def _returned(tree: ast.AST) -> Iterator[ast.expr]:

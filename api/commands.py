@@ -28,9 +28,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import JSONResponse, rejection_for
 from domain.account import Account
-from domain.errors import Command, ErrorText, RequestRejected
+from domain.errors import Command, ErrorText, Extensions, RequestRejected
 from engine.accounts.gateway import Gateway
+from engine.application import Sendstream
 from engine.campaigns.commands import CampaignService
+from engine.idempotency import IdempotentCall
 
 if TYPE_CHECKING:
     from engine.runtime.composition import Engine
@@ -54,6 +56,17 @@ class CommandSpec:
     handler: Handler
     # Commands that wait on DNS, key generation or password hashing leave the event loop.
     blocking: bool = False
+
+
+# The commands that create something and save their answer under an Idempotency-Key
+# with it (engine.idempotency.answered). Not the ones whose answer holds a secret shown
+# once (EmailGateway.AddAPI, AddSMTP): the store keeps no secret in clear.
+IDEMPOTENT_COMMANDS = frozenset({
+    "List.Create", "Segment.Create", "Email.Create", "Campaign.Create", "Campaign.Copy",
+    "EmailGateway.AddDomain", "EmailGateway.AddWebhook",
+})  # fmt: skip
+# What identifies the caller, not the request: a retry may come with another session.
+_NOT_OF_THE_REQUEST = frozenset({"APIKey", "SessionID", "Command", "IdempotencyKey"})
 
 
 def command_table(
@@ -143,8 +156,10 @@ def failure(error: ErrorText, retry_after: int | None = None) -> JSONResponse:
     )
 
 
-def success(result: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"Success": True, "ErrorCode": 0, **result})
+def success(result: dict[str, Any], replayed: bool = False) -> JSONResponse:
+    """The answer; ``replayed``: an earlier request's, under the same Idempotency-Key."""
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse({"Success": True, "ErrorCode": 0, **result}, headers=headers)
 
 
 class CommandEndpoint:
@@ -155,12 +170,14 @@ class CommandEndpoint:
     def __init__(
         self,
         app: ASGIApp,
+        store: Sendstream,
         gateway: Gateway,
         campaigns: CampaignService,
         groups: Sequence[CommandGroup],
         max_body_bytes: int,
     ) -> None:
         self.app = app
+        self.store = store
         self.gateway = gateway
         self.commands = command_table(gateway, campaigns, groups)
         self.max_body_bytes = max_body_bytes
@@ -182,6 +199,9 @@ class CommandEndpoint:
     async def answer(self, scope: Scope, receive: Receive) -> JSONResponse:
         try:
             params = await self.read_parameters(scope, receive)
+            for name, value in scope["headers"]:
+                if name.lower() == b"idempotency-key":
+                    params["IdempotencyKey"] = value.decode("latin-1")
             return await self.run(params)
         except RequestRejected as rejected:
             return failure(rejected.errors[0], rejected.retry_after)
@@ -199,11 +219,25 @@ class CommandEndpoint:
         spec = self.commands.get(name.lower())
         if spec is None:
             raise RequestRejected(Command.UNKNOWN_COMMAND.format(command=name[:100]))
+        key = params.pop("IdempotencyKey", None)
+        if key is not None and spec.name not in IDEMPOTENT_COMMANDS:
+            raise RequestRejected(Command.IDEMPOTENCY_NOT_TAKEN.format(command=spec.name))
         if spec.blocking:
             account = await asyncio.to_thread(self.gateway.authenticate, params)
-            result = await asyncio.to_thread(spec.handler, account, params)
         else:
             account = self.gateway.authenticate(params)
+        if key is not None:
+            if not isinstance(key, str):
+                raise RequestRejected(Extensions.INVALID_IDEMPOTENCY_KEY)
+            request = {k: v for k, v in params.items() if k not in _NOT_OF_THE_REQUEST}
+            call = IdempotentCall(account.id, key, f"/api.php {spec.name}", request)
+            result, replayed = await asyncio.to_thread(
+                call.perform, self.store, lambda: spec.handler(account, params)
+            )
+            return success(result, replayed)
+        if spec.blocking:
+            result = await asyncio.to_thread(spec.handler, account, params)
+        else:
             result = spec.handler(account, params)
         return success(result)
 

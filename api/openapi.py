@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from api.command_contract import CommandContract, contract_of
-from api.commands import command_status
+from api.commands import IDEMPOTENT_COMMANDS, command_status
 from api.errors import status_for
 from api.examples import COMMAND_EXAMPLES, REST_EXAMPLES
 from api.schemas import CommandFailure, CommandSuccess, ErrorsResponse, SendEmailRequest
@@ -138,15 +138,24 @@ _DATE = {
     "HH:MM:SS and the other ISO-8601 forms are read too",
 }
 
+_IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": "^[ -~]+$",
+}
+_IDEMPOTENCY_KEY_MEANING = (
+    "a key of the client's choosing (a UUID): the same request again with it within 24 "
+    "hours answers the first answer (with `Idempotent-Replayed: true`) and does nothing "
+    "again; another request with it is refused (422). Only what succeeded is kept: a "
+    "refused request may be retried with the same key."
+)
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
-    "description": "a key of the client's choosing (a UUID): the same request again with "
-    "it within 24 hours answers the first answer (with `Idempotent-Replayed: true`) and "
-    "does nothing again; another request with it is refused (422). Only what succeeded is "
-    "kept: a refused request may be retried with the same key.",
+    "schema": _IDEMPOTENCY_KEY_SCHEMA,
+    "description": _IDEMPOTENCY_KEY_MEANING,
 }
 
 REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
@@ -202,6 +211,7 @@ REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
 # (api.commands.failure); a command's numbered errors travel with 200.
 COMMAND_ENDPOINT_ERRORS = [
     *catalogue(E.Command),
+    Extensions.INVALID_IDEMPOTENCY_KEY,
     E.IpAddresses.DUPLICATE_IP_ADDRESS,
     E.IpAddresses.INVALID_IP_ADDRESS,
 ]
@@ -403,7 +413,7 @@ def _command_operation(name: str, handler: Callable[..., Any]) -> dict[str, Any]
     handler reads, builds and raises them (api.command_contract). The path's fragment
     names the command for readers and generated clients; what travels is ``POST /api.php``."""
     contract = contract_of(handler)
-    body = {
+    body: dict[str, Any] = {
         "type": "object",
         "required": ["Command", *(p for p in contract.parameters if p in contract.required)],
         "properties": {
@@ -411,10 +421,18 @@ def _command_operation(name: str, handler: Callable[..., Any]) -> dict[str, Any]
             **{p: _parameter_schema(contract, p) for p in contract.parameters},
         },
     }
-    own = [e for e in contract.errors if command_status(e) == 200]
+    errors = list(contract.errors)
+    if name in IDEMPOTENT_COMMANDS:
+        body["properties"]["IdempotencyKey"] = {
+            **_IDEMPOTENCY_KEY_SCHEMA,
+            "description": _IDEMPOTENCY_KEY_MEANING
+            + " Also taken as the `Idempotency-Key` header.",
+        }
+        errors += [Extensions.IDEMPOTENCY_KEY_REUSED]
+    own = [e for e in errors if command_status(e) == 200]
     failures = "\n".join(f"- `{e.code}`: {e.message}" for e in own)
     refusals = error_responses(
-        [*(e for e in contract.errors if command_status(e) != 200),
+        [*(e for e in errors if command_status(e) != 200),
          *(e for e in COMMAND_ENDPOINT_ERRORS if command_status(e) != 200)],
         command=True,
     )  # fmt: skip

@@ -195,6 +195,7 @@ class Command:
         429, "Too many requests. Wait for {seconds} seconds for another {attempts} attempts."
     )
     INVALID_OPTION = ErrorText(400, "Invalid Option specified: {name}")  # InvalidOptionException
+    IDEMPOTENCY_NOT_TAKEN = ErrorText(400, "{command} does not take an Idempotency-Key")
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
     STORAGE_FULL = Extensions.STORAGE_FULL
     STORAGE_UNAVAILABLE = Extensions.STORAGE_UNAVAILABLE

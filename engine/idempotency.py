@@ -2,7 +2,9 @@
 and is not done twice (domain/idempotency.py).
 
 The caller asks for an earlier answer first; without one it does the request and saves
-``record(...)`` in the same transaction as what it did. Two retries racing each other both
+``record(...)`` in the same transaction as what it did. A command of ``/api.php`` does
+so by adding ``answered(its answer)`` to its save: the call it runs for is the context's
+(:meth:`IdempotentCall.perform` sets it). Two retries racing each other both
 find no answer, and both try to save the key's first event: the store lets one win, and
 the other, told of the conflict, finds the winner's answer and gives that.
 """
@@ -10,6 +12,7 @@ the other, told of the conflict, finds the winner's answer and gives that.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -27,6 +30,15 @@ from domain.idempotency import (
     is_valid_key,
 )
 from engine.application import Sendstream
+
+_CURRENT: ContextVar[IdempotentCall | None] = ContextVar("idempotent_call", default=None)
+
+
+def answered(answer: dict[str, Any]) -> list[IdempotentRequest]:
+    """What a command saves with its effects for the request it runs for: the answer
+    under the request's Idempotency-Key, if it came with one (nothing otherwise)."""
+    call = _CURRENT.get()
+    return [] if call is None else [call.record(answer, datetime.now(UTC))]
 
 
 class IdempotentCall:
@@ -67,19 +79,22 @@ class IdempotentCall:
         return earlier
 
     def perform(
-        self, app: Sendstream, do: Callable[[IdempotentCall], dict[str, Any]]
+        self, app: Sendstream, do: Callable[[], dict[str, Any]]
     ) -> tuple[dict[str, Any], bool]:
-        """The answer of ``do`` (which saves :meth:`record` with its effects), or of the
+        """The answer of ``do`` (which saves ``answered(...)`` with its effects), or of the
         same request done before; and whether it is that earlier answer."""
         if (earlier := self.earlier_answer(app, datetime.now(UTC))) is not None:
             return earlier, True
+        token = _CURRENT.set(self)
         try:
-            return do(self), False
+            return do(), False
         except IntegrityError:
             # The same request, retried while this one was being done, was saved first.
             if (earlier := self.earlier_answer(app, datetime.now(UTC))) is None:
                 raise
             return earlier, True
+        finally:
+            _CURRENT.reset(token)
 
     def _earlier(self, app: Sendstream) -> IdempotentRequest | None:
         try:

@@ -49,6 +49,7 @@ from engine.application import (
     Sendstream,
     new_sender_domain,
 )
+from engine.idempotency import answered
 from engine.keys import session_secret
 from engine.params import (
     MAX_PAGED_RECORDS,
@@ -355,11 +356,12 @@ class Gateway:
             account.add_domain(domain.id)
         except DomainLimitReached:
             raise RequestRejected(E.AddDomain.LIMIT_REACHED) from None
-        self._save(account, domain)
-        return {
+        answer = {
             "NewSenderDomainID": str(domain.id),
             "Domain": {**self._status(domain), "DNSRecords": self._describe_records(domain)},
         }
+        self._save(account, domain, *answered(answer))
+        return answer
 
     @staticmethod
     def _status(domain: SenderDomain) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from domain.campaign import (
 from domain.errors import ErrorText, RequestRejected
 from domain.lists import EMAIL_FIELD, ListRuleBroken, SubscriberList, normalise_fields
 from engine.application import Sendstream
+from engine.idempotency import answered
 from engine.ids import new_id
 from engine.params import count_param, is_valid_email, iso_time, text_param, uuid_param
 
@@ -165,8 +166,9 @@ class CampaignService:
                 allow_duplicates=allow_duplicates,
             )
             library.add_list(subscribers.id, name)
-            self._app.save(library, subscribers)
-        return {"ListID": str(subscribers.id), "ListName": name, "Fields": fields}
+            answer = {"ListID": str(subscribers.id), "ListName": name, "Fields": fields}
+            self._app.save(library, subscribers, *answered(answer))
+        return answer
 
     def get_lists(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         found = []
@@ -382,8 +384,9 @@ class CampaignService:
                 id=new_id(), account_id=account.id, name=name[:255], bundle=to_bundle(segment)
             )
             library.add_segment(saved.id, saved.name)
-            self._app.save(library, saved)
-        return {"SegmentID": str(saved.id)}
+            answer = {"SegmentID": str(saved.id)}
+            self._app.save(library, saved, *answered(answer))
+        return answer
 
     def count_segment(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         """How many active subscribers a RulesJsonBundle picks now (ours: what a segment
@@ -490,8 +493,9 @@ class CampaignService:
         with self._library_lock:
             library = self._library(account)
             library.add_email(email.id)
-            self._app.save(library, email)
-        return {"EmailID": str(email.id)}
+            answer = {"EmailID": str(email.id)}
+            self._app.save(library, email, *answered(answer))
+        return answer
 
     def update_email(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         email = self._own_email(account, params.get("EmailID"))
@@ -576,8 +580,9 @@ class CampaignService:
         with self._library_lock:
             library = self._library(account)
             library.add_campaign(campaign.id)
-            self._app.save(library, campaign)
-        return {"CampaignID": str(campaign.id)}
+            answer = {"CampaignID": str(campaign.id)}
+            self._app.save(library, campaign, *answered(answer))
+        return answer
 
     def update_campaign(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         from domain.campaign_schedule import ScheduleError, parse_schedule
@@ -791,8 +796,9 @@ class CampaignService:
         with self._library_lock:
             library = self._library(account)
             library.add_campaign(copy.id)
-            self._app.save(library, copy)
-        return {"NewCampaignID": str(copy.id)}
+            answer = {"NewCampaignID": str(copy.id)}
+            self._app.save(library, copy, *answered(answer))
+        return answer
 
     def delete_campaigns(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         ids = _names(params.get("Campaigns"))

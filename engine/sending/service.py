@@ -149,27 +149,21 @@ class SendingService:
         self._app.suppress(account_id, email, reason, datetime.now(UTC))
         self._suppression_cache.pop(account_id, None)
 
-    async def send(
-        self, sender: SenderContext, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> tuple[str, bool]:
-        """Accept one email; returns its MessageID once every recipient's Message is durable,
-        and whether it is the answer of an earlier request with the same Idempotency-Key."""
+    async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
+        """Accept one email; returns its MessageID once every recipient's Message is durable."""
         self._check_sender(sender)
-        call = (
-            IdempotentCall(sender.account_id, idempotency_key, SEND_ENDPOINT, body)
-            if idempotency_key is not None
-            else None
-        )
         now = datetime.now(UTC)
-        settings = self._app.settings
-        content = parse_send_request(
-            body,
-            max_recipients=settings.max_recipients,
-            max_reply_to=settings.max_reply_to,
-            now=now,
-        )
-        if call is None:
-            return await self.accept(sender, content, now), False
+        return await self.accept(sender, self._content(body, now), now)
+
+    async def send_once(
+        self, sender: SenderContext, body: dict[str, Any], idempotency_key: str
+    ) -> tuple[str, bool]:
+        """:meth:`send` under an Idempotency-Key: the MessageID, and whether it is the
+        answer of an earlier request with the same key (then nothing was sent again)."""
+        self._check_sender(sender)
+        call = IdempotentCall(sender.account_id, idempotency_key, SEND_ENDPOINT, body)
+        now = datetime.now(UTC)
+        content = self._content(body, now)
         # As IdempotentCall.perform, for a send that waits on the writer without a thread.
         if (earlier := call.earlier_answer(self._app, now)) is not None:
             return str(earlier["MessageID"]), True
@@ -179,6 +173,13 @@ class SendingService:
             if (earlier := call.earlier_answer(self._app, now)) is None:
                 raise
             return str(earlier["MessageID"]), True
+
+    def _content(self, body: dict[str, Any], now: datetime) -> EmailContent:
+        settings = self._app.settings
+        return parse_send_request(
+            body, max_recipients=settings.max_recipients, max_reply_to=settings.max_reply_to,
+            now=now,
+        )  # fmt: skip
 
     @staticmethod
     def _check_sender(sender: SenderContext) -> None:

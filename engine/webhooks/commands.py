@@ -47,7 +47,7 @@ from domain.webhook import (
     parameter_map,
 )
 from engine.application import SenderContext, Sendstream
-from engine.idempotency import IdempotentCall
+from engine.idempotency import IdempotentCall, answered
 from engine.params import MAX_PAGED_RECORDS, count_param, iso_time, text_param, uuid_param
 from projections.events import rows_since
 
@@ -432,9 +432,8 @@ class WebhookCommands:
     # Shared by /api.php and /api/v1/webhooks.
 
     def add(
-        self, account_id: UUID, domain: SenderDomain, params: dict[str, Any],
-        errors: WebhookErrors, idempotent: IdempotentCall | None = None,
-    ) -> UUID:  # fmt: skip
+        self, account_id: UUID, domain: SenderDomain, params: dict[str, Any], errors: WebhookErrors
+    ) -> UUID:
         event_name = text_param(params.get("Event"))
         if event_name is None:
             raise RequestRejected(errors.missing_event)
@@ -479,11 +478,8 @@ class WebhookCommands:
         domain.attach_webhook(webhook.id)
         if not domain.webhook_signing_key:
             domain.set_webhook_signing_key(new_signing_key())
-        if idempotent is None:
-            self._app.save(webhook, domain)
-        else:
-            answer = {"NewWebhookID": str(webhook.id)}
-            self._app.save(webhook, domain, idempotent.record(answer, now))
+        # The answer of EmailGateway.AddWebhook and of POST /api/v1/webhooks alike.
+        self._app.save(webhook, domain, *answered({"NewWebhookID": str(webhook.id)}))
         self.backfill(webhook, now)
         return webhook.id
 
@@ -598,13 +594,13 @@ class WebhookCommands:
         """The new webhook's id, and whether it is the answer of an earlier request with
         the same Idempotency-Key."""
 
-        def add(call: IdempotentCall | None) -> dict[str, Any]:
+        def add() -> dict[str, Any]:
             domain = self._app.domain(sender.domain_id)
-            webhook_id = self.add(sender.account_id, domain, params, REST_ADD_ERRORS, call)
+            webhook_id = self.add(sender.account_id, domain, params, REST_ADD_ERRORS)
             return {"NewWebhookID": str(webhook_id)}
 
         if idempotency_key is None:
-            return add(None), False
+            return add(), False
         call = IdempotentCall(sender.account_id, idempotency_key, ADD_ENDPOINT, params)
         return call.perform(self._app, add)
 

@@ -176,3 +176,42 @@ def test_a_request_answered_meanwhile_makes_the_late_one_conflict_not_renew(
     with pytest.raises(IntegrityError):
         engine.app.save(late.record({"Id": "late"}, now))
     assert late.earlier_answer(engine.app, now) == {"Id": "early"}
+
+
+async def test_api_php_commands_that_create_take_a_key_and_others_refuse_one(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    account_key = engine.app.bootstrap("example.com")["AccountAPIKey"]
+    client = api_client(engine)
+
+    async def command(name: str, header: str | None = None, **params: Any) -> httpx.Response:
+        headers = {"Idempotency-Key": header} if header is not None else {}
+        body = {"APIKey": account_key, "Command": name, **params}
+        return await client.post("/api.php", json=body, headers=headers)
+
+    first = await command("List.Create", ListName="Readers", IdempotencyKey="list-1")
+    assert first.json()["Success"] is True, first.text
+    again = await command("List.Create", ListName="Readers", IdempotencyKey="list-1")
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    # Without the key the retry is a second request, which the name refuses.
+    assert (await command("List.Create", ListName="Readers")).json()["Success"] is False
+    lists = (await command("Lists.Get")).json()["Lists"]
+    assert [entry["ListName"] for entry in lists] == ["Readers"]
+
+    other = await command("List.Create", ListName="Other", IdempotencyKey="list-1")
+    assert (other.status_code, other.json()) == (200, {
+        "Success": False, "ErrorCode": 422,
+        "ErrorMessage": Extensions.IDEMPOTENCY_KEY_REUSED.message,
+    })  # fmt: skip
+
+    created = await command("Campaign.Create", "campaign-1", CampaignName="Spring")
+    copied = await command("Campaign.Create", "campaign-1", CampaignName="Spring")
+    assert copied.json() == created.json()
+    assert copied.headers["Idempotent-Replayed"] == "true"
+
+    refused = await command("Campaigns.Get", "no-1")
+    assert (refused.status_code, refused.json()["ErrorMessage"]) == (
+        400, "Campaigns.Get does not take an Idempotency-Key"
+    )  # fmt: skip
