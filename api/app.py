@@ -64,46 +64,50 @@ class SendEmailFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        # In progress from here to the answer sent: under overload the requests' wait for
-        # the event loop is the queue the admission keeps short.
         admission = self.engine.sending.admission
-        admitted = admission.admit()
+        admitted = False
         try:
-            await self._answer(scope, receive, send, admitted)
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            try:
+                body = await self._body(headers, receive)
+                if body is None:  # the client went away
+                    return
+                # In progress from the body read to the answer sent (a slow upload holds
+                # no place): under overload the wait for the event loop is the queue it
+                # keeps short.
+                admitted = admission.admit()
+                if not admitted:
+                    raise RequestRejected(Extensions.BUSY, retry_after=BUSY_RETRY_AFTER)
+                message_id, replayed = await accept_email(
+                    self.engine, parse_json_object(body), headers.get("authorization", ""),
+                    headers.get("idempotency-key"),
+                )  # fmt: skip
+                response: Response = JSONResponse({"MessageID": message_id},
+                                                  headers=replayed_header(replayed))  # fmt: skip
+            except RequestRejected as rejected:
+                response = rest_error_response(rejected)
+            except Exception as error:
+                response = rest_error_response(rejection_for(error, log, "POST /api/v1/email"))
+            await response(scope, receive, send)
         finally:
             if admitted:
                 admission.release()
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, admitted: bool) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            limit = self.engine.settings.max_request_bytes
-            check_body_headers(
-                headers.get("content-type", ""), headers.get("content-length"), limit
-            )
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                if len(body) > limit:
-                    raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
-                if not message.get("more_body", False):
-                    break
-            if not admitted:
-                raise RequestRejected(Extensions.BUSY, retry_after=BUSY_RETRY_AFTER)
-            message_id, replayed = await accept_email(
-                self.engine, parse_json_object(body), headers.get("authorization", ""),
-                headers.get("idempotency-key"),
-            )  # fmt: skip
-            response: Response = JSONResponse({"MessageID": message_id},
-                                              headers=replayed_header(replayed))  # fmt: skip
-        except RequestRejected as rejected:
-            response = rest_error_response(rejected)
-        except Exception as error:
-            response = rest_error_response(rejection_for(error, log, "POST /api/v1/email"))
-        await response(scope, receive, send)
+    async def _body(self, headers: dict[str, str], receive: Receive) -> bytearray | None:
+        limit = self.engine.settings.max_request_bytes
+        check_body_headers(headers.get("content-type", ""), headers.get("content-length"), limit)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise RequestRejected(Extensions.TOO_LARGE.format(limit=limit))
+            if not message.get("more_body", False):
+                return body
 
 
 class TrailingSlashMiddleware:
@@ -292,8 +296,8 @@ def create_api(engine: Engine) -> FastAPI:
     async def send_email(request: Request) -> JSONResponse:
         # Served by SendEmailFastPath in front of this app; kept for the OpenAPI page and
         # for any mounting that bypasses the fast path.
+        body = await read_json_object(request, settings.max_request_bytes)
         with engine.sending.admission.admitted():
-            body = await read_json_object(request, settings.max_request_bytes)
             message_id, replayed = await accept_email(
                 engine, body, request.headers.get("authorization", ""),
                 request.headers.get("idempotency-key"),

@@ -65,8 +65,6 @@ IDEMPOTENT_COMMANDS = frozenset({
     "List.Create", "Segment.Create", "Email.Create", "Campaign.Create", "Campaign.Copy",
     "EmailGateway.AddDomain", "EmailGateway.AddWebhook",
 })  # fmt: skip
-# What identifies the caller, not the request: a retry may come with another session.
-_NOT_OF_THE_REQUEST = frozenset({"APIKey", "SessionID", "Command", "IdempotencyKey"})
 
 
 def command_table(
@@ -219,18 +217,18 @@ class CommandEndpoint:
         spec = self.commands.get(name.lower())
         if spec is None:
             raise RequestRejected(Command.UNKNOWN_COMMAND.format(command=name[:100]))
+        given = "IdempotencyKey" in params
         key = params.pop("IdempotencyKey", None)
-        if key is not None and spec.name not in IDEMPOTENT_COMMANDS:
+        if given and spec.name not in IDEMPOTENT_COMMANDS:
             raise RequestRejected(Command.IDEMPOTENCY_NOT_TAKEN.format(command=spec.name))
         if spec.blocking:
             account = await asyncio.to_thread(self.gateway.authenticate, params)
         else:
             account = self.gateway.authenticate(params)
-        if key is not None:
-            if not isinstance(key, str):
+        if given:
+            if not isinstance(key, str):  # JSON null or a number is no key
                 raise RequestRejected(Extensions.INVALID_IDEMPOTENCY_KEY)
-            request = {k: v for k, v in params.items() if k not in _NOT_OF_THE_REQUEST}
-            call = IdempotentCall(account.id, key, f"/api.php {spec.name}", request)
+            call = IdempotentCall(account.id, key, f"/api.php {spec.name}", params)
             result, replayed = await asyncio.to_thread(
                 call.perform, self.store, lambda: spec.handler(account, params)
             )

@@ -32,6 +32,11 @@ from domain.idempotency import (
 from engine.application import Sendstream
 
 _CURRENT: ContextVar[IdempotentCall | None] = ContextVar("idempotent_call", default=None)
+# What names the caller or the key, not the request: a retry may come with another session
+# or a rotated key, and still be the same request.
+_NOT_OF_THE_REQUEST = frozenset(
+    {"APIKey", "SessionID", "SenderAPIKey", "Command", "IdempotencyKey"}
+)
 
 
 def answered(answer: dict[str, Any]) -> list[IdempotentRequest]:
@@ -49,12 +54,14 @@ class IdempotentCall:
             raise RequestRejected(Extensions.INVALID_IDEMPOTENCY_KEY)
         self.account_id = account_id
         self.key = key
-        self.fingerprint = fingerprint(endpoint, orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+        request = {k: v for k, v in body.items() if k not in _NOT_OF_THE_REQUEST}
+        self.fingerprint = fingerprint(endpoint, orjson.dumps(request, option=orjson.OPT_SORT_KEYS))
         self.aggregate_id = idempotent_request_id(account_id, key)
         # What the key held when the request looked (None: nothing yet). The record is
         # made from that state, so that a request that answered meanwhile makes its save
         # conflict, rather than being taken for a key whose day is over.
         self._seen: IdempotentRequest | None = None
+        self._recorded = False
 
     def earlier_answer(self, app: Sendstream, now: datetime) -> dict[str, Any] | None:
         """The answer the same request got in the last day, if any. The key used in that
@@ -69,6 +76,10 @@ class IdempotentCall:
     def record(self, answer: dict[str, Any], now: datetime) -> IdempotentRequest:
         """The aggregate to save with the request's effects (after :meth:`earlier_answer`
         found none): the key's first answer, or a new answer for a key whose day is over."""
+        if self._recorded:
+            # A second save under one key would make the first one's answer the request's.
+            raise RuntimeError("a request's answer is recorded once, with all it did")
+        self._recorded = True
         earlier = self._seen
         if earlier is None:
             return create(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -161,16 +162,20 @@ class SendingService:
         """:meth:`send` under an Idempotency-Key: the MessageID, and whether it is the
         answer of an earlier request with the same key (then nothing was sent again)."""
         self._check_sender(sender)
-        call = IdempotentCall(sender.account_id, idempotency_key, SEND_ENDPOINT, body)
+        # A key belongs to the account; the domain sending is part of the request.
+        endpoint = f"{SEND_ENDPOINT} {sender.domain_id}"
+        call = IdempotentCall(sender.account_id, idempotency_key, endpoint, body)
         now = datetime.now(UTC)
         content = self._content(body, now)
-        # As IdempotentCall.perform, for a send that waits on the writer without a thread.
-        if (earlier := call.earlier_answer(self._app, now)) is not None:
+        # As IdempotentCall.perform, for a send that waits on the writer without a thread;
+        # the store is read off the event loop (a slow database must not stall it).
+        if (earlier := await asyncio.to_thread(call.earlier_answer, self._app, now)) is not None:
             return str(earlier["MessageID"]), True
         try:
             return await self.accept(sender, content, now, idempotent=call), False
         except IntegrityError:
-            if (earlier := call.earlier_answer(self._app, now)) is None:
+            earlier = await asyncio.to_thread(call.earlier_answer, self._app, now)
+            if earlier is None:
                 raise
             return str(earlier["MessageID"]), True
 

@@ -601,7 +601,8 @@ class WebhookCommands:
 
         if idempotency_key is None:
             return add(), False
-        call = IdempotentCall(sender.account_id, idempotency_key, ADD_ENDPOINT, params)
+        endpoint = f"{ADD_ENDPOINT} {sender.domain_id}"  # the domain is part of the request
+        call = IdempotentCall(sender.account_id, idempotency_key, endpoint, params)
         return call.perform(self._app, add)
 
     def rest_list(self, sender: SenderContext) -> dict[str, Any]:

@@ -215,3 +215,40 @@ async def test_api_php_commands_that_create_take_a_key_and_others_refuse_one(
     assert (refused.status_code, refused.json()["ErrorMessage"]) == (
         400, "Campaigns.Get does not take an Idempotency-Key"
     )  # fmt: skip
+
+
+async def test_a_refused_request_may_be_retried_with_its_key_and_keys_are_per_domain(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}), WEBHOOK_ALLOW_HTTP="true",
+                         WEBHOOK_ALLOW_LOOPBACK="true")  # fmt: skip
+    keys = engine.app.bootstrap("example.com")
+    client = api_client(engine)
+
+    refused = await send(client, keys["SenderAPIKey"], email(Subject=""), "retry-me")
+    assert refused.status_code == 422, refused.text
+    accepted = await send(client, keys["SenderAPIKey"], email(), "retry-me")
+    assert accepted.status_code == 200, accepted.text
+    assert "Idempotent-Replayed" not in accepted.headers
+
+    # A second domain of the account, with a sender key of its own.
+    async def command(name: str, **params: Any) -> dict[str, Any]:
+        body = {"APIKey": keys["AccountAPIKey"], "Command": name, **params}
+        answer: dict[str, Any] = (await client.post("/api.php", json=body)).json()
+        assert answer["Success"] is True, answer
+        return answer
+
+    other_domain = await command("EmailGateway.AddDomain", DomainName="other.example")
+    added_key = await command("EmailGateway.AddAPI", Description="B",
+                              DomainID=other_domain["NewSenderDomainID"])  # fmt: skip
+    other_key = added_key["APIKey"]["Key"]
+    hook = {"Event": "delivered", "WebhookURL": "http://127.0.0.1:9/hook"}
+    for sender_key, status in ((keys["SenderAPIKey"], 200), (other_key, 422)):
+        headers = {"Authorization": f"Bearer {sender_key}", "Idempotency-Key": "hook"}
+        added = await client.post("/api/v1/webhooks", json=hook, headers=headers)
+        assert added.status_code == status, added.text
+
+    null_key = await client.post("/api.php", json={"APIKey": keys["AccountAPIKey"],
+                                 "Command": "List.Create", "ListName": "L",
+                                 "IdempotencyKey": None})  # fmt: skip
+    assert null_key.status_code == 400, null_key.text

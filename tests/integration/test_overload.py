@@ -58,6 +58,11 @@ async def test_an_overloaded_api_refuses_a_share_clearly_and_delivers_all_it_acc
         assert answer.headers["Retry-After"] == "1"
         assert answer.json() == {"Errors": [{"Code": 503, "Message": Extensions.BUSY.message}]}
     assert engine.sending.admission.refused == len(refused)
+    # Sends refused after their place was taken give it back: bad JSON, a bad field.
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    assert (await client.post("/api/v1/email", content=b"{", headers=headers)).status_code == 400
+    bad = await client.post("/api/v1/email", json=email("") | {"From": {}}, headers=headers)
+    assert bad.status_code == 422, bad.text
     assert engine.sending.admission.in_progress == 0
 
     received = receiver.wait_for_count(len(accepted), timeout=120)
