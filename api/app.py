@@ -231,7 +231,7 @@ def create_app(engine: Engine) -> ASGIApp:
         engine.app,
         engine.gateway,
         engine.campaigns,
-        (engine.suppressions, engine.webhooks, engine.sending_addresses),
+        (engine.suppressions, engine.webhooks, engine.sending_addresses, engine.templates),
         max_body_bytes=engine.settings.max_request_bytes,
     )
     # Tracking hits come first: they are the most numerous requests of all.
@@ -309,7 +309,7 @@ def create_api(engine: Engine) -> FastAPI:
         engine.app,
         engine.gateway,
         engine.campaigns,
-        (engine.suppressions, engine.webhooks, engine.sending_addresses),
+        (engine.suppressions, engine.webhooks, engine.sending_addresses, engine.templates),
         settings.max_request_bytes,
     )
 

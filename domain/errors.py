@@ -201,6 +201,18 @@ class Command:
     STORAGE_UNAVAILABLE = Extensions.STORAGE_UNAVAILABLE
 
 
+class Templates:
+    """``Template.*`` (ours, in the documents' ``Noun.Verb`` style and numbering)."""
+
+    MISSING_PARAMETER = ErrorText(1, "A required field was not supplied: {name}.")
+    INVALID_ID = ErrorText(2, "Invalid TemplateID.")
+    DUPLICATE_NAME = ErrorText(3, "A template with this name already exists.")
+    INVALID_TEMPLATE = ErrorText(4, "Invalid template: {reason}")
+    INVALID_VERSION = ErrorText(5, "Invalid Version.")
+    TOO_LARGE = ErrorText(6, "A template's parts may hold {limit} bytes at most.")
+    INVALID_NAME = ErrorText(7, "Invalid TemplateName.")
+
+
 class UserLogin:
     MISSING_PARAMETER = ErrorText(400, "A required field was not supplied: {name}.")
 

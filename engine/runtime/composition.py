@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from engine.feedback.service import FeedbackService
     from engine.feedback.suppressions import SuppressionCommands
     from engine.sending.smtp_submission import SubmissionServer
+    from engine.templates.commands import TemplateCommands
     from engine.webhooks.calls import WebhookDelivery
     from engine.webhooks.commands import WebhookCommands, WebhookRegistry
 
@@ -216,6 +217,7 @@ class Engine:
     campaign_runner: CampaignRunner | None = field(init=False, default=None)
     _campaigns: CampaignService | None = field(init=False, default=None)
     _suppressions: SuppressionCommands | None = field(init=False, default=None)
+    _templates: TemplateCommands | None = field(init=False, default=None)
     _renderer: MessageRenderer | None = field(init=False, default=None)
     _feedback: FeedbackService | None = field(init=False, default=None)
     bounce_intake: BounceIntake | None = field(init=False, default=None)
@@ -321,6 +323,15 @@ class Engine:
                 self.app, on_change=lambda account: self.sending.forget_suppressions(account.id)
             )
         return self._suppressions
+
+    @property
+    def templates(self) -> TemplateCommands:
+        """The ``Template.*`` commands of ``/api.php``."""
+        if self._templates is None:
+            from engine.templates.commands import TemplateCommands
+
+            self._templates = TemplateCommands(self.app)
+        return self._templates
 
     @property
     def webhook_store(self) -> WebhookStore:

@@ -18,6 +18,7 @@ PRODUCERS: dict[str, dict[str, Any]] = {
     "EmailGateway.AddDomain": {"DomainName": "other-example.com"},
     "Campaign.Create": {"CampaignName": "Summer Sale Campaign"},
     "List.Create": {"ListName": "Newsletter"},
+    "Template.Create": {"TemplateName": "Receipt", "Subject": "Hi", "PlainContent": "Hello"},
 }
 # What needs the domain the first account added.
 DOMAIN_PRODUCERS: dict[str, dict[str, Any]] = {
