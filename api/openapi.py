@@ -91,6 +91,7 @@ REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
         Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.TOO_MANY_RECIPIENTS,
         Extensions.INVALID_HEADERS, Extensions.INVALID_ATTACHMENTS, Extensions.INVALID_TAGS,
         Extensions.INVALID_IDEMPOTENCY_KEY, Extensions.IDEMPOTENCY_KEY_REUSED, Extensions.BUSY,
+        Extensions.TEMPLATE_NOT_RENDERED, Extensions.TEMPLATE_AND_CONTENT,
     ],
     ("get", "/api/v1/email/{message_id}"): [
         E.GetEvents.MISSING_SENDER_API_KEY, E.GetEvents.INVALID_SENDER_API_KEY,
@@ -124,6 +125,13 @@ def _query(
 
 
 _COUNT = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+
+
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter that may also be given empty (``RetrieveCount=``): its default."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
 # Years 1000 to 9998: any offset or time zone keeps them within what UTC can hold.
 _YEAR = "^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
 _DATE = {
@@ -163,10 +171,10 @@ REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("get", "/api/v1/events"): [
         _query(
             "StartFrom",
-            {"type": "integer", "minimum": 0, "maximum": 19_999},
+            _or_empty({"type": "integer", "minimum": 0, "maximum": 19_999}),
             "records to skip (0); the first 20,000 records of a range can be paged",
         ),
-        _query("RetrieveCount", _COUNT, "records to answer (5); at most 100 are"),
+        _query("RetrieveCount", _or_empty(_COUNT), "records to answer (5); at most 100 are"),
         _query("StartDate", _DATE, "from this moment, in the account's time zone"),
         _query("EndDate", _DATE, "up to this moment; a bare date includes its whole day"),
         _query(

@@ -44,7 +44,18 @@ class SendEmailRequest(BaseModel):
     SendAt: int | str | None = Field(
         default=None, description="Unix timestamp, 'YYYY-MM-DD HH:MM:SS' (UTC) or ISO-8601"
     )
-    TemplateID: str | None = None
+    TemplateID: str | None = Field(
+        default=None,
+        description="a stored template of the account (Template.Create): its subject and "
+        "bodies, rendered with TemplateData, take the place of Subject, ContentType, "
+        "HtmlContent and PlainContent",
+    )
+    TemplateVersion: int | None = Field(
+        default=None, description="the template's version to send (its active one if absent)"
+    )
+    TemplateData: dict[str, Any] | None = Field(
+        default=None, description="the values the template reads ({{ name }}, {% for %} …)"
+    )
     TargetListID: str | None = None
 
 

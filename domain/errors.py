@@ -129,6 +129,11 @@ class Extensions:
     STORAGE_UNAVAILABLE = ErrorText(
         503, "The event store cannot be reached: nothing was stored. Retry later."
     )
+    # A stored template rendered with a send's TemplateData (adapters/templating.py).
+    TEMPLATE_NOT_RENDERED = ErrorText(
+        422, "The template could not be rendered with this TemplateData: {reason}"
+    )
+    TEMPLATE_AND_CONTENT = ErrorText(422, "Give TemplateID or Subject and content, not both")
     # Idempotency-Key (engine/idempotency.py), as Stripe answers them.
     INVALID_IDEMPOTENCY_KEY = ErrorText(
         400, "Idempotency-Key must be 1 to 255 printable ASCII characters"

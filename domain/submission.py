@@ -22,6 +22,7 @@ class Submission(Aggregate):
         source: str,
         content: dict[str, Any],
         message_ids: list[UUID],
+        template: dict[str, Any] | None = None,
     ) -> None:
         self._id = id
         self.account_id = account_id
@@ -29,3 +30,5 @@ class Submission(Aggregate):
         self.source = source  # "api" or "smtp": how it reached us
         self.content = content
         self.message_ids = message_ids
+        # {"TemplateID", "Version"} of the stored template the content was rendered from.
+        self.template = template

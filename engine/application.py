@@ -194,6 +194,7 @@ class Sendstream(Application[UUID]):
         now: datetime,
         source: str = "api",
         submission_id: UUID | None = None,
+        template: dict[str, Any] | None = None,
     ) -> tuple[Submission, list[Message]]:
         """Build (not save) the submission and a Message per recipient, queued unless scheduled."""
         submission_id = submission_id or new_id()
@@ -231,6 +232,7 @@ class Sendstream(Application[UUID]):
             source=source,
             content=content.to_dict(),
             message_ids=[m.id for m in messages],
+            template=template,
         )
         return submission, messages
 

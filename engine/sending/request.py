@@ -276,7 +276,8 @@ def parse_send_request(
             send_at = None  # a time already past means now
 
     if body.get("TemplateID") not in (None, ""):
-        errors.append(SendEmail.INVALID_TEMPLATE_ID)  # templates are not offered yet
+        # The send service renders a template into the body before it is parsed.
+        errors.append(SendEmail.INVALID_TEMPLATE_ID)
     if body.get("TargetListID") not in (None, ""):
         errors.append(SendEmail.INVALID_TARGET_LIST_ID)  # lists arrive with campaigns
 

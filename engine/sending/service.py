@@ -17,21 +17,27 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from adapters.mime import build_message
+from adapters.templating import TemplateRefused, render, render_subject
 from domain.account import SenderApiKey, domain_accepts_sender
 from domain.content import Address, EmailContent
-from domain.errors import ErrorText, RequestRejected, SendEmail
+from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
+from domain.template import Template, UnknownVersion
 from engine.admission import Admission
 from engine.application import SenderContext, Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.eventlog.writer import BatchWriter
 from engine.idempotency import IdempotentCall
+from engine.params import uuid_param
 from engine.rate_limit import RequestLimit
 from engine.sending.request import parse_send_request
 
 log = logging.getLogger(__name__)
 
 _AUTH_CACHE_SECONDS = 2.0
+# A send from a stored template: these give the template, and it gives these parts.
+TEMPLATE_FIELDS = ("TemplateID", "TemplateVersion", "TemplateData")
+TEMPLATE_PARTS = ("Subject", "HtmlContent", "PlainContent")
 # What an Idempotency-Key's fingerprint names as the endpoint of a send.
 SEND_ENDPOINT = "POST /api/v1/email"
 
@@ -154,7 +160,8 @@ class SendingService:
         """Accept one email; returns its MessageID once every recipient's Message is durable."""
         self._check_sender(sender)
         now = datetime.now(UTC)
-        return await self.accept(sender, self._content(body, now), now)
+        content, template = self._content(sender, body, now)
+        return await self.accept(sender, content, now, template=template)
 
     async def send_once(
         self, sender: SenderContext, body: dict[str, Any], idempotency_key: str
@@ -166,25 +173,76 @@ class SendingService:
         endpoint = f"{SEND_ENDPOINT} {sender.domain_id}"
         call = IdempotentCall(sender.account_id, idempotency_key, endpoint, body)
         now = datetime.now(UTC)
-        content = self._content(body, now)
+        content, template = self._content(sender, body, now)
         # As IdempotentCall.perform, for a send that waits on the writer without a thread;
         # the store is read off the event loop (a slow database must not stall it).
         if (earlier := await asyncio.to_thread(call.earlier_answer, self._app, now)) is not None:
             return str(earlier["MessageID"]), True
         try:
-            return await self.accept(sender, content, now, idempotent=call), False
+            return await self.accept(
+                sender, content, now, idempotent=call, template=template
+            ), False
         except IntegrityError:
             earlier = await asyncio.to_thread(call.earlier_answer, self._app, now)
             if earlier is None:
                 raise
             return str(earlier["MessageID"]), True
 
-    def _content(self, body: dict[str, Any], now: datetime) -> EmailContent:
+    def _content(
+        self, sender: SenderContext, body: dict[str, Any], now: datetime
+    ) -> tuple[EmailContent, dict[str, Any] | None]:
+        """The content of a send, and the stored template it was rendered from (if any)."""
+        template = None
+        if body.get("TemplateID") not in (None, ""):
+            body, template = self._rendered(sender, body)
         settings = self._app.settings
-        return parse_send_request(
+        content = parse_send_request(
             body, max_recipients=settings.max_recipients, max_reply_to=settings.max_reply_to,
             now=now,
         )  # fmt: skip
+        return content, template
+
+    def _rendered(
+        self, sender: SenderContext, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``body`` with its subject and content rendered from the account's template
+        ``TemplateID`` (its ``TemplateVersion``, or the active one) and ``TemplateData``."""
+        template = self._template(sender.account_id, body.get("TemplateID"))
+        try:
+            version = (
+                template.active
+                if body.get("TemplateVersion") in (None, "")
+                else template.numbered(_version_number(body["TemplateVersion"]))
+            )
+        except UnknownVersion:
+            raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID) from None
+        if any(body.get(part) not in (None, "") for part in TEMPLATE_PARTS):
+            raise RequestRejected(Extensions.TEMPLATE_AND_CONTENT)
+        data = body.get("TemplateData", {})
+        if not isinstance(data, dict):
+            raise RequestRejected(Extensions.INVALID_PARAMETER.format(name="TemplateData"))
+        try:
+            subject = render_subject(version.subject, data)
+            html = render("HTMLContent", version.html, data, html=True) if version.html else ""
+            text = render("PlainContent", version.text, data) if version.text else ""
+        except TemplateRefused as refused:
+            raise RequestRejected(
+                Extensions.TEMPLATE_NOT_RENDERED.format(reason=str(refused))
+            ) from None
+        rendered = {k: v for k, v in body.items() if k not in TEMPLATE_FIELDS}
+        rendered |= {"Subject": subject, "ContentType": "html" if html.strip() else "plain",
+                     "HtmlContent": html or None, "PlainContent": text or None}  # fmt: skip
+        return rendered, {"TemplateID": str(template.id), "Version": version.number}
+
+    def _template(self, account_id: UUID, value: Any) -> Template:
+        template_id = uuid_param(value)
+        try:
+            found = self._app._get(template_id, Template) if template_id else None
+        except AggregateNotFoundError:
+            found = None
+        if found is None or found.account_id != account_id or found.is_deleted:
+            raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID)
+        return found
 
     @staticmethod
     def _check_sender(sender: SenderContext) -> None:
@@ -202,6 +260,7 @@ class SendingService:
         now: datetime | None = None,
         source: str = "api",
         idempotent: IdempotentCall | None = None,
+        template: dict[str, Any] | None = None,
     ) -> str:
         """Accept content already parsed (by the API or the SMTP submission server): the
         sender, suppression, rate and quota checks, then durable Messages; the MessageID.
@@ -219,7 +278,9 @@ class SendingService:
             sender.account_id, len(recipients), sender.daily_send_limit, now.date()
         ):
             raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
-        submission, messages = self._app.prepare_submission(sender, content, now, source=source)
+        submission, messages = self._app.prepare_submission(
+            sender, content, now, source=source, template=template
+        )
         aggregates: list[Aggregate] = [submission, *messages]
         if idempotent is not None:
             answer = {"MessageID": str(submission.id)}
@@ -273,3 +334,11 @@ class SendingService:
             "AcceptedAt": submission.created_on.isoformat(),
             "Recipients": recipients,
         }
+
+
+def _version_number(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) <= 9:
+        return int(value)
+    raise UnknownVersion(value)

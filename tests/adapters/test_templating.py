@@ -53,3 +53,13 @@ def test_python_internals_are_out_of_reach() -> None:
         except TemplateRefused:
             continue
         assert "class" not in rendered and "[1]" not in rendered, (source, rendered)
+
+
+def test_what_the_data_makes_of_a_template_is_refused_not_raised() -> None:
+    for source, data in (("{% for x in n %}{{ x }}{% endfor %}", {"n": 5}),
+                         ("{{ 1 / z }}", {"z": 0})):  # fmt: skip
+        check("PlainContent", source)
+        with pytest.raises(TemplateRefused):
+            render("PlainContent", source, data)
+    assert render("PlainContent", "{{ order.items | join(',') }}",
+                  {"order": {"items": ["a", "b"]}}) == "a,b"  # fmt: skip

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import httpx
 
-from domain.errors import Templates
+from domain.errors import Extensions, Templates
 from engine.runtime.composition import Engine, Role
+from tests.integration.receiver import Receiver
 
 Client = Callable[[Engine], httpx.AsyncClient]
 
@@ -78,3 +80,59 @@ async def test_templates_are_stored_with_versions_and_checked_when_stored(
     assert (await call(owner, "Templates.Get"))["TotalTemplates"] == 0
     gone = await call(owner, "Template.Get", TemplateID=template_id)
     assert gone["ErrorCode"] == Templates.INVALID_ID.code
+
+
+async def test_a_send_from_a_template_is_rendered_with_its_data_and_records_the_version(
+    make_engine: Callable[..., Engine], api_client: Client, receiver: Receiver
+) -> None:
+    engine = make_engine(SMTP_RELAY_URL=receiver.url)
+    client = api_client(engine)
+    keys = engine.app.bootstrap("shop.example")
+    stranger = engine.app.bootstrap("other.example")["AccountAPIKey"]
+
+    async def create(account_key: str, **parts: str) -> str:
+        body = {"APIKey": account_key, "Command": "Template.Create", **parts}
+        answer = (await client.post("/api.php", json=body)).json()
+        assert answer["Success"] is True, answer
+        return str(answer["TemplateID"])
+
+    template_id = await create(
+        keys["AccountAPIKey"], TemplateName="Receipt", Subject="Order {{ order.number }}",
+        HTMLContent="<p>Hi {{ name }}</p><ul>{% for i in order.items %}<li>{{ i }}</li>"
+        "{% endfor %}</ul>", PlainContent="Hi {{ name | default('there') }}",
+    )  # fmt: skip
+    foreign_id = await create(stranger, TemplateName="Theirs", Subject="S", PlainContent="x")
+
+    async def send(**fields: Any) -> httpx.Response:
+        body = {"From": {"email": "news@shop.example", "name": "Shop"},
+                "To": [{"email": "reader@example.org", "name": "Reader"}], **fields}  # fmt: skip
+        headers = {"Authorization": f"Bearer {keys['SenderAPIKey']}"}
+        return await client.post("/api/v1/email", json=body, headers=headers)
+
+    data = {"name": "<b>Ann</b>", "order": {"number": "7\r\nBcc: all@example.org",
+                                              "items": ["tea", "cups"]}}  # fmt: skip
+    sent = await send(TemplateID=template_id, TemplateData=data)
+    assert sent.status_code == 200, sent.text
+    (received,) = receiver.wait_for_count(1)
+    message = received.message
+    assert str(message["Subject"]) == "Order 7 Bcc: all@example.org"
+    assert message["Bcc"] is None
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html")
+    assert "<p>Hi &lt;b&gt;Ann&lt;/b&gt;</p><ul><li>tea</li><li>cups</li></ul>" in (
+        html.get_content()  # type: ignore[attr-defined]
+    )
+    submission = engine.app.submission(UUID(sent.json()["MessageID"]))
+    assert submission.template == {"TemplateID": template_id, "Version": 1}
+
+    def error(answer: httpx.Response) -> tuple[int, int, str]:
+        (only,) = answer.json()["Errors"]
+        return answer.status_code, only["Code"], only["Message"]
+
+    invalid_id = (422, 15, "Invalid TemplateID")
+    assert error(await send(TemplateID=foreign_id)) == invalid_id
+    assert error(await send(TemplateID=str(UUID(int=1)))) == invalid_id
+    assert error(await send(TemplateID=template_id, TemplateVersion=2)) == invalid_id
+    both = await send(TemplateID=template_id, Subject="Mine")
+    assert error(both) == (422, 422, Extensions.TEMPLATE_AND_CONTENT.message)
+    not_data = await send(TemplateID=template_id, TemplateData=["x"])
+    assert error(not_data) == (422, 422, "Invalid TemplateData")
