@@ -173,11 +173,12 @@ class SendingService:
         endpoint = f"{SEND_ENDPOINT} {sender.domain_id}"
         call = IdempotentCall(sender.account_id, idempotency_key, endpoint, body)
         now = datetime.now(UTC)
-        content, template = self._content(sender, body, now)
         # As IdempotentCall.perform, for a send that waits on the writer without a thread;
-        # the store is read off the event loop (a slow database must not stall it).
+        # the store is read off the event loop (a slow database must not stall it). A retry
+        # is answered before its content is built: its template may be gone since.
         if (earlier := await asyncio.to_thread(call.earlier_answer, self._app, now)) is not None:
             return str(earlier["MessageID"]), True
+        content, template = self._content(sender, body, now)
         try:
             return await self.accept(
                 sender, content, now, idempotent=call, template=template

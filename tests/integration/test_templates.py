@@ -136,3 +136,30 @@ async def test_a_send_from_a_template_is_rendered_with_its_data_and_records_the_
     assert error(both) == (422, 422, Extensions.TEMPLATE_AND_CONTENT.message)
     not_data = await send(TemplateID=template_id, TemplateData=["x"])
     assert error(not_data) == (422, 422, "Invalid TemplateData")
+
+
+async def test_a_retry_of_a_template_send_is_answered_after_the_template_is_gone(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine(roles=frozenset({Role.API}))
+    client = api_client(engine)
+    keys = engine.app.bootstrap("shop.example")
+
+    async def command(name: str, **params: Any) -> dict[str, Any]:
+        body = {"APIKey": keys["AccountAPIKey"], "Command": name, **params}
+        answer: dict[str, Any] = (await client.post("/api.php", json=body)).json()
+        assert answer["Success"] is True, answer
+        return answer
+
+    template_id = (await command("Template.Create", TemplateName="T", Subject="Hi",
+                                 PlainContent="Hello {{ name }}"))["TemplateID"]  # fmt: skip
+    body = {"TemplateID": template_id, "TemplateData": {"name": "Ann"},
+            "From": {"email": "news@shop.example", "name": "Shop"},
+            "To": [{"email": "reader@example.org", "name": "Reader"}]}  # fmt: skip
+    headers = {"Authorization": f"Bearer {keys['SenderAPIKey']}", "Idempotency-Key": "t-1"}
+    first = await client.post("/api/v1/email", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    await command("Template.Delete", TemplateID=template_id)
+    again = await client.post("/api/v1/email", json=body, headers=headers)
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
