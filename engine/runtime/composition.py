@@ -330,7 +330,7 @@ class Engine:
         if self._templates is None:
             from engine.templates.commands import TemplateCommands
 
-            self._templates = TemplateCommands(self.app)
+            self._templates = TemplateCommands(self.app, on_change=self.sending.forget_template)
         return self._templates
 
     @property

@@ -93,6 +93,9 @@ class SendingService:
         self.admission = Admission(settings.max_sends_in_progress)
         self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
         self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
+        # Templates read for sends, kept as briefly as keys and suppression lists: a
+        # change made in this process drops its entry at once (forget_template).
+        self._template_cache: dict[UUID, tuple[float, Template | None]] = {}
         self._used_on: dict[UUID, date] = {}
 
     def authenticate(
@@ -148,6 +151,23 @@ class SendingService:
             self._suppression_cache.clear()
         self._suppression_cache[account_id] = (now, found)
         return found
+
+    def _stored_template(self, template_id: UUID) -> Template | None:
+        now = time.monotonic()
+        cached = self._template_cache.get(template_id)
+        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
+            return cached[1]
+        try:
+            found: Template | None = self._app._get(template_id, Template)
+        except AggregateNotFoundError:
+            found = None
+        if len(self._template_cache) > 10_000:
+            self._template_cache.clear()
+        self._template_cache[template_id] = (now, found)
+        return found
+
+    def forget_template(self, template_id: UUID) -> None:
+        self._template_cache.pop(template_id, None)
 
     def forget_suppressions(self, account_id: UUID) -> None:
         self._suppression_cache.pop(account_id, None)
@@ -237,10 +257,7 @@ class SendingService:
 
     def _template(self, account_id: UUID, value: Any) -> Template:
         template_id = uuid_param(value)
-        try:
-            found = self._app._get(template_id, Template) if template_id else None
-        except AggregateNotFoundError:
-            found = None
+        found = self._stored_template(template_id) if template_id else None
         if found is None or found.account_id != account_id or found.is_deleted:
             raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID)
         return found

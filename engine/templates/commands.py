@@ -33,8 +33,9 @@ PARTS = (("Subject", False), ("HTMLContent", True), ("PlainContent", False))
 
 
 class TemplateCommands:
-    def __init__(self, app: Sendstream) -> None:
+    def __init__(self, app: Sendstream, on_change: Callable[[UUID], None] | None = None) -> None:
         self._app = app
+        self._on_change = on_change  # a template changed (the send path's cache forgets it)
         self._index_lock = threading.Lock()  # one name at a time per process
 
     def commands(self) -> dict[str, Handler]:
@@ -87,6 +88,7 @@ class TemplateCommands:
                     template.rename(name)
                     index.name(template.id, name)
             self._app.save(index, template)
+        self._changed(template.id)
         return {"TemplateID": str(template.id), "Version": template.active_version}
 
     def get(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +112,12 @@ class TemplateCommands:
             index = self._index(account.id)
             index.remove(template.id)
             self._app.save(index, template)
+        self._changed(template.id)
         return {}
+
+    def _changed(self, template_id: UUID) -> None:
+        if self._on_change is not None:
+            self._on_change(template_id)
 
     def _own(self, account: Account, value: Any) -> Template:
         if text_param(value) is None:

@@ -123,6 +123,14 @@ async def test_a_send_from_a_template_is_rendered_with_its_data_and_records_the_
     )
     submission = engine.app.submission(UUID(sent.json()["MessageID"]))
     assert submission.template == {"TemplateID": template_id, "Version": 1}
+    # An update is used by the very next send (the send path keeps templates a moment).
+    update = {"APIKey": keys["AccountAPIKey"], "Command": "Template.Update",
+              "TemplateID": template_id, "Subject": "Receipt {{ order.number }}"}  # fmt: skip
+    assert (await client.post("/api.php", json=update)).json()["Version"] == 2
+    resent = await send(TemplateID=template_id, TemplateData=data)
+    assert engine.app.submission(UUID(resent.json()["MessageID"])).template == {
+        "TemplateID": template_id, "Version": 2
+    }  # fmt: skip
 
     def error(answer: httpx.Response) -> tuple[int, int, str]:
         (only,) = answer.json()["Errors"]
@@ -131,7 +139,7 @@ async def test_a_send_from_a_template_is_rendered_with_its_data_and_records_the_
     invalid_id = (422, 15, "Invalid TemplateID")
     assert error(await send(TemplateID=foreign_id)) == invalid_id
     assert error(await send(TemplateID=str(UUID(int=1)))) == invalid_id
-    assert error(await send(TemplateID=template_id, TemplateVersion=2)) == invalid_id
+    assert error(await send(TemplateID=template_id, TemplateVersion=3)) == invalid_id
     both = await send(TemplateID=template_id, Subject="Mine")
     assert error(both) == (422, 422, Extensions.TEMPLATE_AND_CONTENT.message)
     not_data = await send(TemplateID=template_id, TemplateData=["x"])
