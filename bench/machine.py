@@ -36,3 +36,9 @@ def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
     print(f"{'figure':<{width}}  {'measured':>14}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>14}  {target}")
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The value below which ``share`` of ``values`` fall (0 for none)."""
+    ordered = sorted(values) or [0.0]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]

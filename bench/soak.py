@@ -48,7 +48,7 @@ from aiosmtplib import SMTP
 
 from bench.bounces import _samples
 from bench.ceiling import smtp_ceiling
-from bench.machine import describe, print_table
+from bench.machine import describe, percentile, print_table
 from domain.message import message_id_for
 from domain.tracking import click_url, open_url
 from domain.verp import verp_address
@@ -477,7 +477,7 @@ class Soak:
         started, seen = time.monotonic(), 0
         while not stop.is_set():
             self.samples.append(now := sample(self.process.pid, self.data))
-            due, written = (_percentile(c[seen:], 0.99) for c in
+            due, written = (percentile(c[seen:], 0.99) for c in
                             (self.counts.latencies, self.counts.server_latencies))  # fmt: skip
             seen = len(self.counts.latencies)
             print(f"{now.at - started:6.0f} s  accepted {self.counts.accepted:,}  refused "
@@ -487,11 +487,6 @@ class Soak:
                              if pid in now.roles),
                   file=sys.stderr, flush=True)  # fmt: skip
             stop.wait(SAMPLE_SECONDS)
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values) or [0.0]
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 def _megabytes(value: float) -> str:
@@ -596,11 +591,11 @@ def run(minutes: float = 60, load: float = 0.3, burst: int = 3000) -> Result:
         ("accepted / refused", f"{soak.counts.accepted:,}", refused),
         ("requests left without an answer", f"{soak.counts.lost:,}", "0"),
         ("API latency of accepted sends p50 / p99 (ms), from the request written",
-         f"{_percentile(server_latencies, 0.5) * 1000:.1f} / "
-         f"{_percentile(server_latencies, 0.99) * 1000:.1f}", "p99 <= 50"),
+         f"{percentile(server_latencies, 0.5) * 1000:.1f} / "
+         f"{percentile(server_latencies, 0.99) * 1000:.1f}", "p99 <= 50"),
         ("the same, from when the send was due (with the wait for one of "
-         f"{IN_FLIGHT} connections)", f"{_percentile(latencies, 0.5) * 1000:.1f} / "
-         f"{_percentile(latencies, 0.99) * 1000:.1f}", ""),
+         f"{IN_FLIGHT} connections)", f"{percentile(latencies, 0.5) * 1000:.1f} / "
+         f"{percentile(latencies, 0.99) * 1000:.1f}", ""),
         ("tracking hits / bounces sent", f"{soak.counts.hits:,} / {soak.counts.bounces:,}", ""),
         ("webhook calls received", f"{webhook_calls:,}", ""),
         ("backlog when the offer stopped (messages)", f"{backlog:,}", ""),

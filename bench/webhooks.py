@@ -38,7 +38,7 @@ from uuid import UUID, uuid4
 
 import uvloop
 
-from bench.machine import describe, print_table
+from bench.machine import describe, percentile, print_table
 from domain.envelope import EventEnvelope
 from engine.runtime.composition import Engine, Role, tune_garbage_collector
 from engine.runtime.processes import WorkerProcess
@@ -232,11 +232,6 @@ def _phase(engine: Engine, domains: list[tuple[UUID, UUID]], rate: float, total:
     return len(calls) / (last - first_event), [lag for _, lag in calls]
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def run(messages: int = 30_000, seconds: int = 20) -> list[tuple[str, str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-webhooks-"))
     ports = _free_ports(ENDPOINTS)
@@ -278,7 +273,7 @@ def run(messages: int = 30_000, seconds: int = 20) -> list[tuple[str, str, str]]
             rows.append(("lag event -> healthy endpoint p50 (s)",
                          f"{statistics.median(lags):.3f}", ""))  # fmt: skip
             rows.append(("lag event -> healthy endpoint p99 (s)",
-                         f"{_percentile(lags, 0.99):.3f}", "<= 2"))  # fmt: skip
+                         f"{percentile(lags, 0.99):.3f}", "<= 2"))  # fmt: skip
         rows.append(("failing + silent endpoints", "2 of 40 (5 %)", ""))
         rows.append(("processes making calls", str(settings.webhook_processes), ""))
     finally:

@@ -45,6 +45,15 @@ class UnknownVersion(Exception):
     pass
 
 
+def version_number(value: Any) -> int:
+    """A version as a request gives it: a number, or digits as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9:
+        return int(value)
+    raise UnknownVersion(value)
+
+
 class Template(Aggregate):
     @event("Created")
     def __init__(

@@ -7,9 +7,10 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -22,7 +23,7 @@ from domain.account import SenderApiKey, domain_accepts_sender
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
-from domain.template import Template, UnknownVersion
+from domain.template import Template, UnknownVersion, version_number
 from engine.admission import Admission
 from engine.application import SenderContext, Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
@@ -34,12 +35,41 @@ from engine.sending.request import parse_send_request
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 _AUTH_CACHE_SECONDS = 2.0
 # A send from a stored template: these give the template, and it gives these parts.
 TEMPLATE_FIELDS = ("TemplateID", "TemplateVersion", "TemplateData")
 TEMPLATE_PARTS = ("Subject", "HtmlContent", "PlainContent")
 # What an Idempotency-Key's fingerprint names as the endpoint of a send.
 SEND_ENDPOINT = "POST /api/v1/email"
+
+
+class BriefCache(Generic[K, V]):
+    """What the send path read lately (keys, suppression lists, templates), kept for
+    ``_AUTH_CACHE_SECONDS``: each request would otherwise read the store again."""
+
+    def __init__(self, most: int = 10_000) -> None:
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._most = most
+
+    def get(self, key: K, load: Callable[[K], V]) -> V:
+        now = time.monotonic()
+        cached = self._entries.get(key)
+        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
+            return cached[1]
+        found = load(key)
+        if len(self._entries) > self._most:
+            self._entries.clear()
+        self._entries[key] = (now, found)
+        return found
+
+    def forget(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 class DailyQuota:
@@ -91,11 +121,10 @@ class SendingService:
         self._quota = DailyQuota()
         # Shared by the API and SMTP submission of this process: they share its CPU.
         self.admission = Admission(settings.max_sends_in_progress)
-        self._auth_cache: dict[str, tuple[float, SenderContext | None]] = {}
-        self._suppression_cache: dict[UUID, tuple[float, SuppressionList | None]] = {}
-        # Templates read for sends, kept as briefly as keys and suppression lists: a
-        # change made in this process drops its entry at once (forget_template).
-        self._template_cache: dict[UUID, tuple[float, Template | None]] = {}
+        self._auth_cache: BriefCache[str, SenderContext | None] = BriefCache()
+        self._suppression_cache: BriefCache[UUID, SuppressionList | None] = BriefCache()
+        # A change made in this process drops its entry at once (forget_template).
+        self._template_cache: BriefCache[UUID, Template | None] = BriefCache()
         self._used_on: dict[UUID, date] = {}
 
     def authenticate(
@@ -104,15 +133,7 @@ class SendingService:
         """The sender behind a key, after its rate limit; raises the endpoint's own errors."""
         if not secret:
             raise RequestRejected(missing)
-        now = time.monotonic()
-        cached = self._auth_cache.get(secret)
-        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
-            sender = cached[1]
-        else:
-            sender = self._app.sender_context(secret)
-            if len(self._auth_cache) > 10_000:
-                self._auth_cache.clear()
-            self._auth_cache[secret] = (now, sender)
+        sender = self._auth_cache.get(secret, self._app.sender_context)
         if sender is None:
             raise RequestRejected(invalid)
         self._request_limiter.check(str(sender.key_id), too_many)
@@ -134,7 +155,7 @@ class SendingService:
         self._writer.submit([key]).add_done_callback(_ignore_outcome)
 
     def forget_key(self, secret: str) -> None:
-        self._auth_cache.pop(secret, None)
+        self._auth_cache.forget(secret)
 
     def forget_all(self) -> None:
         """Drop every cached key lookup (a key was revoked: it must stop working at once)."""
@@ -142,39 +163,23 @@ class SendingService:
 
     def _suppressions(self, account_id: UUID) -> SuppressionList | None:
         """The account's suppression list, re-read at most every couple of seconds."""
-        now = time.monotonic()
-        cached = self._suppression_cache.get(account_id)
-        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
-            return cached[1]
-        found = self._app.suppression_list(account_id)
-        if len(self._suppression_cache) > 10_000:
-            self._suppression_cache.clear()
-        self._suppression_cache[account_id] = (now, found)
-        return found
+        return self._suppression_cache.get(account_id, self._app.suppression_list)
 
     def _stored_template(self, template_id: UUID) -> Template | None:
-        now = time.monotonic()
-        cached = self._template_cache.get(template_id)
-        if cached is not None and now - cached[0] < _AUTH_CACHE_SECONDS:
-            return cached[1]
         try:
-            found: Template | None = self._app._get(template_id, Template)
+            return self._app._get(template_id, Template)
         except AggregateNotFoundError:
-            found = None
-        if len(self._template_cache) > 10_000:
-            self._template_cache.clear()
-        self._template_cache[template_id] = (now, found)
-        return found
+            return None
 
     def forget_template(self, template_id: UUID) -> None:
-        self._template_cache.pop(template_id, None)
+        self._template_cache.forget(template_id)
 
     def forget_suppressions(self, account_id: UUID) -> None:
-        self._suppression_cache.pop(account_id, None)
+        self._suppression_cache.forget(account_id)
 
     def suppress(self, account_id: UUID, email: str, reason: str) -> None:
         self._app.suppress(account_id, email, reason, datetime.now(UTC))
-        self._suppression_cache.pop(account_id, None)
+        self._suppression_cache.forget(account_id)
 
     async def send(self, sender: SenderContext, body: dict[str, Any]) -> str:
         """Accept one email; returns its MessageID once every recipient's Message is durable."""
@@ -233,7 +238,7 @@ class SendingService:
             version = (
                 template.active
                 if body.get("TemplateVersion") in (None, "")
-                else template.numbered(_version_number(body["TemplateVersion"]))
+                else template.numbered(version_number(body["TemplateVersion"]))
             )
         except UnknownVersion:
             raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID) from None
@@ -257,7 +262,9 @@ class SendingService:
 
     def _template(self, account_id: UUID, value: Any) -> Template:
         template_id = uuid_param(value)
-        found = self._stored_template(template_id) if template_id else None
+        found = (
+            self._template_cache.get(template_id, self._stored_template) if template_id else None
+        )
         if found is None or found.account_id != account_id or found.is_deleted:
             raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID)
         return found
@@ -352,11 +359,3 @@ class SendingService:
             "AcceptedAt": submission.created_on.isoformat(),
             "Recipients": recipients,
         }
-
-
-def _version_number(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit() and len(value) <= 9:
-        return int(value)
-    raise UnknownVersion(value)

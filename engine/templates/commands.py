@@ -21,6 +21,7 @@ from domain.template import (
     TemplateIndex,
     UnknownVersion,
     template_index_id,
+    version_number,
 )
 from engine.application import Sendstream
 from engine.idempotency import answered
@@ -72,9 +73,8 @@ class TemplateCommands:
             subject, html, text = _parts(params, template)
             template.add_version(subject, html, text, datetime.now(UTC))
         elif params.get("Version") not in (None, ""):
-            number = _version(params.get("Version"))
             try:
-                template.activate(number)
+                template.activate(version_number(params.get("Version")))
             except UnknownVersion:
                 raise RequestRejected(Templates.INVALID_VERSION) from None
         renamed = params.get("TemplateName") not in (None, "")
@@ -140,15 +140,6 @@ class TemplateCommands:
             return self._app._get(template_index_id(account_id), TemplateIndex)
         except AggregateNotFoundError:
             return TemplateIndex(id=template_index_id(account_id), account_id=account_id)
-
-
-def _version(value: Any) -> int:
-    text = value if isinstance(value, int) and not isinstance(value, bool) else text_param(value)
-    if isinstance(text, int):
-        return text
-    if text is None or not text.isdigit() or len(text) > 9:
-        raise RequestRejected(Templates.INVALID_VERSION)
-    return int(text)
 
 
 def _name(value: Any) -> str:
