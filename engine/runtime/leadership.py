@@ -48,11 +48,14 @@ def run_as_leader(
             # A role that fails to start (its database or broker away) must not leave the
             # installation without it: the lease goes, and this process asks again.
             log.exception("%s: stopped by an error; the lease is given up", role)
-            stop.wait(check_every)
         finally:
             term.set()
             watcher.join()
             lease.release()
+        # A term that ended without a stop ended by a lost session or an error: the
+        # standbys, which ask every check, get two checks' head start before this process
+        # asks again, so the one with the trouble does not win its own lease back.
+        stop.wait(2 * check_every)
 
 
 def _watch(
