@@ -20,10 +20,19 @@ What template code may do:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import json
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import (
+    ChainableUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -57,7 +66,17 @@ def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
         autoescape=autoescape, undefined=ChainableUndefined, keep_trailing_newline=True
     )
     environment.globals.clear()
+    environment.filters["or_fallback"] = _or_fallback
     return environment
+
+
+def _or_fallback(value: Any, fallback: str) -> Any:
+    """``value``, or ``fallback`` when it is missing, empty or only blanks (a merge tag's
+    ``|fallback``)."""
+    if value is None or isinstance(value, Undefined):
+        return fallback
+    text = value if isinstance(value, str) else str(value)
+    return fallback if not text or text.isspace() else value
 
 
 _HTML = _environment(autoescape=True)
@@ -125,5 +144,61 @@ def render(part: str, source: str, data: Mapping[str, Any], html: bool = False) 
 
 
 def render_subject(source: str, data: Mapping[str, Any]) -> str:
-    """The subject on one line: whatever the data holds, it cannot start a header."""
-    return " ".join(render("Subject", source, data).split())
+    """The subject on one line: whatever the data holds, it cannot start a header (control
+    characters, which no header holds, become blanks too)."""
+    return " ".join(render("Subject", source, data).translate(_CONTROLS).split())
+
+
+_CONTROLS = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
+# Campaign emails (and the merge tags they have always had) render in the same sandbox:
+# ``%Subscriber:FirstName|there%`` is ``{{ Subscriber["FirstName"] | or_fallback("there") }}``.
+_MERGE_TAG = re.compile(r"%subscriber:([\w.\-]{1,64})(?:\|([^%\r\n]{0,256}))?%", re.IGNORECASE)
+
+
+def from_merge_tags(source: str) -> str:
+    """``source`` with each merge tag as the template code it stands for: the field, or
+    the fallback when the field is missing, empty or blank."""
+    return _MERGE_TAG.sub(
+        lambda tag: (
+            "{{ Subscriber["
+            + json.dumps(tag[1])
+            + "] | or_fallback("
+            + json.dumps(tag[2] or "")
+            + ") }}"
+        ),
+        source,
+    )
+
+
+class SubscriberFields(Mapping[str, str]):
+    """A subscriber's list fields, read without regard to case (``Subscriber.firstname``
+    is ``FirstName``), as merge tags always read them; an exact-case name wins."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self._fields: dict[str, str] = dict(fields)
+        # The first of two names that differ only in case wins, as merge tags had it.
+        self._folded: dict[str, str] = {}
+        for name, value in self._fields.items():
+            self._folded.setdefault(name.lower(), value)
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._fields:
+            return self._fields[name]
+        return self._folded[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._fields or name.lower() in self._folded)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+def subscriber_data(fields: Mapping[str, str]) -> dict[str, Any]:
+    """What a campaign email's template reads: each field by its name, and all of them
+    as ``Subscriber``."""
+    return {**fields, "Subscriber": SubscriberFields(fields)}

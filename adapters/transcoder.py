@@ -76,6 +76,9 @@ class _BeyondInt64(ValueError):
     pass
 
 
+_AS_THEY_ARE = frozenset({str, int, bool, type(None)})
+
+
 def _tag_uuids(value: Any) -> Any:
     """``value`` with every UUID in it as the standard transcoder writes one."""
     kind = type(value)
@@ -83,10 +86,15 @@ def _tag_uuids(value: Any) -> Any:
         return value
     if kind is UUID:
         return {"_type_": "uuid_hex", "_data_": value.hex}
+    # Text, numbers and None are most values: kept without a call each (a tenth of the
+    # cost of saving a batch of messages was these calls).
     if kind is dict:
-        return {key: _tag_uuids(item) for key, item in value.items()}
+        return {
+            key: item if type(item) in _AS_THEY_ARE else _tag_uuids(item)
+            for key, item in value.items()
+        }
     if kind is list or kind is tuple:
-        return [_tag_uuids(item) for item in value]
+        return [item if type(item) in _AS_THEY_ARE else _tag_uuids(item) for item in value]
     if kind is float:
         if not isfinite(value):
             raise _WrittenByStandard

@@ -24,10 +24,12 @@ from api.schemas import (
     DeletedWebhookResponse,
     EventsResponse,
     NewWebhookResponse,
+    SendBatchResponse,
     SendEmailResponse,
     ShownEmail,
     WebhooksResponse,
 )
+from api.templates_rest import install_template_routes
 from api.tracking import TrackingEndpoint
 from domain import errors as E
 from domain.errors import ErrorText, Extensions, GetEvents, RequestRejected, SendEmail
@@ -271,12 +273,15 @@ def create_api(engine: Engine) -> FastAPI:
         response = rest_error_response(RequestRejected(Extensions.METHOD_NOT_ALLOWED))
         # RFC 9110 §15.5.6: a 405 names the methods that are allowed, and Starlette names
         # only those of the first route of the path (one route per method here).
-        methods = {
-            method
+        matching = [
+            route
             for route in app.routes
             if isinstance(route, APIRoute) and route.matches(request.scope)[0] is Match.PARTIAL
-            for method in route.methods or ()
-        }
+        ]
+        # A path of its own (/api/v1/email/batch) is not also a value of a parameter's
+        # path (/api/v1/email/{message_id}): only its own routes' methods are allowed.
+        own = [route for route in matching if not route.param_convertors]
+        methods = {method for route in own or matching for method in route.methods or ()}
         response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
@@ -303,6 +308,29 @@ def create_api(engine: Engine) -> FastAPI:
                 request.headers.get("idempotency-key"),
             )  # fmt: skip
         return JSONResponse({"MessageID": message_id}, headers=replayed_header(replayed))
+
+    @app.post(
+        "/api/v1/email/batch",
+        response_model=SendBatchResponse,
+        operation_id="sendBatch",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
+        summary="Send one content to up to 1,000 recipients, each with its own data",
+        tags=["email"],
+    )
+    async def send_batch(request: Request) -> JSONResponse:
+        body = await read_json_object(request, settings.max_request_bytes)
+        key = bearer_token(request) or _text_or_none(body.get("SenderAPIKey"))
+        with engine.sending.admission.admitted():
+            sender = engine.sending.authenticate(
+                key,
+                too_many=SendEmail.TOO_MANY_REQUESTS,
+                missing=SendEmail.MISSING_SENDER_API_KEY,
+                invalid=SendEmail.INVALID_SENDER_API_KEY,
+            )
+            answer, replayed = await engine.sending.send_batch(
+                sender, body, request.headers.get("idempotency-key")
+            )
+        return JSONResponse(answer, headers=replayed_header(replayed))
 
     commands = CommandEndpoint(
         app,
@@ -371,25 +399,21 @@ def create_api(engine: Engine) -> FastAPI:
         return await commands.answer(request.scope, request.receive)
 
     @app.get(
-        "/api/v1/email/{message_id}",
+        # Only an id: /api/v1/email/batch is a path of its own, not an email's.
+        "/api/v1/email/{message_id:uuid}",
         response_model=ShownEmail,
         operation_id="showEmail",
         summary="Show an accepted email: its recipients' status and the MIME each one gets",
         tags=["email"],
     )
-    async def show_email(message_id: str, request: Request) -> JSONResponse:
+    async def show_email(message_id: UUID, request: Request) -> JSONResponse:
         sender = engine.sending.authenticate(
             bearer_token(request),
             too_many=GetEvents.TOO_MANY_REQUESTS,
             missing=GetEvents.MISSING_SENDER_API_KEY,
             invalid=GetEvents.INVALID_SENDER_API_KEY,
         )
-        submission_id = _uuid_param(message_id, "MessageID")
-        shown = (
-            await asyncio.to_thread(engine.sending.describe, sender, submission_id)
-            if submission_id
-            else None
-        )
+        shown = await asyncio.to_thread(engine.sending.describe, sender, message_id)
         if shown is None:
             raise RequestRejected(Extensions.NOT_FOUND)
         return JSONResponse(shown)
@@ -489,6 +513,12 @@ def create_api(engine: Engine) -> FastAPI:
             raise RequestRejected(E.DeleteWebhookRest.INVALID_USER_ACCOUNT)
         deleted = await asyncio.to_thread(engine.webhooks.rest_delete, sender, params)
         return JSONResponse(deleted)
+
+    install_template_routes(
+        app, engine, read_json_object,
+        lambda request, body: bearer_token(request) or _text_or_none(body.get("SenderAPIKey")),
+        replayed_header,
+    )  # fmt: skip
 
     def webhook_sender(
         request: Request, params: dict[str, Any], invalid: ErrorText, too_many: ErrorText

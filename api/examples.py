@@ -76,6 +76,18 @@ REST_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "From": {"email": "sender@example.com", "name": "John Doe"},
         "To": [{"email": "recipient@example.com", "name": "Jane Doe"}],
     },
+    ("post", "/api/v1/email/batch"): {
+        "Subject": "Your order {{ order }}",
+        "ContentType": "html",
+        "HtmlContent": "<p>Hello {{ name }}, order {{ order }} is on its way.</p>",
+        "From": {"email": "sender@example.com", "name": "John Doe"},
+        "Recipients": [
+            {"email": "jane@example.com", "name": "Jane Doe",
+             "TemplateData": {"name": "Jane", "order": "A-1001"}},
+            {"email": "sam@example.com", "name": "Sam Roe",
+             "TemplateData": {"name": "Sam", "order": "A-1002"}},
+        ],
+    },
     ("post", "/api/v1/webhooks"): {
         "Event": "delivered", "WebhookURL": "https://yourdomain.com/webhook",
     },

@@ -26,7 +26,15 @@ from api.command_contract import CommandContract, contract_of
 from api.commands import IDEMPOTENT_COMMANDS, command_status
 from api.errors import status_for
 from api.examples import COMMAND_EXAMPLES, REST_EXAMPLES
-from api.schemas import CommandFailure, CommandSuccess, ErrorsResponse, SendEmailRequest
+from api.schemas import (
+    CommandFailure,
+    CommandSuccess,
+    ErrorsResponse,
+    SendBatchRequest,
+    SendEmailRequest,
+    TemplateCreate,
+    TemplateUpdate,
+)
 from domain import errors as E
 from domain.errors import ErrorText, Extensions
 from domain.webhook import EVENT_SYNONYMS
@@ -66,8 +74,18 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 SENDER_SECURITY: list[dict[str, list[str]]] = [{"SenderKey": []}, {"SenderKeyParameter": []}]
 # Sending reads the key from the header or the JSON body, showing an email from the header.
 BEARER_ONLY: list[dict[str, list[str]]] = [{"SenderKey": []}]
+TEMPLATE_OPERATIONS = (
+    ("post", "/api/v1/templates"), ("get", "/api/v1/templates"),
+    ("get", "/api/v1/templates/{template_id}"), ("put", "/api/v1/templates/{template_id}"),
+    ("delete", "/api/v1/templates/{template_id}"),
+)  # fmt: skip
 BEARER_ONLY_OPERATIONS = frozenset(
-    {("post", "/api/v1/email"), ("get", "/api/v1/email/{message_id}")}
+    {
+        ("post", "/api/v1/email"),
+        ("post", "/api/v1/email/batch"),
+        ("get", "/api/v1/email/{message_id}"),
+        *((method, path) for method, path in TEMPLATE_OPERATIONS),
+    }
 )
 COMMAND_SECURITY: list[dict[str, list[str]]] = [{"AccountKey": []}, {"Session": []}]
 
@@ -93,11 +111,52 @@ REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
         Extensions.INVALID_IDEMPOTENCY_KEY, Extensions.IDEMPOTENCY_KEY_REUSED, Extensions.BUSY,
         Extensions.TEMPLATE_NOT_RENDERED, Extensions.TEMPLATE_AND_CONTENT,
     ],
+    ("post", "/api/v1/email/batch"): [
+        *catalogue(E.SendEmail), *ANY_ENDPOINT, *PARAMETER_ERRORS,
+        Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.TOO_MANY_RECIPIENTS,
+        Extensions.INVALID_HEADERS, Extensions.INVALID_ATTACHMENTS, Extensions.INVALID_TAGS,
+        Extensions.INVALID_IDEMPOTENCY_KEY, Extensions.IDEMPOTENCY_KEY_REUSED, Extensions.BUSY,
+        Extensions.TEMPLATE_NOT_RENDERED, Extensions.TEMPLATE_AND_CONTENT,
+        Extensions.NOT_IN_A_BATCH, Extensions.CONTENT_NOT_A_TEMPLATE,
+        Extensions.DUPLICATE_RECIPIENT, Extensions.BATCH_ATTACHMENTS_TOO_LARGE,
+    ],
     ("get", "/api/v1/email/{message_id}"): [
         E.GetEvents.MISSING_SENDER_API_KEY, E.GetEvents.INVALID_SENDER_API_KEY,
-        E.GetEvents.TOO_MANY_REQUESTS, Extensions.INVALID_PARAMETER, Extensions.NOT_FOUND,
+        E.GetEvents.TOO_MANY_REQUESTS, Extensions.NOT_FOUND,
         Extensions.INTERNAL, *STORAGE_FAULTS,
     ],
+    **{
+        operation: [
+            E.TemplatesRest.MISSING_SENDER_API_KEY, E.TemplatesRest.INVALID_SENDER_API_KEY,
+            E.TemplatesRest.TOO_MANY_REQUESTS, Extensions.INTERNAL, *STORAGE_FAULTS,
+            *{
+                ("post", "/api/v1/templates"): [
+                    E.TemplatesRest.MISSING_PARAMETER, E.TemplatesRest.DUPLICATE_NAME,
+                    E.TemplatesRest.INVALID_TEMPLATE, E.TemplatesRest.TOO_LARGE,
+                    E.TemplatesRest.INVALID_NAME, Extensions.MALFORMED_BODY,
+                    Extensions.TOO_LARGE, Extensions.UNSUPPORTED_MEDIA_TYPE,
+                    Extensions.INVALID_IDEMPOTENCY_KEY, Extensions.IDEMPOTENCY_KEY_REUSED,
+                    Extensions.INVALID_PARAMETER,
+                ],
+                ("get", "/api/v1/templates"): [],
+                ("get", "/api/v1/templates/{template_id}"): [
+                    E.TemplatesRest.INVALID_ID, Extensions.NOT_FOUND,
+                ],
+                ("put", "/api/v1/templates/{template_id}"): [
+                    E.TemplatesRest.INVALID_ID, Extensions.NOT_FOUND,
+                    E.TemplatesRest.MISSING_PARAMETER, E.TemplatesRest.DUPLICATE_NAME,
+                    E.TemplatesRest.INVALID_TEMPLATE, E.TemplatesRest.INVALID_VERSION,
+                    E.TemplatesRest.TOO_LARGE, E.TemplatesRest.INVALID_NAME,
+                    Extensions.MALFORMED_BODY, Extensions.TOO_LARGE,
+                    Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.INVALID_PARAMETER,
+                ],
+                ("delete", "/api/v1/templates/{template_id}"): [
+                    E.TemplatesRest.INVALID_ID, Extensions.NOT_FOUND,
+                ],
+            }[operation],
+        ]
+        for operation in TEMPLATE_OPERATIONS
+    },
     ("get", "/api/v1/events"): [
         *catalogue(E.GetEvents), *ANY_ENDPOINT, *PARAMETER_ERRORS,
         Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.TOO_MANY_RECORDS,
@@ -168,6 +227,8 @@ IDEMPOTENCY_KEY = {
 
 REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("post", "/api/v1/email"): [IDEMPOTENCY_KEY],
+    ("post", "/api/v1/email/batch"): [IDEMPOTENCY_KEY],
+    ("post", "/api/v1/templates"): [IDEMPOTENCY_KEY],
     ("get", "/api/v1/events"): [
         _query(
             "StartFrom",
@@ -488,7 +549,15 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
         document = build()
         components = document.setdefault("components", {})
         components.setdefault("schemas", {}).update(
-            _component_schemas(SendEmailRequest, ErrorsResponse, CommandFailure, CommandSuccess)
+            _component_schemas(
+                SendEmailRequest,
+                SendBatchRequest,
+                TemplateCreate,
+                TemplateUpdate,
+                ErrorsResponse,
+                CommandFailure,
+                CommandSuccess,
+            )
         )
         components["securitySchemes"] = SECURITY_SCHEMES
         for (method, path), errors in REST_ERRORS.items():
@@ -525,6 +594,16 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
              "description": "the MessageID that sending answered"}
         ]  # fmt: skip
         _link(document, "/api/v1/email", "post", "showEmail", "message_id", "MessageID")
+        for operation_id in ("getTemplate", "updateTemplate", "deleteTemplate"):
+            _link(document, "/api/v1/templates", "post", operation_id, "template_id",
+                  "TemplateID")  # fmt: skip
+        for path in ("/api/v1/templates/{template_id}",):
+            for operation in document["paths"][path].values():
+                operation["parameters"] = [
+                    {"name": "template_id", "in": "path", "required": True,
+                     "schema": {"type": "string", "format": "uuid"},
+                     "description": "the TemplateID that creating it answered"}
+                ]  # fmt: skip
         _link(document, "/api/v1/webhooks", "post", "deleteWebhook", "WebhookID", "NewWebhookID")
         for command in document["paths"]["/api.php"].values():
             command["security"] = COMMAND_SECURITY
@@ -532,10 +611,16 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
         for name, handler in sorted(commands.items()):
             document["paths"][f"/api.php#{name}"] = {"post": _command_operation(name, handler)}
         _command_links(document, {name: contract_of(h) for name, h in commands.items()})
-        body = document["paths"]["/api/v1/email"]["post"]["requestBody"]
-        body["content"]["application/json"]["schema"] = {
-            "$ref": "#/components/schemas/SendEmailRequest"
-        }
+        for method, path, model in (
+            ("post", "/api/v1/email", SendEmailRequest),
+            ("post", "/api/v1/email/batch", SendBatchRequest),
+            ("post", "/api/v1/templates", TemplateCreate),
+            ("put", "/api/v1/templates/{template_id}", TemplateUpdate),
+        ):
+            body = document["paths"][path][method]["requestBody"]
+            body["content"]["application/json"]["schema"] = {
+                "$ref": f"#/components/schemas/{model.__name__}"
+            }
         for (method, path), sample in REST_EXAMPLES.items():
             operation = document["paths"][path][method]
             if "requestBody" in operation:

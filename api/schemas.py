@@ -23,10 +23,26 @@ class AttachmentIn(BaseModel):
     content: str = Field(description="base64 of the file")
 
 
-class SendEmailRequest(BaseModel):
+class _Sending(BaseModel):
+    """What a single send and a batch both take."""
+
     SenderAPIKey: str | None = Field(
         default=None, description="Alternative to the Authorization: Bearer header"
     )
+    ReplyTo: list[EmailAddress] | None = None
+    Headers: dict[str, str] | None = None
+    Tags: list[str] | None = None
+    TrackLinks: bool | None = None
+    TrackOpens: bool | None = None
+    SendAt: int | str | None = Field(
+        default=None, description="Unix timestamp, 'YYYY-MM-DD HH:MM:SS' (UTC) or ISO-8601"
+    )
+    TemplateVersion: int | None = Field(
+        default=None, description="the template's version to send (its active one if absent)"
+    )
+
+
+class SendEmailRequest(_Sending):
     Subject: str
     ContentType: str = Field(description="'html' or 'plain'")
     HtmlContent: str | None = None
@@ -35,23 +51,12 @@ class SendEmailRequest(BaseModel):
     To: list[EmailAddress]
     CC: list[EmailAddress] | None = None
     BCC: list[EmailAddress] | None = None
-    ReplyTo: list[EmailAddress] | None = None
     Attachments: list[AttachmentIn] | None = None
-    Headers: dict[str, str] | None = None
-    Tags: list[str] | None = None
-    TrackLinks: bool | None = None
-    TrackOpens: bool | None = None
-    SendAt: int | str | None = Field(
-        default=None, description="Unix timestamp, 'YYYY-MM-DD HH:MM:SS' (UTC) or ISO-8601"
-    )
     TemplateID: str | None = Field(
         default=None,
         description="a stored template of the account (Template.Create): its subject and "
         "bodies, rendered with TemplateData, take the place of Subject, ContentType, "
         "HtmlContent and PlainContent",
-    )
-    TemplateVersion: int | None = Field(
-        default=None, description="the template's version to send (its active one if absent)"
     )
     TemplateData: dict[str, Any] | None = Field(
         default=None, description="the values the template reads ({{ name }}, {% for %} …)"
@@ -70,6 +75,49 @@ class ErrorItem(BaseModel):
 
 class ErrorsResponse(BaseModel):
     Errors: list[ErrorItem]
+
+
+class BatchRecipient(BaseModel):
+    email: str = Field(examples=["jane@example.org"])
+    name: str | None = Field(default=None, examples=["Jane Doe"])
+    TemplateData: dict[str, Any] | None = Field(
+        default=None, description="this recipient's values, over the batch's TemplateData"
+    )
+
+
+class SendBatchRequest(_Sending):
+    Recipients: list[BatchRecipient] = Field(
+        min_length=1, max_length=1000,
+        description="each recipient gets its own message (its own MessageID and history)",
+    )  # fmt: skip
+    Subject: str | None = Field(
+        default=None, description="a template ({{ name }}) rendered for each recipient"
+    )
+    ContentType: str | None = Field(default=None, description="'html' or 'plain'")
+    HtmlContent: str | None = Field(default=None, description="a template, as Subject")
+    PlainContent: str | None = Field(default=None, description="a template, as Subject")
+    From: EmailAddress
+    Attachments: list[AttachmentIn] | None = Field(
+        default=None, description="at most 100,000 bytes of base64 in all"
+    )
+    TemplateID: str | None = Field(
+        default=None, description="a stored template in place of Subject and content"
+    )
+    TemplateData: dict[str, Any] | None = Field(
+        default=None, description="values every recipient's rendering reads"
+    )
+
+
+class BatchOutcome(BaseModel):
+    Email: str
+    MessageID: str | None = Field(default=None, description="when the recipient was accepted")
+    Errors: list[ErrorItem] | None = Field(default=None, description="why it was not")
+
+
+class SendBatchResponse(BaseModel):
+    Accepted: int
+    Refused: int
+    Recipients: list[BatchOutcome] = Field(description="in the order of the request")
 
 
 class EventOut(BaseModel):
@@ -156,3 +204,60 @@ class CommandSuccess(BaseModel):
 
     Success: Literal[True]
     ErrorCode: Literal[0]
+
+
+class TemplateCreate(BaseModel):
+    TemplateName: str = Field(min_length=1, description="unique in the account")
+    Subject: str = Field(min_length=1, examples=["Your order {{ order.number }}"])
+    HTMLContent: str | None = Field(
+        default=None, examples=["<p>Hi {{ name }}</p>"], description="this or PlainContent"
+    )
+    PlainContent: str | None = Field(default=None, examples=["Hi {{ name }}"])
+
+
+class TemplateUpdate(BaseModel):
+    TemplateName: str | None = Field(default=None, description="a new name")
+    Subject: str | None = Field(default=None, description="parts given make a new version")
+    HTMLContent: str | None = None
+    PlainContent: str | None = None
+    Version: int | None = Field(
+        default=None, description="alone: makes this earlier version active again"
+    )
+
+
+class NewTemplateResponse(BaseModel):
+    TemplateID: str
+    Version: int = Field(description="the version now active")
+
+
+class DeletedTemplateResponse(BaseModel):
+    TemplateID: str
+
+
+class TemplateSummary(BaseModel):
+    TemplateID: str
+    TemplateName: str
+    ActiveVersion: int
+    Subject: str
+    UpdatedAt: str
+
+
+class TemplatesResponse(BaseModel):
+    TotalTemplates: int
+    Templates: list[TemplateSummary]
+
+
+class TemplateVersionOut(BaseModel):
+    Version: int
+    Subject: str
+    HTMLContent: str
+    PlainContent: str
+    CreatedAt: str
+
+
+class ShownTemplate(TemplateSummary):
+    Versions: list[TemplateVersionOut]
+
+
+class ShownTemplateResponse(BaseModel):
+    Template: ShownTemplate

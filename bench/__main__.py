@@ -1,7 +1,8 @@
 """``python -m bench [WHICH] [--messages N] [--seconds S] [--events N]``: WHICH is api,
-commands, delivery, delivery-kafka, scale-out, direct, smtp, campaign, segments, tracking, bounces,
-analytics, webhooks or all (default); ``python -m bench soak [--minutes N] [--load F]`` runs
-the soak (not part of all: it lasts as long as it is asked to)."""
+batch, commands, delivery, delivery-kafka, scale-out, direct, smtp, campaign, segments,
+tracking, bounces, analytics, webhooks or all (default); ``python -m bench soak
+[--minutes N] [--load F]`` runs the soak (not part of all: it lasts as long as it is asked
+to)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bench import (
     analytics,
     api_accept,
     api_commands,
+    batch,
     bounces,
     campaign,
     delivery,
@@ -33,6 +35,7 @@ def main() -> None:
         default="all",
         choices=[
             "api",
+            "batch",
             "commands",
             "delivery",
             "delivery-kafka",
@@ -62,6 +65,8 @@ def main() -> None:
     if args.which in ("api", "all"):
         rows += api_accept.run(seconds=args.seconds)
         rows += api_accept.api_role_only(seconds=args.seconds)
+    if args.which in ("batch", "all"):
+        rows += batch.run()
     if args.which in ("commands", "all"):
         rows += api_commands.run(seconds=args.seconds)
     if args.which in ("delivery", "all"):

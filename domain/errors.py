@@ -134,6 +134,15 @@ class Extensions:
         422, "The template could not be rendered with this TemplateData: {reason}"
     )
     TEMPLATE_AND_CONTENT = ErrorText(422, "Give TemplateID or Subject and content, not both")
+    # POST /api/v1/email/batch (engine/sending/batch.py).
+    NOT_IN_A_BATCH = ErrorText(
+        422, "{name} is not taken by a batch: give each recipient in Recipients"
+    )
+    CONTENT_NOT_A_TEMPLATE = ErrorText(422, "The content is not a valid template: {reason}")
+    DUPLICATE_RECIPIENT = ErrorText(422, "The recipient is given earlier in this batch")
+    BATCH_ATTACHMENTS_TOO_LARGE = ErrorText(
+        422, "A batch's attachments are kept with each recipient's message: at most {limit} bytes"
+    )
     # Idempotency-Key (engine/idempotency.py), as Stripe answers them.
     INVALID_IDEMPOTENCY_KEY = ErrorText(
         400, "Idempotency-Key must be 1 to 255 printable ASCII characters"
@@ -216,6 +225,34 @@ class Templates:
     INVALID_VERSION = ErrorText(5, "Invalid Version.")
     TOO_LARGE = ErrorText(6, "A template's parts may hold {limit} bytes at most.")
     INVALID_NAME = ErrorText(7, "Invalid TemplateName.")
+
+
+def _rest(error: ErrorText, status: int) -> ErrorText:
+    return ErrorText(error.code, error.message, status)
+
+
+class TemplatesRest:
+    """``/api/v1/templates``: the ``Template.*`` errors, with REST's statuses (a code 2
+    there is an unknown template, 404, not the usual 403)."""
+
+    MISSING_PARAMETER = _rest(Templates.MISSING_PARAMETER, 422)
+    INVALID_ID = _rest(Templates.INVALID_ID, 404)
+    DUPLICATE_NAME = _rest(Templates.DUPLICATE_NAME, 409)
+    INVALID_TEMPLATE = _rest(Templates.INVALID_TEMPLATE, 422)
+    INVALID_VERSION = _rest(Templates.INVALID_VERSION, 422)
+    TOO_LARGE = _rest(Templates.TOO_LARGE, 422)
+    INVALID_NAME = _rest(Templates.INVALID_NAME, 422)
+    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
+    MISSING_SENDER_API_KEY = ErrorText(1, "Missing SenderAPIKey")
+    TOO_MANY_REQUESTS = ErrorText(
+        429, "Too many requests. Wait for {seconds} seconds for another {attempts} attempts."
+    )
+
+    @classmethod
+    def of(cls, error: ErrorText) -> ErrorText:
+        """The REST form of a ``Templates`` error (its text as formatted)."""
+        status = {1: 422, 2: 404, 3: 409}.get(error.code, 422)
+        return ErrorText(error.code, error.message, status)
 
 
 class UserLogin:
@@ -451,6 +488,8 @@ class Lists:
     INVALID_REPLY = ErrorText(16, "Invalid Reply-To email.")
     INVALID_EMAIL_ID = ErrorText(17, "Invalid email ID.")
     INVALID_OPTION = ErrorText(18, "Invalid Option specified: {name}")
+    # Ours: a campaign email's subject, sender name or body that is not a valid template.
+    INVALID_TEMPLATE = ErrorText(19, "Invalid template: {reason}")
 
     @classmethod
     def for_exception(cls, exception: str, message: str) -> ErrorText:

@@ -17,6 +17,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from adapters.templating import TemplateRefused, check, from_merge_tags
 from domain import errors as E
 from domain.account import Account, domain_accepts_sender
 from domain.campaign import (
@@ -464,6 +465,18 @@ class CampaignService:
             raise RequestRejected(E.Lists.INVALID_REPLY)
         if not values["html"].strip() and not values["plain"].strip():
             raise RequestRejected(E.Lists.NO_MESSAGE)
+        # Each part is a template (merge tags included): a broken one is refused now, with
+        # its line, rather than at send time.
+        for part, source, html in (
+            ("Subject", values["subject"], False), ("FromName", values["from_name"], False),
+            ("MessageHTML", values["html"], True), ("MessagePlain", values["plain"], False),
+        ):  # fmt: skip
+            try:
+                check(part, from_merge_tags(source), html=html)
+            except TemplateRefused as refused:
+                raise RequestRejected(
+                    E.Lists.INVALID_TEMPLATE.format(reason=str(refused))
+                ) from None
         return values
 
     def _sender_domain(self, account: Account, email: str) -> UUID | None:

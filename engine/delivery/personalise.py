@@ -1,4 +1,6 @@
-"""A campaign's content made for one recipient: merge tags filled from their list fields."""
+"""A campaign's content made for one recipient: its templates rendered with their list
+fields, in the sandbox stored templates use (adapters/templating.py). Merge tags
+(``%Subscriber:FirstName|there%``) are template code like any other."""
 
 from __future__ import annotations
 
@@ -7,27 +9,23 @@ import threading
 from collections import OrderedDict
 from uuid import UUID
 
+from adapters.templating import from_merge_tags, render, render_subject, subscriber_data
 from domain.content import Address, EmailContent
-from domain.merge_tags import (
-    Template,
-    parse_template,
-    plain_from_html,
-    render_header,
-    render_html,
-    render_text,
-)
+from domain.merge_tags import plain_from_html
 
 
 @dataclasses.dataclass(frozen=True)
 class _Templates:
-    subject: Template
-    from_name: Template
-    html: Template | None
-    plain: Template
+    """The sources each recipient's parts are rendered from."""
+
+    subject: str
+    from_name: str
+    html: str | None
+    plain: str
 
 
 class Personaliser:
-    """Parses each campaign content's templates once, renders them per recipient."""
+    """Prepares each campaign content's templates once, renders them per recipient."""
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
@@ -36,13 +34,13 @@ class Personaliser:
 
     @staticmethod
     def _templates_of(content: EmailContent) -> _Templates:
-        # A campaign without a plain body gets one made from its HTML, tags and all.
+        # A campaign without a plain body gets one made from its HTML, template code and all.
         plain = content.plain or (plain_from_html(content.html) if content.html else "")
         return _Templates(
-            subject=parse_template(content.subject),
-            from_name=parse_template(content.sender.name or ""),
-            html=parse_template(content.html) if content.html else None,
-            plain=parse_template(plain),
+            subject=from_merge_tags(content.subject),
+            from_name=from_merge_tags(content.sender.name or ""),
+            html=from_merge_tags(content.html) if content.html else None,
+            plain=from_merge_tags(plain),
         )
 
     def _parsed(self, submission_id: UUID, content: EmailContent) -> _Templates:
@@ -64,6 +62,7 @@ class Personaliser:
         recipient: str,
         fields: dict[str, str],
     ) -> EmailContent:
+        """Raises ``TemplateRefused`` for what only this recipient's fields show."""
         return self._rendered(self._parsed(submission_id, content), content, recipient, fields)
 
     def preview(
@@ -76,14 +75,15 @@ class Personaliser:
     def _rendered(
         templates: _Templates, content: EmailContent, recipient: str, fields: dict[str, str]
     ) -> EmailContent:
+        data = subscriber_data(fields)
         name = " ".join(
             part for part in (fields.get("FirstName", ""), fields.get("LastName", "")) if part
         )
         return dataclasses.replace(
             content,
-            subject=render_header(templates.subject, fields),
-            sender=Address(content.sender.email, render_header(templates.from_name, fields)),
-            to=(Address(recipient, render_header(parse_template(name), {})),),
-            html=render_html(templates.html, fields) if templates.html else None,
-            plain=render_text(templates.plain, fields) or None,
+            subject=render_subject(templates.subject, data),
+            sender=Address(content.sender.email, render_subject(templates.from_name, data)),
+            to=(Address(recipient, " ".join(name.split())),),
+            html=render("MessageHTML", templates.html, data, html=True) if templates.html else None,
+            plain=render("MessagePlain", templates.plain, data) or None,
         )

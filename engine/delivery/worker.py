@@ -24,6 +24,7 @@ from eventsourcing.persistence import IntegrityError
 
 from adapters.faults import log_failure
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
+from adapters.templating import TemplateRefused
 from adapters.throttle import KeyedThrottle
 from domain.account import SenderDomain
 from domain.bounces import classify
@@ -267,23 +268,30 @@ class DeliveryWorker:
             if claimed is None:
                 return 0
             message = claimed
+            rendered = False
             try:
                 raw = b""
                 return_path = message.sender
                 if self._transport.renders_messages:
                     raw = self._renderer.render(message, domain)
                     return_path = self._renderer.return_path(message, domain)
+            except TemplateRefused as refused:
+                # The content's template failed on this recipient's data: the message fails
+                # with the reason, and the recipient is not to blame (no suppression).
+                log.warning("delivery: %s not rendered: %s", message.id, refused)
+                outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {refused}")
             except Exception as error:
                 log.exception("delivery: cannot render %s", message.id)
                 outcome = SmtpOutcome(554, "5.6.0", f"message could not be rendered: {error}")
             else:
+                rendered = True
                 outcome = await self._transport.send(return_path, message.recipient, raw, sources)
             # The mail has left (or was refused): its outcome is kept until it is stored,
             # through a full disk or a database restart, rather than lost to a retry.
             message = await self._record_outcome_of(message, outcome)
             if not message.is_final:
                 self._streamed.keep(message)  # a retry's Queued finds it here
-            if outcome.is_permanent and self._feedback is not None:
+            if outcome.is_permanent and rendered and self._feedback is not None:
                 # A refusal at SMTP time suppresses as a bounce report (DSN) would.
                 bounce = classify(outcome.enhanced_status, outcome.code, outcome.text)
                 await asyncio.to_thread(

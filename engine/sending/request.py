@@ -185,9 +185,18 @@ def _tags(value: Any, errors: list[ErrorText]) -> tuple[str, ...]:
 
 
 def parse_send_request(
-    body: dict[str, Any], *, max_recipients: int, max_reply_to: int, now: datetime
+    body: dict[str, Any],
+    *,
+    max_recipients: int,
+    max_reply_to: int,
+    now: datetime,
+    with_recipients: bool = True,
 ) -> EmailContent:
-    """Raises ``RequestRejected`` with every broken rule; the caller checks state-dependent ones."""
+    """Raises ``RequestRejected`` with every broken rule; the caller checks state-dependent ones.
+
+    ``with_recipients=False`` parses what a batch's recipients share: its To, CC and BCC
+    are refused, and the content returned has no recipient yet (see engine.sending.batch).
+    """
     errors: list[ErrorText] = []
 
     subject = body.get("Subject")
@@ -221,9 +230,15 @@ def parse_send_request(
         sender = Address(sender_field["email"].strip(), _one_line(sender_field["name"]).strip())
 
     to_field = body.get("To")
-    if to_field is None or to_field == [] or to_field == "":
-        errors.append(SendEmail.NO_RECIPIENT)
+    if not with_recipients:
+        for field in ("To", "CC", "BCC"):
+            if body.get(field) not in (None, "", []):
+                errors.append(Extensions.NOT_IN_A_BATCH.format(name=field))
+        to_field = cc_field = bcc_field = None
         to: tuple[Address, ...] = ()
+    elif to_field is None or to_field == [] or to_field == "":
+        errors.append(SendEmail.NO_RECIPIENT)
+        to = ()
     else:
         # One object is accepted as well as an array of them, as senders migrating often pass one.
         to = _addresses(
@@ -233,15 +248,17 @@ def parse_send_request(
             invalid=SendEmail.RECIPIENT_INVALID,
             errors=errors,
         )
+    if with_recipients:
+        cc_field, bcc_field = body.get("CC"), body.get("BCC")
     cc = _addresses(
-        body.get("CC"),
+        cc_field,
         not_array=SendEmail.CC_MISSING,
         missing=SendEmail.CC_MISSING,
         invalid=SendEmail.CC_INVALID,
         errors=errors,
     )
     bcc = _addresses(
-        body.get("BCC"),
+        bcc_field,
         not_array=SendEmail.BCC_NOT_ARRAY,
         missing=SendEmail.BCC_MISSING,
         invalid=SendEmail.BCC_INVALID,

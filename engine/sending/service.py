@@ -22,6 +22,7 @@ from adapters.templating import TemplateRefused, render, render_subject
 from domain.account import SenderApiKey, domain_accepts_sender
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
+from domain.message import Message
 from domain.suppression import SuppressionList
 from domain.template import Template, UnknownVersion, version_number
 from engine.admission import Admission
@@ -31,6 +32,8 @@ from engine.eventlog.writer import BatchWriter
 from engine.idempotency import IdempotentCall
 from engine.params import uuid_param
 from engine.rate_limit import RequestLimit
+from engine.sending import batch
+from engine.sending.batch import BATCH_ENDPOINT
 from engine.sending.request import parse_send_request
 
 log = logging.getLogger(__name__)
@@ -214,6 +217,131 @@ class SendingService:
                 raise
             return str(earlier["MessageID"]), True
 
+    async def send_batch(
+        self, sender: SenderContext, body: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Accept a batch (engine.sending.batch): its answer, and whether it is the answer
+        of an earlier request with the same Idempotency-Key."""
+        self._check_sender(sender)
+        now = datetime.now(UTC)
+        if idempotency_key is None:
+            return await self._accept_batch(sender, body, now, None), False
+        call = IdempotentCall(
+            sender.account_id, idempotency_key, f"{BATCH_ENDPOINT} {sender.domain_id}", body
+        )
+        if (earlier := await asyncio.to_thread(call.earlier_answer, self._app, now)) is not None:
+            return earlier, True
+        try:
+            return await self._accept_batch(sender, body, now, call), False
+        except IntegrityError:
+            earlier = await asyncio.to_thread(call.earlier_answer, self._app, now)
+            if earlier is None:
+                raise
+            return earlier, True
+
+    async def _accept_batch(
+        self,
+        sender: SenderContext,
+        body: dict[str, Any],
+        now: datetime,
+        idempotent: IdempotentCall | None,
+    ) -> dict[str, Any]:
+        # Rendering and building a thousand messages is tens of milliseconds of CPU: done
+        # in a thread, the event loop goes on answering the other requests meanwhile.
+        entries, template = await asyncio.to_thread(self._personalised, sender, body, now)
+        accepted = [(i, e.content) for i, e in enumerate(entries) if e.content is not None]
+        if not accepted:
+            return batch.answer(entries, {})
+        self._send_limiter.check(str(sender.account_id), SendEmail.SEND_RATE_EXCEEDED)
+        if not self._quota.take(
+            sender.account_id, len(accepted), sender.daily_send_limit, now.date()
+        ):
+            raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
+        try:
+            prepared = await asyncio.to_thread(
+                self._batch_messages, sender, entries, accepted, now, template, idempotent
+            )
+        except BaseException:
+            self._quota.give_back(sender.account_id, len(accepted))
+            raise
+        answer, aggregates, fresh, contents = prepared
+        await self._store(sender, aggregates, len(accepted), fresh, contents)
+        return answer
+
+    def _personalised(
+        self, sender: SenderContext, body: dict[str, Any], now: datetime
+    ) -> tuple[list[batch.BatchEntry], dict[str, Any] | None]:
+        """Each recipient's entry, after what they share is checked; and the stored
+        template the batch is rendered from (if any)."""
+        recipients = batch.recipients_field(body)
+        data = batch.shared_data(body)
+        template = None
+        if body.get("TemplateID") not in (None, ""):
+            body, template = self._template_parts(sender, body)
+        settings = self._app.settings
+        shared = parse_send_request(
+            {k: v for k, v in body.items() if k not in TEMPLATE_FIELDS},
+            max_recipients=settings.max_recipients, max_reply_to=settings.max_reply_to,
+            now=now, with_recipients=False,
+        )  # fmt: skip
+        if not domain_accepts_sender(sender.domain_name, shared.sender.email):
+            raise RequestRejected(SendEmail.INVALID_FROM)
+        batch.check_attachments(shared)
+        parts = batch.Parts(shared.subject, shared.html, shared.plain)
+        if template is None:
+            parts.check()  # a stored template was checked when it was stored
+        suppressions = self._suppressions(sender.account_id)
+        return batch.personalise(shared, parts, recipients, data, suppressions), template
+
+    def _batch_messages(
+        self,
+        sender: SenderContext,
+        entries: list[batch.BatchEntry],
+        accepted: list[tuple[int, EmailContent]],
+        now: datetime,
+        template: dict[str, Any] | None,
+        idempotent: IdempotentCall | None,
+    ) -> tuple[dict[str, Any], list[Aggregate], list[Message], list[tuple[UUID, EmailContent]]]:
+        """The answer, what to save (a submission and a Message per accepted recipient,
+        and the answer under its Idempotency-Key), the Messages and the contents."""
+        aggregates: list[Aggregate] = []
+        fresh: list[Message] = []
+        message_ids: dict[int, str] = {}
+        contents: list[tuple[UUID, EmailContent]] = []
+        for index, content in accepted:
+            submission, messages = self._app.prepare_submission(
+                sender, content, now, template=template
+            )
+            aggregates += (submission, *messages)
+            fresh += messages
+            message_ids[index] = str(submission.id)
+            contents.append((submission.id, content))
+        answer = batch.answer(entries, message_ids)
+        if idempotent is not None:
+            aggregates.append(idempotent.record(answer, now))
+        return answer, aggregates, fresh, contents
+
+    def _template_parts(
+        self, sender: SenderContext, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``body`` with the parts of the stored template it names (their sources, not
+        rendered), and the template and version for the submissions' record."""
+        template = self._template(sender.account_id, body.get("TemplateID"))
+        try:
+            version = (
+                template.active
+                if body.get("TemplateVersion") in (None, "")
+                else template.numbered(version_number(body["TemplateVersion"]))
+            )
+        except UnknownVersion:
+            raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID) from None
+        if any(body.get(part) not in (None, "") for part in TEMPLATE_PARTS):
+            raise RequestRejected(Extensions.TEMPLATE_AND_CONTENT)
+        parts = {"Subject": version.subject, "HtmlContent": version.html or None,
+                 "PlainContent": version.text or None,
+                 "ContentType": "html" if version.html.strip() else "plain"}  # fmt: skip
+        return body | parts, {"TemplateID": str(template.id), "Version": version.number}
+
     def _content(
         self, sender: SenderContext, body: dict[str, Any], now: datetime
     ) -> tuple[EmailContent, dict[str, Any] | None]:
@@ -233,24 +361,20 @@ class SendingService:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``body`` with its subject and content rendered from the account's template
         ``TemplateID`` (its ``TemplateVersion``, or the active one) and ``TemplateData``."""
-        template = self._template(sender.account_id, body.get("TemplateID"))
-        try:
-            version = (
-                template.active
-                if body.get("TemplateVersion") in (None, "")
-                else template.numbered(version_number(body["TemplateVersion"]))
-            )
-        except UnknownVersion:
-            raise RequestRejected(SendEmail.INVALID_TEMPLATE_ID) from None
-        if any(body.get(part) not in (None, "") for part in TEMPLATE_PARTS):
-            raise RequestRejected(Extensions.TEMPLATE_AND_CONTENT)
+        body, template = self._template_parts(sender, body)
         data = body.get("TemplateData", {})
         if not isinstance(data, dict):
             raise RequestRejected(Extensions.INVALID_PARAMETER.format(name="TemplateData"))
         try:
-            subject = render_subject(version.subject, data)
-            html = render("HTMLContent", version.html, data, html=True) if version.html else ""
-            text = render("PlainContent", version.text, data) if version.text else ""
+            subject = render_subject(body["Subject"], data)
+            html = (
+                render("HTMLContent", body["HtmlContent"], data, html=True)
+                if body["HtmlContent"]
+                else ""
+            )
+            text = (
+                render("PlainContent", body["PlainContent"], data) if body["PlainContent"] else ""
+            )
         except TemplateRefused as refused:
             raise RequestRejected(
                 Extensions.TEMPLATE_NOT_RENDERED.format(reason=str(refused))
@@ -258,7 +382,7 @@ class SendingService:
         rendered = {k: v for k, v in body.items() if k not in TEMPLATE_FIELDS}
         rendered |= {"Subject": subject, "ContentType": "html" if html.strip() else "plain",
                      "HtmlContent": html or None, "PlainContent": text or None}  # fmt: skip
-        return rendered, {"TemplateID": str(template.id), "Version": version.number}
+        return rendered, template
 
     def _template(self, account_id: UUID, value: Any) -> Template:
         template_id = uuid_param(value)
@@ -310,18 +434,31 @@ class SendingService:
         if idempotent is not None:
             answer = {"MessageID": str(submission.id)}
             aggregates.append(idempotent.record(answer, now))
+        await self._store(sender, aggregates, len(recipients), messages, [(submission.id, content)])
+        return str(submission.id)
+
+    async def _store(
+        self,
+        sender: SenderContext,
+        aggregates: list[Aggregate],
+        recipients: int,
+        messages: list[Message],
+        contents: list[tuple[UUID, EmailContent]],
+    ) -> None:
+        """Save what a send accepted in one transaction (giving its ``recipients`` back to
+        the day's quota if that fails), then hand the delivery worker its messages and
+        contents directly, rather than through a reload."""
         try:
             await self._writer.save_async(aggregates)
         except BaseException:
-            self._quota.give_back(sender.account_id, len(recipients))
+            self._quota.give_back(sender.account_id, recipients)
             raise
-        # Hand what the delivery worker will need to it directly, rather than through a reload.
         if self._fresh is not None:
             self._fresh.add(messages)
         if self._contents is not None:
-            self._contents.put(submission.id, content)
+            for submission_id, content in contents:
+                self._contents.put(submission_id, content)
         self.note_use(sender.key_id)
-        return str(submission.id)
 
     def describe(self, sender: SenderContext, submission_id: UUID) -> dict[str, Any] | None:
         """A submission and its recipients' status, with the MIME each one gets; None if not the

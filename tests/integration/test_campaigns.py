@@ -366,3 +366,44 @@ async def test_saved_segments_and_exclusions_choose_the_audience(
     assert len(receiver.received) == 11
     got = await account.ok("Campaign.Get", campaignid=campaign_id, retrievestatistics="true")
     assert got["Campaign"]["TotalSuppressed"] == 1
+
+
+async def test_campaign_emails_are_templates_checked_when_stored(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    """One template engine (issue 21): a campaign email's parts are the sandboxed templates
+    stored templates are, merge tags included, and a broken one is refused when stored."""
+    engine = make_engine(roles=frozenset({Role.API}))
+    account = Account(engine, api_client(engine), "shop.example")
+    created = await account.ok("List.Create", ListName="R", Fields="EmailAddress,FirstName,City")
+    await account.ok("Subscribers.Import", ListID=created["ListID"], Format="csv",
+                     Data="EmailAddress,FirstName,City\nann@example.org,<Ann>,Oslo\n"
+                          "bo@example.org,,Rome\n")  # fmt: skip
+    common = {"FromName": "News", "FromEmail": "news@shop.example"}
+    email = await account.ok(
+        "Email.Create", Subject="Hi %Subscriber:FirstName|friend%", **common,
+        MessageHTML="<p>{% if City == 'Oslo' %}God dag{% else %}Hello{% endif %} "
+                    "%Subscriber:FirstName|there%, {{ Subscriber.city | upper }}</p>",
+    )  # fmt: skip
+
+    async def preview(address: str) -> dict[str, Any]:
+        return await account.ok("Email.Preview", EmailID=email["EmailID"],
+                                ListID=created["ListID"], EmailAddress=address)  # fmt: skip
+
+    ann, bo = await preview("ann@example.org"), await preview("bo@example.org")
+    assert ann["Subject"] == "Hi <Ann>"
+    assert ann["MessageHTML"] == "<p>God dag &lt;Ann&gt;, OSLO</p>"
+    assert (bo["Subject"], bo["MessageHTML"]) == ("Hi friend", "<p>Hello there, ROME</p>")
+    assert bo["MessagePlain"] == "Hello there, ROME"
+
+    broken = await account.call(
+        "Email.Create", Subject="S", **common, MessageHTML="<p>ok</p>\n{% for x in %}"
+    )
+    assert (broken["ErrorCode"], broken["ErrorMessage"]) == (
+        19, "Invalid template: MessageHTML, line 2: Expected an expression, got "
+        "'end of statement block'",
+    )  # fmt: skip
+    refused = await account.call("Email.Update", EmailID=email["EmailID"],
+                                 Subject="{{ range(3) }}")  # fmt: skip
+    assert refused["ErrorCode"] == 19
+    assert refused["ErrorMessage"].startswith("Invalid template: Subject, line 1: there is no")
