@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Generic, Protocol, TypeVar, cast
 
@@ -274,3 +274,90 @@ class SmtpServer(LoopThreadServer, Generic[IdentityT]):
 
     def _in_flight(self) -> set[asyncio.Future[str]]:
         return self._hooks.in_flight
+
+
+TOO_BIG = "552 5.3.4 Message too big for this system"
+
+
+class ReceivingHooks:
+    """aiosmtpd's hooks that servers of mail addressed to us share: any sender is taken
+    (nothing is ever sent to it), and replies in progress are kept for stopping to let
+    them finish (the sender would otherwise send again what was recorded but not
+    answered)."""
+
+    def __init__(self) -> None:
+        self.in_flight: set[asyncio.Future[str]] = set()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def finished(self, reply: Awaitable[str]) -> str:
+        """``reply``, awaited where stopping can wait for it."""
+        receiving = asyncio.ensure_future(reply)
+        self.in_flight.add(receiving)
+        receiving.add_done_callback(self.in_flight.discard)
+        return await receiving
+
+
+class Receiving(Protocol):
+    """A server of mail addressed to us (the bounce intake, inbound mail)."""
+
+    hostname: str
+    max_message_bytes: int
+    idle_timeout: float
+    connections: set[Any]
+
+
+class ReceivingSMTP(SMTP):
+    """SMTP for mail addressed to us: no AUTH at all (nobody logs in, nothing is relayed),
+    the size limit's refusal worded with its status code, connections counted so that
+    stopping can wait for them."""
+
+    def __init__(
+        self, hooks: Any, owner: Receiving, loop: asyncio.AbstractEventLoop, ident: str
+    ) -> None:
+        super().__init__(
+            hooks,
+            loop=loop,
+            hostname=owner.hostname,
+            ident=ident,
+            data_size_limit=owner.max_message_bytes,
+            auth_exclude_mechanism=["LOGIN", "PLAIN"],
+            timeout=owner.idle_timeout,
+        )
+        self._owner = owner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._owner.connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._owner.connections.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        # aiosmtpd enforces the size limit itself (at MAIL with SIZE=, and while DATA
+        # streams in, without buffering the excess) but words it without a status code.
+        if isinstance(status, str) and status.startswith("552 Error"):
+            await super().push(TOO_BIG)
+            return
+        await super().push(status)
+
+
+async def listen(
+    hooks: ReceivingHooks, owner: Receiving, host: str, ports: Sequence[int], ident: str
+) -> list[asyncio.Server]:
+    """A listener on each of ``ports`` (0: a free one) speaking ``ReceivingSMTP``."""
+    loop = asyncio.get_running_loop()
+    servers = []
+    for port in ports:
+        servers.append(
+            await loop.create_server(
+                lambda: ReceivingSMTP(hooks, owner, loop, ident), host=host, port=port
+            )
+        )
+    return servers

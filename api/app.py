@@ -20,6 +20,8 @@ from api.console import install_console
 from api.docs import serve_docs
 from api.errors import JSONResponse, rejection_for, rest_error_response
 from api.openapi import install_contract
+from api.rest_resources import AccountResources
+from api.routes_rest import install_route_routes
 from api.schemas import (
     DeletedWebhookResponse,
     EventsResponse,
@@ -233,7 +235,13 @@ def create_app(engine: Engine) -> ASGIApp:
         engine.app,
         engine.gateway,
         engine.campaigns,
-        (engine.suppressions, engine.webhooks, engine.sending_addresses, engine.templates),
+        (
+            engine.suppressions,
+            engine.webhooks,
+            engine.sending_addresses,
+            engine.templates,
+            engine.routes,
+        ),
         max_body_bytes=engine.settings.max_request_bytes,
     )
     # Tracking hits come first: they are the most numerous requests of all.
@@ -337,7 +345,13 @@ def create_api(engine: Engine) -> FastAPI:
         engine.app,
         engine.gateway,
         engine.campaigns,
-        (engine.suppressions, engine.webhooks, engine.sending_addresses, engine.templates),
+        (
+            engine.suppressions,
+            engine.webhooks,
+            engine.sending_addresses,
+            engine.templates,
+            engine.routes,
+        ),
         settings.max_request_bytes,
     )
 
@@ -514,11 +528,15 @@ def create_api(engine: Engine) -> FastAPI:
         deleted = await asyncio.to_thread(engine.webhooks.rest_delete, sender, params)
         return JSONResponse(deleted)
 
-    install_template_routes(
-        app, engine, read_json_object,
-        lambda request, body: bearer_token(request) or _text_or_none(body.get("SenderAPIKey")),
-        replayed_header,
-    )  # fmt: skip
+    def sender_key(request: Request, body: dict[str, Any]) -> str | None:
+        return bearer_token(request) or _text_or_none(body.get("SenderAPIKey"))
+
+    install_template_routes(app, AccountResources(
+        engine, read_json_object, sender_key, replayed_header, E.TemplatesRest.of
+    ))  # fmt: skip
+    install_route_routes(app, AccountResources(
+        engine, read_json_object, sender_key, replayed_header, E.RoutesRest.of
+    ))  # fmt: skip
 
     def webhook_sender(
         request: Request, params: dict[str, Any], invalid: ErrorText, too_many: ErrorText

@@ -63,7 +63,7 @@ class CommandSpec:
 # once (EmailGateway.AddAPI, AddSMTP): the store keeps no secret in clear.
 IDEMPOTENT_COMMANDS = frozenset({
     "List.Create", "Segment.Create", "Email.Create", "Campaign.Create", "Campaign.Copy",
-    "EmailGateway.AddDomain", "EmailGateway.AddWebhook", "Template.Create",
+    "EmailGateway.AddDomain", "EmailGateway.AddWebhook", "Template.Create", "Route.Create",
 })  # fmt: skip
 
 
@@ -140,7 +140,13 @@ def engine_commands(engine: Engine) -> dict[str, CommandSpec]:
     return command_table(
         engine.gateway,
         engine.campaigns,
-        (engine.suppressions, engine.webhooks, engine.sending_addresses, engine.templates),
+        (
+            engine.suppressions,
+            engine.webhooks,
+            engine.sending_addresses,
+            engine.templates,
+            engine.routes,
+        ),
     )
 
 

@@ -30,6 +30,7 @@ from api.schemas import (
     CommandFailure,
     CommandSuccess,
     ErrorsResponse,
+    RouteCreate,
     SendBatchRequest,
     SendEmailRequest,
     TemplateCreate,
@@ -79,12 +80,17 @@ TEMPLATE_OPERATIONS = (
     ("get", "/api/v1/templates/{template_id}"), ("put", "/api/v1/templates/{template_id}"),
     ("delete", "/api/v1/templates/{template_id}"),
 )  # fmt: skip
+ROUTE_OPERATIONS = (
+    ("post", "/api/v1/routes"), ("get", "/api/v1/routes"),
+    ("get", "/api/v1/routes/{route_id}"), ("delete", "/api/v1/routes/{route_id}"),
+)  # fmt: skip
 BEARER_ONLY_OPERATIONS = frozenset(
     {
         ("post", "/api/v1/email"),
         ("post", "/api/v1/email/batch"),
         ("get", "/api/v1/email/{message_id}"),
-        *((method, path) for method, path in TEMPLATE_OPERATIONS),
+        *TEMPLATE_OPERATIONS,
+        *ROUTE_OPERATIONS,
     }
 )
 COMMAND_SECURITY: list[dict[str, list[str]]] = [{"AccountKey": []}, {"Session": []}]
@@ -156,6 +162,27 @@ REST_ERRORS: dict[tuple[str, str], list[ErrorText]] = {
             }[operation],
         ]
         for operation in TEMPLATE_OPERATIONS
+    },
+    **{
+        operation: [
+            E.TemplatesRest.MISSING_SENDER_API_KEY, E.TemplatesRest.INVALID_SENDER_API_KEY,
+            E.TemplatesRest.TOO_MANY_REQUESTS, Extensions.INTERNAL, *STORAGE_FAULTS,
+            *{
+                ("post", "/api/v1/routes"): [
+                    *catalogue(E.RoutesRest), Extensions.MALFORMED_BODY, Extensions.TOO_LARGE,
+                    Extensions.UNSUPPORTED_MEDIA_TYPE, Extensions.INVALID_WEBHOOK_URL,
+                    Extensions.INVALID_IDEMPOTENCY_KEY, Extensions.IDEMPOTENCY_KEY_REUSED,
+                ],
+                ("get", "/api/v1/routes"): [],
+                ("get", "/api/v1/routes/{route_id}"): [
+                    E.RoutesRest.INVALID_ID, Extensions.NOT_FOUND,
+                ],
+                ("delete", "/api/v1/routes/{route_id}"): [
+                    E.RoutesRest.INVALID_ID, Extensions.NOT_FOUND,
+                ],
+            }[operation],
+        ]
+        for operation in ROUTE_OPERATIONS
     },
     ("get", "/api/v1/events"): [
         *catalogue(E.GetEvents), *ANY_ENDPOINT, *PARAMETER_ERRORS,
@@ -229,6 +256,7 @@ REST_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("post", "/api/v1/email"): [IDEMPOTENCY_KEY],
     ("post", "/api/v1/email/batch"): [IDEMPOTENCY_KEY],
     ("post", "/api/v1/templates"): [IDEMPOTENCY_KEY],
+    ("post", "/api/v1/routes"): [IDEMPOTENCY_KEY],
     ("get", "/api/v1/events"): [
         _query(
             "StartFrom",
@@ -554,6 +582,7 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
                 SendBatchRequest,
                 TemplateCreate,
                 TemplateUpdate,
+                RouteCreate,
                 ErrorsResponse,
                 CommandFailure,
                 CommandSuccess,
@@ -597,12 +626,17 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
         for operation_id in ("getTemplate", "updateTemplate", "deleteTemplate"):
             _link(document, "/api/v1/templates", "post", operation_id, "template_id",
                   "TemplateID")  # fmt: skip
-        for path in ("/api/v1/templates/{template_id}",):
+        for operation_id in ("getRoute", "deleteRoute"):
+            _link(document, "/api/v1/routes", "post", operation_id, "route_id", "RouteID")
+        for path, name, field in (
+            ("/api/v1/templates/{template_id}", "template_id", "TemplateID"),
+            ("/api/v1/routes/{route_id}", "route_id", "RouteID"),
+        ):
             for operation in document["paths"][path].values():
                 operation["parameters"] = [
-                    {"name": "template_id", "in": "path", "required": True,
+                    {"name": name, "in": "path", "required": True,
                      "schema": {"type": "string", "format": "uuid"},
-                     "description": "the TemplateID that creating it answered"}
+                     "description": f"the {field} that creating it answered"}
                 ]  # fmt: skip
         _link(document, "/api/v1/webhooks", "post", "deleteWebhook", "WebhookID", "NewWebhookID")
         for command in document["paths"]["/api.php"].values():
@@ -616,6 +650,7 @@ def install_contract(app: FastAPI, commands: Mapping[str, Callable[..., Any]]) -
             ("post", "/api/v1/email/batch", SendBatchRequest),
             ("post", "/api/v1/templates", TemplateCreate),
             ("put", "/api/v1/templates/{template_id}", TemplateUpdate),
+            ("post", "/api/v1/routes", RouteCreate),
         ):
             body = document["paths"][path][method]["requestBody"]
             body["content"]["application/json"]["schema"] = {

@@ -261,3 +261,46 @@ class ShownTemplate(TemplateSummary):
 
 class ShownTemplateResponse(BaseModel):
     Template: ShownTemplate
+
+
+class RouteCreate(BaseModel):
+    Domain: str | None = Field(
+        default=None, description="the receiving domain: the key's (default) or under it"
+    )
+    Recipient: str | None = Field(
+        default=None, description="one address or local part, or * (default) for every one"
+    )
+    Pattern: str | None = Field(
+        default=None, description="instead of Recipient: a regular expression over the address"
+    )
+    Action: Literal["post", "forward", "store"] | None = Field(default=None, description="post")
+    URL: str | None = Field(default=None, description="for post: where the message is POSTed")
+    ForwardTo: list[str] | None = Field(default=None, description="for forward: up to 10")
+    Priority: int | None = Field(default=None, ge=0, le=1000, description="lower first (0)")
+    Description: str | None = None
+
+
+class NewRouteResponse(BaseModel):
+    RouteID: str
+
+
+class RouteOut(BaseModel):
+    RouteID: str
+    Domain: str
+    Recipient: str
+    Pattern: str
+    Action: str
+    URL: str
+    ForwardTo: list[str]
+    Priority: int
+    Description: str
+    CreatedAt: str
+
+
+class RoutesResponse(BaseModel):
+    TotalRoutes: int
+    Routes: list[RouteOut]
+
+
+class ShownRouteResponse(BaseModel):
+    Route: RouteOut

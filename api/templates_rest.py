@@ -8,14 +8,13 @@ Same rules and same errors as the commands, with REST's statuses (``TemplatesRes
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from fastapi import FastAPI, Request
 
 from api.errors import JSONResponse
+from api.rest_resources import BODY_REQUIRED, AccountResources
 from api.schemas import (
     DeletedTemplateResponse,
     NewTemplateResponse,
@@ -23,32 +22,18 @@ from api.schemas import (
     TemplatesResponse,
 )
 from domain.account import Account
-from domain.errors import Extensions, RequestRejected, TemplatesRest
-from engine.idempotency import IdempotentCall
-from engine.runtime.composition import Engine
+from domain.errors import Extensions, RequestRejected
 
 TEMPLATES_PATH = "/api/v1/templates"
 _BODY_LIMIT = 1024 * 1024  # a template's parts hold 512 KiB at most
-_BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
 
 
-def install_template_routes(
-    app: FastAPI,
-    engine: Engine,
-    read_body: Callable[[Request, int], Any],
-    sender_key: Callable[[Request, dict[str, Any]], str | None],
-    replayed_header: Callable[[bool], dict[str, str] | None],
-) -> None:
-    commands = engine.templates
+def install_template_routes(app: FastAPI, resources: AccountResources) -> None:
+    commands = resources.engine.templates
+    run = resources.run
 
     def account(request: Request, body: dict[str, Any]) -> Account:
-        sender = engine.sending.authenticate(
-            sender_key(request, body),
-            too_many=TemplatesRest.TOO_MANY_REQUESTS,
-            missing=TemplatesRest.MISSING_SENDER_API_KEY,
-            invalid=TemplatesRest.INVALID_SENDER_API_KEY,
-        )
-        return engine.app.account(sender.account_id)
+        return resources.sender(request, body)[1]
 
     def typed(body: dict[str, Any]) -> dict[str, Any]:
         """JSON has types, unlike /api.php's form fields: a name or a part is text, a
@@ -61,32 +46,21 @@ def install_template_routes(
             raise RequestRejected(Extensions.INVALID_PARAMETER.format(name="Version"))
         return body
 
-    async def run(do: Callable[[], Any]) -> Any:
-        try:
-            return await asyncio.to_thread(do)
-        except RequestRejected as rejected:
-            raise RequestRejected(*(TemplatesRest.of(e) for e in rejected.errors)) from None
-
     @app.post(
         TEMPLATES_PATH,
         response_model=NewTemplateResponse,
         operation_id="createTemplate",
         summary="Store a template (its first version)",
         tags=["templates"],
-        openapi_extra=_BODY,
+        openapi_extra=BODY_REQUIRED,
     )
     async def create_template(request: Request) -> JSONResponse:
-        body = await read_body(request, _BODY_LIMIT)
+        body = await resources.read_body(request, _BODY_LIMIT)
         owner = account(request, body)
         typed(body)
-        key = request.headers.get("idempotency-key")
-        if key is None:
-            return JSONResponse(await run(lambda: commands.create(owner, body)))
-        call = IdempotentCall(owner.id, key, f"POST {TEMPLATES_PATH}", body)
-        answer, replayed = await run(
-            lambda: call.perform(engine.app, lambda: commands.create(owner, body))
+        return await resources.create(
+            request, owner, f"POST {TEMPLATES_PATH}", body, lambda: commands.create(owner, body)
         )
-        return JSONResponse(answer, headers=replayed_header(replayed))
 
     @app.get(
         TEMPLATES_PATH,
@@ -117,10 +91,10 @@ def install_template_routes(
         operation_id="updateTemplate",
         summary="New content (a new version, made active), Version alone, or a new name",
         tags=["templates"],
-        openapi_extra=_BODY,
+        openapi_extra=BODY_REQUIRED,
     )
     async def update_template(template_id: UUID, request: Request) -> JSONResponse:
-        body = await read_body(request, _BODY_LIMIT)
+        body = await resources.read_body(request, _BODY_LIMIT)
         owner = account(request, body)
         params = {**typed(body), "TemplateID": str(template_id)}
         return JSONResponse(await run(lambda: commands.update(owner, params)))

@@ -246,7 +246,10 @@ def _timed(runs: int, call: Callable[[random.Random], Any]) -> tuple[float, floa
 def run(events: int = 10_000_000) -> list[tuple[str, str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="sendstream-bench-analytics-"))
     settings = Settings(
-        SENDSTREAM_DATA_DIR=workdir / "var", SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS=""
+        SENDSTREAM_DATA_DIR=workdir / "var",
+        SMTP_SUBMISSION_PORTS="",
+        BOUNCE_SMTP_PORTS="",
+        INBOUND_SMTP_PORTS="",
     )
     engine = Engine(settings, roles=frozenset())
     tune_garbage_collector()  # as `sendstream serve` does

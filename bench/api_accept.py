@@ -50,6 +50,7 @@ class Server:
             "SEND_RATE_LIMIT": "1000000/second",
             "SMTP_SUBMISSION_PORTS": "",
             "BOUNCE_SMTP_PORTS": "",
+            "INBOUND_SMTP_PORTS": "",
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -34,6 +34,7 @@ def run(recipients: int = 100_000) -> list[tuple[str, str, str]]:
         SMTP_RELAY_URL=sink.url,
         SMTP_SUBMISSION_PORTS="",
         BOUNCE_SMTP_PORTS="",
+        INBOUND_SMTP_PORTS="",
         API_RATE_LIMIT="1000000/second",
         SEND_RATE_LIMIT="1000000/second",
     )

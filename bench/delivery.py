@@ -94,6 +94,7 @@ def run(messages: int = 50_000, kafka: bool = False, size: int = 0) -> list[tupl
         SEND_RATE_LIMIT="1000000/second",
         SMTP_SUBMISSION_PORTS="",
         BOUNCE_SMTP_PORTS="",
+        INBOUND_SMTP_PORTS="",
     )
     # As `sendstream serve` runs it: API and projector here, the delivery side in children.
     engine = Engine(settings, roles=API_PROCESS_ROLES)

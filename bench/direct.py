@@ -83,6 +83,7 @@ def _run_engine(
         MAX_REQUEST_BYTES=4 * LARGE,
         SMTP_SUBMISSION_PORTS="",
         BOUNCE_SMTP_PORTS="",
+        INBOUND_SMTP_PORTS="",
     )
     engine = Engine(settings, roles=API_PROCESS_ROLES)
     workers = WorkerProcess(settings)

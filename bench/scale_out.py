@@ -55,6 +55,7 @@ def _environment(eventstore: str, broker: RunningService, prefix: str, sink: str
         "SMTP_RELAY_URL": sink,
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "INBOUND_SMTP_PORTS": "",
     }
 
 
@@ -69,6 +70,7 @@ def _one_run(
         SENDSTREAM_DATA_DIR=run_dir / "bench", EVENTSTORE_URL=eventstore,
         KAFKA_BOOTSTRAP_SERVERS=broker.url, KAFKA_TOPIC_PREFIX=prefix,
         KAFKA_PARTITIONS=PARTITIONS, SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS="",
+        INBOUND_SMTP_PORTS="",
     )  # fmt: skip
     engine = Engine(settings, roles=frozenset({Role.PROJECTOR}))
     env = _environment(eventstore, broker, prefix, sink.url)

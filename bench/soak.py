@@ -322,6 +322,7 @@ class Soak:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = embedded_environment(
             self.data, SMTP_RELAY_URL=sink_url, BOUNCE_SMTP_PORTS=str(self.bounce_port),
+            INBOUND_SMTP_PORTS="",
             PUBLIC_URL=self.url, WEBHOOK_ALLOW_HTTP="true", WEBHOOK_ALLOW_LOOPBACK="true",
             API_RATE_LIMIT="1000000/second", SEND_RATE_LIMIT="1000000/second",
         )  # fmt: skip

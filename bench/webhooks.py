@@ -241,6 +241,7 @@ def run(messages: int = 30_000, seconds: int = 20) -> list[tuple[str, str, str]]
     silent.listen(4096)
     settings = Settings(
         SENDSTREAM_DATA_DIR=workdir / "var", SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS="",
+        INBOUND_SMTP_PORTS="",
         WEBHOOK_ALLOW_LOOPBACK="true", WEBHOOK_ALLOW_HTTP="true", WEBHOOK_TIMEOUT_SECONDS="5",
         WEBHOOK_DISABLE_AFTER=str(10**9),
     )  # fmt: skip

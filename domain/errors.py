@@ -227,6 +227,20 @@ class Templates:
     INVALID_NAME = ErrorText(7, "Invalid TemplateName.")
 
 
+class Routes:
+    """``Route.*`` (ours): inbound routes, numbered as ``Templates`` are."""
+
+    MISSING_PARAMETER = ErrorText(1, "A required field was not supplied: {name}.")
+    INVALID_ID = ErrorText(2, "Invalid RouteID.")
+    INVALID_DOMAIN = ErrorText(
+        3, "Invalid Domain: it must be one of the account's sender domains or under one."
+    )
+    INVALID_PATTERN = ErrorText(
+        4, "Invalid Pattern: a regular expression of at most 256 characters."
+    )
+    INVALID_OPTION = ErrorText(5, "Invalid Option specified: {name}")
+
+
 def _rest(error: ErrorText, status: int) -> ErrorText:
     return ErrorText(error.code, error.message, status)
 
@@ -253,6 +267,21 @@ class TemplatesRest:
         """The REST form of a ``Templates`` error (its text as formatted)."""
         status = {1: 422, 2: 404, 3: 409}.get(error.code, 422)
         return ErrorText(error.code, error.message, status)
+
+
+class RoutesRest:
+    """``/api/v1/routes``: the ``Route.*`` errors with REST's statuses."""
+
+    MISSING_PARAMETER = _rest(Routes.MISSING_PARAMETER, 422)
+    INVALID_ID = _rest(Routes.INVALID_ID, 404)
+    INVALID_DOMAIN = _rest(Routes.INVALID_DOMAIN, 422)
+    INVALID_PATTERN = _rest(Routes.INVALID_PATTERN, 422)
+    INVALID_OPTION = _rest(Routes.INVALID_OPTION, 422)
+
+    @classmethod
+    def of(cls, error: ErrorText) -> ErrorText:
+        """The REST form of a ``Routes`` error (its text as formatted)."""
+        return ErrorText(error.code, error.message, 404 if error.code == 2 else 422)
 
 
 class UserLogin:

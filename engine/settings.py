@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     max_recipients: int = Field(default=50, alias="MAX_RECIPIENTS")
     max_reply_to: int = Field(default=5, alias="MAX_REPLY_TO")
     bounce_smtp_ports: str = Field(default="2526", alias="BOUNCE_SMTP_PORTS")
+    # Where customers' MX records point for their inbound routes (25 in production).
+    inbound_smtp_ports: str = Field(default="2527", alias="INBOUND_SMTP_PORTS")
+    inbound_max_bytes: int = Field(default=10_000_000, alias="INBOUND_MAX_BYTES")
+    inbound_max_recipients: int = Field(default=50, alias="INBOUND_MAX_RECIPIENTS")
     soft_bounce_limit: int = Field(default=3, alias="SOFT_BOUNCE_LIMIT")
     soft_bounce_window_days: int = Field(default=7, alias="SOFT_BOUNCE_WINDOW_DAYS")
     trust_forwarded_for: bool = Field(default=False, alias="TRUST_FORWARDED_FOR")
@@ -246,6 +250,10 @@ class Settings(BaseSettings):
     @property
     def bounce_ports(self) -> list[int]:
         return [int(p) for p in self.bounce_smtp_ports.split(",") if p.strip()]
+
+    @property
+    def inbound_ports(self) -> list[int]:
+        return [int(p) for p in self.inbound_smtp_ports.split(",") if p.strip()]
 
     @property
     def submission_tls_ports(self) -> list[int]:

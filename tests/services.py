@@ -660,7 +660,8 @@ def embedded_environment(data_dir: Path, **settings: str) -> dict[str, str]:
     ``data_dir``: no broker, database server, ClickHouse server or relay that the caller's
     own environment may name, and no SMTP servers on fixed ports."""
     env = {**os.environ, "SENDSTREAM_DATA_DIR": str(data_dir),
-           "SMTP_SUBMISSION_PORTS": "", "BOUNCE_SMTP_PORTS": "", **settings}  # fmt: skip
+           "SMTP_SUBMISSION_PORTS": "", "BOUNCE_SMTP_PORTS": "", "INBOUND_SMTP_PORTS": "",
+           **settings}  # fmt: skip
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
         if name not in settings:
             env.pop(name, None)

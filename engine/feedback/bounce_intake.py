@@ -29,7 +29,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any, AnyStr
+from typing import Any
 from uuid import UUID
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -43,6 +43,7 @@ from adapters.dsn import (
 )
 from adapters.faults import storage_fault
 from adapters.loop_thread import LoopThreadServer
+from adapters.smtp_in import ReceivingHooks, ReceivingSMTP, listen
 from domain.bounces import BounceClass
 from domain.verp import message_id_from_unsubscribe_address, message_id_from_verp
 
@@ -61,26 +62,15 @@ RECORDED = "250 2.0.0 Ok: report recorded"
 DROPPED = "250 2.6.0 Ok: not a delivery or feedback report, discarded"
 NOTHING_TO_RECORD = "250 2.6.0 Ok: no failure or complaint in this report, discarded"
 TRY_LATER = "451 4.3.0 Temporary failure, try again later"
-TOO_BIG = "552 5.3.4 Message too big for this system"
 
 
-class _Hooks:
-    """aiosmtpd's ``handle_*`` hooks: RCPT checks the return path, DATA reads the report."""
+class _Hooks(ReceivingHooks):
+    """aiosmtpd's ``handle_*`` hooks: RCPT checks the return path, DATA reads the report.
+    Bounces come from the null sender <>, feedback loops from an address of theirs."""
 
     def __init__(self, intake: BounceIntake) -> None:
+        super().__init__()
         self._intake = intake
-        # Reports being recorded, which stop() lets finish: the sender would otherwise
-        # send again a report that was recorded but never answered (harmless, but noisy).
-        self.in_flight: set[asyncio.Future[str]] = set()
-
-    async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        # Bounces come from the null sender <>, feedback loops from an address of theirs:
-        # any sender is fine, as nothing is ever sent to it.
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 2.1.0 Ok"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -110,46 +100,12 @@ class _Hooks:
             for m in (message_id_from_verp(a, self._intake.verp_key) for a in envelope.rcpt_tos)
             if m is not None
         ]
-        receiving = asyncio.ensure_future(self._intake.receive(message_ids, data, session.peer))
-        self.in_flight.add(receiving)
-        receiving.add_done_callback(self.in_flight.discard)
-        return await receiving
+        return await self.finished(self._intake.receive(message_ids, data, session.peer))
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default reply names the exception: not the client's business.
         log.error("bounce intake session failed", exc_info=error)
         return TRY_LATER
-
-
-class _IntakeSMTP(SMTP):
-    def __init__(self, hooks: _Hooks, intake: BounceIntake, loop: asyncio.AbstractEventLoop):
-        super().__init__(
-            hooks,
-            loop=loop,
-            hostname=intake.hostname,
-            ident="Sendstream bounce intake",
-            data_size_limit=intake.max_message_bytes,
-            # No AUTH at all: nobody logs in here, and nothing is relayed.
-            auth_exclude_mechanism=["LOGIN", "PLAIN"],
-            timeout=intake.idle_timeout,
-        )
-        self._intake = intake
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._intake.connections.add(self)
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        self._intake.connections.discard(self)
-        super().connection_lost(error)
-
-    async def push(self, status: AnyStr) -> None:
-        # aiosmtpd enforces the size limit itself (at MAIL with SIZE=, and while DATA
-        # streams in, without buffering the excess) but words it without a status code.
-        if isinstance(status, str) and status.startswith("552 Error"):
-            await super().push(TOO_BIG)
-            return
-        await super().push(status)
 
 
 class BounceIntake(LoopThreadServer):
@@ -192,7 +148,7 @@ class BounceIntake(LoopThreadServer):
         # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
         self.hostname = hostname or socket.gethostname()
         self.idle_timeout = idle_timeout
-        self.connections: set[_IntakeSMTP] = set()
+        self.connections: set[ReceivingSMTP] = set()
         self._wanted = list(ports)
         self._hooks = _Hooks(self)
         self._servers: list[asyncio.Server] = []
@@ -251,15 +207,10 @@ class BounceIntake(LoopThreadServer):
         self.ports = list(self._wanted)
 
     async def _bind(self) -> None:
-        loop = asyncio.get_running_loop()
-        bound: list[int] = []
-        for port in self._wanted:
-            server = await loop.create_server(
-                lambda: _IntakeSMTP(self._hooks, self, loop), host=self.host, port=port
-            )
-            self._servers.append(server)
-            bound.append(server.sockets[0].getsockname()[1])
-        self.ports = bound
+        self._servers = await listen(
+            self._hooks, self, self.host, self._wanted, "Sendstream bounce intake"
+        )
+        self.ports = [server.sockets[0].getsockname()[1] for server in self._servers]
 
     def _in_flight(self) -> set[asyncio.Future[str]]:
         return self._hooks.in_flight

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from engine.feedback.bounce_intake import BounceIntake
     from engine.feedback.service import FeedbackService
     from engine.feedback.suppressions import SuppressionCommands
+    from engine.inbound.routes import RouteCommands, RouteTable
+    from engine.inbound.server import InboundServer
     from engine.sending.smtp_submission import SubmissionServer
     from engine.templates.commands import TemplateCommands
     from engine.webhooks.calls import WebhookDelivery
@@ -221,6 +223,9 @@ class Engine:
     _renderer: MessageRenderer | None = field(init=False, default=None)
     _feedback: FeedbackService | None = field(init=False, default=None)
     bounce_intake: BounceIntake | None = field(init=False, default=None)
+    inbound_server: InboundServer | None = field(init=False, default=None)
+    _routes: RouteCommands | None = field(init=False, default=None)
+    _route_table: RouteTable | None = field(init=False, default=None)
     _webhook_store: WebhookStore | None = field(init=False, default=None)
     _webhooks: WebhookCommands | None = field(init=False, default=None)
     _sending_addresses: SendingAddressCommands | None = field(init=False, default=None)
@@ -332,6 +337,24 @@ class Engine:
 
             self._templates = TemplateCommands(self.app, on_change=self.sending.forget_template)
         return self._templates
+
+    @property
+    def routes(self) -> RouteCommands:
+        """The ``Route.*`` commands of ``/api.php`` and ``/api/v1/routes``."""
+        if self._routes is None:
+            from engine.inbound.routes import RouteCommands
+
+            self._routes = RouteCommands(self.app, self.webhooks)
+        return self._routes
+
+    @property
+    def route_table(self) -> RouteTable:
+        """Which route takes a recipient, for the inbound server of this process."""
+        if self._route_table is None:
+            from engine.inbound.routes import RouteTable
+
+            self._route_table = RouteTable(self.app)
+        return self._route_table
 
     @property
     def webhook_store(self) -> WebhookStore:
@@ -502,6 +525,23 @@ class Engine:
                 on_unsubscribe=self.feedback.record_unsubscribe_by_mail,
             )
             self.bounce_intake.start()
+        if Role.SMTP in self.roles and settings.inbound_ports:
+            from engine.inbound.receiver import InboundReceiver
+            from engine.inbound.server import InboundServer
+
+            receiver = InboundReceiver(
+                self.app, self.route_table, lambda: self.webhook_store, self.sending,
+                resolver=settings.dns_resolver, authserv_id=settings.mail_hostname,
+            )  # fmt: skip
+            self.inbound_server = InboundServer(
+                settings.smtp_submission_host,
+                settings.inbound_ports,
+                self.route_table,
+                receiver,
+                max_message_bytes=settings.inbound_max_bytes,
+                max_recipients=settings.inbound_max_recipients,
+            )
+            self.inbound_server.start()
 
     def _source(
         self,
@@ -636,6 +676,8 @@ class Engine:
             self.submission_server.stop()
         if self.bounce_intake is not None:
             self.bounce_intake.stop()
+        if self.inbound_server is not None:
+            self.inbound_server.stop()
         if self._feedback is not None:
             self._feedback.close()
         self._stop.set()

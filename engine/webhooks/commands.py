@@ -36,6 +36,7 @@ from adapters.webhook_store import Attempt, DeliveryJob, WebhookStore
 from domain import errors as E
 from domain.account import Account, SenderDomain
 from domain.errors import ErrorText, RequestRejected
+from domain.inbound import INBOUND_EVENT
 from domain.webhook import (
     BACKFILL_DAYS,
     EVENT_FIELDS,
@@ -426,7 +427,19 @@ class WebhookCommands:
             "CustomID": "test", "IpAddress": "192.0.2.1", "UserAgent": "Sendstream test",
             "URL": "https://example.com/", "Position": 1, "UnsubscribeType": "link",
         }  # fmt: skip
-        self._store().enqueue([job_for(webhook, row, details, now)], None)
+        job = job_for(webhook, row, details, now) if webhook.event_type != INBOUND_EVENT else (
+            DeliveryJob(
+                webhook_id=webhook.id, event_id=event_id, message_id=event_id, position=0,
+                occurred_at=now, attempt=0, due_at=now, payload=orjson.dumps({
+                    "type": INBOUND_EVENT, "timestamp": now.isoformat(),
+                    "data": {"InboundID": str(event_id), "Subject": "Sendstream test event",
+                             "From": "sender@example.com", "Text": "test call: no mail came",
+                             "Envelope": {"MailFrom": "sender@example.com",
+                                          "Recipient": "recipient@example.com"}},
+                }),
+            )
+        )  # fmt: skip
+        self._store().enqueue([job], None)
         return {"WebhookID": str(webhook.id), "EventID": str(event_id)}
 
     # Shared by /api.php and /api/v1/webhooks.
@@ -443,17 +456,7 @@ class WebhookCommands:
         url = text_param(params.get("WebhookURL"))
         if url is None:
             raise RequestRejected(errors.missing_url)
-        try:
-            url = check_webhook_url(url, allow_http=self._allow_http)
-            # Refused at creation when its host resolves to a refused address; the worker
-            # checks again at every call (the name may resolve elsewhere by then).
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            asyncio.run(resolve_safely(parts.hostname or "", port, self._policy))
-        except UnsafeWebhookURL as error:
-            raise RequestRejected(
-                E.Extensions.INVALID_WEBHOOK_URL.format(reason=str(error))
-            ) from None
+        url = self.checked_url(url)
         method = (text_param(params.get("Method")) or "POST").upper()
         if method not in METHODS:
             raise RequestRejected(E.Extensions.INVALID_WEBHOOK_METHOD)
@@ -482,6 +485,37 @@ class WebhookCommands:
         self._app.save(webhook, domain, *answered({"NewWebhookID": str(webhook.id)}))
         self.backfill(webhook, now)
         return webhook.id
+
+    def checked_url(self, url: str) -> str:
+        """``url`` as it will be called, or the refusal of one the calls may not go to."""
+        try:
+            url = check_webhook_url(url, allow_http=self._allow_http)
+            # Refused at creation when its host resolves to a refused address; the worker
+            # checks again at every call (the name may resolve elsewhere by then).
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            asyncio.run(resolve_safely(parts.hostname or "", port, self._policy))
+        except UnsafeWebhookURL as error:
+            raise RequestRejected(
+                E.Extensions.INVALID_WEBHOOK_URL.format(reason=str(error))
+            ) from None
+        return url
+
+    def inbound_webhook(
+        self, account_id: UUID, domain_id: UUID, url: str, now: datetime
+    ) -> tuple[Webhook, SenderDomain]:
+        """A webhook of event ``inbound`` for an inbound route's calls (not saved: saved
+        with the route), attached to the sender domain, whose signing key signs them."""
+        webhook = Webhook(
+            id=uuid.uuid4(), account_id=account_id, domain_id=domain_id,
+            event_type=INBOUND_EVENT, event_name=INBOUND_EVENT, url=url, method="POST",
+            parameters={}, added_at=now,
+        )  # fmt: skip
+        domain = self._app.domain(domain_id)
+        domain.attach_webhook(webhook.id)
+        if not domain.webhook_signing_key:
+            domain.set_webhook_signing_key(new_signing_key())
+        return webhook, domain
 
     def _parameters(self, event: str, given: Any) -> dict[str, str]:
         if given is None or given == "":

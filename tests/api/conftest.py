@@ -40,7 +40,7 @@ def idle_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """An engine that runs no role: its services answer, nothing is sent."""
     engine = Engine(
         Settings(SENDSTREAM_DATA_DIR=tmp_path_factory.mktemp("commands"),
-                 SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS=""),
+                 SMTP_SUBMISSION_PORTS="", BOUNCE_SMTP_PORTS="", INBOUND_SMTP_PORTS=""),
         roles=frozenset(),
     )  # fmt: skip
     yield engine

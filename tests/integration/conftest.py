@@ -89,6 +89,7 @@ def make_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
             # Tests that want the SMTP submission server give it free ports themselves.
             "SMTP_SUBMISSION_PORTS": "",
             "BOUNCE_SMTP_PORTS": "",
+            "INBOUND_SMTP_PORTS": "",
         }
         values.update(env)
         engine = Engine(Settings(**values), roles=roles)

@@ -73,6 +73,7 @@ def test_a_broker_restarted_empty_mid_run_skips_and_doubles_nothing(
         "SMTP_RELAY_URL": receiver.url,
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "INBOUND_SMTP_PORTS": "",
         "DELIVERY_RETRY_SCHEDULE": "1",
         **WEBHOOKS_LOCAL,
     }

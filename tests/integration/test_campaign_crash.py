@@ -80,6 +80,7 @@ def test_killing_the_engine_mid_campaign_sends_each_recipient_at_most_once(
         "SMTP_RELAY_URL": receiver.url,
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "INBOUND_SMTP_PORTS": "",
         "CAMPAIGN_FANOUT_WINDOW": "400",  # fan-out stays just ahead: the kill lands in it
         "KAFKA_BOOTSTRAP_SERVERS": "",
     }

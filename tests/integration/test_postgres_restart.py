@@ -100,6 +100,7 @@ def test_a_postgres_restart_mid_run_loses_and_doubles_nothing(
         "SMTP_RELAY_URL": receiver.url,
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "INBOUND_SMTP_PORTS": "",
         "DELIVERY_RETRY_SCHEDULE": "1",
     }
     env.pop("CLICKHOUSE_URL", None)

@@ -77,6 +77,7 @@ async def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
         "DELIVERY_RETRY_SCHEDULE": "1",
         "SMTP_SUBMISSION_PORTS": "",
         "BOUNCE_SMTP_PORTS": "",
+        "INBOUND_SMTP_PORTS": "",
         "WEBHOOK_CONCURRENCY": str(CONCURRENCY),
         # A claimed call is another caller's after twice this and a minute.
         "WEBHOOK_TIMEOUT_SECONDS": "2",

@@ -1,0 +1,128 @@
+"""The inbound SMTP server: where a customer's MX points, for the domains it has routes for.
+
+It is never a relay: RCPT accepts only an address that a route of its domain matches
+(``550 5.7.1`` for a domain without routes, ``550 5.1.1`` for an address none matches),
+there is no AUTH, and a message is sent on only where a route says ``forward``. Replies:
+
+* ``250 2.0.0``: every recipient's copy was recorded and its route's action stored;
+* ``451 4.3.0``: the event store could not take it (the sender tries again; a retry of a
+  recorded message is recognised, see ``engine.inbound.receiver``);
+* ``552 5.3.4`` over ``max_message_bytes``; ``452 4.5.3`` past ``max_recipients``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from adapters.faults import storage_fault
+from adapters.loop_thread import LoopThreadServer
+from adapters.smtp_in import ReceivingHooks, ReceivingSMTP, listen
+from engine.inbound.receiver import InboundReceiver
+from engine.inbound.routes import RouteTable
+
+log = logging.getLogger(__name__)
+
+NO_ROUTE_FOR_DOMAIN = "550 5.7.1 Relay access denied: this server takes no mail for that domain"
+NO_SUCH_USER = "550 5.1.1 No such user here"
+RECEIVED = "250 2.0.0 Ok: received"
+TRY_LATER = "451 4.3.0 Temporary failure, try again later"
+
+
+class _Hooks(ReceivingHooks):
+    def __init__(self, server: InboundServer) -> None:
+        super().__init__()
+        self._server = server
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        table = self._server.table
+        domain = address.rpartition("@")[2]
+        if "@" not in address or not await asyncio.to_thread(table.receives_for, domain):
+            return NO_ROUTE_FOR_DOMAIN
+        if await asyncio.to_thread(table.route_for, address) is None:
+            return NO_SUCH_USER
+        if len(envelope.rcpt_tos) >= self._server.max_recipients:
+            limit = self._server.max_recipients
+            return f"452 4.5.3 Too many recipients: at most {limit} per message"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
+        return await self.finished(
+            self._receive(
+                envelope.mail_from or "", list(envelope.rcpt_tos),
+                envelope.original_content or b"", peer, session.host_name or "",
+            )
+        )  # fmt: skip
+
+    async def _receive(
+        self, mail_from: str, recipients: list[str], data: bytes, peer: str, helo: str
+    ) -> str:
+        try:
+            await self._server.receiver.receive(mail_from, recipients, data, peer, helo)
+        except Exception as error:
+            fault = storage_fault(error)
+            if fault is None:
+                log.exception("inbound: a message from %s could not be recorded", peer)
+            else:
+                log.warning("inbound: a message from %s waits: the event store is %s",
+                            peer, fault.value)  # fmt: skip
+            return TRY_LATER
+        return RECEIVED
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("inbound session failed", exc_info=error)
+        return TRY_LATER
+
+
+class InboundServer(LoopThreadServer):
+    """One listener per port in ``ports`` on ``host`` (0 binds a free port; after
+    ``start()``, ``ports`` holds those bound)."""
+
+    thread_name = "inbound-smtp"
+
+    def __init__(
+        self,
+        host: str,
+        ports: list[int],
+        table: RouteTable,
+        receiver: InboundReceiver,
+        max_message_bytes: int = 10_000_000,
+        max_recipients: int = 50,
+        *,
+        hostname: str | None = None,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.ports: list[int] = list(ports)
+        self.table = table
+        self.receiver = receiver
+        self.max_message_bytes = max_message_bytes
+        self.max_recipients = max_recipients
+        # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
+        self.hostname = hostname or socket.gethostname()
+        self.idle_timeout = idle_timeout
+        self.connections: set[ReceivingSMTP] = set()
+        self._wanted = list(ports)
+        self._hooks = _Hooks(self)
+        self._servers: list[asyncio.Server] = []
+
+    def _stopped(self) -> None:
+        self.ports = list(self._wanted)
+
+    async def _bind(self) -> None:
+        self._servers = await listen(
+            self._hooks, self, self.host, self._wanted, "Sendstream inbound"
+        )
+        self.ports = [server.sockets[0].getsockname()[1] for server in self._servers]
+
+    def _in_flight(self) -> set[asyncio.Future[str]]:
+        return self._hooks.in_flight
