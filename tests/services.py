@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOOPBACK",
+    "PostfixService",
     "RunningService",
     "ServiceStartError",
     "SinkMessage",
@@ -46,6 +47,7 @@ __all__ = [
     "received_messages",
     "smtp_sink_binary",
     "start_kafka_broker",
+    "start_postfix",
     "start_smtp_sink",
     "tansu_binary",
     "wait_for_messages",
@@ -798,3 +800,107 @@ def wait_until_healthy(
             said = log.read_text(errors="replace")[-4000:] if log is not None else ""
             raise ServiceStartError(f"{url} did not become healthy: {said}")
         time.sleep(0.2)
+
+
+# --- Postfix (a private instance whose sendmail relays to one SMTP server) --------------
+
+_POSTFIX_SERVICES = (
+    # name, type, private, unprivileged, chroot, wakeup, maxproc, command: no listener
+    # (nothing connects to it), no chroot (its folder holds no copy of /etc).
+    "pickup unix n - n 1 1 pickup", "cleanup unix n - n - 0 cleanup",
+    "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
+    "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
+    "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
+    "flush unix n - n 1000? 0 flush", "proxymap unix - - n - - proxymap",
+    "smtp unix - - n - - smtp", "relay unix - - n - - smtp", "showq unix n - n - - showq",
+    "error unix - - n - - error", "retry unix - - n - - error",
+    "discard unix - - n - - discard", "anvil unix - - n - 1 anvil",
+    "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd",
+)  # fmt: skip
+
+
+@dataclass
+class PostfixService:
+    """A Postfix of the test's own: its ``sendmail`` queues a message, and its ``smtp``
+    client relays everything to one server (``relayhost``)."""
+
+    config: Path
+    process: subprocess.Popen[bytes]
+    workdir: Path
+
+    def sendmail(self, raw: bytes, sender: str, *recipients: str) -> None:
+        """Queue ``raw`` as a program does (Postfix's ``sendmail``); relayed at once."""
+        subprocess.run(
+            ["/usr/sbin/sendmail", "-C", str(self.config), "-f", sender, "--", *recipients],
+            input=raw, check=True, timeout=30,
+        )  # fmt: skip
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = (self.workdir / "maillog").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_postfix(relay: str, workdir: Path | None = None) -> PostfixService:
+    """Start Postfix's master in the foreground on a configuration of its own whose mail
+    all goes to ``relay`` (``host:port``); the machine's Postfix, if any, is not touched.
+    Postfix runs as root and hands its queue to the ``postfix`` user, as it is packaged:
+    the test needs root (as installing the packages does), and ``workdir`` a path the
+    ``postfix`` user can reach (the default, a new folder in the temporary folder, is)."""
+    master = "/usr/lib/postfix/sbin/master"
+    if not os.access(master, os.X_OK):
+        raise ServiceStartError(
+            f"Postfix not found: install the Debian package '{SMTP_SINK_PACKAGE}' (make test-deps)"
+        )
+    if os.geteuid() != 0:
+        raise ServiceStartError("a private Postfix needs root, as its packages install it")
+    workdir = _workdir(workdir, "sendstream-postfix-")
+    workdir.chmod(0o755)  # its daemons, as postfix, reach their queue through it
+    config, queue, data = workdir / "conf", workdir / "queue", workdir / "data"
+    for folder in (config, queue, data):
+        folder.mkdir(exist_ok=True)
+    host, _, port = relay.rpartition(":")
+    (config / "main.cf").write_text(
+        "compatibility_level = 3.6\n"
+        f"queue_directory = {queue}\ndata_directory = {data}\n"
+        "mail_owner = postfix\nsetgid_group = postdrop\n"
+        "myhostname = postfix.sendstream.test\nmydestination =\n"
+        "inet_interfaces = loopback-only\ninet_protocols = ipv4\n"
+        f"relayhost = [{host}]:{port}\nsmtputf8_enable = no\n"
+        f"maillog_file = {workdir}/maillog\nmaillog_file_prefixes = {workdir}\n"
+    )
+    (config / "master.cf").write_text("\n".join(_POSTFIX_SERVICES) + "\n")
+    postfix = pwd.getpwnam("postfix")
+    os.chown(data, postfix.pw_uid, -1)
+    subprocess.run(
+        ["/usr/lib/postfix/sbin/post-install", f"config_directory={config}",
+         "meta_directory=/etc/postfix", "command_directory=/usr/sbin",
+         "daemon_directory=/usr/lib/postfix/sbin", f"queue_directory={queue}",
+         f"data_directory={data}", "mail_owner=postfix", "setgid_group=postdrop",
+         "create-missing"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [master, "-c", str(config), "-d"], cwd=workdir, start_new_session=True,
+        stdout=(workdir / "master.out").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    service = PostfixService(config, process, workdir)
+    deadline = time.monotonic() + 15
+    while not (queue / "public" / "pickup").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            service.stop()
+            raise ServiceStartError("Postfix's master did not start: " + service.log_tail())
+        time.sleep(0.05)
+    return service

@@ -1,5 +1,6 @@
-"""Inbound routes (issue 21): mail for a customer's domain, sent by ``swaks`` and by
-Python's smtplib to the real inbound SMTP server, posted to the route's URL with the
+"""Inbound routes (issue 21): mail for a customer's domain, sent by ``swaks``, by Postfix's
+``sendmail`` (a private Postfix relaying to us) and by Python's smtplib to the real
+inbound SMTP server, posted to the route's URL with the
 webhook machinery's signature, forwarded, or kept; and never relayed."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from domain.inbound import InboundMessage
 from engine.runtime.composition import Engine
 from tests.integration.conftest import wait_for
 from tests.integration.receiver import Receiver
-from tests.services import DnsmasqService, start_dnsmasq
+from tests.services import DnsmasqService, start_dnsmasq, start_postfix
 from tests.webhook_receiver import WebhookReceiver
 
 Client = Callable[[Engine], httpx.AsyncClient]
@@ -133,6 +134,23 @@ async def test_mail_for_a_routed_domain_is_posted_forwarded_or_kept_and_never_re
     assert message["From"].addresses[0].addr_spec == "forwarding@shop.example"
     assert message["Reply-To"].addresses[0].addr_spec == "bob@elsewhere.example"
     assert "Déjà vu" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    # A program's mail through Postfix's sendmail, relayed by Postfix's smtp client.
+    postfix = start_postfix(f"127.0.0.1:{port}")  # in /tmp: its daemons reach the queue
+    try:
+        postfix.sendmail(
+            b"From: Cron <cron@sender.example>\nTo: support@in.shop.example\n"
+            b"Subject: nightly report\n\nAll jobs ran.\n",
+            "cron@sender.example", "support@in.shop.example",
+        )  # fmt: skip
+        calls = wait_for(lambda: len(webhook_receiver.calls_to("/inbound")) >= 2, timeout=60)
+        assert calls, postfix.log_tail()
+    finally:
+        postfix.stop()
+    relayed = json.loads(webhook_receiver.calls_to("/inbound")[1].body)["data"]
+    assert relayed["Subject"] == "nightly report"
+    assert "All jobs ran." in relayed["Text"]
+    assert any(name == "Received" and "Postfix" in value for name, value in relayed["Headers"])
 
     # Broken MIME (a boundary that never comes) is kept, not refused.
     broken = (
