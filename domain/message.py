@@ -118,7 +118,10 @@ class Message(Aggregate):
             MessageStatus.HELD,
         ):
             raise IllegalTransition(f"cannot queue a {self.status} message")
-        self._queued()
+        # The event ``_queued`` records, triggered without the library's decorator: its
+        # generic coercion of arguments, for a method that takes none, was a third of the
+        # cost of queuing every message of a batch.
+        self.trigger_event(self.Queued)  # type: ignore[attr-defined]
 
     def hold(self, reason: str) -> None:
         """Its campaign is paused: it waits, unsent, until the campaign resumes."""

@@ -194,3 +194,28 @@ def test_waiting_for_send_at_or_a_warm_up_cap_spends_none_of_the_lifetime() -> N
     assert fresh.lifetime_starts_at == fresh.created_on
     with pytest.raises(IllegalTransition):
         new_message().postpone(later, "not queued")
+
+
+def test_queuing_records_the_event_the_decorated_method_records() -> None:
+    """``queue`` triggers ``Queued`` directly (the fast path): the same event, state and
+    replay as the decorated ``_queued``."""
+    from uuid import uuid4
+
+    from domain.message import Message, MessageStatus
+
+    def accepted() -> Message:
+        return Message(
+            id=uuid4(), submission_id=uuid4(), account_id=uuid4(), domain_id=uuid4(),
+            recipient="a@example.org", recipient_kind="to", sender="s@example.com",
+            subject="S", tags=[],
+        )  # fmt: skip
+
+    fast, slow = accepted(), accepted()
+    fast.queue()
+    slow._queued()
+    (created, queued), (_, reference) = fast.collect_events(), slow.collect_events()
+    assert type(queued) is type(reference)
+    assert queued.originator_version == reference.originator_version == 2
+    assert fast.status is slow.status is MessageStatus.QUEUED
+    replayed = queued.mutate(created.mutate(None))
+    assert replayed is not None and replayed.status is MessageStatus.QUEUED
