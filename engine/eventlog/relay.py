@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # creates a topic for a stream it has not seen.
 ALL_STREAMS = (
     "message", "submission", "account", "senderdomain", "senderapikey", "suppressionlist",
-    "webhook",
+    "webhook", "batch",
 )  # fmt: skip
 
 # The tracking name under which the relay keeps the position every group has processed.

@@ -86,6 +86,7 @@ KAFKA_GROUPS: dict[str, tuple[str, ...]] = {
     "delivery": ("message", "submission"),
     "projector": ("message",),
     "webhooks": ("message", "webhook", "senderdomain"),
+    "batches": ("batch",),
 }
 
 
@@ -457,6 +458,20 @@ class Engine:
         if Role.SCHEDULER in self.roles:
             scheduler = Scheduler(self.app, self.writer, open_schedule_store(self.settings))
             self._spawn_leader("scheduler", scheduler.run)
+
+            def fan_out(term: threading.Event) -> None:
+                # Batches become each recipient's submission and Message (in one process).
+                from domain.batch import Batch
+                from engine.sending.batch_fanout import BatchFanOut
+
+                source = self._source(
+                    "batches",
+                    KAFKA_GROUPS["batches"],
+                    event_types=[Batch.Accepted],  # type: ignore[attr-defined]
+                )
+                BatchFanOut(self.app, source, self.writer).run(term)
+
+            self._spawn_leader("batches", fan_out)
         if Role.PROJECTOR in self.roles:
             projector = Projector(
                 self.app,

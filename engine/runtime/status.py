@@ -112,6 +112,7 @@ def installation_status(engine: Engine) -> Status:
 
 def _kinds_read() -> dict[str, list[str]]:
     """The topics of the events each reader of the event store reads; none: all of them."""
+    from domain.batch import Batch
     from engine.delivery.scheduler import SCHEDULER_TOPICS
     from engine.reporting.projector import projected_event_types
     from engine.webhooks.intake import intake_event_types
@@ -123,6 +124,7 @@ def _kinds_read() -> dict[str, list[str]]:
         "projector": [get_topic(cls) for cls in projected_event_types()],
         "webhooks": [get_topic(cls) for cls in intake_event_types()],
         "scheduler": list(SCHEDULER_TOPICS),
+        "batches": [get_topic(Batch.Accepted)],  # type: ignore[attr-defined]
         "relay": [],
     }
 

@@ -5,8 +5,9 @@ What the recipients share (sender, content or template, headers, tags, SendAt â€
 once, and a fault in it refuses the whole batch with the errors of a single send. What is a
 recipient's own (its address, a suppression, its data against the template, a repeat) is
 reported for that recipient, and the others are accepted: the answer lists, in the order
-given, each recipient's MessageID or its error. The accepted ones are saved in one
-transaction, so a process that dies mid-batch leaves all of them or none.
+given, each recipient's MessageID or its error. The accepted ones are recorded as one
+event (``domain.batch``), so a process that dies mid-batch leaves all of them or none;
+their messages are made from it afterwards (``engine.sending.batch_fanout``).
 
 The content of a batch is a template: its Subject, HtmlContent and PlainContent (or those of
 the stored template ``TemplateID``) are rendered for each recipient with the batch's

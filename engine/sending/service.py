@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -20,7 +21,9 @@ from eventsourcing.persistence import IntegrityError
 from adapters.mime import build_message
 from adapters.templating import TemplateRefused, render, render_subject
 from domain.account import SenderApiKey, domain_accepts_sender
+from domain.batch import Batch, batch_submission_id
 from domain.content import Address, EmailContent
+from domain.creation import create
 from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
 from domain.message import Message
 from domain.suppression import SuppressionList
@@ -30,6 +33,7 @@ from engine.application import SenderContext, Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
 from engine.eventlog.writer import BatchWriter
 from engine.idempotency import IdempotentCall
+from engine.ids import new_id
 from engine.params import uuid_param
 from engine.rate_limit import RequestLimit
 from engine.sending import batch
@@ -257,15 +261,14 @@ class SendingService:
             sender.account_id, len(accepted), sender.daily_send_limit, now.date()
         ):
             raise RequestRejected(SendEmail.SENDING_LIMIT_REACHED)
+        answer, aggregates = self._batch_record(sender, entries, accepted, now, template,
+                                                idempotent)  # fmt: skip
         try:
-            prepared = await asyncio.to_thread(
-                self._batch_messages, sender, entries, accepted, now, template, idempotent
-            )
+            await self._writer.save_async(aggregates)
         except BaseException:
             self._quota.give_back(sender.account_id, len(accepted))
             raise
-        answer, aggregates, fresh, contents = prepared
-        await self._store(sender, aggregates, len(accepted), fresh, contents)
+        self.note_use(sender.key_id)
         return answer
 
     def _personalised(
@@ -293,33 +296,37 @@ class SendingService:
         suppressions = self._suppressions(sender.account_id)
         return batch.personalise(shared, parts, recipients, data, suppressions), template
 
-    def _batch_messages(
-        self,
+    @staticmethod
+    def _batch_record(
         sender: SenderContext,
         entries: list[batch.BatchEntry],
         accepted: list[tuple[int, EmailContent]],
         now: datetime,
         template: dict[str, Any] | None,
         idempotent: IdempotentCall | None,
-    ) -> tuple[dict[str, Any], list[Aggregate], list[Message], list[tuple[UUID, EmailContent]]]:
-        """The answer, what to save (a submission and a Message per accepted recipient,
-        and the answer under its Idempotency-Key), the Messages and the contents."""
-        aggregates: list[Aggregate] = []
-        fresh: list[Message] = []
-        message_ids: dict[int, str] = {}
-        contents: list[tuple[UUID, EmailContent]] = []
-        for index, content in accepted:
-            submission, messages = self._app.prepare_submission(
-                sender, content, now, template=template
-            )
-            aggregates += (submission, *messages)
-            fresh += messages
-            message_ids[index] = str(submission.id)
-            contents.append((submission.id, content))
+    ) -> tuple[dict[str, Any], list[Aggregate]]:
+        """The answer, and what to save: the batch as one event (its recipients' messages
+        are made from it by the fan-out, with the MessageIDs answered here), and the
+        answer under its Idempotency-Key."""
+        batch_id = new_id()
+        first = accepted[0][1]
+        shared = replace(first, to=(), subject="", html=None, plain=None).to_dict()
+        recipients = [
+            {"Index": index, "Email": content.to[0].email, "Name": content.to[0].name,
+             "Subject": content.subject, "Html": content.html, "Plain": content.plain}
+            for index, content in accepted
+        ]  # fmt: skip
+        record = create(
+            Batch, "Accepted", id=batch_id, account_id=sender.account_id,
+            domain_id=sender.domain_id, key_id=sender.key_id, content=shared,
+            template=template, recipients=recipients, accepted_at=now,
+        )  # fmt: skip
+        message_ids = {index: str(batch_submission_id(batch_id, index)) for index, _ in accepted}
         answer = batch.answer(entries, message_ids)
+        aggregates: list[Aggregate] = [record]
         if idempotent is not None:
             aggregates.append(idempotent.record(answer, now))
-        return answer, aggregates, fresh, contents
+        return answer, aggregates
 
     def _template_parts(
         self, sender: SenderContext, body: dict[str, Any]
