@@ -15,10 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapters.metrics import LagCollector
 from api.commands import CommandEndpoint
 from api.console import install_console
 from api.docs import serve_docs
 from api.errors import JSONResponse, rejection_for, rest_error_response
+from api.metrics import MetricsEndpoint
 from api.openapi import install_contract
 from api.rest_resources import AccountResources
 from api.routes_rest import install_route_routes
@@ -245,12 +247,19 @@ def create_app(engine: Engine) -> ASGIApp:
         max_body_bytes=engine.settings.max_request_bytes,
     )
     # Tracking hits come first: they are the most numerous requests of all.
-    return TrackingEndpoint(
+    tracked = TrackingEndpoint(
         app,
         engine.feedback,
         key=tracking_key(engine.settings),
         trust_forwarded=engine.settings.trust_forwarded_for,
     )
+    return MetricsEndpoint(tracked, lambda: [LagCollector(lambda: _reader_lags(engine))])
+
+
+def _reader_lags(engine: Engine) -> list[tuple[str, str, int | None]]:
+    from engine.runtime.status import installation_status
+
+    return [(f.reader, f.where, f.lag) for f in installation_status(engine).followers]
 
 
 def create_api(engine: Engine) -> FastAPI:
@@ -552,6 +561,16 @@ def create_api(engine: Engine) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:
         return JSONResponse({"ok": True})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        """200 when the event store, the reporting tables and (at scale) the broker answer
+        and every loop of this process runs; 503 with what does not."""
+        from engine.runtime.status import readiness
+
+        checks = await asyncio.to_thread(readiness, engine)
+        ready = all(check["Ok"] for check in checks)
+        return JSONResponse({"Ready": ready, "Checks": checks}, status_code=200 if ready else 503)
 
     return app
 

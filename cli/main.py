@@ -68,6 +68,11 @@ def serve(
     else:
         roles = API_PROCESS_ROLES
         worker_processes = worker_processes_for(settings)
+    if settings.log_format == "json":
+        from adapters.log_format import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter(",".join(sorted(r.value for r in roles))))
     engine = Engine(settings, roles=roles)
     engine.start_workers()
     for worker_process in worker_processes:

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     bounce_smtp_ports: str = Field(default="2526", alias="BOUNCE_SMTP_PORTS")
     # Where customers' MX records point for their inbound routes (25 in production).
     inbound_smtp_ports: str = Field(default="2527", alias="INBOUND_SMTP_PORTS")
+    log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
     inbound_max_bytes: int = Field(default=10_000_000, alias="INBOUND_MAX_BYTES")
     inbound_max_recipients: int = Field(default=50, alias="INBOUND_MAX_RECIPIENTS")
     soft_bounce_limit: int = Field(default=3, alias="SOFT_BOUNCE_LIMIT")

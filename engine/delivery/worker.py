@@ -23,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from adapters.faults import log_failure
+from adapters.metrics import DELIVERY_OUTCOMES
 from adapters.ports import EventSource, MailTransport, SmtpOutcome
 from adapters.templating import TemplateRefused
 from adapters.throttle import KeyedThrottle
@@ -325,6 +326,7 @@ class DeliveryWorker:
         message as it now is."""
         try:
             await self._writer.save_until_stored([self._record(message, outcome)])
+            DELIVERY_OUTCOMES.labels(message.status.value).inc()
             return message
         except IntegrityError:
             fresh = await asyncio.to_thread(self._app.message, message.id)
@@ -332,6 +334,7 @@ class DeliveryWorker:
                 log.info("delivery: %s was settled meanwhile (%s)", fresh.id, fresh.status)
                 return fresh
             await self._writer.save_until_stored([self._record(fresh, outcome)])
+            DELIVERY_OUTCOMES.labels(fresh.status.value).inc()
             return fresh
 
     def _record(self, message: Message, outcome: SmtpOutcome) -> Message:

@@ -26,6 +26,7 @@ from eventsourcing.persistence import IntegrityError
 
 from adapters.inbound_mail import parse_inbound
 from adapters.mail_auth import AuthResults, check_sender
+from adapters.metrics import INBOUND_MESSAGES
 from adapters.webhook_store import DeliveryJob, WebhookStore
 from domain.content import Address, Attachment, EmailContent
 from domain.inbound import INBOUND_EVENT, InboundMessage, RouteAction
@@ -89,6 +90,7 @@ class InboundReceiver:
             )  # fmt: skip
             try:
                 await asyncio.to_thread(self._app.save, copy)
+                INBOUND_MESSAGES.labels(route.action.value).inc()
             except IntegrityError:
                 log.info("inbound: %s for %s received again; acting once", copy.id, recipient)
             if route.action is RouteAction.POST and route.webhook_id is not None:

@@ -686,6 +686,13 @@ class Engine:
         thread.start()
         self._threads.append(thread)
 
+    def stopped_loops(self) -> list[str]:
+        """The worker loops of this process that have ended while it runs (each should
+        run until the process stops)."""
+        if self._stop.is_set():
+            return []
+        return [thread.name for thread in self._threads if not thread.is_alive()]
+
     def close(self) -> None:
         if self.submission_server is not None:
             self.submission_server.stop()

@@ -3,6 +3,7 @@ of the event stream is, as an operator asks before and after moving processes ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -140,3 +141,34 @@ def _kafka_lags(settings: Settings) -> list[FollowerLag]:
         ):
             lags.append(FollowerLag(group, f"{topic}[{partition}]", committed, end))
     return lags
+
+
+def readiness(engine: Engine) -> list[dict[str, Any]]:
+    """What ``/readyz`` asks: the event store answers, the reporting tables answer, the
+    broker takes a connection (at scale), and none of this process's loops has ended."""
+    import socket
+
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, probe: Callable[[], object]) -> None:
+        try:
+            probe()
+        except Exception as error:
+            checks.append({"Check": name, "Ok": False, "Error": f"{type(error).__name__}: {error}"})
+        else:
+            checks.append({"Check": name, "Ok": True})
+
+    check("event store", engine.app.recorder.max_notification_id)
+    check("reporting", lambda: engine.reporting.query("SELECT 1 AS one"))
+    settings = engine.settings
+    if settings.uses_kafka:
+        host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+
+        def broker() -> None:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=2).close()
+
+        check("broker", broker)
+    stopped = engine.stopped_loops()
+    checks.append({"Check": "loops", "Ok": not stopped,
+                   **({"Error": "ended: " + ", ".join(stopped)} if stopped else {})})  # fmt: skip
+    return checks

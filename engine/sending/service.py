@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from adapters.metrics import MESSAGES_ACCEPTED
 from adapters.mime import build_message
 from adapters.templating import TemplateRefused, render, render_subject
 from domain.account import SenderApiKey, domain_accepts_sender
@@ -269,6 +270,7 @@ class SendingService:
             self._quota.give_back(sender.account_id, len(accepted))
             raise
         self.note_use(sender.key_id)
+        MESSAGES_ACCEPTED.labels("batch").inc(len(accepted))
         return answer
 
     def _personalised(
@@ -442,6 +444,7 @@ class SendingService:
             answer = {"MessageID": str(submission.id)}
             aggregates.append(idempotent.record(answer, now))
         await self._store(sender, aggregates, len(recipients), messages, [(submission.id, content)])
+        MESSAGES_ACCEPTED.labels(source).inc(len(recipients))
         return str(submission.id)
 
     async def _store(

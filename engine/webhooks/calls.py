@@ -20,6 +20,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from adapters.metrics import WEBHOOK_CALLS
 from adapters.webhook_http import WebhookRequest, WebhookSender, sign
 from adapters.webhook_store import AttemptResult, DeliveryJob, WebhookStore
 from domain.webhook import DISABLE_AFTER_FAILURES, RETRY_DELAYS_SECONDS, Webhook, retry_delay
@@ -157,6 +158,7 @@ class WebhookDelivery:
             )
         )
         next_due: datetime | None = None
+        WEBHOOK_CALLS.labels("succeeded" if result.succeeded else "failed").inc()
         if result.succeeded:
             self.delivered += 1
         else:

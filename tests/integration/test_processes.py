@@ -184,3 +184,42 @@ def test_the_child_processes_stop_when_the_api_process_is_killed(served: Served)
     while any(is_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(is_alive(pid) for pid in children), served.log.read_text()[-2000:]
+
+
+def test_metrics_count_every_process_and_readiness_names_its_checks(served: Served) -> None:
+    """``/metrics`` adds up the API process's counts and the worker's (prometheus-client's
+    multiprocess mode): a delivery counted in the worker is read from the API."""
+    message_id = served.send("counted@example.org")
+    wait_for(lambda: served.delivered(message_id), timeout=60)
+
+    def metric(text: str, name: str, **labels: str) -> float:
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{") and all(
+                f'{k}="{v}"' in line for k, v in labels.items()
+            ):
+                return float(line.rpartition(" ")[2])
+        raise AssertionError(f"no {name}{{{wanted}}} in /metrics")
+
+    def exposed() -> str:
+        answer = httpx.get(f"{served.url}/metrics", timeout=30)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain")
+        return answer.text
+
+    def with_delivery() -> str | None:
+        text = exposed()
+        return text if 'outcome="delivered"' in text else None
+
+    text = wait_for(with_delivery)
+    assert metric(text, "sendstream_delivery_outcomes_total", outcome="delivered") >= 1
+    assert metric(text, "sendstream_messages_accepted_total", source="api") >= 1
+    assert metric(text, "sendstream_http_requests_total",
+                  route="/api/v1/email", method="POST", status="200") >= 1  # fmt: skip
+    assert metric(text, "sendstream_http_request_seconds_count", route="/api/v1/email") >= 1
+    assert "sendstream_reader_lag{" in text
+
+    ready = httpx.get(f"{served.url}/readyz", timeout=30)
+    assert ready.status_code == 200, ready.text
+    checks = {check["Check"]: check["Ok"] for check in ready.json()["Checks"]}
+    assert checks == {"event store": True, "reporting": True, "loops": True}

@@ -1,0 +1,89 @@
+"""Prometheus metrics (prometheus-client), counted in every process of an installation.
+
+``sendstream serve`` runs several processes (the API, the worker, more delivery and
+webhook callers), so counts go through prometheus-client's multiprocess mode: each
+process writes its own memory-mapped files under ``PROMETHEUS_MULTIPROC_DIR`` and
+``/metrics`` adds them up. The variable must be set before prometheus-client is first
+imported in a process: ``serve`` sets it (``<data folder>/metrics`` unless the operator
+gave one) and empties the folder before it starts anything, and its children inherit it.
+Without it (a single process, the tests) the counts are this process's own.
+
+Labels are bounded: routes are the API's templates (``/api/v1/email/{MessageID}``), not
+paths; outcomes, sources and readers are short fixed lists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from adapters.metrics_folder import MULTIPROCESS_VARIABLE
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+HTTP_REQUESTS = Counter(
+    "sendstream_http_requests_total", "API requests answered", ["route", "method", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "sendstream_http_request_seconds",
+    "API request latency, from the request's arrival to its answer",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MESSAGES_ACCEPTED = Counter(
+    "sendstream_messages_accepted_total", "Recipients' messages accepted", ["source"]
+)
+DELIVERY_OUTCOMES = Counter(
+    "sendstream_delivery_outcomes_total",
+    "Delivery attempts by outcome (delivered, deferred, bounced, failed)",
+    ["outcome"],
+)
+WEBHOOK_CALLS = Counter(
+    "sendstream_webhook_calls_total", "Webhook calls made, by outcome", ["outcome"]
+)
+INBOUND_MESSAGES = Counter(
+    "sendstream_inbound_messages_total", "Recipients' copies of inbound mail, by action",
+    ["action"],
+)  # fmt: skip
+
+
+class LagCollector(Collector):
+    """Each stream reader's lag, asked of the installation when ``/metrics`` is read."""
+
+    def __init__(self, readers: Callable[[], Iterable[tuple[str, str, int | None]]]) -> None:
+        self._readers = readers
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "sendstream_reader_lag", "Events a stream reader has still to read",
+            labels=["reader", "where"],
+        )  # fmt: skip
+        for reader, where, lag in self._readers():
+            if lag is not None:
+                family.add_metric([reader, where], lag)
+        yield family
+
+
+def exposition(extra: Iterable[Collector] = ()) -> bytes:
+    """``/metrics``: every process's counts (or this one's), and ``extra`` collectors."""
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = CollectorRegistry()
+        for collector in list(REGISTRY._collector_to_names):
+            registry.register(collector)
+    for collector in extra:
+        registry.register(collector)
+    return generate_latest(registry)
+
+
+def process_exited(pid: int) -> None:
+    """A child process ended: its live gauges are dropped (its counts are kept)."""
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
