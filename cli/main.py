@@ -7,6 +7,7 @@ import secrets
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
@@ -184,6 +185,54 @@ def replay_projections() -> None:
         )
     finally:
         engine.close()
+
+
+@cli.command()
+def backup(
+    target: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup")],
+) -> None:
+    """Back up the embedded installation's data folder while it runs: the SQLite stores by
+    SQLite's online backup, and the secret the keys derive from (adapters/backup.py)."""
+    from adapters.backup import BackupError, take_backup
+
+    settings = load_settings()
+    if settings.eventstore_url and not settings.eventstore_url.startswith("sqlite"):
+        typer.echo("backup: the event store is PostgreSQL here: back it up with pg_dump", err=True)
+        raise typer.Exit(2)
+    try:
+        manifest = take_backup(Path(settings.data_dir), target)
+    except BackupError as error:
+        typer.echo(f"backup: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"backed up {len(manifest.files)} files to {target} "
+               f"(events up to position {manifest.last_position})")  # fmt: skip
+
+
+@cli.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A folder `sendstream backup` wrote")],
+) -> None:
+    """Restore a backup into SENDSTREAM_DATA_DIR (a new or empty folder), then make the
+    reporting tables again from the restored events."""
+    from adapters.backup import BackupError, restore_backup
+    from engine.reporting.replay import replay
+
+    settings = load_settings()
+    try:
+        manifest = restore_backup(source, Path(settings.data_dir))
+    except BackupError as error:
+        typer.echo(f"restore: {error}", err=True)
+        raise typer.Exit(1) from None
+    engine = Engine(settings, roles=frozenset())
+    try:
+        replay(engine.app, engine.reporting, progress=True,
+               topology=engine.settings.reporting_topology)  # fmt: skip
+    finally:
+        engine.close()
+    typer.echo(
+        f"restored {len(manifest.files)} files into {settings.data_dir} (events up to "
+        f"position {manifest.last_position}); the reporting tables were made again"
+    )
 
 
 @cli.command()
