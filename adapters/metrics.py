@@ -87,3 +87,16 @@ def process_exited(pid: int) -> None:
     """A child process ended: its live gauges are dropped (its counts are kept)."""
     if os.environ.get(MULTIPROCESS_VARIABLE):
         _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (scraped from outside)
+    """``GET /metrics`` of a process without the API (a role on its own, at scale), in a
+    thread of prometheus-client's own HTTP server."""
+    from prometheus_client import start_http_server
+
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(port, host, registry)
+    else:
+        start_http_server(port, host)

@@ -76,6 +76,10 @@ def serve(
             handler.setFormatter(JsonFormatter(",".join(sorted(r.value for r in roles))))
     engine = Engine(settings, roles=roles)
     engine.start_workers()
+    if Role.API not in roles and settings.metrics_port and parent_pid is None:
+        from adapters.metrics import serve_metrics
+
+        serve_metrics(settings.metrics_port)
     for worker_process in worker_processes:
         worker_process.start()
     tune_garbage_collector()

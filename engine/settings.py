@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     # Where customers' MX records point for their inbound routes (25 in production).
     inbound_smtp_ports: str = Field(default="2527", alias="INBOUND_SMTP_PORTS")
     log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
+    # Where a process without the API role answers GET /metrics (empty: nowhere; `serve`'s
+    # own children are counted by its API process).
+    metrics_port_text: str = Field(default="", alias="METRICS_PORT")
+
+    @field_validator("metrics_port_text")
+    @classmethod
+    def _a_port(cls, value: str) -> str:
+        if value.strip() and not (value.strip().isdigit() and 0 < int(value) < 65536):
+            raise ValueError("METRICS_PORT must be a port number (1-65535) or empty")
+        return value.strip()
     inbound_max_bytes: int = Field(default=10_000_000, alias="INBOUND_MAX_BYTES")
     inbound_max_recipients: int = Field(default=50, alias="INBOUND_MAX_RECIPIENTS")
     soft_bounce_limit: int = Field(default=3, alias="SOFT_BOUNCE_LIMIT")
@@ -251,6 +261,10 @@ class Settings(BaseSettings):
     @property
     def bounce_ports(self) -> list[int]:
         return [int(p) for p in self.bounce_smtp_ports.split(",") if p.strip()]
+
+    @property
+    def metrics_port(self) -> int | None:
+        return int(self.metrics_port_text) if self.metrics_port_text.strip() else None
 
     @property
     def inbound_ports(self) -> list[int]:
