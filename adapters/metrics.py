@@ -5,7 +5,8 @@ webhook callers), so counts go through prometheus-client's multiprocess mode: ea
 process writes its own memory-mapped files under ``PROMETHEUS_MULTIPROC_DIR`` and
 ``/metrics`` adds them up. The variable must be set before prometheus-client is first
 imported in a process: ``serve`` sets it (``<data folder>/metrics`` unless the operator
-gave one) and empties the folder before it starts anything, and its children inherit it.
+gave one) and clears the counts of processes no longer running before it starts anything,
+and its children inherit it.
 Without it (a single process, the tests) the counts are this process's own.
 
 Labels are bounded: routes are the API's templates (``/api/v1/email/{MessageID}``), not

@@ -11,8 +11,9 @@ from adapters.metrics_folder import MULTIPROCESS_VARIABLE, prepare_multiprocess_
 
 def _metrics_folder() -> None:
     """``sendstream serve`` counts metrics in every process it starts (adapters/metrics.py):
-    the folder is chosen here, before anything imports prometheus-client. The first
-    ``serve`` empties it; the processes it starts (``--parent-pid``) inherit it."""
+    the folder is chosen here, before anything imports prometheus-client. A ``serve``
+    clears the counts of processes no longer running; the processes it starts
+    (``--parent-pid``) inherit the folder."""
     arguments = sys.argv[1:]
     if "serve" not in arguments or "--parent-pid" in arguments:
         return
