@@ -24,9 +24,13 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
+import dns.reversename
 from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.MX import MX
+from dns.rdtypes.ANY.PTR import PTR
 from dns.rdtypes.ANY.TXT import TXT
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
 
 from domain.routing import (
     NO_SUCH_DOMAIN_STATUS,
@@ -40,7 +44,7 @@ from domain.routing import (
 
 __all__ = ["SUPPORTED_TYPES", "DnsLookup", "MailHost", "MailRoute", "MailRoutes"]
 
-SUPPORTED_TYPES = ("TXT", "CNAME", "MX")
+SUPPORTED_TYPES = ("TXT", "CNAME", "MX", "PTR", "A", "AAAA")
 DEFAULT_PORT = 53
 
 
@@ -66,7 +70,8 @@ class DnsLookup:
         self._resolver.lifetime = timeout
 
     def values(self, host: str, rtype: str) -> list[str]:
-        """TXT: each record's strings joined; CNAME: the target; MX: the exchange.
+        """TXT: each record's strings joined; CNAME, PTR: the target; MX: the exchange;
+        A, AAAA: the address.
 
         Names come back lowercase without the trailing dot. The name is queried
         as absolute, so the system resolver's search domains never apply.
@@ -92,9 +97,16 @@ def _text_of(rdata: object) -> str | None:
         return b"".join(rdata.strings).decode("utf-8", errors="replace")
     if isinstance(rdata, MX):
         return _name_text(rdata.exchange)
-    if isinstance(rdata, CNAME):
+    if isinstance(rdata, (CNAME, PTR)):
         return _name_text(rdata.target)
+    if isinstance(rdata, (A, AAAA)):
+        return str(rdata.address)
     return None
+
+
+def reverse_name(address: str) -> str:
+    """Where an address's PTR record lives (``1.2.0.192.in-addr.arpa``)."""
+    return dns.reversename.from_address(address).to_text(omit_final_dot=True)
 
 
 def _name_text(name: dns.name.Name) -> str:

@@ -46,7 +46,13 @@ from dns.rdtypes.ANY.TXT import TXT
 
 from adapters.dns import _address_of, _split_host_port
 
-__all__ = ["AuthResults", "check_sender", "header_from_domain", "organizational_domain"]
+__all__ = [
+    "AuthResults",
+    "check_sender",
+    "header_from_domain",
+    "organizational_domain",
+    "spf_result",
+]
 
 SPF_RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"})
 # pyspf's limit on the whole SPF evaluation (RFC 7208 4.6.4 recommends 20 s at least).
@@ -471,3 +477,11 @@ def _value(text: str) -> str:
 
 def _property(name: str, value: str) -> str:
     return f" {name}={_value(value)}" if value else ""
+
+
+def spf_result(client_ip: str, domain: str, *, resolver: str = "", timeout: float = 3.0) -> str:
+    """What the SPF record of ``domain`` says of mail from ``client_ip`` (RFC 8601 word):
+    whether a sending address is one its sender domains permit."""
+    ipaddress.ip_address(client_ip)
+    result, _ = _check_spf(_Resolver(resolver, timeout), client_ip, f"postmaster@{domain}", domain)
+    return result

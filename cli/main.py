@@ -192,6 +192,25 @@ def replay_projections() -> None:
 
 
 @cli.command()
+def doctor() -> None:
+    """Check this machine for what direct delivery needs (reverse DNS and SPF of the
+    sending addresses, the clock, disk space) and print what to fix; exit 1 if anything."""
+    from engine.runtime.doctor import FIX, diagnose
+
+    settings = load_settings()
+    engine = Engine(settings, roles=frozenset())
+    try:
+        findings = diagnose(settings, engine.app)
+    finally:
+        engine.close()
+    width = max(len(f.check) for f in findings)
+    for finding in findings:
+        typer.echo(f"{finding.check:<{width}}  {finding.state:<11}  {finding.detail}")
+    if any(f.state == FIX for f in findings):
+        raise typer.Exit(1)
+
+
+@cli.command()
 def backup(
     target: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup")],
 ) -> None:

@@ -108,6 +108,7 @@ class Settings(BaseSettings):
         if value.strip() and not (value.strip().isdigit() and 0 < int(value) < 65536):
             raise ValueError("METRICS_PORT must be a port number (1-65535) or empty")
         return value.strip()
+
     inbound_max_bytes: int = Field(default=10_000_000, alias="INBOUND_MAX_BYTES")
     inbound_max_recipients: int = Field(default=50, alias="INBOUND_MAX_RECIPIENTS")
     soft_bounce_limit: int = Field(default=3, alias="SOFT_BOUNCE_LIMIT")

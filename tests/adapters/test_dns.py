@@ -177,4 +177,4 @@ def test_unresolvable_resolver_name_fails_at_construction() -> None:
 
 def test_unsupported_record_type_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unsupported"):
-        DnsLookup("127.0.0.1:53").values("example.test", "AAAA")
+        DnsLookup("127.0.0.1:53").values("example.test", "SRV")
