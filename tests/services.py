@@ -664,7 +664,8 @@ def embedded_environment(data_dir: Path, **settings: str) -> dict[str, str]:
     env = {**os.environ, "SENDSTREAM_DATA_DIR": str(data_dir),
            "SMTP_SUBMISSION_PORTS": "", "BOUNCE_SMTP_PORTS": "", "INBOUND_SMTP_PORTS": "",
            **settings}  # fmt: skip
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SMTP_RELAY_URL", "EVENTSTORE_URL", "CLICKHOUSE_URL",
+                 "PROMETHEUS_MULTIPROC_DIR"):  # fmt: skip
         if name not in settings:
             env.pop(name, None)
     return env

@@ -18,10 +18,12 @@ pytestmark = pytest.mark.unit
 def test_counts_of_ended_processes_go_and_of_running_ones_stay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(MULTIPROCESS_VARIABLE, raising=False)
+    folder = tmp_path / "metrics"
+    # Set through monkeypatch, which takes it away again: the function sets it for the
+    # process, and a later test in this worker must not count in this folder.
+    monkeypatch.setenv(MULTIPROCESS_VARIABLE, str(folder))
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip
-    folder = tmp_path / "metrics"
     folder.mkdir()
     (folder / f"counter_{ended.stdout.strip()}.db").write_bytes(b"old")
     (folder / f"counter_{os.getpid()}.db").write_bytes(b"mine")
