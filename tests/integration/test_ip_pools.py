@@ -280,12 +280,16 @@ async def test_mail_leaves_from_the_domains_pool_and_waits_at_warm_up_caps(
 
     wait_for(settled)
     assert client_addresses(fake_mx, before) == {"127.0.0.53": 2}
-    postponed = next(
+    postponed = [
         engine.app.message(m) for m in messages
         if engine.app.message(m).status is MessageStatus.SCHEDULED
-    )  # fmt: skip
-    assert postponed.attempts == 0 and postponed.next_attempt_at is not None
-    assert postponed.next_attempt_at.date() == (datetime.now(UTC) + timedelta(days=1)).date()
+    ]  # fmt: skip
+    assert all(p.attempts == 0 and p.next_attempt_at is not None for p in postponed)
+    # Two a day: the three that wait go tomorrow, and (the one a day's cap leaves over,
+    # whichever was handled last) the day after; never more than the cap on one day.
+    days = Counter(p.next_attempt_at.date() for p in postponed if p.next_attempt_at)
+    assert min(days) == (datetime.now(UTC) + timedelta(days=1)).date(), days
+    assert all(count <= 2 for count in days.values()), days
 
     def postponed_rows() -> list[dict[str, Any]]:
         from projections.events import list_events
