@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -348,16 +349,46 @@ class ReceivingSMTP(SMTP):
         await super().push(status)
 
 
-async def listen(
-    hooks: ReceivingHooks, owner: Receiving, host: str, ports: Sequence[int], ident: str
-) -> list[asyncio.Server]:
-    """A listener on each of ``ports`` (0: a free one) speaking ``ReceivingSMTP``."""
-    loop = asyncio.get_running_loop()
-    servers = []
-    for port in ports:
-        servers.append(
-            await loop.create_server(
-                lambda: ReceivingSMTP(hooks, owner, loop, ident), host=host, port=port
+class ReceivingServer(LoopThreadServer):
+    """A server of mail addressed to us on ``host``: one listener per port in ``ports``
+    (0 binds a free one; after ``start()``, ``ports`` holds those bound). A subclass sets
+    ``_hooks`` (its ``ReceivingHooks``) and ``ident``."""
+
+    ident = "Sendstream"
+    _hooks: ReceivingHooks
+
+    def __init__(
+        self,
+        host: str,
+        ports: Sequence[int],
+        max_message_bytes: int,
+        hostname: str | None,
+        idle_timeout: float,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.ports: list[int] = list(ports)
+        self.max_message_bytes = max_message_bytes
+        # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
+        self.hostname = hostname or socket.gethostname()
+        self.idle_timeout = idle_timeout
+        self.connections: set[Any] = set()
+        self._wanted = list(ports)
+
+    def _stopped(self) -> None:
+        self.ports = list(self._wanted)
+
+    async def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        for port in self._wanted:
+            self._servers.append(
+                await loop.create_server(
+                    lambda: ReceivingSMTP(self._hooks, self, loop, self.ident),
+                    host=self.host,
+                    port=port,
+                )
             )
-        )
-    return servers
+        self.ports = [server.sockets[0].getsockname()[1] for server in self._servers]
+
+    def _in_flight(self) -> set[asyncio.Future[str]]:
+        return self._hooks.in_flight

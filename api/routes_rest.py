@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from api.errors import JSONResponse
 from api.rest_resources import BODY_REQUIRED, AccountResources
 from api.schemas import NewRouteResponse, RoutesResponse, ShownRouteResponse
-from domain.account import domain_accepts_sender
+from domain.account import Account, domain_accepts_sender
 from domain.errors import RequestRejected, RoutesRest
 from engine.application import SenderContext
 
@@ -22,12 +22,15 @@ def install_route_routes(app: FastAPI, resources: AccountResources) -> None:
     commands = resources.engine.routes
     run, sender = resources.run, resources.sender
 
-    def of_domain(key: SenderContext, answer: dict[str, Any]) -> dict[str, Any]:
-        """A key sees the routes of its own domain (and of its subdomains)."""
-        suffix = "." + key.domain_name
-        mine = [r for r in answer["Routes"]
-                if r["Domain"] == key.domain_name or r["Domain"].endswith(suffix)]  # fmt: skip
-        return {"TotalRoutes": len(mine), "Routes": mine}
+    def keys(key: SenderContext, domain: str) -> bool:
+        """A key has the routes of its own domain and of its subdomains."""
+        return domain_accepts_sender(key.domain_name, f"postmaster@{domain}")
+
+    async def own_route(key: SenderContext, owner: Account, route_id: UUID) -> dict[str, Any]:
+        shown: dict[str, Any] = await run(lambda: commands.get(owner, {"RouteID": str(route_id)}))
+        if not keys(key, shown["Route"]["Domain"]):
+            raise RequestRejected(RoutesRest.INVALID_ID)
+        return shown
 
     @app.post(
         ROUTES_PATH,
@@ -41,7 +44,7 @@ def install_route_routes(app: FastAPI, resources: AccountResources) -> None:
         body = await resources.read_body(request, 64 * 1024)
         key, owner = sender(request, body)
         params = {**body, "Domain": body.get("Domain") or key.domain_name}
-        if not domain_accepts_sender(key.domain_name, f"postmaster@{params['Domain']}"):
+        if not keys(key, str(params["Domain"])):
             raise RequestRejected(RoutesRest.INVALID_DOMAIN)
         return await resources.create(
             request, owner, f"POST {ROUTES_PATH}", params, lambda: commands.create(owner, params)
@@ -56,8 +59,9 @@ def install_route_routes(app: FastAPI, resources: AccountResources) -> None:
     )
     async def get_routes(request: Request) -> JSONResponse:
         key, owner = sender(request, {})
-        answer = await run(lambda: commands.get_all(owner, {}))
-        return JSONResponse(of_domain(key, answer))
+        listed = await run(lambda: commands.get_all(owner, {}))
+        mine = [route for route in listed["Routes"] if keys(key, route["Domain"])]
+        return JSONResponse({"TotalRoutes": len(mine), "Routes": mine})
 
     @app.get(
         ROUTES_PATH + "/{route_id:uuid}",
@@ -68,10 +72,7 @@ def install_route_routes(app: FastAPI, resources: AccountResources) -> None:
     )
     async def get_route(route_id: UUID, request: Request) -> JSONResponse:
         key, owner = sender(request, {})
-        answer = await run(lambda: commands.get(owner, {"RouteID": str(route_id)}))
-        if not of_domain(key, {"Routes": [answer["Route"]]})["Routes"]:
-            raise RequestRejected(RoutesRest.INVALID_ID)
-        return JSONResponse(answer)
+        return JSONResponse(await own_route(key, owner, route_id))
 
     @app.delete(
         ROUTES_PATH + "/{route_id:uuid}",
@@ -82,9 +83,6 @@ def install_route_routes(app: FastAPI, resources: AccountResources) -> None:
     )
     async def delete_route(route_id: UUID, request: Request) -> JSONResponse:
         key, owner = sender(request, {})
-        params = {"RouteID": str(route_id)}
-        shown = await run(lambda: commands.get(owner, params))
-        if not of_domain(key, {"Routes": [shown["Route"]]})["Routes"]:
-            raise RequestRejected(RoutesRest.INVALID_ID)
-        await run(lambda: commands.delete(owner, params))
+        await own_route(key, owner, route_id)
+        await run(lambda: commands.delete(owner, {"RouteID": str(route_id)}))
         return JSONResponse({"RouteID": str(route_id)})

@@ -256,11 +256,10 @@ class TemplatesRest:
     INVALID_VERSION = _rest(Templates.INVALID_VERSION, 422)
     TOO_LARGE = _rest(Templates.TOO_LARGE, 422)
     INVALID_NAME = _rest(Templates.INVALID_NAME, 422)
-    INVALID_SENDER_API_KEY = ErrorText(13, "Invalid SenderAPIKey")
-    MISSING_SENDER_API_KEY = ErrorText(1, "Missing SenderAPIKey")
-    TOO_MANY_REQUESTS = ErrorText(
-        429, "Too many requests. Wait for {seconds} seconds for another {attempts} attempts."
-    )
+    # The sender key's errors, as sending words them.
+    INVALID_SENDER_API_KEY = SendEmail.INVALID_SENDER_API_KEY
+    MISSING_SENDER_API_KEY = SendEmail.MISSING_SENDER_API_KEY
+    TOO_MANY_REQUESTS = _WEBHOOKS_TOO_MANY_REQUESTS
 
     @classmethod
     def of(cls, error: ErrorText) -> ErrorText:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -42,8 +41,7 @@ from adapters.dsn import (
     parse_report,
 )
 from adapters.faults import storage_fault
-from adapters.loop_thread import LoopThreadServer
-from adapters.smtp_in import ReceivingHooks, ReceivingSMTP, listen
+from adapters.smtp_in import ReceivingHooks, ReceivingServer
 from domain.bounces import BounceClass
 from domain.verp import message_id_from_unsubscribe_address, message_id_from_verp
 
@@ -108,8 +106,9 @@ class _Hooks(ReceivingHooks):
         return TRY_LATER
 
 
-class BounceIntake(LoopThreadServer):
+class BounceIntake(ReceivingServer):
     thread_name = "bounce-intake"
+    ident = "Sendstream bounce intake"
 
     """The SMTP server of the return paths, on ``host``: one listener per port in
     ``ports`` (0 binds a free port; after ``start()``, ``ports`` holds those bound).
@@ -134,24 +133,15 @@ class BounceIntake(LoopThreadServer):
         unsubscribe_key: bytes | None = None,
         on_unsubscribe: Callable[[UUID], object] | None = None,
     ) -> None:
-        super().__init__()
         if not verp_key:
             raise ValueError("the bounce intake needs the VERP key")
-        self.host = host
-        self.ports: list[int] = list(ports)
+        super().__init__(host, ports, max_message_bytes, hostname, idle_timeout)
         self.verp_key = verp_key
         self.on_bounce = on_bounce
         self.on_complaint = on_complaint
         self.unsubscribe_key = unsubscribe_key
         self.on_unsubscribe = on_unsubscribe
-        self.max_message_bytes = max_message_bytes
-        # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
-        self.hostname = hostname or socket.gethostname()
-        self.idle_timeout = idle_timeout
-        self.connections: set[ReceivingSMTP] = set()
-        self._wanted = list(ports)
         self._hooks = _Hooks(self)
-        self._servers: list[asyncio.Server] = []
 
     def unsubscribed_by(self, address: str) -> UUID | None:
         """The message whose List-Unsubscribe ``mailto:`` this is, if it is one."""
@@ -200,17 +190,3 @@ class BounceIntake(LoopThreadServer):
         for message_id in message_ids:
             await asyncio.to_thread(self.on_complaint, message_id, report)
         return RECORDED
-
-    # --- the server's life ----------------------------------------------------------------
-
-    def _stopped(self) -> None:
-        self.ports = list(self._wanted)
-
-    async def _bind(self) -> None:
-        self._servers = await listen(
-            self._hooks, self, self.host, self._wanted, "Sendstream bounce intake"
-        )
-        self.ports = [server.sockets[0].getsockname()[1] for server in self._servers]
-
-    def _in_flight(self) -> set[asyncio.Future[str]]:
-        return self._hooks.in_flight

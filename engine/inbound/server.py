@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.faults import storage_fault
-from adapters.loop_thread import LoopThreadServer
-from adapters.smtp_in import ReceivingHooks, ReceivingSMTP, listen
+from adapters.smtp_in import ReceivingHooks, ReceivingServer
 from engine.inbound.receiver import InboundReceiver
 from engine.inbound.routes import RouteTable
 
@@ -82,11 +80,11 @@ class _Hooks(ReceivingHooks):
         return TRY_LATER
 
 
-class InboundServer(LoopThreadServer):
-    """One listener per port in ``ports`` on ``host`` (0 binds a free port; after
-    ``start()``, ``ports`` holds those bound)."""
+class InboundServer(ReceivingServer):
+    """Where routed domains' MX points (adapters.smtp_in.ReceivingServer: its listeners)."""
 
     thread_name = "inbound-smtp"
+    ident = "Sendstream inbound"
 
     def __init__(
         self,
@@ -100,29 +98,8 @@ class InboundServer(LoopThreadServer):
         hostname: str | None = None,
         idle_timeout: float = 300.0,
     ) -> None:
-        super().__init__()
-        self.host = host
-        self.ports: list[int] = list(ports)
+        super().__init__(host, ports, max_message_bytes, hostname, idle_timeout)
         self.table = table
         self.receiver = receiver
-        self.max_message_bytes = max_message_bytes
         self.max_recipients = max_recipients
-        # socket.getfqdn(), aiosmtpd's default, can wait seconds on a DNS lookup.
-        self.hostname = hostname or socket.gethostname()
-        self.idle_timeout = idle_timeout
-        self.connections: set[ReceivingSMTP] = set()
-        self._wanted = list(ports)
         self._hooks = _Hooks(self)
-        self._servers: list[asyncio.Server] = []
-
-    def _stopped(self) -> None:
-        self.ports = list(self._wanted)
-
-    async def _bind(self) -> None:
-        self._servers = await listen(
-            self._hooks, self, self.host, self._wanted, "Sendstream inbound"
-        )
-        self.ports = [server.sockets[0].getsockname()[1] for server in self._servers]
-
-    def _in_flight(self) -> set[asyncio.Future[str]]:
-        return self._hooks.in_flight

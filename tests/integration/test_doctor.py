@@ -42,7 +42,6 @@ def test_doctor_names_what_to_fix(make_engine: Callable[..., Engine], tmp_path: 
             ("SPF of shop.example", OK, "permits 127.0.0.2"),
             ("SPF of shop.example", FIX, "fail for 127.0.0.3"),
         ]
-        assert by_check["clock"].state in (OK, FIX, NOT_CHECKED)
         assert any(check.startswith("disk under") for check in by_check)
     finally:
         dns.stop()
