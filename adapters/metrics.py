@@ -10,7 +10,12 @@ and its children inherit it.
 Without it (a single process, the tests) the counts are this process's own.
 
 Labels are bounded: routes are the API's templates (``/api/v1/email/{MessageID}``), not
-paths; outcomes, sources and readers are short fixed lists.
+paths; outcomes, where messages came from, SMTP servers and readers are short fixed lists;
+a delivery's provider is one of ``domain.providers.PROVIDERS`` (``other`` for any domain
+not in its table), and its source one of the sending addresses or the relay that the
+configuration names. SMTP sessions are counted as opened and closed, since counters add up
+across processes: open sessions are ``opened - closed`` (those of a process killed
+mid-session stay counted open until ``serve`` starts again).
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ MESSAGES_ACCEPTED = Counter(
 )
 DELIVERY_OUTCOMES = Counter(
     "sendstream_delivery_outcomes_total",
-    "Delivery attempts by outcome (delivered, deferred, bounced, failed)",
-    ["outcome"],
+    "Delivery attempts by outcome (delivered, deferred, bounced, failed), the recipient's "
+    "mailbox provider (domain.providers) and the sending address or relay it left through",
+    ["outcome", "provider", "source"],
 )
 WEBHOOK_CALLS = Counter(
     "sendstream_webhook_calls_total", "Webhook calls made, by outcome", ["outcome"]
@@ -51,6 +57,16 @@ INBOUND_MESSAGES = Counter(
     "sendstream_inbound_messages_total", "Recipients' copies of inbound mail, by action",
     ["action"],
 )  # fmt: skip
+SMTP_SESSIONS = Counter(
+    "sendstream_smtp_sessions_total",
+    "SMTP sessions opened by clients, by server (submission, bounce, inbound)",
+    ["server"],
+)
+SMTP_SESSIONS_CLOSED = Counter(
+    "sendstream_smtp_sessions_closed_total",
+    "SMTP sessions ended, by server: those open are the opened less the closed",
+    ["server"],
+)
 
 
 class LagCollector(Collector):

@@ -19,6 +19,7 @@ from typing import Any, AnyStr, Generic, Protocol, TypeVar, cast
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from adapters.loop_thread import LoopThreadServer
+from adapters.metrics import SMTP_SESSIONS, SMTP_SESSIONS_CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,12 @@ class _SubmissionSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._server.connections.add(self)
+        SMTP_SESSIONS.labels(self._server.server_label).inc()
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         self._server.connections.discard(self)
+        SMTP_SESSIONS_CLOSED.labels(self._server.server_label).inc()
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
@@ -216,7 +219,8 @@ class SmtpServer(LoopThreadServer, Generic[IdentityT]):
 
     """SMTP listeners on ``host``: ``ports`` in the clear (offering STARTTLS when a TLS
     context is given) and ``tls_ports`` with implicit TLS (which need one). Port 0 binds
-    a free port; ``listeners`` tells which ones were bound."""
+    a free port; ``listeners`` tells which ones were bound. ``server_label`` names its
+    sessions in ``/metrics`` (``sendstream_smtp_sessions_total{server}``)."""
 
     def __init__(
         self,
@@ -231,6 +235,7 @@ class SmtpServer(LoopThreadServer, Generic[IdentityT]):
         size_exceeded_reply: str = "552 5.3.4 Message size exceeds fixed maximum message size",
         max_auth_failures: int = 3,
         idle_timeout: float = 300.0,
+        server_label: str,
     ) -> None:
         super().__init__()
         if tls_ports and tls_context is None:
@@ -241,6 +246,7 @@ class SmtpServer(LoopThreadServer, Generic[IdentityT]):
         self.size_exceeded_reply = size_exceeded_reply
         self.max_auth_failures = max_auth_failures
         self.idle_timeout = idle_timeout
+        self.server_label = server_label
         self.connections: set[_SubmissionSMTP] = set()
         self._hooks = _Hooks(handler)
         self._host = host
@@ -311,12 +317,13 @@ class Receiving(Protocol):
     max_message_bytes: int
     idle_timeout: float
     connections: set[Any]
+    server_label: str
 
 
 class ReceivingSMTP(SMTP):
     """SMTP for mail addressed to us: no AUTH at all (nobody logs in, nothing is relayed),
-    the size limit's refusal worded with its status code, connections counted so that
-    stopping can wait for them."""
+    the size limit's refusal worded with its status code, connections kept so that
+    stopping can wait for them, and counted (``/metrics``)."""
 
     def __init__(
         self, hooks: Any, owner: Receiving, loop: asyncio.AbstractEventLoop, ident: str
@@ -334,10 +341,12 @@ class ReceivingSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._owner.connections.add(self)
+        SMTP_SESSIONS.labels(self._owner.server_label).inc()
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         self._owner.connections.discard(self)
+        SMTP_SESSIONS_CLOSED.labels(self._owner.server_label).inc()
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
@@ -352,9 +361,11 @@ class ReceivingSMTP(SMTP):
 class ReceivingServer(LoopThreadServer):
     """A server of mail addressed to us on ``host``: one listener per port in ``ports``
     (0 binds a free one; after ``start()``, ``ports`` holds those bound). A subclass sets
-    ``_hooks`` (its ``ReceivingHooks``) and ``ident``."""
+    ``_hooks`` (its ``ReceivingHooks``), ``ident`` and ``server_label`` (its sessions' name
+    in ``/metrics``: ``sendstream_smtp_sessions_total{server}``)."""
 
     ident = "Sendstream"
+    server_label = "receiving"
     _hooks: ReceivingHooks
 
     def __init__(

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -32,6 +33,7 @@ from domain.bounces import classify
 from domain.campaign import Campaign, CampaignStatus
 from domain.content import EmailContent
 from domain.message import CAMPAIGN_CANCELLED, QUEUE_CLEARED, Message, MessageStatus
+from domain.providers import provider_of
 from domain.routing import SourceAddress
 from domain.share import DeliveryShare
 from engine.application import Sendstream
@@ -41,11 +43,22 @@ from engine.delivery.rendering import MessageRenderer
 from engine.eventlog.writer import BatchWriter
 from engine.feedback.service import FeedbackService
 from engine.keys import tracking_key, unsubscribe_mail_key, verp_key
+from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
 _CAMPAIGN_RECHECK = 0.3  # seconds
+
+
+def way_out(settings: Settings) -> str:
+    """The ``source`` of the delivery outcomes of mail that left from no sending address of
+    ours: ``relay:HOST`` through the relay, ``direct`` from the machine's own address (no
+    ``SENDING_ADDRESSES``, or no session opened), ``sandbox`` when nothing is sent. Like the
+    sending addresses, they come from the configuration: the label stays bounded."""
+    if settings.outbound == "relay":
+        return f"relay:{urlsplit(settings.smtp_relay_url).hostname or ''}"
+    return settings.outbound
 
 
 class DeliveryWorker:
@@ -72,6 +85,7 @@ class DeliveryWorker:
         self._writer = writer
         self._source = source
         self._transport = transport
+        self._way_out = way_out(app.settings)
         self._batch_size = batch_size
         self._contents = contents or ContentCache(app)
         self._semaphore = asyncio.Semaphore(app.settings.delivery_concurrency)
@@ -326,7 +340,7 @@ class DeliveryWorker:
         message as it now is."""
         try:
             await self._writer.save_until_stored([self._record(message, outcome)])
-            DELIVERY_OUTCOMES.labels(message.status.value).inc()
+            self._count(message, outcome)
             return message
         except IntegrityError:
             fresh = await asyncio.to_thread(self._app.message, message.id)
@@ -334,8 +348,17 @@ class DeliveryWorker:
                 log.info("delivery: %s was settled meanwhile (%s)", fresh.id, fresh.status)
                 return fresh
             await self._writer.save_until_stored([self._record(fresh, outcome)])
-            DELIVERY_OUTCOMES.labels(fresh.status.value).inc()
+            self._count(fresh, outcome)
             return fresh
+
+    def _count(self, message: Message, outcome: SmtpOutcome) -> None:
+        """The stored outcome, by the recipient's provider and the address or relay it left
+        through (``/metrics``)."""
+        DELIVERY_OUTCOMES.labels(
+            outcome=message.status.value,
+            provider=provider_of(message.recipient),
+            source=outcome.source or self._way_out,
+        ).inc()
 
     def _record(self, message: Message, outcome: SmtpOutcome) -> Message:
         self._record_outcome(message, outcome)

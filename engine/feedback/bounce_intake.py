@@ -109,6 +109,7 @@ class _Hooks(ReceivingHooks):
 class BounceIntake(ReceivingServer):
     thread_name = "bounce-intake"
     ident = "Sendstream bounce intake"
+    server_label = "bounce"  # its sessions in /metrics
 
     """The SMTP server of the return paths, on ``host``: one listener per port in
     ``ports`` (0 binds a free port; after ``start()``, ``ports`` holds those bound).

@@ -85,6 +85,7 @@ class InboundServer(ReceivingServer):
 
     thread_name = "inbound-smtp"
     ident = "Sendstream inbound"
+    server_label = "inbound"  # its sessions in /metrics
 
     def __init__(
         self,

@@ -575,6 +575,7 @@ class SubmissionServer:
             size_exceeded_reply=reply_line(
                 552, "5.3.4", f"MessageSizeExceededException: the limit is {limit} bytes"
             ),
+            server_label="submission",
         )
 
     def start(self) -> None:
