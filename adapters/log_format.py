@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from adapters.event_metadata import REQUEST
+
 # The request this task is answering (set by the API for each request).
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _SUBJECTS = ("account_id", "message_id", "campaign_id", "domain_id")
@@ -34,6 +36,12 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id:
             document["request_id"] = request_id
+        context = REQUEST.get()
+        if context is not None:
+            # Who the request acts for (once authenticated): the account, user or key.
+            for name, value in context.metadata().items():
+                if name in ("account_id", "user_id", "key_id", "via", "command"):
+                    document[name] = value
         for name in _SUBJECTS:
             value = getattr(record, name, None)
             if value is not None:

@@ -16,7 +16,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.metrics import LagCollector
-from api.commands import CommandEndpoint
+from api.commands import CommandEndpoint, command_groups
 from api.console import install_console
 from api.docs import serve_docs
 from api.errors import JSONResponse, rejection_for, rest_error_response
@@ -237,13 +237,7 @@ def create_app(engine: Engine) -> ASGIApp:
         engine.app,
         engine.gateway,
         engine.campaigns,
-        (
-            engine.suppressions,
-            engine.webhooks,
-            engine.sending_addresses,
-            engine.templates,
-            engine.routes,
-        ),
+        command_groups(engine),
         max_body_bytes=engine.settings.max_request_bytes,
     )
     # Tracking hits come first: they are the most numerous requests of all.
@@ -354,13 +348,7 @@ def create_api(engine: Engine) -> FastAPI:
         engine.app,
         engine.gateway,
         engine.campaigns,
-        (
-            engine.suppressions,
-            engine.webhooks,
-            engine.sending_addresses,
-            engine.templates,
-            engine.routes,
-        ),
+        command_groups(engine),
         settings.max_request_bytes,
     )
 
@@ -551,12 +539,13 @@ def create_api(engine: Engine) -> FastAPI:
         request: Request, params: dict[str, Any], invalid: ErrorText, too_many: ErrorText
     ) -> SenderContext:
         # The documents list no "missing key" error here: a missing key is an invalid one.
-        return engine.sending.authenticate(
+        sender = engine.sending.authenticate(
             bearer_token(request) or _text_or_none(params.get("SenderAPIKey")),
             too_many=too_many,
             missing=invalid,
             invalid=invalid,
         )
+        return sender
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:

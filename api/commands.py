@@ -27,8 +27,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import JSONResponse, rejection_for
+from api.permissions import require_role
 from domain.account import Account
 from domain.errors import Command, ErrorText, Extensions, RequestRejected
+from engine.accounts.callers import current_request
 from engine.accounts.gateway import Gateway
 from engine.application import Sendstream
 from engine.campaigns.commands import CampaignService
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
 
-_ENDPOINT_ERRORS = {400, 401, 409, 413, 415, 429, 500, 503}
+_ENDPOINT_ERRORS = {400, 401, 403, 409, 413, 415, 429, 500, 503}
 
 
 class CommandGroup(Protocol):
@@ -135,19 +137,22 @@ def command_status(error: ErrorText) -> int:
     return error.code if error.code in _ENDPOINT_ERRORS else 200
 
 
+def command_groups(engine: Engine) -> tuple[CommandGroup, ...]:
+    """``engine``'s services that answer commands beside the gateway and campaigns."""
+    return (
+        engine.suppressions,
+        engine.webhooks,
+        engine.sending_addresses,
+        engine.templates,
+        engine.routes,
+        engine.users,
+        engine.agencies,
+    )
+
+
 def engine_commands(engine: Engine) -> dict[str, CommandSpec]:
     """The command table of ``engine``'s services, by lower-case name."""
-    return command_table(
-        engine.gateway,
-        engine.campaigns,
-        (
-            engine.suppressions,
-            engine.webhooks,
-            engine.sending_addresses,
-            engine.templates,
-            engine.routes,
-        ),
-    )
+    return command_table(engine.gateway, engine.campaigns, command_groups(engine))
 
 
 def failure(error: ErrorText, retry_after: int | None = None) -> JSONResponse:
@@ -228,9 +233,13 @@ class CommandEndpoint:
         if given and spec.name not in IDEMPOTENT_COMMANDS:
             raise RequestRejected(Command.IDEMPOTENCY_NOT_TAKEN.format(command=spec.name))
         if spec.blocking:
-            account = await asyncio.to_thread(self.gateway.authenticate, params)
+            caller = await asyncio.to_thread(self.gateway.identify, params)
         else:
-            account = self.gateway.authenticate(params)
+            caller = self.gateway.identify(params)
+        require_role(caller, spec.name)
+        context = current_request()
+        context.caller, context.command = caller, spec.name
+        account = caller.account
         if given:
             if not isinstance(key, str):  # JSON null or a number is no key
                 raise RequestRejected(Extensions.INVALID_IDEMPOTENCY_KEY)

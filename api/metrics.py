@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.event_metadata import REQUEST
 from adapters.log_format import REQUEST_ID
 from adapters.metrics import CONTENT_TYPE, HTTP_REQUESTS, HTTP_SECONDS, exposition
+from engine.accounts.callers import begin_request
 
 _ID = r"[0-9a-fA-F-]{32,36}"
 # Paths with an id, as their templates: the label of a route, not of each resource.
@@ -76,6 +78,10 @@ class MetricsEndpoint:
         status = 500
         request_id = _request_id(scope)
         token = REQUEST_ID.set(request_id)
+        client = scope.get("client")
+        context_token = begin_request(
+            request_id, client[0] if client else "", f"{scope['method']} {route}"
+        )
 
         async def counted(message: Message) -> None:
             nonlocal status
@@ -93,6 +99,7 @@ class MetricsEndpoint:
                 await self.app(scope, receive, counted)
         finally:
             REQUEST_ID.reset(token)
+            REQUEST.reset(context_token)
             HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
             HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
 

@@ -114,9 +114,14 @@ def bootstrap(
         str | None,
         typer.Option(help="The login for User.Login; default: admin@<domain>"),
     ] = None,
+    agency: Annotated[
+        str | None,
+        typer.Option(help="The AccountID of the agency account the new account is a client of"),
+    ] = None,
 ) -> None:
     """Create an account (with a login), a sender domain and a sender API key; print them and
     the generated password once, as JSON."""
+    from domain.errors import RequestRejected
     from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
     from engine.accounts.passwords import new_password
 
@@ -133,9 +138,18 @@ def bootstrap(
         login = username or f"admin@{name}"
         while engine.gateway.username_taken(login):  # another account of the same domain
             login = f"admin-{secrets.token_hex(3)}@{name}"
+        if agency is not None:
+            try:
+                engine.agencies.agency(agency)  # checked before anything is made
+            except RequestRejected as refused:
+                typer.echo(f"error: {refused.errors[0].message}", err=True)
+                raise typer.Exit(2) from None
         password = new_password()
         result = engine.app.bootstrap(name)
         engine.gateway.set_login(UUID(result["AccountID"]), login, password)
+        if agency is not None:
+            engine.agencies.adopt(agency, UUID(result["AccountID"]))
+            result["AgencyAccountID"] = agency
         result.update({"Username": login, "Password": password})
     finally:
         engine.close()
@@ -180,6 +194,7 @@ def import_subscribers(
 @cli.command("replay-projections")
 def replay_projections() -> None:
     """Rebuild the ClickHouse tables from the event store; the old tables serve until the swap."""
+    from engine.reporting.audit import rebuild_audit_log
     from engine.reporting.replay import replay
 
     engine = Engine(load_settings(), roles=frozenset())
@@ -187,6 +202,8 @@ def replay_projections() -> None:
         replay(
             engine.app, engine.reporting, progress=True, topology=engine.settings.reporting_topology
         )
+        if not engine.settings.uses_kafka:  # at scale the audit group reads its topics
+            rebuild_audit_log(engine.app, engine.tracking, engine.reporting)
     finally:
         engine.close()
 
@@ -238,6 +255,7 @@ def restore(
     """Restore a backup into SENDSTREAM_DATA_DIR (a new or empty folder), then make the
     reporting tables again from the restored events."""
     from adapters.backup import BackupError, restore_backup
+    from engine.reporting.audit import rebuild_audit_log
     from engine.reporting.replay import replay
 
     settings = load_settings()
@@ -250,6 +268,7 @@ def restore(
     try:
         replay(engine.app, engine.reporting, progress=True,
                topology=engine.settings.reporting_topology)  # fmt: skip
+        rebuild_audit_log(engine.app, engine.tracking, engine.reporting)
     finally:
         engine.close()
     typer.echo(

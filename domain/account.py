@@ -44,9 +44,22 @@ class UsernameClaim(Aggregate):
     """Makes a username unique across accounts: a second claim on it conflicts on save."""
 
     @event("Claimed")
-    def __init__(self, id: UUID, account_id: UUID) -> None:
+    def __init__(self, id: UUID, account_id: UUID, user_id: UUID | None = None) -> None:
         self._id = id
         self.account_id = account_id
+        self.user_id = user_id  # None: the account's own login
+        self.is_released = False
+
+    @event("Released")
+    def release(self) -> None:
+        """The user was deleted: the name is free again."""
+        self.is_released = True
+
+    @event("Reclaimed")
+    def reclaim(self, account_id: UUID, user_id: UUID | None) -> None:
+        self.account_id = account_id
+        self.user_id = user_id
+        self.is_released = False
 
 
 class Account(Aggregate):
@@ -68,6 +81,10 @@ class Account(Aggregate):
         self.custom_id_header = ""
         self.time_zone = "UTC"
         self.sessions_ended_before = 0  # Unix second: sessions issued earlier no longer count
+        self.user_ids: list[UUID] = []
+        self.key_ids: list[UUID] = []  # role-limited account keys (domain.users.AccountKey)
+        self.agency_id: UUID | None = None  # the agency account this one is a client of
+        self.client_ids: list[UUID] = []
 
     @event("DomainAttached")
     def attach_domain(self, domain_id: UUID) -> None:
@@ -87,6 +104,30 @@ class Account(Aggregate):
         """``password_hash`` is a slow-KDF hash made outside the domain (no secrets here)."""
         self.username = username
         self.password_hash = password_hash
+
+    @event("UserAdded")
+    def add_user(self, user_id: UUID) -> None:
+        self.user_ids.append(user_id)
+
+    @event("UserRemoved")
+    def remove_user(self, user_id: UUID) -> None:
+        self.user_ids.remove(user_id)
+
+    @event("KeyAdded")
+    def add_key(self, key_id: UUID) -> None:
+        self.key_ids.append(key_id)
+
+    @event("KeyRemoved")
+    def remove_key(self, key_id: UUID) -> None:
+        self.key_ids.remove(key_id)
+
+    @event("ClientAdded")
+    def add_client(self, client_id: UUID) -> None:
+        self.client_ids.append(client_id)
+
+    @event("AgencySet")
+    def set_agency(self, agency_id: UUID) -> None:
+        self.agency_id = agency_id
 
     @event("SessionsEnded")
     def end_sessions(self, before: int) -> None:

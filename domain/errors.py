@@ -211,6 +211,8 @@ class Command:
     INVALID_OPTION = ErrorText(400, "Invalid Option specified: {name}")  # InvalidOptionException
     IDEMPOTENCY_NOT_TAKEN = ErrorText(400, "{command} does not take an Idempotency-Key")
     INTERNAL = ErrorText(500, "An unknown exception was encountered.")  # UnknownException
+    # No named exception of 000 fits a role's limit; 003 answers 403 for a forbidden action.
+    FORBIDDEN = ErrorText(403, "The {role} role may not run {command}.")
     STORAGE_FULL = Extensions.STORAGE_FULL
     STORAGE_UNAVAILABLE = Extensions.STORAGE_UNAVAILABLE
 
@@ -281,6 +283,37 @@ class RoutesRest:
     def of(cls, error: ErrorText) -> ErrorText:
         """The REST form of a ``Routes`` error (its text as formatted)."""
         return ErrorText(error.code, error.message, 404 if error.code == 2 else 422)
+
+
+class Users:
+    """``User.*``, ``Users.Get`` and ``Account.*APIKey*`` (ours, numbered as ``Templates``;
+    the texts of 000's named exceptions where one fits)."""
+
+    MISSING_PARAMETER = ErrorText(1, "A required field was not supplied: {name}.")
+    INVALID_ID = ErrorText(2, "Invalid UserID.")
+    DUPLICATE_USERNAME = ErrorText(3, "The supplied Username is already in use.")
+    INVALID_USERNAME = ErrorText(4, "Invalid Username.")  # InvalidUsernameException
+    INVALID_ROLE = ErrorText(5, "Invalid Role: use owner, admin, developer, marketer or viewer.")
+    WEAK_PASSWORD = ErrorText(6, "The Password must be 12 to 1024 characters.")
+    OWNER_ONLY = ErrorText(7, "Only an owner may make, change or delete an owner.")
+    LAST_OWNER = ErrorText(8, "The account's own login stays its owner; it cannot be changed here.")
+    INVALID_KEY_ID = ErrorText(9, "Invalid KeyID.")
+    INVALID_DESCRIPTION = ErrorText(10, "Missing or invalid 'Description' parameter")
+
+
+class Agencies:
+    """Agencies and their client accounts (000's InvalidAgencyAccountException)."""
+
+    INVALID_AGENCY = ErrorText(403, "The specified Master Agency Account could not be found.")
+    MISSING_PARAMETER = ErrorText(1, "A required field was not supplied: {name}.")
+    NOT_AN_AGENCY = ErrorText(2, "This account is a client of an agency and cannot have clients.")
+    INVALID_DOMAIN_NAME = ErrorText(3, "Invalid domain name provided")
+
+
+class Audit:
+    """``Account.AuditLog`` (ours)."""
+
+    INVALID_OPTION = ErrorText(1, "Invalid Option specified: {name}")
 
 
 class UserLogin:

@@ -35,6 +35,7 @@ AggregateT = TypeVar("AggregateT")
 
 SENDER_KEY_KIND = "sender-api-key"
 ACCOUNT_KEY_KIND = "account-api-key"
+ROLE_KEY_KIND = "role-api-key"  # an account key limited to a role (domain.users.AccountKey)
 
 
 KEY_PERMISSIONS = ("send", "events", "webhooks")

@@ -19,6 +19,7 @@ from projections.schema import Topology
 
 # The event store's JSON is written by orjson, in eventsourcing's own format.
 TRANSCODER = "adapters.transcoder:OrjsonTranscoder"
+MAPPER = "adapters.event_metadata:MetadataMapper"
 
 
 class Settings(BaseSettings):
@@ -299,6 +300,7 @@ class Settings(BaseSettings):
                 "SQLITE_LOCK_TIMEOUT": "30",
                 "SQLITE_SYNCHRONOUS": self.sqlite_synchronous,
                 "TRANSCODER_TOPIC": TRANSCODER,
+                "MAPPER_TOPIC": MAPPER,
             }
         if parts.scheme in ("postgresql", "postgres"):
             return {
@@ -316,6 +318,7 @@ class Settings(BaseSettings):
                 "POSTGRES_PRE_PING": "y",
                 "POSTGRES_SCHEMA": self.postgres_schema,
                 "TRANSCODER_TOPIC": TRANSCODER,
+                "MAPPER_TOPIC": MAPPER,
             }
         raise ValueError(f"EVENTSTORE_URL must be sqlite:///… or postgresql://…, not {url!r}")
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from adapters.ports import ReportingStore
+from projections.audit import audit_ddl
 
 __all__ = [
     "LOCAL_SUFFIX",
@@ -376,10 +377,16 @@ def _index_campaign_id(store: ReportingStore, names: Names, topology: Topology) 
     store.command(_campaign_index_ddl(names, topology))
 
 
+def _create_audit_log(store: ReportingStore, names: Names, topology: Topology) -> None:
+    for statement in audit_ddl(topology):
+        store.command(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events table", _create_events),
     Migration(2, "rollups by hour, day, tag and campaign, with their views", _create_rollups),
     Migration(3, "bloom filter index on events.campaign_id", _index_campaign_id),
+    Migration(4, "audit_log: who changed what (Account.AuditLog)", _create_audit_log),
 )
 
 
@@ -493,4 +500,5 @@ def schema_statements(topology: Topology) -> list[str]:
         *_events_ddl(names, topology),
         *rollups,
         _campaign_index_ddl(names, topology),
+        *audit_ddl(topology),
     ]

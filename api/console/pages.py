@@ -31,10 +31,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from api.commands import engine_commands
+from api.permissions import command_areas, require_role
 from domain import errors as E
 from domain.account import Account
 from domain.errors import RequestRejected
+from domain.users import Role, may_grant
 from domain.webhook import WEBHOOK_EVENTS
+from engine.accounts.callers import Caller, current_request
 from engine.keys import session_secret
 from engine.params import MAX_PAGED_RECORDS, time_zone, uuid_param
 from engine.runtime.composition import Engine
@@ -118,6 +121,7 @@ class Console:
         )
         # The /api.php commands by name: the pages run them as the endpoint does.
         self.commands = {spec.name: spec.handler for spec in engine_commands(engine).values()}
+        self.command_names = {handler: name for name, handler in self.commands.items()}
         self.templates.filters["local"] = _local_time
         self.templates.filters["shown"] = _shown_value
 
@@ -126,21 +130,27 @@ class Console:
     def csrf_of(self, session: str) -> str:
         return hmac.new(self.secret, b"csrf:" + session.encode(), hashlib.sha256).hexdigest()
 
-    def account_of(self, request: Request) -> Account | None:
+    def caller_of(self, request: Request) -> Caller | None:
         session = request.cookies.get(SESSION_COOKIE, "")
         if not session:
             return None
         try:
-            return self.gateway.authenticate({"SessionID": session})
+            return self.gateway.identify({"SessionID": session})
         except RequestRejected:
             return None
 
+    def account_of(self, request: Request) -> Account | None:
+        caller = self.caller_of(request)
+        return caller.account if caller is not None else None
+
     def signed_in(self, request: Request) -> Account:
-        """The dependency of every page but the login's: the session's account."""
-        account = self.account_of(request)
-        if account is None:
+        """The dependency of every page but the login's: the session's account. Its user
+        is the request's caller, whose role every command the page runs is checked for."""
+        caller = self.caller_of(request)
+        if caller is None:
             raise LoginNeeded
-        return account
+        current_request().caller = caller
+        return caller.account
 
     async def posted(self, request: Request) -> dict[str, str]:
         """The dependency of every form but the login's: its fields, once checked."""
@@ -179,8 +189,10 @@ class Console:
         **context: Any,
     ) -> HTMLResponse:
         session = request.cookies.get(SESSION_COOKIE, "")
+        caller = current_request().caller if account else None
         html = self.templates.get_template(template).render(
             account=account,
+            caller=caller,
             csrf=self.csrf_of(session) if account else context.pop("csrf", ""),
             **context,
         )
@@ -202,7 +214,17 @@ class Console:
         self, handler: Callable[[Account, dict[str, Any]], dict[str, Any]],
         account: Account, **params: Any,
     ) -> dict[str, Any]:  # fmt: skip
-        """A command's service, off the event loop, as /api.php runs it."""
+        """A command's service, off the event loop, as /api.php runs it (for the role of the
+        session's user: a command nobody named is an owner's)."""
+        context = current_request()
+        if context.caller is None:
+            raise LoginNeeded
+        name = self.command_names.get(handler, "")
+        try:
+            require_role(context.caller, name)
+        except RequestRejected as refused:  # a page of its own, not the form's own error
+            raise Refused(403, refused.errors[0].message) from None
+        context.command = name
         return await asyncio.to_thread(handler, account, params)
 
 
@@ -466,7 +488,9 @@ def install_console(app: FastAPI, engine: Engine) -> None:
 
     @router.post(f"{ROOT}/logout")
     async def logout(account: Account = signed_in, fields: dict[str, str] = posted) -> Response:
-        await asyncio.to_thread(gateway.logout, account)
+        caller = current_request().caller
+        assert caller is not None  # signed_in set it
+        await asyncio.to_thread(gateway.logout, caller)
         response = login_redirect()
         response.delete_cookie(SESSION_COOKIE, path=ROOT)
         return response
@@ -1221,6 +1245,59 @@ def install_console(app: FastAPI, engine: Engine) -> None:
             return await settings_page(request, account, 422, error=rejected.errors[0].message)
         fresh = console.account_of(request) or account
         return await settings_page(request, fresh, notice="The settings were saved.")
+
+    # The team: Users.Get, User.Create, User.Update, User.Delete and Account.AuditLog.
+
+    @router.get(f"{ROOT}/team")
+    async def team(request: Request, account: Account = signed_in) -> Response:
+        return await team_page(request, account)
+
+    async def team_page(
+        request: Request, account: Account, status: int = 200, **context: Any
+    ) -> Response:
+        caller = current_request().caller
+        assert caller is not None  # signed_in set it
+        users = (await console.command("Users.Get", account))["Users"]
+        manages = caller.may(command_areas("User.Create"))
+        changes = (
+            (await console.command("Account.AuditLog", account, PageSize=50))["Entries"]
+            if manages else []
+        )  # fmt: skip
+        grantable = [role.value for role in Role if may_grant(caller.role, role)]
+        return console.page(
+            request, "team.html", account, status, section="team", users=users,
+            manages=manages, changes=changes, grantable=grantable,
+            is_owner=caller.role is Role.OWNER, account_id=str(account.id), **context,
+        )  # fmt: skip
+
+    @router.post(f"{ROOT}/team")
+    async def change_team(
+        request: Request, account: Account = signed_in, fields: dict[str, str] = posted
+    ) -> Response:
+        action = fields.get("action", "")
+        named = {u["UserID"]: u["Username"]
+                 for u in (await console.command("Users.Get", account))["Users"]}  # fmt: skip
+        user_id = fields.get("user_id", "")
+        try:
+            if action == "add":
+                await console.command(
+                    "User.Create", account, Username=fields.get("username", ""),
+                    Password=fields.get("password", ""), Role=fields.get("role", ""),
+                )  # fmt: skip
+                notice = f"{fields.get('username', '')} was added."
+            elif action == "role":
+                await console.command("User.Update", account, UserID=user_id,
+                                      Role=fields.get("role", ""))  # fmt: skip
+                notice = f"{named.get(user_id, 'The user')} is now {fields.get('role', '')}."
+            elif action == "delete":
+                await console.command("User.Delete", account, UserID=user_id)
+                notice = f"{named.get(user_id, 'The user')} was removed."
+            else:
+                raise Refused(400, "This form asks for nothing the console does.")
+        except RequestRejected as rejected:
+            return await team_page(request, account, 422, error=rejected.errors[0].message,
+                                   username=fields.get("username", ""))  # fmt: skip
+        return await team_page(request, account, notice=notice)
 
     @router.get(ROOT + "/{anything:path}")
     async def unknown(request: Request, anything: str) -> Response:

@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -40,11 +41,14 @@ from domain.account import (
 )
 from domain.errors import ErrorText, RequestRejected
 from domain.message import QUEUE_CLEARED, MessageStatus
+from domain.users import AccountKey, Role, User
+from engine.accounts.callers import Caller
 from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
 from engine.accounts.passwords import hash_password, new_password, verify_password
 from engine.application import (
     ACCOUNT_KEY_KIND,
     KEY_PERMISSIONS,
+    ROLE_KEY_KIND,
     SENDER_KEY_KIND,
     Sendstream,
     new_sender_domain,
@@ -72,26 +76,31 @@ _PENDING = (MessageStatus.ACCEPTED, MessageStatus.SCHEDULED, MessageStatus.QUEUE
 
 
 class Sessions:
-    """``SessionID``s that carry their account and expiry, signed with a server secret.
+    """``SessionID``s that carry their account, their user and expiry, signed with a server
+    secret.
 
     Nothing to store or share between API processes but the secret, and a session
     cannot outlive its expiry, whatever happens to the process that issued it.
     """
 
-    _LAYOUT = struct.Struct(">16sQ")
+    _LAYOUT = struct.Struct(">16s16sQ")
 
     def __init__(self, secret: bytes, lifetime_seconds: int) -> None:
         self._secret = secret
         self._lifetime = lifetime_seconds
 
-    def issue(self, account_id: UUID, now: float | None = None) -> tuple[str, datetime]:
+    def issue(
+        self, account_id: UUID, user_id: UUID | None = None, now: float | None = None
+    ) -> tuple[str, datetime]:
+        """``user_id``: the user logged in; the account's own login is the account's id."""
         expires = int((now or time.time()) + self._lifetime)
-        body = self._LAYOUT.pack(account_id.bytes, expires)
+        body = self._LAYOUT.pack(account_id.bytes, (user_id or account_id).bytes, expires)
         token = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
         return "ses_" + token, datetime.fromtimestamp(expires, UTC)
 
-    def account_of(self, session_id: str, now: float | None = None) -> UUID | None:
-        if not session_id.startswith("ses_") or len(session_id) > 128:
+    def holder_of(self, session_id: str, now: float | None = None) -> tuple[UUID, UUID] | None:
+        """The account and user of a valid session."""
+        if not session_id.startswith("ses_") or len(session_id) > 160:
             return None
         try:
             raw = base64.urlsafe_b64decode(session_id[4:] + "=" * (-len(session_id[4:]) % 4))
@@ -100,15 +109,19 @@ class Sessions:
         body, signature = raw[: self._LAYOUT.size], raw[self._LAYOUT.size :]
         if len(body) != self._LAYOUT.size or not hmac.compare_digest(signature, self._sign(body)):
             return None
-        account_bytes, expires = self._LAYOUT.unpack(body)
+        account_bytes, user_bytes, expires = self._LAYOUT.unpack(body)
         if expires < (now or time.time()):
             return None
-        return UUID(bytes=account_bytes)
+        return UUID(bytes=account_bytes), UUID(bytes=user_bytes)
+
+    def account_of(self, session_id: str, now: float | None = None) -> UUID | None:
+        holder = self.holder_of(session_id, now)
+        return holder[0] if holder else None
 
     def issued_at(self, session_id: str) -> int:
         """The Unix second a valid session was issued at (its expiry less the lifetime)."""
         raw = base64.urlsafe_b64decode(session_id[4:] + "=" * (-len(session_id[4:]) % 4))
-        _, expires = self._LAYOUT.unpack(raw[: self._LAYOUT.size])
+        _, _, expires = self._LAYOUT.unpack(raw[: self._LAYOUT.size])
         return int(expires) - self._lifetime
 
     def _sign(self, body: bytes) -> bytes:
@@ -158,6 +171,9 @@ class Gateway:
                 self._cache[aggregate_id] = (now, found)
         return found if isinstance(found, kind) else None
 
+    def save(self, *aggregates: Aggregate) -> None:
+        self._save(*aggregates)
+
     def _save(self, *aggregates: Aggregate) -> None:
         """Save, and forget what this process had cached of them."""
         try:
@@ -170,39 +186,85 @@ class Gateway:
     # Who is calling.
 
     def authenticate(self, params: dict[str, Any]) -> Account:
-        """The account behind ``APIKey`` or ``SessionID``, after its rate limit. A key given
-        as anything but text is refused, even beside a good one: it is no key."""
+        return self.identify(params).account
+
+    def identify(self, params: dict[str, Any]) -> Caller:
+        """Who calls with ``APIKey`` or ``SessionID``, after its account's rate limit, and as
+        which client when an agency names one (``ClientAccountID``). A key given as anything
+        but text is refused, even beside a good one: it is no key."""
         for name in ("APIKey", "SessionID"):
             given = params.get(name)
             if given is not None and not isinstance(given, str):
                 raise RequestRejected(E.Command.INVALID_CREDENTIALS)
         api_key, session_id = text_param(params.get("APIKey")), text_param(params.get("SessionID"))
-        account: Account | None = None
+        caller: Caller | None = None
         if api_key:
-            digest = key_digest(api_key)
-            found = self._load(aggregate_id_for_key(ACCOUNT_KEY_KIND, digest), Account)
-            if found is not None and hmac.compare_digest(found.api_key_digest, digest):
-                account = found
-        if account is None and session_id:
-            account_id = self._sessions.account_of(session_id)
-            if account_id is not None:
-                account = self._load(account_id, Account)
-            if account is not None and (
-                self._sessions.issued_at(session_id) < account.sessions_ended_before
-            ):
-                account = None  # logged out
-        if account is None:
+            caller = self._key_holder(api_key)
+        if caller is None and session_id:
+            caller = self._session_holder(session_id)
+        if caller is None:
             if not api_key and not session_id:
                 raise RequestRejected(E.Command.NOT_AUTHENTICATED)
             raise RequestRejected(E.Command.INVALID_CREDENTIALS)
-        self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
-        return account
+        self._limiter.check(str(caller.account.id), E.Command.TOO_MANY_REQUESTS)
+        client = params.get("ClientAccountID")
+        if client is not None and client != "":
+            caller = self._as_client(caller, client)
+        return caller
 
-    def logout(self, account: Account) -> None:
-        """End every session of the account issued up to now (the console's logout)."""
-        fresh = self._app.account(account.id)
-        fresh.end_sessions(int(time.time()) + 1)
-        self._save(fresh)
+    def _key_holder(self, api_key: str) -> Caller | None:
+        digest = key_digest(api_key)
+        account = self._load(aggregate_id_for_key(ACCOUNT_KEY_KIND, digest), Account)
+        if account is not None and hmac.compare_digest(account.api_key_digest, digest):
+            return Caller(account, Role.OWNER, "account-key", name="account key")
+        key = self._load(aggregate_id_for_key(ROLE_KEY_KIND, digest), AccountKey)
+        if key is None or key.is_revoked or not hmac.compare_digest(key.digest, digest):
+            return None
+        account = self._load(key.account_id, Account)
+        if account is None:
+            return None
+        return Caller(account, key.role, "role-key", key_id=key.id, name=key.description)
+
+    def _session_holder(self, session_id: str) -> Caller | None:
+        holder = self._sessions.holder_of(session_id)
+        if holder is None:
+            return None
+        account = self._load(holder[0], Account)
+        issued = self._sessions.issued_at(session_id)
+        if account is None or issued < account.sessions_ended_before:
+            return None  # logged out
+        if holder[1] == account.id:
+            return Caller(account, Role.OWNER, "session", user_id=account.id,
+                          name=account.username or "")  # fmt: skip
+        user = self._load(holder[1], User)
+        if (
+            user is None
+            or user.is_deleted
+            or user.account_id != account.id
+            or issued < user.sessions_ended_before
+        ):
+            return None
+        return Caller(account, user.role, "session", user_id=user.id, name=user.username)
+
+    def _as_client(self, agency: Caller, value: Any) -> Caller:
+        """The agency's caller acting on its client ``value``, with the same role."""
+        client_id = uuid_param(value)
+        client = self._load(client_id, Account) if client_id else None
+        if client is None or client.agency_id != agency.account.id:
+            raise RequestRejected(E.Agencies.INVALID_AGENCY)
+        return replace(agency, account=client, acting_agency_id=agency.account.id)
+
+    def logout(self, caller: Caller) -> None:
+        """End every session of the caller's login issued up to now (the console's logout)."""
+        before = int(time.time()) + 1
+        if caller.user_id is None or caller.user_id == caller.account.id:
+            fresh = self._app.account(caller.account.id)
+            fresh.end_sessions(before)
+            self._save(fresh)
+            return
+        user = self._app._get(caller.user_id, User)
+        user.end_sessions(before)
+        self._save(user)
 
     def login(self, params: dict[str, Any]) -> dict[str, Any]:
         username, password = text_param(params.get("Username")), params.get("Password")
@@ -222,22 +284,37 @@ class Gateway:
                 retry_after=seconds,
             )
         claim = self._load(username_id(username), UsernameClaim) if len(username) <= 256 else None
+        if claim is not None and claim.is_released:
+            claim = None
         account = self._load(claim.account_id, Account) if claim else None
+        user = self._load(claim.user_id, User) if claim and claim.user_id else None
+        if user is not None and (
+            user.is_deleted or claim is None or user.account_id != claim.account_id
+        ):
+            user = None
+        stored = user.password_hash if user else account.password_hash if account else None
         # A missing user costs a hash too, so that timing does not tell which usernames exist.
-        stored = account.password_hash if account and account.password_hash else _DUMMY_HASH
-        if not verify_password(stored, password[:1024]) or account is None:
+        if (
+            not verify_password(stored or _DUMMY_HASH, password[:1024])
+            or account is None
+            or stored is None
+            or (claim is not None and claim.user_id is not None and user is None)
+        ):
             self._login_failures.acquire(failures_key)
             raise RequestRejected(E.Command.LOGIN_FAILED)
         self._limiter.check(str(account.id), E.Command.TOO_MANY_REQUESTS)
-        session_id, expires = self._sessions.issue(account.id)
+        session_id, expires = self._sessions.issue(account.id, user.id if user else None)
         return {
             "SessionID": session_id,
             "ExpiresAt": iso_time(expires),
             "AccountID": str(account.id),
+            "UserID": str(user.id if user else account.id),
+            "Role": (user.role if user else Role.OWNER).value,
         }
 
     def username_taken(self, username: str) -> bool:
-        return self._load(username_id(username), UsernameClaim) is not None
+        claim = self._load(username_id(username), UsernameClaim)
+        return claim is not None and not claim.is_released
 
     def set_login(self, account_id: UUID, username: str, password: str) -> None:
         """Give an account its username (unique across accounts) and password."""
@@ -595,7 +672,7 @@ class Gateway:
             ],
         }
 
-    def _range(self, account: Account, params: dict[str, Any]) -> tuple[datetime, datetime]:
+    def date_range(self, account: Account, params: dict[str, Any]) -> tuple[datetime, datetime]:
         """StartDate and EndDate (inclusive, in the account's time zone); by default the
         last 30 days."""
         zone = account.time_zone
@@ -617,7 +694,7 @@ class Gateway:
         if field not in AGGREGATIONS:
             raise RequestRejected(E.Command.INVALID_OPTION.format(name="AggregatedField"))
         size = min(count_param(params.get("AggregateSize"), 10, "AggregateSize"), 1000)
-        start, end = self._range(account, params)
+        start, end = self.date_range(account, params)
         if self._reporting is None:
             return {"AggBuckets": []}
         buckets = aggregated_events(
@@ -631,7 +708,7 @@ class Gateway:
         domain = self._domain_param(
             account, params, E.DomainStats.MISSING_DOMAIN_ID, E.DomainStats.DOMAIN_NOT_FOUND
         )
-        start, end = self._range(account, params)
+        start, end = self.date_range(account, params)
         if self._reporting is None:
             return {"Stats": {}, "ComparisonStats": {}, "TagStats": {}}
         return domain_stats(self._reporting(), domain.id, start, end)

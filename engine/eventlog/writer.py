@@ -20,6 +20,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
+from adapters.event_metadata import stamp
 from adapters.faults import storage_fault
 from adapters.thread_names import NamedThread
 from engine.application import Sendstream
@@ -137,7 +138,11 @@ class BatchWriter:
     def _pending_events(aggregates: Sequence[Aggregate]) -> list[DomainEventProtocol[UUID]]:
         # Events are taken out now, in the caller's thread, so that a failed batch can be
         # retried caller by caller with exactly the events each one produced.
-        return [e for aggregate in aggregates for e in aggregate.collect_events()]
+        events: list[DomainEventProtocol[UUID]] = [
+            e for aggregate in aggregates for e in aggregate.collect_events()
+        ]
+        stamp(events)  # the request's metadata, while this is still its thread
+        return events
 
     def close(self) -> None:
         self._queue.put(_STOP)

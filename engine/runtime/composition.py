@@ -42,13 +42,16 @@ from engine.runtime.leadership import run_as_leader
 from engine.sending.history import MessageHistory
 from engine.sending.service import SendingService
 from engine.settings import Settings
+from projections.audit import AUDITED_STREAMS
 
 if TYPE_CHECKING:
     from adapters.kafka import KafkaEventPublisher
     from adapters.webhook_http import AddressPolicy, WebhookSender
     from adapters.webhook_store import WebhookStore
+    from engine.accounts.agencies import AgencyCommands
     from engine.accounts.gateway import Gateway
     from engine.accounts.ip_pools import SendingAddressCommands
+    from engine.accounts.users import UserCommands
     from engine.campaigns.commands import CampaignService
     from engine.campaigns.runner import CampaignRunner
     from engine.delivery.pools import SourceChooser
@@ -87,6 +90,7 @@ KAFKA_GROUPS: dict[str, tuple[str, ...]] = {
     "projector": ("message",),
     "webhooks": ("message", "webhook", "senderdomain"),
     "batches": ("batch",),
+    "audit": AUDITED_STREAMS,
 }
 
 
@@ -226,6 +230,8 @@ class Engine:
     bounce_intake: BounceIntake | None = field(init=False, default=None)
     inbound_server: InboundServer | None = field(init=False, default=None)
     _routes: RouteCommands | None = field(init=False, default=None)
+    _users: UserCommands | None = field(init=False, default=None)
+    _agencies: AgencyCommands | None = field(init=False, default=None)
     _route_table: RouteTable | None = field(init=False, default=None)
     _webhook_store: WebhookStore | None = field(init=False, default=None)
     _webhooks: WebhookCommands | None = field(init=False, default=None)
@@ -347,6 +353,24 @@ class Engine:
 
             self._routes = RouteCommands(self.app, self.webhooks)
         return self._routes
+
+    @property
+    def users(self) -> UserCommands:
+        """``User.*``, ``Users.Get`` and the role-limited account keys of ``/api.php``."""
+        if self._users is None:
+            from engine.accounts.users import UserCommands
+
+            self._users = UserCommands(self.app, self.gateway)
+        return self._users
+
+    @property
+    def agencies(self) -> AgencyCommands:
+        """``Agency.*`` (client accounts, combined statistics) and ``Account.AuditLog``."""
+        if self._agencies is None:
+            from engine.accounts.agencies import AgencyCommands
+
+            self._agencies = AgencyCommands(self.app, self.gateway, lambda: self.reporting)
+        return self._agencies
 
     @property
     def route_table(self) -> RouteTable:
@@ -481,6 +505,13 @@ class Engine:
                 self.reporting,
             )
             self._spawn("projector", projector.run)
+            from engine.reporting.audit import AuditReader, audited_event_types
+
+            audit = AuditReader(
+                self._source("audit", KAFKA_GROUPS["audit"], event_types=audited_event_types()),
+                self.reporting,
+            )
+            self._spawn("audit", audit.run)
         if Role.DELIVERY in self.roles:
             self._spawn("delivery", self._run_delivery)
         if Role.WEBHOOKS in self.roles or Role.WEBHOOK_CALLS in self.roles:

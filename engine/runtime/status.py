@@ -115,6 +115,7 @@ def _kinds_read() -> dict[str, list[str]]:
     """The topics of the events each reader of the event store reads; none: all of them."""
     from domain.batch import Batch
     from engine.delivery.scheduler import SCHEDULER_TOPICS
+    from engine.reporting.audit import audited_event_types
     from engine.reporting.projector import projected_event_types
     from engine.webhooks.intake import intake_event_types
 
@@ -126,6 +127,7 @@ def _kinds_read() -> dict[str, list[str]]:
         "webhooks": [get_topic(cls) for cls in intake_event_types()],
         "scheduler": list(SCHEDULER_TOPICS),
         "batches": [get_topic(Batch.Accepted)],  # type: ignore[attr-defined]
+        "audit": [get_topic(cls) for cls in audited_event_types()],
         "relay": [],
     }
 

@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from adapters.event_metadata import unattributed
 from adapters.metrics import MESSAGES_ACCEPTED
 from adapters.mime import build_message
 from adapters.templating import TemplateRefused, render, render_subject
@@ -29,6 +30,7 @@ from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
 from domain.message import Message
 from domain.suppression import SuppressionList
 from domain.template import Template, UnknownVersion, version_number
+from engine.accounts.callers import current_request
 from engine.admission import Admission
 from engine.application import SenderContext, Sendstream
 from engine.delivery.handoff import ContentCache, FreshMessages
@@ -145,6 +147,8 @@ class SendingService:
         if sender is None:
             raise RequestRejected(invalid)
         self._request_limiter.check(str(sender.key_id), too_many)
+        # The events this request causes name the key (adapters.event_metadata).
+        current_request().note_sender(sender.account_id, sender.key_id)
         return sender
 
     def note_use(self, key_id: UUID) -> None:
@@ -160,7 +164,8 @@ class SendingService:
         except AggregateNotFoundError:
             return
         key.note_use(today)
-        self._writer.submit([key]).add_done_callback(_ignore_outcome)
+        with unattributed():
+            self._writer.submit([key]).add_done_callback(_ignore_outcome)
 
     def forget_key(self, secret: str) -> None:
         self._auth_cache.forget(secret)

@@ -199,7 +199,7 @@ def listed_ids(store: ReportingStore, domain_id: UUID, **filters: Any) -> list[s
 
 
 LIVE_TABLES = [
-    "campaign_rollup", "campaign_rollup_mv", "events", "projection_positions",
+    "audit_log", "campaign_rollup", "campaign_rollup_mv", "events", "projection_positions",
     "rollup_daily", "rollup_daily_mv", "rollup_hourly", "rollup_hourly_mv",
     "schema_migrations", "tag_rollup_daily", "tag_rollup_daily_mv",
     "tag_rollup_hourly", "tag_rollup_hourly_mv",

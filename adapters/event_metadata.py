@@ -1,0 +1,63 @@
+"""Event metadata: who caused an event and in which request, stored with the event.
+
+``eventsourcing`` events have no metadata slot, so the mapper adds one key to the stored
+state when a request is being served (``REQUEST``). Aggregates never see it (an event
+applies only its method's own parameters); readers find it as the event's ``metadata``
+attribute, in the log, on Kafka and after a replay alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent
+
+METADATA_KEY = "metadata"
+
+
+class MetadataSource(Protocol):
+    def metadata(self) -> dict[str, Any]: ...
+
+
+REQUEST: ContextVar[MetadataSource | None] = ContextVar("sendstream_request", default=None)
+
+
+@contextmanager
+def unattributed() -> Iterator[None]:
+    """What is saved inside is the engine's own bookkeeping (a key's day of last use), not
+    the caller's doing, though a request caused it: it carries no metadata."""
+    token = REQUEST.set(None)
+    try:
+        yield
+    finally:
+        REQUEST.reset(token)
+
+
+def stamp(events: Iterable[object]) -> None:
+    """Give ``events`` the metadata of the request being served, if any (and if they have
+    none yet): where events are saved by another thread than the request's (the event
+    writer), in the request's thread before they are handed over. The event object is the
+    one in-process followers read: it carries the metadata too."""
+    source = REQUEST.get()
+    if source is None:
+        return
+    metadata = source.metadata()
+    if metadata:
+        for event in events:
+            event.__dict__.setdefault(METADATA_KEY, metadata)
+
+
+class MetadataMapper(Mapper[UUID]):
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        stamp((domain_event,))
+        return super().to_stored_event(domain_event)
+
+
+def metadata_of(event: object) -> dict[str, Any]:
+    found = getattr(event, "__dict__", {}).get(METADATA_KEY)
+    return found if isinstance(found, dict) else {}

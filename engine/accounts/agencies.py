@@ -1,0 +1,153 @@
+"""``Agency.AddClient``, ``Agency.GetClients`` and ``Agency.Stats``: agency accounts and
+the client accounts they own; ``Account.AuditLog``: who changed what in an account.
+
+An agency acts on a client by naming it (``ClientAccountID``) beside its own credentials
+(``Gateway.identify``); a client is one level down, never an agency itself, and no client
+sees another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from adapters.ports import ReportingStore
+from domain.account import Account
+from domain.errors import Agencies, Audit, RequestRejected
+from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
+from engine.accounts.gateway import Gateway
+from engine.application import Sendstream
+from engine.params import count_param, text_param, uuid_param
+
+Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
+
+MAX_AUDIT_PAGE = 500
+
+
+class AgencyCommands:
+    def __init__(
+        self, app: Sendstream, gateway: Gateway, reporting: Callable[[], ReportingStore]
+    ) -> None:
+        self._app = app
+        self._gateway = gateway
+        self._reporting = reporting
+
+    def commands(self) -> dict[str, Handler]:
+        return {
+            "Agency.AddClient": self.add_client,
+            "Agency.GetClients": self.get_clients,
+            "Agency.Stats": self.stats,
+            "Account.AuditLog": self.audit_log,
+        }
+
+    def add_client(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """A new account owned by this one, with its first sender domain and keys (shown
+        once, as ``sendstream bootstrap`` shows them)."""
+        name = text_param(params.get("DomainName"))
+        if not name:
+            raise RequestRejected(Agencies.MISSING_PARAMETER.format(name="DomainName"))
+        try:
+            domain_name = normalise_domain_name(name)
+        except DomainNameInvalid:
+            raise RequestRejected(Agencies.INVALID_DOMAIN_NAME) from None
+        if self._app.account(account.id).agency_id is not None:
+            raise RequestRejected(Agencies.NOT_AN_AGENCY)
+        made = self._app.bootstrap(domain_name)
+        self.adopt(account.id, UUID(made["AccountID"]))
+        return {"Client": made}
+
+    def agency(self, agency_id: Any) -> Account:
+        """The agency ``agency_id`` names: an account that is unknown or itself a client is
+        none (InvalidAgencyAccountException)."""
+        found = agency_id if isinstance(agency_id, UUID) else uuid_param(agency_id)
+        try:
+            agency = self._app.account(found) if found else None
+        except AggregateNotFoundError:
+            agency = None
+        if agency is None or agency.agency_id is not None:
+            raise RequestRejected(Agencies.INVALID_AGENCY)
+        return agency
+
+    def adopt(self, agency_id: Any, client_id: UUID) -> None:
+        """Make the new account ``client_id`` a client of ``agency_id``."""
+        agency = self.agency(agency_id)
+        client = self._app.account(client_id)
+        client.set_agency(agency.id)
+        agency.add_client(client.id)
+        self._gateway.save(client, agency)
+
+    def get_clients(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        agency = self._app.account(account.id)
+        clients = [self._shown(self._app.account(client_id)) for client_id in agency.client_ids]
+        return {"Clients": clients, "TotalCount": len(clients)}
+
+    def stats(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """Each client's figures over its sender domains, and all of them together."""
+        from projections.stats import account_overview
+
+        start, end = self._gateway.date_range(account, params)
+        agency = self._app.account(account.id)
+        store = self._reporting()
+        clients = []
+        every_domain = []
+        for client_id in agency.client_ids:
+            client = self._app.account(client_id)
+            every_domain += client.domain_ids
+            figures = account_overview(store, client.domain_ids, start, end, by_day=True)
+            clients.append({**self._shown(client), "Stats": figures["Stats"]})
+        combined = account_overview(store, every_domain, start, end, by_day=True)
+        return {
+            "StartDate": start.date().isoformat(),
+            "EndDate": end.date().isoformat(),
+            "Stats": combined["Stats"],
+            "Clients": clients,
+        }
+
+    def audit_log(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """Paged (``Page`` from 1, ``PageSize`` up to 500), and filtered by ``UserID`` (a user
+        or a key), ``AuditCommand``, ``ObjectID`` and ``StartDate``/``EndDate``."""
+        from projections.audit import read_audit_log
+
+        start, end = self._gateway.date_range(account, params)
+        page = _positive(params, "Page", 1)
+        size = _positive(params, "PageSize", 100)
+        if size > MAX_AUDIT_PAGE:
+            raise RequestRejected(Audit.INVALID_OPTION.format(name="PageSize"))
+        object_id = None
+        if params.get("ObjectID") not in (None, ""):
+            object_id = uuid_param(params.get("ObjectID"))
+            if object_id is None:
+                raise RequestRejected(Audit.INVALID_OPTION.format(name="ObjectID"))
+        user = ""
+        if params.get("UserID") not in (None, ""):
+            user_id = uuid_param(params.get("UserID"))
+            if user_id is None:
+                raise RequestRejected(Audit.INVALID_OPTION.format(name="UserID"))
+            user = str(user_id)
+        command = params.get("AuditCommand")
+        if command is not None and (not isinstance(command, str) or len(command) > 100):
+            raise RequestRejected(Audit.INVALID_OPTION.format(name="AuditCommand"))
+        entries, total = read_audit_log(
+            self._reporting(), account.id, start=start, end=end, user_id=user,
+            command=(command or "").strip(), object_id=object_id,
+            offset=(page - 1) * size, limit=size,
+        )  # fmt: skip
+        return {"Entries": entries, "TotalCount": total, "Page": page, "PageSize": size}
+
+    def _shown(self, client: Account) -> dict[str, Any]:
+        return {
+            "AccountID": str(client.id),
+            "Name": client.name,
+            "Domains": len(client.domain_ids),
+            "IsActive": client.is_active,
+        }
+
+
+def _positive(params: dict[str, Any], name: str, default: int) -> int:
+    number = count_param(params.get(name), default, name)
+    if number < 1:
+        raise RequestRejected(Audit.INVALID_OPTION.format(name=name))
+    return number

@@ -1,0 +1,243 @@
+"""``User.Create``, ``User.Update``, ``User.Delete`` and ``Users.Get``: the logins of an
+account with their roles; ``Account.AddAPIKey``, ``Account.GetAPIKeys`` and
+``Account.DeleteAPIKey``: ``/api.php`` keys that act with one role.
+
+The account's own login (``sendstream bootstrap``'s) is its first owner and is listed with
+the account's id as its ``UserID``; it is changed with ``sendstream`` commands, not here.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.account import Account, UsernameClaim, aggregate_id_for_key, key_digest, username_id
+from domain.errors import RequestRejected, Users
+from domain.users import AccountKey, Role, User, may_grant, parse_role
+from engine.accounts.callers import Caller, current_request
+from engine.accounts.gateway import Gateway
+from engine.accounts.passwords import hash_password
+from engine.application import ROLE_KEY_KIND, Sendstream
+from engine.ids import new_id
+from engine.params import iso_time, text_param, uuid_param
+
+Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
+
+# Printable, no spaces or separators a login form or a log line would trip on.
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{2,127}$")
+
+
+class UserCommands:
+    def __init__(self, app: Sendstream, gateway: Gateway) -> None:
+        self._app = app
+        self._gateway = gateway
+
+    def commands(self) -> dict[str, Handler]:
+        return {
+            "User.Create": self.create,
+            "User.Update": self.update,
+            "User.Delete": self.delete,
+            "Users.Get": self.get_all,
+            "Account.AddAPIKey": self.add_key,
+            "Account.GetAPIKeys": self.get_keys,
+            "Account.DeleteAPIKey": self.delete_key,
+        }
+
+    # Users.
+
+    def create(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        username = text_param(params.get("Username"))
+        if not username:
+            raise RequestRejected(Users.MISSING_PARAMETER.format(name="Username"))
+        if not _USERNAME.match(username):
+            raise RequestRejected(Users.INVALID_USERNAME)
+        password = _password(params.get("Password"))
+        role = _role(params.get("Role"))
+        _may_grant(role)
+        if self._gateway.username_taken(username):
+            raise RequestRejected(Users.DUPLICATE_USERNAME)
+        account = self._app.account(account.id)
+        user = User(
+            id=new_id(), account_id=account.id, username=username,
+            password_hash=hash_password(password), role=role, created_at=datetime.now(UTC),
+            created_by=_actor(),
+        )  # fmt: skip
+        claim = self._claim(username, account.id, user.id)
+        account.add_user(user.id)
+        try:
+            self._gateway.save(claim, user, account)
+        except IntegrityError:  # another request took the name (or changed the account) first
+            raise RequestRejected(Users.DUPLICATE_USERNAME) from None
+        return {"User": _shown(user)}
+
+    def _claim(self, username: str, account_id: UUID, user_id: UUID) -> UsernameClaim:
+        claim_id = username_id(username)
+        try:
+            claim = self._app._get(claim_id, UsernameClaim)
+        except AggregateNotFoundError:  # none yet: a new claim conflicts on save if one appears
+            return UsernameClaim(id=claim_id, account_id=account_id, user_id=user_id)
+        if not claim.is_released:
+            raise RequestRejected(Users.DUPLICATE_USERNAME)
+        claim.reclaim(account_id, user_id)
+        return claim
+
+    def update(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        user = self._own_user(account, params)
+        role = None if params.get("Role") in (None, "") else _role(params.get("Role"))
+        given_password = params.get("Password")
+        if role is None and given_password in (None, ""):
+            raise RequestRejected(Users.MISSING_PARAMETER.format(name="Role"))
+        password = None if given_password in (None, "") else _password(given_password)
+        _may_grant(user.role)  # the user as it is: an admin cannot touch an owner
+        if role is not None:
+            _may_grant(role)
+            if role is not user.role:
+                user.change_role(role)
+        if password is not None:
+            user.change_password(hash_password(password))
+            user.end_sessions(int(datetime.now(UTC).timestamp()) + 1)
+        self._gateway.save(user)
+        return {"User": _shown(user)}
+
+    def delete(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        user = self._own_user(account, params)
+        _may_grant(user.role)
+        account = self._app.account(account.id)
+        claim = self._app._get(username_id(user.username), UsernameClaim)
+        user.delete()
+        account.remove_user(user.id)
+        to_save: list[Any] = [user, account]
+        if claim.user_id == user.id and not claim.is_released:
+            claim.release()
+            to_save.append(claim)
+        self._gateway.save(*to_save)
+        return {"UserID": str(user.id), "Deleted": True}
+
+    def get_all(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        account = self._app.account(account.id)
+        users: list[dict[str, Any]] = []
+        if account.username:
+            users.append({
+                "UserID": str(account.id), "Username": account.username,
+                "Role": Role.OWNER.value, "CreatedAt": iso_time(account.opened_at),
+                "CreatedBy": "sendstream bootstrap",
+            })  # fmt: skip
+        for user_id in account.user_ids:
+            user = self._app._get(user_id, User)
+            if not user.is_deleted:
+                users.append(_shown(user))
+        return {"Users": users, "TotalCount": len(users)}
+
+    def _own_user(self, account: Account, params: dict[str, Any]) -> User:
+        if text_param(params.get("UserID")) is None:
+            raise RequestRejected(Users.MISSING_PARAMETER.format(name="UserID"))
+        user_id = uuid_param(params.get("UserID"))
+        if user_id == account.id:
+            raise RequestRejected(Users.LAST_OWNER)
+        fresh = self._app.account(account.id)
+        if user_id is None or user_id not in fresh.user_ids:
+            raise RequestRejected(Users.INVALID_ID)
+        user = self._app._get(user_id, User)
+        if user.is_deleted or user.account_id != account.id:
+            raise RequestRejected(Users.INVALID_ID)
+        return user
+
+    # Keys that act with one role.
+
+    def add_key(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        description = params.get("Description")
+        if not isinstance(description, str) or not description.strip() or len(description) > 255:
+            raise RequestRejected(Users.INVALID_DESCRIPTION)
+        role = _role(params.get("Role"))
+        _may_grant(role)
+        account = self._app.account(account.id)
+        secret = "acc_" + secrets.token_urlsafe(32)
+        digest = key_digest(secret)
+        key = AccountKey(
+            id=aggregate_id_for_key(ROLE_KEY_KIND, digest), account_id=account.id,
+            digest=digest, role=role, description=description.strip(),
+            issued_at=datetime.now(UTC), hint=secret[:10],
+        )  # fmt: skip
+        account.add_key(key.id)
+        self._gateway.save(key, account)
+        # Shown once: only its hash is kept.
+        return {"KeyID": str(key.id), "APIKey": secret, "Role": key.role.value}
+
+    def get_keys(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        account = self._app.account(account.id)
+        keys = []
+        for key_id in account.key_ids:
+            key = self._app._get(key_id, AccountKey)
+            if not key.is_revoked:
+                keys.append({
+                    "KeyID": str(key.id), "Key": f"{key.hint}…", "Role": key.role.value,
+                    "Description": key.description, "IssuedAt": iso_time(key.issued_at),
+                })  # fmt: skip
+        return {"APIKeys": keys, "TotalCount": len(keys)}
+
+    def delete_key(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        if text_param(params.get("KeyID")) is None:
+            raise RequestRejected(Users.MISSING_PARAMETER.format(name="KeyID"))
+        key_id = uuid_param(params.get("KeyID"))
+        account = self._app.account(account.id)
+        if key_id is None or key_id not in account.key_ids:
+            raise RequestRejected(Users.INVALID_KEY_ID)
+        key = self._app._get(key_id, AccountKey)
+        _may_grant(key.role)
+        key.revoke()
+        account.remove_key(key.id)
+        self._gateway.save(key, account)
+        return {"KeyID": str(key.id), "Deleted": True}
+
+
+def _caller() -> Caller | None:
+    return current_request().caller
+
+
+def _actor() -> str:
+    caller = _caller()
+    if caller is None:
+        return "sendstream"
+    return caller.name or caller.via
+
+
+def _may_grant(role: Role) -> None:
+    caller = _caller()
+    # Without a caller (the command line, in-process use) the account's owner acts.
+    granter = caller.role if caller is not None else Role.OWNER
+    if not may_grant(granter, role):
+        raise RequestRejected(Users.OWNER_ONLY)
+
+
+def _role(value: Any) -> Role:
+    if value is None or value == "":
+        raise RequestRejected(Users.MISSING_PARAMETER.format(name="Role"))
+    role = parse_role(value)
+    if role is None:
+        raise RequestRejected(Users.INVALID_ROLE)
+    return role
+
+
+def _password(value: Any) -> str:
+    if value is None or value == "":
+        raise RequestRejected(Users.MISSING_PARAMETER.format(name="Password"))
+    if not isinstance(value, str) or not 12 <= len(value) <= 1024:
+        raise RequestRejected(Users.WEAK_PASSWORD)
+    return value
+
+
+def _shown(user: User) -> dict[str, Any]:
+    return {
+        "UserID": str(user.id),
+        "Username": user.username,
+        "Role": user.role.value,
+        "CreatedAt": iso_time(user.created_at),
+        "CreatedBy": user.created_by,
+    }
