@@ -138,18 +138,19 @@ def bootstrap(
         login = username or f"admin@{name}"
         while engine.gateway.username_taken(login):  # another account of the same domain
             login = f"admin-{secrets.token_hex(3)}@{name}"
+        agency_id = None
         if agency is not None:
             try:
-                engine.agencies.agency(agency)  # checked before anything is made
+                agency_id = engine.agencies.agency(agency).id  # before anything is made
             except RequestRejected as refused:
                 typer.echo(f"error: {refused.errors[0].message}", err=True)
                 raise typer.Exit(2) from None
         password = new_password()
-        result = engine.app.bootstrap(name)
+        result = engine.app.bootstrap(name, agency_id=agency_id)
         engine.gateway.set_login(UUID(result["AccountID"]), login, password)
-        if agency is not None:
-            engine.agencies.adopt(agency, UUID(result["AccountID"]))
-            result["AgencyAccountID"] = agency
+        if agency_id is not None:
+            engine.agencies.adopt(agency_id, UUID(result["AccountID"]))
+            result["AgencyAccountID"] = str(agency_id)
         result.update({"Username": login, "Password": password})
     finally:
         engine.close()

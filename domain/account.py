@@ -80,7 +80,9 @@ class Account(Aggregate):
         self.max_domains = DEFAULT_MAX_DOMAINS
         self.custom_id_header = ""
         self.time_zone = "UTC"
-        self.sessions_ended_before = 0  # Unix second: sessions issued earlier no longer count
+        # Unix millisecond: sessions issued earlier no longer count (a logout). Logouts
+        # recorded before sessions carried milliseconds hold seconds: earlier than any.
+        self.sessions_ended_before = 0
         self.user_ids: list[UUID] = []
         self.key_ids: list[UUID] = []  # role-limited account keys (domain.users.AccountKey)
         self.agency_id: UUID | None = None  # the agency account this one is a client of
@@ -131,7 +133,7 @@ class Account(Aggregate):
 
     @event("SessionsEnded")
     def end_sessions(self, before: int) -> None:
-        """A logout: every session issued before the Unix second ``before`` ends."""
+        """A logout: every session issued before the Unix millisecond ``before`` ends."""
         self.sessions_ended_before = max(self.sessions_ended_before, before)
 
     @event("TimeZoneSet")

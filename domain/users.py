@@ -80,7 +80,7 @@ class User(Aggregate):
         self.created_at = created_at
         self.created_by = created_by
         self.is_deleted = False
-        self.sessions_ended_before = 0
+        self.sessions_ended_before = 0  # Unix millisecond, as the account's
 
     @event("RoleChanged")
     def change_role(self, role: Role) -> None:

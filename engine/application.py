@@ -103,8 +103,12 @@ class Sendstream(Application[UUID]):
 
     # Accounts, domains and keys.
 
-    def bootstrap(self, domain_name: str, now: datetime | None = None) -> dict[str, Any]:
-        """Open an account with a sender domain and a sender key; secrets are shown only here."""
+    def bootstrap(
+        self, domain_name: str, now: datetime | None = None, agency_id: UUID | None = None
+    ) -> dict[str, Any]:
+        """Open an account with a sender domain and a sender key, a client of ``agency_id``
+        when given (which lists it then: ``AgencyCommands.adopt``); secrets are shown only
+        here."""
         now = now or datetime.now(UTC)
         account_key = "acc_" + secrets.token_urlsafe(32)
         sender_key = "snd_" + secrets.token_urlsafe(32)
@@ -114,6 +118,8 @@ class Sendstream(Application[UUID]):
             api_key_digest=key_digest(account_key),
             opened_at=now,
         )
+        if agency_id is not None:
+            account.set_agency(agency_id)
         domain = new_sender_domain(account.id, domain_name.lower(), now)
         account.attach_domain(domain.id)
         key = SenderApiKey(

@@ -19,6 +19,7 @@ from domain.account import Account
 from domain.errors import Agencies, Audit, RequestRejected
 from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
 from engine.accounts.gateway import Gateway
+from engine.accounts.users import retried
 from engine.application import Sendstream
 from engine.params import count_param, text_param, uuid_param
 
@@ -55,7 +56,7 @@ class AgencyCommands:
             raise RequestRejected(Agencies.INVALID_DOMAIN_NAME) from None
         if self._app.account(account.id).agency_id is not None:
             raise RequestRejected(Agencies.NOT_AN_AGENCY)
-        made = self._app.bootstrap(domain_name)
+        made = self._app.bootstrap(domain_name, agency_id=account.id)
         self.adopt(account.id, UUID(made["AccountID"]))
         return {"Client": made}
 
@@ -72,12 +73,16 @@ class AgencyCommands:
         return agency
 
     def adopt(self, agency_id: Any, client_id: UUID) -> None:
-        """Make the new account ``client_id`` a client of ``agency_id``."""
-        agency = self.agency(agency_id)
-        client = self._app.account(client_id)
-        client.set_agency(agency.id)
-        agency.add_client(client.id)
-        self._gateway.save(client, agency)
+        """List ``client_id`` (an account ``bootstrap`` made a client of ``agency_id``,
+        which it knows from then on) among the agency's clients."""
+
+        def attempt() -> None:
+            agency = self.agency(agency_id)
+            if client_id not in agency.client_ids:
+                agency.add_client(client_id)
+                self._gateway.save(agency)
+
+        retried(attempt)
 
     def get_clients(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         agency = self._app.account(account.id)

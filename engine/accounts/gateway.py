@@ -76,11 +76,13 @@ _PENDING = (MessageStatus.ACCEPTED, MessageStatus.SCHEDULED, MessageStatus.QUEUE
 
 
 class Sessions:
-    """``SessionID``s that carry their account, their user and expiry, signed with a server
-    secret.
+    """``SessionID``s that carry their account, their user and when they were issued (to
+    the millisecond), signed with a server secret.
 
     Nothing to store or share between API processes but the secret, and a session
-    cannot outlive its expiry, whatever happens to the process that issued it.
+    cannot outlive its lifetime, whatever happens to the process that issued it. A
+    logout or a new password ends the sessions issued before it, to the millisecond, so
+    that logging in again at once works.
     """
 
     _LAYOUT = struct.Struct(">16s16sQ")
@@ -93,13 +95,31 @@ class Sessions:
         self, account_id: UUID, user_id: UUID | None = None, now: float | None = None
     ) -> tuple[str, datetime]:
         """``user_id``: the user logged in; the account's own login is the account's id."""
-        expires = int((now or time.time()) + self._lifetime)
-        body = self._LAYOUT.pack(account_id.bytes, (user_id or account_id).bytes, expires)
+        issued = now_millisecond(now)
+        body = self._LAYOUT.pack(account_id.bytes, (user_id or account_id).bytes, issued)
         token = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
-        return "ses_" + token, datetime.fromtimestamp(expires, UTC)
+        return "ses_" + token, datetime.fromtimestamp(issued / 1000 + self._lifetime, UTC)
 
     def holder_of(self, session_id: str, now: float | None = None) -> tuple[UUID, UUID] | None:
         """The account and user of a valid session."""
+        body = self._body(session_id)
+        if body is None:
+            return None
+        account_bytes, user_bytes, issued = self._LAYOUT.unpack(body)
+        if issued / 1000 + self._lifetime < (now or time.time()):
+            return None
+        return UUID(bytes=account_bytes), UUID(bytes=user_bytes)
+
+    def account_of(self, session_id: str, now: float | None = None) -> UUID | None:
+        holder = self.holder_of(session_id, now)
+        return holder[0] if holder else None
+
+    def issued_at(self, session_id: str) -> int:
+        """The Unix millisecond a valid session was issued at."""
+        body = self._body(session_id)
+        return int(self._LAYOUT.unpack(body)[2]) if body else 0
+
+    def _body(self, session_id: str) -> bytes | None:
         if not session_id.startswith("ses_") or len(session_id) > 160:
             return None
         try:
@@ -109,23 +129,14 @@ class Sessions:
         body, signature = raw[: self._LAYOUT.size], raw[self._LAYOUT.size :]
         if len(body) != self._LAYOUT.size or not hmac.compare_digest(signature, self._sign(body)):
             return None
-        account_bytes, user_bytes, expires = self._LAYOUT.unpack(body)
-        if expires < (now or time.time()):
-            return None
-        return UUID(bytes=account_bytes), UUID(bytes=user_bytes)
-
-    def account_of(self, session_id: str, now: float | None = None) -> UUID | None:
-        holder = self.holder_of(session_id, now)
-        return holder[0] if holder else None
-
-    def issued_at(self, session_id: str) -> int:
-        """The Unix second a valid session was issued at (its expiry less the lifetime)."""
-        raw = base64.urlsafe_b64decode(session_id[4:] + "=" * (-len(session_id[4:]) % 4))
-        _, _, expires = self._LAYOUT.unpack(raw[: self._LAYOUT.size])
-        return int(expires) - self._lifetime
+        return body
 
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:20]
+
+
+def now_millisecond(now: float | None = None) -> int:
+    return int((now or time.time()) * 1000)
 
 
 class Gateway:
@@ -256,7 +267,7 @@ class Gateway:
 
     def logout(self, caller: Caller) -> None:
         """End every session of the caller's login issued up to now (the console's logout)."""
-        before = int(time.time()) + 1
+        before = now_millisecond()
         if caller.user_id is None or caller.user_id == caller.account.id:
             fresh = self._app.account(caller.account.id)
             fresh.end_sessions(before)

@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -22,7 +22,7 @@ from domain.account import Account, UsernameClaim, aggregate_id_for_key, key_dig
 from domain.errors import RequestRejected, Users
 from domain.users import AccountKey, Role, User, may_grant, parse_role
 from engine.accounts.callers import Caller, current_request
-from engine.accounts.gateway import Gateway
+from engine.accounts.gateway import Gateway, now_millisecond
 from engine.accounts.passwords import hash_password
 from engine.application import ROLE_KEY_KIND, Sendstream
 from engine.ids import new_id
@@ -63,19 +63,22 @@ class UserCommands:
         _may_grant(role)
         if self._gateway.username_taken(username):
             raise RequestRejected(Users.DUPLICATE_USERNAME)
-        account = self._app.account(account.id)
-        user = User(
-            id=new_id(), account_id=account.id, username=username,
-            password_hash=hash_password(password), role=role, created_at=datetime.now(UTC),
-            created_by=_actor(),
-        )  # fmt: skip
-        claim = self._claim(username, account.id, user.id)
-        account.add_user(user.id)
-        try:
-            self._gateway.save(claim, user, account)
-        except IntegrityError:  # another request took the name (or changed the account) first
-            raise RequestRejected(Users.DUPLICATE_USERNAME) from None
-        return {"User": _shown(user)}
+        password_hash = hash_password(password)
+
+        def attempt() -> User:
+            # A conflict is the name's (the claim says so when read again) or the account's.
+            fresh = self._app.account(account.id)
+            user = User(
+                id=new_id(), account_id=fresh.id, username=username,
+                password_hash=password_hash, role=role, created_at=datetime.now(UTC),
+                created_by=_actor(),
+            )  # fmt: skip
+            claim = self._claim(username, fresh.id, user.id)
+            fresh.add_user(user.id)
+            self._gateway.save(claim, user, fresh)
+            return user
+
+        return {"User": _shown(retried(attempt))}
 
     def _claim(self, username: str, account_id: UUID, user_id: UUID) -> UsernameClaim:
         claim_id = username_id(username)
@@ -102,23 +105,27 @@ class UserCommands:
                 user.change_role(role)
         if password is not None:
             user.change_password(hash_password(password))
-            user.end_sessions(int(datetime.now(UTC).timestamp()) + 1)
+            user.end_sessions(now_millisecond())
         self._gateway.save(user)
         return {"User": _shown(user)}
 
     def delete(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        user = self._own_user(account, params)
-        _may_grant(user.role)
-        account = self._app.account(account.id)
-        claim = self._app._get(username_id(user.username), UsernameClaim)
-        user.delete()
-        account.remove_user(user.id)
-        to_save: list[Any] = [user, account]
-        if claim.user_id == user.id and not claim.is_released:
-            claim.release()
-            to_save.append(claim)
-        self._gateway.save(*to_save)
-        return {"UserID": str(user.id), "Deleted": True}
+        _may_grant(self._own_user(account, params).role)
+
+        def attempt() -> User:
+            user = self._own_user(account, params)
+            fresh = self._app.account(account.id)
+            claim = self._app._get(username_id(user.username), UsernameClaim)
+            user.delete()
+            fresh.remove_user(user.id)
+            to_save: list[Any] = [user, fresh]
+            if claim.user_id == user.id and not claim.is_released:
+                claim.release()
+                to_save.append(claim)
+            self._gateway.save(*to_save)
+            return user
+
+        return {"UserID": str(retried(attempt).id), "Deleted": True}
 
     def get_all(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         account = self._app.account(account.id)
@@ -157,16 +164,21 @@ class UserCommands:
             raise RequestRejected(Users.INVALID_DESCRIPTION)
         role = _role(params.get("Role"))
         _may_grant(role)
-        account = self._app.account(account.id)
         secret = "acc_" + secrets.token_urlsafe(32)
         digest = key_digest(secret)
-        key = AccountKey(
-            id=aggregate_id_for_key(ROLE_KEY_KIND, digest), account_id=account.id,
-            digest=digest, role=role, description=description.strip(),
-            issued_at=datetime.now(UTC), hint=secret[:10],
-        )  # fmt: skip
-        account.add_key(key.id)
-        self._gateway.save(key, account)
+
+        def attempt() -> AccountKey:
+            fresh = self._app.account(account.id)
+            key = AccountKey(
+                id=aggregate_id_for_key(ROLE_KEY_KIND, digest), account_id=fresh.id,
+                digest=digest, role=role, description=description.strip(),
+                issued_at=datetime.now(UTC), hint=secret[:10],
+            )  # fmt: skip
+            fresh.add_key(key.id)
+            self._gateway.save(key, fresh)
+            return key
+
+        key = retried(attempt)
         # Shown once: only its hash is kept.
         return {"KeyID": str(key.id), "APIKey": secret, "Role": key.role.value}
 
@@ -186,15 +198,35 @@ class UserCommands:
         if text_param(params.get("KeyID")) is None:
             raise RequestRejected(Users.MISSING_PARAMETER.format(name="KeyID"))
         key_id = uuid_param(params.get("KeyID"))
-        account = self._app.account(account.id)
-        if key_id is None or key_id not in account.key_ids:
-            raise RequestRejected(Users.INVALID_KEY_ID)
-        key = self._app._get(key_id, AccountKey)
-        _may_grant(key.role)
-        key.revoke()
-        account.remove_key(key.id)
-        self._gateway.save(key, account)
-        return {"KeyID": str(key.id), "Deleted": True}
+
+        def attempt() -> AccountKey:
+            fresh = self._app.account(account.id)
+            if key_id is None or key_id not in fresh.key_ids:
+                raise RequestRejected(Users.INVALID_KEY_ID)
+            key = self._app._get(key_id, AccountKey)
+            _may_grant(key.role)
+            key.revoke()
+            fresh.remove_key(key.id)
+            self._gateway.save(key, fresh)
+            return key
+
+        return {"KeyID": str(retried(attempt).id), "Deleted": True}
+
+
+_ATTEMPTS = 8
+T = TypeVar("T")
+
+
+def retried(attempt: Callable[[], T]) -> T:
+    """``attempt`` again, on what is stored by then, while another request changed the same
+    account first (a version conflict: users, keys and clients are listed on it). Each
+    attempt reads afresh and checks again what it must (a name taken is then refused)."""
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return attempt()
+        except IntegrityError:
+            continue
+    return attempt()
 
 
 def _caller() -> Caller | None:
