@@ -86,6 +86,31 @@ class LagCollector(Collector):
         yield family
 
 
+class BacklogCollector(Collector):
+    """Work waiting, asked of the installation's stores when ``/metrics`` is read: messages
+    with a timer (scheduled or deferred) and those of them already due, and the webhook
+    calls owed."""
+
+    def __init__(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        waiting, due, webhook_calls = self._figures()
+        messages = GaugeMetricFamily(
+            "sendstream_messages_waiting",
+            "Messages waiting for a time: scheduled for later or deferred until their next try",
+            labels=["state"],
+        )
+        messages.add_metric(["waiting"], waiting)
+        messages.add_metric(["due"], due)
+        yield messages
+        yield GaugeMetricFamily(
+            "sendstream_webhook_backlog",
+            "Webhook calls owed (not yet made, or to try again)",
+            value=webhook_calls,
+        )
+
+
 def exposition(extra: Iterable[Collector] = ()) -> bytes:
     """``/metrics``: every process's counts (or this one's), and ``extra`` collectors."""
     if os.environ.get(MULTIPROCESS_VARIABLE):

@@ -33,6 +33,11 @@ class ScheduleStore(Protocol):
 
     def due(self, now: datetime, limit: int) -> list[UUID]: ...
 
+    def waiting(self, now: datetime) -> tuple[int, int]:
+        """Messages with a timer (scheduled for later, or deferred until their next try),
+        and of those how many are due already (the scheduler's backlog)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +98,13 @@ class SqliteScheduleStore:
                 (now.timestamp(), limit),
             ).fetchall()
         return [UUID(r[0]) for r in rows]
+
+    def waiting(self, now: datetime) -> tuple[int, int]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(due_at <= ?), 0) FROM timers", (now.timestamp(),)
+            ).fetchone()
+        return int(row[0]), int(row[1])
 
     def close(self) -> None:
         with self._lock:
@@ -159,6 +171,14 @@ class PostgresScheduleStore:
                 (now, limit),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def waiting(self, now: datetime) -> tuple[int, int]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE due_at <= %s) FROM sendstream_timers",
+                (now,),
+            ).fetchone()
+        return int(row[0]), int(row[1])
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.metrics import LagCollector
+from adapters.metrics import BacklogCollector, LagCollector
 from api.commands import CommandEndpoint, command_groups
 from api.console import install_console
 from api.docs import serve_docs
@@ -247,13 +248,24 @@ def create_app(engine: Engine) -> ASGIApp:
         key=tracking_key(engine.settings),
         trust_forwarded=engine.settings.trust_forwarded_for,
     )
-    return MetricsEndpoint(tracked, lambda: [LagCollector(lambda: _reader_lags(engine))])
+    return MetricsEndpoint(
+        tracked,
+        lambda: [
+            LagCollector(lambda: _reader_lags(engine)),
+            BacklogCollector(lambda: _backlog(engine)),
+        ],
+    )
 
 
 def _reader_lags(engine: Engine) -> list[tuple[str, str, int | None]]:
     from engine.runtime.status import installation_status
 
     return [(f.reader, f.where, f.lag) for f in installation_status(engine).followers]
+
+
+def _backlog(engine: Engine) -> tuple[int, int, int]:
+    waiting, due = engine.schedule_store.waiting(datetime.now(UTC))
+    return waiting, due, engine.webhook_store.pending_count()
 
 
 def create_api(engine: Engine) -> FastAPI:

@@ -69,10 +69,16 @@ def defined_metrics() -> dict[str, frozenset[str]]:
         if isinstance(value, type) and value.__module__ == metrics.__name__
         and Collector in value.__mro__
     ]  # fmt: skip
-    assert collectors == [metrics.LagCollector], "a new collector: describe it here"
-    for family in metrics.LagCollector(lambda: [("reader", "where", 0)]).collect():
-        for sample in family.samples:
-            found[sample.name] = frozenset(sample.labels)
+    # Each collector as /metrics builds it, over sample figures.
+    built: dict[type, Collector] = {
+        metrics.LagCollector: metrics.LagCollector(lambda: [("reader", "where", 0)]),
+        metrics.BacklogCollector: metrics.BacklogCollector(lambda: (3, 1, 2)),
+    }
+    assert set(collectors) == set(built), "a new collector: describe it here"
+    for collector in built.values():
+        for family in collector.collect():
+            for sample in family.samples:
+                found[sample.name] = found.get(sample.name, frozenset()) | frozenset(sample.labels)
     return found
 
 

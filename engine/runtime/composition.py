@@ -234,6 +234,7 @@ class Engine:
     _agencies: AgencyCommands | None = field(init=False, default=None)
     _route_table: RouteTable | None = field(init=False, default=None)
     _webhook_store: WebhookStore | None = field(init=False, default=None)
+    _schedule_store: ScheduleStore | None = field(init=False, default=None)
     _webhooks: WebhookCommands | None = field(init=False, default=None)
     _sending_addresses: SendingAddressCommands | None = field(init=False, default=None)
     webhook_delivery: WebhookDelivery | None = field(init=False, default=None)
@@ -380,6 +381,13 @@ class Engine:
 
             self._route_table = RouteTable(self.app)
         return self._route_table
+
+    @property
+    def schedule_store(self) -> ScheduleStore:
+        """The timers, as read by ``/metrics`` (the scheduler keeps its own connection)."""
+        if self._schedule_store is None:
+            self._schedule_store = open_schedule_store(self.settings)
+        return self._schedule_store
 
     @property
     def webhook_store(self) -> WebhookStore:
@@ -748,4 +756,6 @@ class Engine:
             self._reporting.close()
         if self._webhook_store is not None:
             self._webhook_store.close()
+        if self._schedule_store is not None:
+            self._schedule_store.close()
         self.app.close()

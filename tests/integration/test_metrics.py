@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
@@ -153,3 +154,33 @@ async def test_smtp_sessions_are_counted_by_server_as_they_open_and_close(
     for server in servers:
         assert counted(answer.text, opened, server=server) == before[server][0] + 1
         assert counted(answer.text, closed, server=server) == before[server][1] + 1
+
+
+async def test_messages_waiting_for_a_time_and_webhook_calls_owed_are_shown(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    # The scheduler sets the timers; nothing delivers, so nothing leaves them.
+    engine = make_engine(roles=frozenset({Role.API, Role.SCHEDULER, Role.RELAY}))
+    client = api_client(engine)
+    keys = engine.app.bootstrap("shop.example")
+
+    async def shown(name: str, **labels: str) -> float:
+        return counted((await client.get("/metrics")).text, name, **labels)
+
+    assert await shown("sendstream_messages_waiting", state="waiting") == 0
+    assert await shown("sendstream_webhook_backlog") == engine.webhook_store.pending_count()
+    for n in range(3):
+        sent = await client.post(
+            "/api/v1/email",
+            json={
+                "Subject": "Later", "ContentType": "plain", "PlainContent": "Hi",
+                "SendAt": "2099-01-01T00:00:00Z",
+                "From": {"email": "news@shop.example", "name": "Shop"},
+                "To": [{"email": f"r{n}@example.org", "name": "R"}],
+            },
+            headers={"Authorization": f"Bearer {keys['SenderAPIKey']}"},
+        )  # fmt: skip
+        assert sent.status_code == 200, sent.text
+    wait_for(lambda: engine.schedule_store.waiting(datetime.now(UTC))[0] == 3)
+    assert await shown("sendstream_messages_waiting", state="waiting") == 3
+    assert await shown("sendstream_messages_waiting", state="due") == 0
