@@ -81,7 +81,7 @@ def installation_status(engine: Engine) -> Status:
         status.leaders[role] = lease.holder()
     newest = engine.app.recorder.max_notification_id() or 0
     kinds = _kinds_read()
-    readers = ["relay"] if settings.uses_kafka else ["delivery", "projector", "webhooks"]
+    readers = ["relay"] if settings.uses_kafka else ["delivery", "projector", "webhooks", "audit"]
     shares: dict[str, DeliveryShare] = {}
     if not settings.uses_kafka and settings.delivery_processes > 1:
         count = settings.delivery_processes
