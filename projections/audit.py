@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from adapters.event_metadata import METADATA_KEY
+from adapters.event_metadata import METADATA_KEY, parse_metadata
 from adapters.ports import ReportingStore
 from domain.envelope import EventEnvelope
 
@@ -66,8 +66,8 @@ def audit_rows(envelopes: Sequence[EventEnvelope]) -> list[dict[str, Any]]:
     """The rows of the events a caller caused (those with no caller are the engine's own)."""
     rows = []
     for envelope in envelopes:
-        metadata = envelope.data.get(METADATA_KEY)
-        if not isinstance(metadata, dict) or not metadata.get("account_id"):
+        metadata = parse_metadata(envelope.data.get(METADATA_KEY))
+        if not metadata.get("account_id"):
             continue
         object_type, _, event_type = envelope.event_type.partition(".")
         rows.append(

@@ -36,7 +36,7 @@ class Caller:
 
 @dataclass
 class RequestContext:
-    """What the events a request causes carry as metadata (``EVENT_METADATA_KEY``)."""
+    """What the events a request causes carry as metadata (``adapters.event_metadata``)."""
 
     request_id: str = ""
     command: str = ""

@@ -200,6 +200,12 @@ class NotificationLogSource:
         # Read past the events of other streams without returning them, but never
         # more than a few pages in one call, so that poll() stays responsive.
         for _ in range(20):
+            # The newest event before the read: when none of this reader's kinds come up to
+            # there, the next read starts after it. Without that, a reader of rare events
+            # (the audit reader among a stream of messages) would scan everything since
+            # its last one at every commit: the log has no index by topic. (Events are
+            # numbered in commit order, by SQLite's one writer and PostgreSQL's table lock.)
+            newest = self._app.recorder.max_notification_id() if self._topics else None
             notifications = self._app.recorder.select_notifications(
                 start=self._read_up_to,
                 limit=max_records,
@@ -207,6 +213,8 @@ class NotificationLogSource:
                 inclusive_of_start=False,
             )
             if not notifications:
+                if newest is not None and newest > self._read_up_to:
+                    self._read_up_to = newest
                 return []
             self._read_up_to = notifications[-1].id
             wanted = (

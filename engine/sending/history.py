@@ -16,6 +16,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from adapters.event_metadata import METADATA_KEY, metadata_of
 from domain.account import SenderDomain
 from domain.content import EmailContent
 from domain.message import Message
@@ -79,6 +80,8 @@ class MessageHistory:
         recorded = []
         for event in self._app.events.get(aggregate_id):
             fields = {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
+            if METADATA_KEY in fields:
+                fields[METADATA_KEY] = metadata_of(event)
             recorded.append(
                 {
                     "Event": type(event).__qualname__.rpartition(".")[2],

@@ -102,6 +102,34 @@ def test_a_new_follower_starts_where_the_one_it_replaces_stopped(
     assert len({e.aggregate_id for e in fresh.poll(100, 0.2)}) == 3
 
 
+def test_a_reader_of_rare_events_moves_past_the_others_once(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # The audit reader reads account changes among a stream of messages: when none of its
+    # kinds comes up, its next read starts after what it has seen, not at its last change.
+    from domain.account import Account
+    from engine.reporting.audit import audited_event_types
+
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 3)  # an account, a domain and a key, then messages
+    rare = NotificationLogSource(
+        engine.app, engine.tracking, "rare", None, event_types=audited_event_types()
+    )
+    changes = rare.poll(100, 0.2)
+    assert changes and all(e.stream != "message" for e in changes)
+    assert rare.poll(100, 0) == []
+    rare.commit()
+    newest = engine.app.recorder.max_notification_id()
+    assert engine.tracking.max_tracking_id("rare") == newest
+    opened = next(e for e in changes if e.event_type == "Account.Opened")
+    account = engine.app.account(opened.aggregate_id)
+    assert isinstance(account, Account)
+    account.set_time_zone("Europe/Paris")
+    engine.app.save(account)
+    (changed,) = rare.poll(100, 0.2)
+    assert changed.event_type == "Account.TimeZoneSet"
+
+
 def test_the_campaign_runner_reads_past_other_events_once(
     make_engine: Callable[..., Engine],
 ) -> None:
