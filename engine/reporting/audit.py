@@ -17,9 +17,6 @@ from engine.eventlog.followers import NotificationLogSource, run_until_stopped
 from projections.audit import AUDITED_STREAMS, audit_rows, insert_audit_rows
 
 
-_IDLE_SECONDS = 0.5
-
-
 def aggregate_classes() -> list[type[Aggregate]]:
     """Every aggregate class of the domain package."""
     for module in pkgutil.iter_modules(domain.__path__):
@@ -62,13 +59,7 @@ class AuditReader:
         return len(envelopes)
 
     def run(self, stop: threading.Event) -> None:
-        def step() -> None:
-            # Not woken by every commit, as the readers of messages are: changes are few,
-            # and half a second late is soon enough for an audit trail.
-            if not self.run_once(timeout=0):
-                stop.wait(_IDLE_SECONDS)
-
-        run_until_stopped("audit", step, stop)
+        run_until_stopped("audit", self.run_once, stop)
 
 
 def rebuild_audit_log(app: Sendstream, tracking: TrackingRecorder, store: ReportingStore) -> int:

@@ -516,7 +516,10 @@ class Engine:
             from engine.reporting.audit import AuditReader, audited_event_types
 
             audit = AuditReader(
-                self._source("audit", KAFKA_GROUPS["audit"], event_types=audited_event_types()),
+                # Changes are few: not woken by every commit, as the readers of messages are.
+                self._source(
+                    "audit", KAFKA_GROUPS["audit"], event_types=audited_event_types(), woken=False
+                ),
                 self.reporting,
             )
             self._spawn("audit", audit.run)
@@ -604,14 +607,16 @@ class Engine:
         event_types: Sequence[type] | None = None,
         wanted: Wanted | None = None,
         start_from: str | None = None,
+        woken: bool = True,
     ) -> EventSource:
+        """``woken``: read again at each commit of this process (else every 50 ms)."""
         source = open_event_source(
             self.settings,
             self.app,
             self.tracking,
             consumer,
             tuple(streams),
-            self.signal,
+            self.signal if woken else None,
             event_types=event_types,
             recent=self.recent,
             wanted=wanted,

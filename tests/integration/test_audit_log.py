@@ -1,5 +1,6 @@
 """``Account.AuditLog`` (issue 22): who changed what, read back from the events' metadata,
-and the request id that follows a request into the events it causes."""
+and the request id that follows a request into the events it causes; an agency's
+combined statistics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from domain.errors import Extensions
 from engine.reporting.audit import aggregate_classes, rebuild_audit_log
 from engine.runtime.composition import Engine, Role
 from projections.audit import AUDITED_STREAMS, UNAUDITED_STREAMS
+from tests.integration.receiver import Receiver
 from tests.integration.test_command_api import Tenant, failed, ok
 from tests.integration.test_send_pipeline import bearer, email_body
 
@@ -208,3 +210,48 @@ async def test_events_saved_outside_a_request_carry_no_metadata(
     assert metadata_of(last)["request_id"] == made.headers["x-request-id"]
     assert metadata_of(last)["command"] == "Account.Update"
     assert UUID(metadata_of(last)["account_id"]) == alpha.account_id
+
+
+async def test_an_agency_sees_each_clients_delivered_mail_and_their_sum(
+    make_engine: Callable[..., Engine], api_client: Client, receiver: Receiver
+) -> None:
+    engine = make_engine(SMTP_RELAY_URL=receiver.url)
+    client = api_client(engine)
+    agency = Tenant(engine, client, "agency.example")
+    made = [
+        ok(await agency.call("Agency.AddClient", DomainName=f"client{n}.example"))["Client"]
+        for n in (1, 2)
+    ]
+    for count, owner in zip((2, 3), made, strict=True):
+        for n in range(count):
+            sent = await client.post(
+                "/api/v1/email",
+                json=email_body(
+                    From={"email": f"news@{owner['DomainName']}", "name": "News"},
+                    To=[{"email": f"r{n}@example.org", "name": "R"}],
+                ),
+                headers=bearer(owner["SenderAPIKey"]),
+            )
+            assert sent.status_code == 200, sent.text
+    receiver.wait_for_count(5)
+
+    async def delivered() -> dict[str, Any] | None:
+        stats = ok(await agency.call("Agency.Stats"))
+        each = [c["Stats"]["Delivered"] for c in stats["Clients"]]
+        return stats if stats["Stats"]["Delivered"] == 5 and sum(each) == 5 else None
+
+    stats = await eventually(delivered)
+    by_client = {c["AccountID"]: c["Stats"]["Delivered"] for c in stats["Clients"]}
+    assert by_client == {made[0]["AccountID"]: 2, made[1]["AccountID"]: 3}
+    assert stats["Stats"]["Sent"] == 5
+    # A client sees its own figures only: it has no clients, and names no other.
+    own = await client.post("/api.php", json={"APIKey": made[0]["AccountAPIKey"],
+                            "Command": "Agency.Stats"})  # fmt: skip
+    assert own.json()["Clients"] == [] and own.json()["Stats"]["Delivered"] == 0
+    other = await client.post("/api.php", json={
+        "APIKey": made[0]["AccountAPIKey"], "Command": "Agency.Stats",
+        "ClientAccountID": made[1]["AccountID"]})  # fmt: skip
+    assert (other.status_code, other.json()["ErrorMessage"]) == (
+        403,
+        "The specified Master Agency Account could not be found.",
+    )
