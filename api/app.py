@@ -254,6 +254,7 @@ def create_app(engine: Engine) -> ASGIApp:
             LagCollector(lambda: _reader_lags(engine)),
             BacklogCollector(lambda: _backlog(engine)),
         ],
+        trust_forwarded=engine.settings.trust_forwarded_for,
     )
 
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters.event_metadata import REQUEST
 from adapters.log_format import REQUEST_ID
 from adapters.metrics import CONTENT_TYPE, HTTP_REQUESTS, HTTP_SECONDS, exposition
+from api.tracking import client_ip
 from engine.accounts.callers import begin_request
 
 _ID = r"[0-9a-fA-F-]{32,36}"
@@ -65,9 +66,17 @@ class MetricsEndpoint:
     """Counts each HTTP request and answers ``GET /metrics`` itself; ``collectors`` add
     what is asked of the installation when it is read (the readers' lag)."""
 
-    def __init__(self, app: ASGIApp, collectors: Callable[[], Iterable[Collector]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        collectors: Callable[[], Iterable[Collector]],
+        trust_forwarded: bool = False,
+    ) -> None:
+        """``trust_forwarded``: the client's address is the first ``X-Forwarded-For`` hop
+        (``TRUST_FORWARDED_FOR``), as tracking reads it."""
         self.app = app
         self._collectors = collectors
+        self._trust_forwarded = trust_forwarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,9 +87,11 @@ class MetricsEndpoint:
         status = 500
         request_id = _request_id(scope)
         token = REQUEST_ID.set(request_id)
-        client = scope.get("client")
+        forwarded = b""
+        if self._trust_forwarded:
+            forwarded = next((v for k, v in scope["headers"] if k == b"x-forwarded-for"), b"")
         context_token = begin_request(
-            request_id, client[0] if client else "", f"{scope['method']} {route}"
+            request_id, client_ip(scope, forwarded), f"{scope['method']} {route}"
         )
 
         async def counted(message: Message) -> None:

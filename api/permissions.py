@@ -29,6 +29,8 @@ _EXACT = {
     "Account.DeleteAPIKey": _USERS,
     # The trail of who did what is the administrators'.
     "Account.AuditLog": _USERS,
+    # A read that answers a secret (the domain's webhook signing key, made on first use).
+    "EmailGateway.GetWebhooks": _SENDING,
 }
 _PREFIXES = (
     ("EmailGateway.", _SENDING), ("Route.", _SENDING), ("Template.", _EITHER),

@@ -270,13 +270,18 @@ class TrackingEndpoint:
                 agent = value
             elif name == b"x-forwarded-for" and not forwarded:
                 forwarded = value
-        ip = ""
-        if self.trust_forwarded and forwarded:
-            ip = forwarded.split(b",", 1)[0].strip().decode("latin-1")
-        if not ip:
-            client = scope.get("client")
-            ip = str(client[0]) if client else ""
+        ip = client_ip(scope, forwarded if self.trust_forwarded else b"")
         return ip, agent[:MAX_USER_AGENT].decode("latin-1")
+
+
+def client_ip(scope: Scope, forwarded: bytes) -> str:
+    """The first hop of ``X-Forwarded-For`` (``forwarded``, when it is trusted), else the
+    address the request came from."""
+    ip = forwarded.split(b",", 1)[0].strip().decode("latin-1") if forwarded else ""
+    if not ip:
+        client = scope.get("client")
+        ip = str(client[0]) if client else ""
+    return ip
 
 
 def _header(scope: Scope, wanted: bytes) -> str:

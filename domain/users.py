@@ -114,6 +114,7 @@ class AccountKey(Aggregate):
         description: str,
         issued_at: datetime,
         hint: str,
+        issued_by: str = "",
     ) -> None:
         self._id = id
         self.account_id = account_id
@@ -122,6 +123,7 @@ class AccountKey(Aggregate):
         self.description = description
         self.issued_at = issued_at
         self.hint = hint
+        self.issued_by = issued_by  # who made it: a username, or the key it was made with
         self.is_revoked = False
 
     @event("Revoked")

@@ -104,11 +104,11 @@ class Sendstream(Application[UUID]):
     # Accounts, domains and keys.
 
     def bootstrap(
-        self, domain_name: str, now: datetime | None = None, agency_id: UUID | None = None
+        self, domain_name: str, now: datetime | None = None, agency: Account | None = None
     ) -> dict[str, Any]:
-        """Open an account with a sender domain and a sender key, a client of ``agency_id``
-        when given (which lists it then: ``AgencyCommands.adopt``); secrets are shown only
-        here."""
+        """Open an account with a sender domain and a sender key, a client of ``agency``
+        when given (in the same save, which conflicts if the agency changed meanwhile);
+        secrets are shown only here."""
         now = now or datetime.now(UTC)
         account_key = "acc_" + secrets.token_urlsafe(32)
         sender_key = "snd_" + secrets.token_urlsafe(32)
@@ -118,8 +118,9 @@ class Sendstream(Application[UUID]):
             api_key_digest=key_digest(account_key),
             opened_at=now,
         )
-        if agency_id is not None:
-            account.set_agency(agency_id)
+        if agency is not None:
+            account.set_agency(agency.id)
+            agency.add_client(account.id)
         domain = new_sender_domain(account.id, domain_name.lower(), now)
         account.attach_domain(domain.id)
         key = SenderApiKey(
@@ -133,7 +134,7 @@ class Sendstream(Application[UUID]):
             hint=sender_key[:10],
         )
         domain.attach_api_key(key.id)
-        self.save(account, domain, key)
+        self.save(account, domain, key, *([agency] if agency is not None else []))
         return {
             "AccountID": str(account.id),
             "AccountAPIKey": account_key,

@@ -316,6 +316,9 @@ class Settings(BaseSettings):
                 # A pooled connection is checked before use: after a database restart
                 # every one of them is dead, and each would fail a request otherwise.
                 "POSTGRES_PRE_PING": "y",
+                # Inserts under the table lock, so events are numbered in commit order: every
+                # reader of the log relies on it (never the database function, which takes none).
+                "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
                 "POSTGRES_SCHEMA": self.postgres_schema,
                 "TRANSCODER_TOPIC": TRANSCODER,
                 "MAPPER_TOPIC": MAPPER,

@@ -38,6 +38,7 @@ _COLUMNS = """
     occurred_at DateTime64(3, 'UTC'),
     position UInt64,
     request_id String,
+    request_key String,
     command LowCardinality(String),
     via LowCardinality(String),
     role LowCardinality(String),
@@ -76,6 +77,7 @@ def audit_rows(envelopes: Sequence[EventEnvelope]) -> list[dict[str, Any]]:
                 "occurred_at": envelope.occurred_at,
                 "position": int(envelope.position),
                 "request_id": str(metadata.get("request_id", "")),
+                "request_key": str(metadata.get("request_key", "")),
                 "command": str(metadata.get("command", "")),
                 "via": str(metadata.get("via", "")),
                 "role": str(metadata.get("role", "")),
@@ -126,10 +128,12 @@ def read_audit_log(
         conditions.append("object_id = {object:UUID}")
         parameters["object"] = object_id
     where = " AND ".join(conditions)
-    # A request without an id (none here: every API request has one) groups by position.
+    # One entry per request (by the key we made for it, not the id a client may repeat)
+    # and object; what has no key (none here: every API request has one), per event.
     grouped = f"""
-        SELECT if(request_id = '', toString(position), request_id) AS request,
-               object_id AS object, min(occurred_at) AS at, min(position) AS first_position,
+        SELECT if(request_key = '', toString(position), request_key) AS request,
+               any(request_id) AS the_request_id, object_id AS object,
+               min(occurred_at) AS at, min(position) AS first_position,
                any(command) AS the_command, any(via) AS the_via, any(role) AS the_role,
                any(user_id) AS the_user, any(actor) AS the_actor, any(key_id) AS the_key,
                any(address) AS the_address, any(agency_id) AS the_agency,
@@ -151,7 +155,7 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     at = row["at"]
     return {
         "At": at.isoformat() if isinstance(at, datetime) else str(at),
-        "RequestID": str(row["request"]),
+        "RequestID": str(row["the_request_id"]),
         "Command": row["the_command"],
         "Via": row["the_via"],
         "Role": row["the_role"],

@@ -19,8 +19,8 @@ from domain.account import Account
 from domain.errors import Agencies, Audit, RequestRejected
 from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
 from engine.accounts.gateway import Gateway
-from engine.accounts.users import retried
 from engine.application import Sendstream
+from engine.conflicts import retried
 from engine.params import count_param, text_param, uuid_param
 
 Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
@@ -56,9 +56,7 @@ class AgencyCommands:
             raise RequestRejected(Agencies.INVALID_DOMAIN_NAME) from None
         if self._app.account(account.id).agency_id is not None:
             raise RequestRejected(Agencies.NOT_AN_AGENCY)
-        made = self._app.bootstrap(domain_name, agency_id=account.id)
-        self.adopt(account.id, UUID(made["AccountID"]))
-        return {"Client": made}
+        return {"Client": self.open_client(account.id, domain_name)}
 
     def agency(self, agency_id: Any) -> Account:
         """The agency ``agency_id`` names: an account that is unknown or itself a client is
@@ -72,17 +70,14 @@ class AgencyCommands:
             raise RequestRejected(Agencies.INVALID_AGENCY)
         return agency
 
-    def adopt(self, agency_id: Any, client_id: UUID) -> None:
-        """List ``client_id`` (an account ``bootstrap`` made a client of ``agency_id``,
-        which it knows from then on) among the agency's clients."""
+    def open_client(self, agency_id: Any, domain_name: str) -> dict[str, Any]:
+        """A new account, a client of ``agency_id`` and listed among its clients in the same
+        save (``sendstream bootstrap --agency`` too)."""
 
-        def attempt() -> None:
-            agency = self.agency(agency_id)
-            if client_id not in agency.client_ids:
-                agency.add_client(client_id)
-                self._gateway.save(agency)
+        def attempt() -> dict[str, Any]:
+            return self._app.bootstrap(domain_name, agency=self.agency(agency_id))
 
-        retried(attempt)
+        return retried(attempt)
 
     def get_clients(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         agency = self._app.account(account.id)
@@ -152,7 +147,10 @@ class AgencyCommands:
 
 
 def _positive(params: dict[str, Any], name: str, default: int) -> int:
-    number = count_param(params.get(name), default, name)
+    try:
+        number = count_param(params.get(name), default, name)
+    except RequestRejected:
+        number = 0  # not a number: this command's own error, as for zero
     if number < 1:
         raise RequestRejected(Audit.INVALID_OPTION.format(name=name))
     return number

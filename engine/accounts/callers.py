@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import Token
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from adapters.event_metadata import REQUEST
 from domain.account import Account
@@ -38,7 +38,8 @@ class Caller:
 class RequestContext:
     """What the events a request causes carry as metadata (``adapters.event_metadata``)."""
 
-    request_id: str = ""
+    request_id: str = ""  # as the answer's X-Request-ID says it: the client's own, if given
+    request_key: str = ""  # made here for every request: what the audit trail groups by
     command: str = ""
     address: str = ""
     caller: Caller | None = field(default=None)
@@ -53,6 +54,8 @@ class RequestContext:
         data: dict[str, Any] = {}
         if self.request_id:
             data["request_id"] = self.request_id
+        if self.request_key:
+            data["request_key"] = self.request_key
         if self.command:
             data["command"] = self.command
         if self.address:
@@ -88,14 +91,23 @@ def current_request() -> RequestContext:
 
 def begin_request(request_id: str, address: str, command: str) -> Token[Any]:
     """At the start of a request (``api.metrics``, the outermost layer): a fresh context,
-    whose ``command`` is the method and route until ``/api.php`` names its command."""
-    return REQUEST.set(RequestContext(request_id=request_id, address=address, command=command))
+    whose ``command`` is the method and route until ``/api.php`` names its command. Its
+    key is ours whatever id the client gave: two requests never share an audit entry."""
+    return REQUEST.set(
+        RequestContext(
+            request_id=request_id, request_key=uuid4().hex, address=address, command=command
+        )
+    )
 
 
 @contextmanager
 def acting_as(caller: Caller, command: str = "", request_id: str = "") -> Iterator[None]:
-    """Run what follows as ``caller`` (the command line, tests, background work for a user)."""
-    token = REQUEST.set(RequestContext(request_id=request_id, command=command, caller=caller))
+    """Run what follows as ``caller`` (the command line): it is allowed what the caller's
+    role allows, and the events it causes name the caller."""
+    context = RequestContext(
+        request_id=request_id, request_key=uuid4().hex, command=command, caller=caller
+    )
+    token = REQUEST.set(context)
     try:
         yield
     finally:

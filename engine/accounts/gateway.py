@@ -182,6 +182,15 @@ class Gateway:
                 self._cache[aggregate_id] = (now, found)
         return found if isinstance(found, kind) else None
 
+    def _fresh(self, aggregate_id: UUID, kind: type[AggregateT]) -> AggregateT | None:
+        """As stored now, never from the cache: users and role keys, whose deletion, role
+        change or new password must count from the next request, in every process."""
+        try:
+            found = self._app._get(aggregate_id, Aggregate)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, kind) else None
+
     def save(self, *aggregates: Aggregate) -> None:
         self._save(*aggregates)
 
@@ -228,7 +237,7 @@ class Gateway:
         account = self._load(aggregate_id_for_key(ACCOUNT_KEY_KIND, digest), Account)
         if account is not None and hmac.compare_digest(account.api_key_digest, digest):
             return Caller(account, Role.OWNER, "account-key", name="account key")
-        key = self._load(aggregate_id_for_key(ROLE_KEY_KIND, digest), AccountKey)
+        key = self._fresh(aggregate_id_for_key(ROLE_KEY_KIND, digest), AccountKey)
         if key is None or key.is_revoked or not hmac.compare_digest(key.digest, digest):
             return None
         account = self._load(key.account_id, Account)
@@ -242,12 +251,14 @@ class Gateway:
             return None
         account = self._load(holder[0], Account)
         issued = self._sessions.issued_at(session_id)
-        if account is None or issued < account.sessions_ended_before:
-            return None  # logged out
-        if holder[1] == account.id:
+        if account is None:
+            return None
+        if holder[1] == account.id:  # the account's own login
+            if issued < account.sessions_ended_before:
+                return None  # logged out
             return Caller(account, Role.OWNER, "session", user_id=account.id,
                           name=account.username or "")  # fmt: skip
-        user = self._load(holder[1], User)
+        user = self._fresh(holder[1], User)
         if (
             user is None
             or user.is_deleted
@@ -294,11 +305,11 @@ class Gateway:
                 ),
                 retry_after=seconds,
             )
-        claim = self._load(username_id(username), UsernameClaim) if len(username) <= 256 else None
+        claim = self._fresh(username_id(username), UsernameClaim) if len(username) <= 256 else None
         if claim is not None and claim.is_released:
             claim = None
         account = self._load(claim.account_id, Account) if claim else None
-        user = self._load(claim.user_id, User) if claim and claim.user_id else None
+        user = self._fresh(claim.user_id, User) if claim and claim.user_id else None
         if user is not None and (
             user.is_deleted or claim is None or user.account_id != claim.account_id
         ):
@@ -324,7 +335,7 @@ class Gateway:
         }
 
     def username_taken(self, username: str) -> bool:
-        claim = self._load(username_id(username), UsernameClaim)
+        claim = self._fresh(username_id(username), UsernameClaim)
         return claim is not None and not claim.is_released
 
     def set_login(self, account_id: UUID, username: str, password: str) -> None:

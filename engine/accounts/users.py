@@ -12,11 +12,10 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
 from domain.account import Account, UsernameClaim, aggregate_id_for_key, key_digest, username_id
 from domain.errors import RequestRejected, Users
@@ -25,6 +24,7 @@ from engine.accounts.callers import Caller, current_request
 from engine.accounts.gateway import Gateway, now_millisecond
 from engine.accounts.passwords import hash_password
 from engine.application import ROLE_KEY_KIND, Sendstream
+from engine.conflicts import retried
 from engine.ids import new_id
 from engine.params import iso_time, text_param, uuid_param
 
@@ -110,10 +110,9 @@ class UserCommands:
         return {"User": _shown(user)}
 
     def delete(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        _may_grant(self._own_user(account, params).role)
-
         def attempt() -> User:
             user = self._own_user(account, params)
+            _may_grant(user.role)  # as it is now: it may have become an owner meanwhile
             fresh = self._app.account(account.id)
             claim = self._app._get(username_id(user.username), UsernameClaim)
             user.delete()
@@ -172,7 +171,7 @@ class UserCommands:
             key = AccountKey(
                 id=aggregate_id_for_key(ROLE_KEY_KIND, digest), account_id=fresh.id,
                 digest=digest, role=role, description=description.strip(),
-                issued_at=datetime.now(UTC), hint=secret[:10],
+                issued_at=datetime.now(UTC), hint=secret[:10], issued_by=_actor(),
             )  # fmt: skip
             fresh.add_key(key.id)
             self._gateway.save(key, fresh)
@@ -191,6 +190,7 @@ class UserCommands:
                 keys.append({
                     "KeyID": str(key.id), "Key": f"{key.hint}…", "Role": key.role.value,
                     "Description": key.description, "IssuedAt": iso_time(key.issued_at),
+                    "IssuedBy": key.issued_by,
                 })  # fmt: skip
         return {"APIKeys": keys, "TotalCount": len(keys)}
 
@@ -213,22 +213,6 @@ class UserCommands:
         return {"KeyID": str(retried(attempt).id), "Deleted": True}
 
 
-_ATTEMPTS = 8
-T = TypeVar("T")
-
-
-def retried(attempt: Callable[[], T]) -> T:
-    """``attempt`` again, on what is stored by then, while another request changed the same
-    account first (a version conflict: users, keys and clients are listed on it). Each
-    attempt reads afresh and checks again what it must (a name taken is then refused)."""
-    for _ in range(_ATTEMPTS - 1):
-        try:
-            return attempt()
-        except IntegrityError:
-            continue
-    return attempt()
-
-
 def _caller() -> Caller | None:
     return current_request().caller
 
@@ -242,9 +226,8 @@ def _actor() -> str:
 
 def _may_grant(role: Role) -> None:
     caller = _caller()
-    # Without a caller (the command line, in-process use) the account's owner acts.
-    granter = caller.role if caller is not None else Role.OWNER
-    if not may_grant(granter, role):
+    # No caller is nobody (fails closed): the command line acts as someone (acting_as).
+    if caller is None or not may_grant(caller.role, role):
         raise RequestRejected(Users.OWNER_ONLY)
 
 

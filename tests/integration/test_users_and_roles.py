@@ -19,7 +19,10 @@ import pytest
 
 from domain.users import ROLE_AREAS, Area
 from domain.users import Role as UserRole
+from engine.accounts.callers import Caller, acting_as
 from engine.runtime.composition import Engine
+from engine.runtime.composition import Role as EngineRole
+from tests.integration.conftest import wait_for
 from tests.integration.test_command_api import API_ONLY, Tenant, failed, ok
 from tests.services import embedded_environment
 
@@ -506,7 +509,8 @@ async def test_role_limited_keys(tenants: tuple[Tenant, Tenant]) -> None:
     listed = ok(await alpha.call("Account.GetAPIKeys"))
     assert listed["TotalCount"] == 1
     (shown,) = listed["APIKeys"]
-    assert set(shown) == {"KeyID", "Key", "Role", "Description", "IssuedAt"}
+    assert set(shown) == {"KeyID", "Key", "Role", "Description", "IssuedAt", "IssuedBy"}
+    assert shown["IssuedBy"] == "account key"  # who made it (here: the account's own key)
     assert (shown["KeyID"], shown["Key"], shown["Role"], shown["Description"]) == (
         issued["KeyID"], issued["APIKey"][:10] + "…", "viewer", "Dashboard"
     )  # fmt: skip
@@ -812,3 +816,105 @@ async def test_keys_and_clients_made_at_once_in_one_account_are_all_made(
     assert sorted(c["AccountID"] for c in shown) == sorted(
         c["Client"]["AccountID"] for c in clients
     )
+
+
+# What a review of the first version found.
+
+
+async def test_the_owners_logout_leaves_the_users_sessions_alone(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    alpha, _ = tenants
+    alpha.engine.gateway.set_login(alpha.account_id, "owner@alpha.example", PASSWORD)
+    await add_user(alpha, "marketer", "mara@alpha.example")
+    owner = ok(await log_in(alpha.client, "owner@alpha.example", PASSWORD))
+    mara = ok(await log_in(alpha.client, "mara@alpha.example", PASSWORD))
+    owner_caller = alpha.engine.gateway.identify({"SessionID": owner["SessionID"]})
+    alpha.engine.gateway.logout(owner_caller)
+    failed(await Actor(alpha.client, SessionID=owner["SessionID"]).call("Lists.Get"),
+           401, "Invalid SessionID or APIKey.", 401)  # fmt: skip
+    ok(await Actor(alpha.client, SessionID=mara["SessionID"]).call("Lists.Get"))
+
+
+async def test_a_webhooks_signing_key_is_not_a_viewers_to_read(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    alpha, _ = tenants
+    viewer = ok(await alpha.call("Account.AddAPIKey", Role="viewer", Description="dashboard"))
+    before = recorded(alpha)
+    forbidden(
+        await Actor(alpha.client, APIKey=viewer["APIKey"]).call(
+            "EmailGateway.GetWebhooks", DomainID=alpha.domain_id
+        ),
+        "viewer", "EmailGateway.GetWebhooks",
+    )  # fmt: skip
+    assert recorded(alpha) == before  # no signing key made for it either
+    developer = ok(await alpha.call("Account.AddAPIKey", Role="developer", Description="ci"))
+    shown = await Actor(alpha.client, APIKey=developer["APIKey"]).call(
+        "EmailGateway.GetWebhooks", DomainID=alpha.domain_id
+    )
+    assert ok(shown)["SigningKey"]
+
+
+async def test_a_key_deleted_in_one_api_process_is_refused_by_another_at_once(
+    make_engine: Callable[..., Engine], api_client: Client, tmp_path: Path
+) -> None:
+    first = make_engine(roles=API_ONLY)
+    second = make_engine(roles=API_ONLY)  # the same data folder: another API process
+    alpha = Tenant(first, api_client(first), "alpha.example")
+    admin = ok(await alpha.call("Account.AddAPIKey", Role="admin", Description="ops"))
+    elsewhere = Actor(api_client(second), APIKey=admin["APIKey"])
+    ok(await elsewhere.call("Lists.Get"))  # known there, and cached if anything is
+    ok(await alpha.call("Account.DeleteAPIKey", KeyID=admin["KeyID"]))
+    failed(await elsewhere.call("Account.AddAPIKey", Role="admin", Description="kept"),
+           401, "Invalid SessionID or APIKey.", 401)  # fmt: skip
+
+
+async def test_one_request_id_sent_twice_is_two_entries_of_the_audit_log(
+    make_engine: Callable[..., Engine], api_client: Client
+) -> None:
+    engine = make_engine(roles=frozenset({EngineRole.API, EngineRole.PROJECTOR, EngineRole.RELAY}),
+                         TRUST_FORWARDED_FOR="true")  # fmt: skip
+    alpha = Tenant(engine, api_client(engine), "alpha.example")
+    user = await add_user(alpha, "viewer", "vic@alpha.example")
+    for params, hop in (({"Role": "marketer"}, "198.51.100.7"), ({"Password": "x" * 20}, "")):
+        changed = await alpha.client.post(
+            "/api.php",
+            json={"APIKey": alpha.account_key, "Command": "User.Update",
+                  "UserID": user["UserID"], **params},
+            headers={"X-Request-ID": "req-1", **({"X-Forwarded-For": hop} if hop else {})},
+        )  # fmt: skip
+        assert changed.json()["Success"], changed.text
+
+    def updates() -> list[dict[str, Any]]:
+        entries = alpha.engine.agencies.audit_log(
+            alpha.engine.app.account(alpha.account_id), {"AuditCommand": "User.Update"}
+        )["Entries"]
+        return entries if len(entries) == 2 else []
+
+    newer, older = wait_for(updates)
+    assert (older["RequestID"], newer["RequestID"]) == ("req-1", "req-1")
+    assert older["Events"] == ["RoleChanged"]
+    assert newer["Events"] == ["PasswordChanged", "SessionsEnded"]
+    assert (older["Address"], newer["Address"]) == ("198.51.100.7", "127.0.0.1")
+
+
+def test_import_subscribers_from_the_command_line_checks_the_keys_role(
+    make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    engine = make_engine(roles=frozenset())
+    keys = engine.app.bootstrap("alpha.example")
+    account = engine.app.account(UUID(keys["AccountID"]))
+    with acting_as(Caller(account, UserRole.OWNER, "cli")):
+        made = engine.campaigns.create_list(account, {"ListName": "News"})
+        viewer = engine.users.add_key(account, {"Role": "viewer", "Description": "read"})
+    rows = tmp_path / "rows.csv"
+    rows.write_text("EmailAddress\njane@example.org\n")
+    env = embedded_environment(Path(engine.settings.data_dir))
+    refused = subprocess.run(
+        [sys.executable, "-m", "cli", "import-subscribers", str(rows),
+         "--account-key", viewer["APIKey"], "--list-id", made["ListID"]],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: The viewer role may not run Subscribers.Import."
