@@ -122,9 +122,23 @@ async def test_killing_leaders_and_a_delivery_process_loses_and_doubles_nothing(
             return all(engine.app.message(m).status in FINAL_STATUSES for m in message_ids)
 
         wait_for(all_final, timeout=300, interval=1.0)
-        # Calls the killed caller had claimed wait for its claims to lapse (64 s here).
+        # Calls the killed caller had claimed wait for its claims to lapse (64 s here). No
+        # call owed is not enough: the intake may still be reading the last deliveries
+        # (fresh-clone CI, four tests at once on two cores), so wait for a call of each.
         store = engine.webhook_store
-        wait_for(lambda: store.pending_count(webhook_id) == 0, timeout=240, interval=1.0)
+
+        def every_delivery_called() -> bool:
+            delivered = {
+                str(m) for m in message_ids
+                if engine.app.message(m).status is MessageStatus.DELIVERED
+            }  # fmt: skip
+            made = {
+                orjson.loads(c.body)["data"]["TransactionalEmailID"]
+                for c in webhook_receiver.calls_to("/hooks/delivered")
+            }
+            return made >= delivered and store.pending_count(webhook_id) == 0
+
+        wait_for(every_delivery_called, timeout=240, interval=1.0)
         # The restarted delivery process is given partitions again.
         assigned = f"adapters.kafka: assigned {settings.kafka_topic_prefix}."
         wait_for(lambda: deliveries[0].said(assigned, since_start=True), timeout=60)
