@@ -147,6 +147,7 @@ def command_groups(engine: Engine) -> tuple[CommandGroup, ...]:
         engine.routes,
         engine.users,
         engine.agencies,
+        engine.audit,
     )
 
 

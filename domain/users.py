@@ -49,6 +49,11 @@ def may_grant(granter: Role, role: Role) -> bool:
     return granter is Role.OWNER or (granter is Role.ADMIN and role is not Role.OWNER)
 
 
+def role_covers(role: Role, other: Role) -> bool:
+    """Whether ``role`` may do all ``other`` may: a key may not do more than its maker."""
+    return ROLE_AREAS[other] <= ROLE_AREAS[role]
+
+
 def parse_role(value: object) -> Role | None:
     if not isinstance(value, str):
         return None
@@ -115,6 +120,7 @@ class AccountKey(Aggregate):
         issued_at: datetime,
         hint: str,
         issued_by: str = "",
+        issued_by_user: UUID | None = None,
     ) -> None:
         self._id = id
         self.account_id = account_id
@@ -124,6 +130,9 @@ class AccountKey(Aggregate):
         self.issued_at = issued_at
         self.hint = hint
         self.issued_by = issued_by  # who made it: a username, or the key it was made with
+        # The user who made it (None: a key did): revoked when that user goes, or no
+        # longer may make a key of this role.
+        self.issued_by_user = issued_by_user
         self.is_revoked = False
 
     @event("Revoked")

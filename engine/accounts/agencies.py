@@ -1,5 +1,5 @@
 """``Agency.AddClient``, ``Agency.GetClients`` and ``Agency.Stats``: agency accounts and
-the client accounts they own; ``Account.AuditLog``: who changed what in an account.
+the client accounts they own.
 
 An agency acts on a client by naming it (``ClientAccountID``) beside its own credentials
 (``Gateway.identify``); a client is one level down, never an agency itself, and no client
@@ -16,16 +16,14 @@ from eventsourcing.application import AggregateNotFoundError
 
 from adapters.ports import ReportingStore
 from domain.account import Account
-from domain.errors import Agencies, Audit, RequestRejected
+from domain.errors import Agencies, RequestRejected
 from engine.accounts.domain_names import DomainNameInvalid, normalise_domain_name
 from engine.accounts.gateway import Gateway
 from engine.application import Sendstream
 from engine.conflicts import retried
-from engine.params import count_param, text_param, uuid_param
+from engine.params import text_param, uuid_param
 
 Handler = Callable[[Account, dict[str, Any]], dict[str, Any]]
-
-MAX_AUDIT_PAGE = 500
 
 
 class AgencyCommands:
@@ -41,7 +39,6 @@ class AgencyCommands:
             "Agency.AddClient": self.add_client,
             "Agency.GetClients": self.get_clients,
             "Agency.Stats": self.stats,
-            "Account.AuditLog": self.audit_log,
         }
 
     def add_client(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
@@ -106,37 +103,6 @@ class AgencyCommands:
             "Clients": clients,
         }
 
-    def audit_log(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        """Paged (``Page`` from 1, ``PageSize`` up to 500), and filtered by ``UserID`` (a user
-        or a key), ``AuditCommand``, ``ObjectID`` and ``StartDate``/``EndDate``."""
-        from projections.audit import read_audit_log
-
-        start, end = self._gateway.date_range(account, params)
-        page = _positive(params, "Page", 1)
-        size = _positive(params, "PageSize", 100)
-        if size > MAX_AUDIT_PAGE:
-            raise RequestRejected(Audit.INVALID_OPTION.format(name="PageSize"))
-        object_id = None
-        if params.get("ObjectID") not in (None, ""):
-            object_id = uuid_param(params.get("ObjectID"))
-            if object_id is None:
-                raise RequestRejected(Audit.INVALID_OPTION.format(name="ObjectID"))
-        user = ""
-        if params.get("UserID") not in (None, ""):
-            user_id = uuid_param(params.get("UserID"))
-            if user_id is None:
-                raise RequestRejected(Audit.INVALID_OPTION.format(name="UserID"))
-            user = str(user_id)
-        command = params.get("AuditCommand")
-        if command is not None and (not isinstance(command, str) or len(command) > 100):
-            raise RequestRejected(Audit.INVALID_OPTION.format(name="AuditCommand"))
-        entries, total = read_audit_log(
-            self._reporting(), account.id, start=start, end=end, user_id=user,
-            command=(command or "").strip(), object_id=object_id,
-            offset=(page - 1) * size, limit=size,
-        )  # fmt: skip
-        return {"Entries": entries, "TotalCount": total, "Page": page, "PageSize": size}
-
     def _shown(self, client: Account) -> dict[str, Any]:
         return {
             "AccountID": str(client.id),
@@ -144,13 +110,3 @@ class AgencyCommands:
             "Domains": len(client.domain_ids),
             "IsActive": client.is_active,
         }
-
-
-def _positive(params: dict[str, Any], name: str, default: int) -> int:
-    try:
-        number = count_param(params.get(name), default, name)
-    except RequestRejected:
-        number = 0  # not a number: this command's own error, as for zero
-    if number < 1:
-        raise RequestRejected(Audit.INVALID_OPTION.format(name=name))
-    return number

@@ -19,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from domain.account import Account, UsernameClaim, aggregate_id_for_key, key_digest, username_id
 from domain.errors import RequestRejected, Users
-from domain.users import AccountKey, Role, User, may_grant, parse_role
+from domain.users import AccountKey, Role, User, may_grant, parse_role, role_covers
 from engine.accounts.callers import Caller, current_request
 from engine.accounts.gateway import Gateway, now_millisecond
 from engine.accounts.passwords import hash_password
@@ -92,22 +92,35 @@ class UserCommands:
         return claim
 
     def update(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
-        user = self._own_user(account, params)
+        self._own_user(account, params)  # the UserID's errors come before the others'
         role = None if params.get("Role") in (None, "") else _role(params.get("Role"))
         given_password = params.get("Password")
         if role is None and given_password in (None, ""):
             raise RequestRejected(Users.MISSING_PARAMETER.format(name="Role"))
         password = None if given_password in (None, "") else _password(given_password)
-        _may_grant(user.role)  # the user as it is: an admin cannot touch an owner
         if role is not None:
             _may_grant(role)
-            if role is not user.role:
+        password_hash = None if password is None else hash_password(password)
+
+        def attempt() -> User:
+            user = self._own_user(account, params)
+            _may_grant(user.role)  # the user as it is: an admin cannot touch an owner
+            to_save: list[Any] = [user]
+            if role is not None and role is not user.role:
                 user.change_role(role)
-        if password is not None:
-            user.change_password(hash_password(password))
-            user.end_sessions(now_millisecond())
-        self._gateway.save(user)
-        return {"User": _shown(user)}
+                # Keys the user made that may do more than its new role stop working.
+                fresh = self._app.account(account.id)
+                revoked = self._revoke_keys_of(
+                    fresh, user.id, lambda key: not role_covers(role, key.role)
+                )
+                to_save += [*revoked, fresh] if revoked else []
+            if password_hash is not None:
+                user.change_password(password_hash)
+                user.end_sessions(now_millisecond())
+            self._gateway.save(*to_save)
+            return user
+
+        return {"User": _shown(retried(attempt))}
 
     def delete(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         def attempt() -> User:
@@ -117,7 +130,9 @@ class UserCommands:
             claim = self._app._get(username_id(user.username), UsernameClaim)
             user.delete()
             fresh.remove_user(user.id)
-            to_save: list[Any] = [user, fresh]
+            # The keys the user made go with it, as its sessions do.
+            keys = self._revoke_keys_of(fresh, user.id, lambda key: True)
+            to_save: list[Any] = [user, fresh, *keys]
             if claim.user_id == user.id and not claim.is_released:
                 claim.release()
                 to_save.append(claim)
@@ -125,6 +140,20 @@ class UserCommands:
             return user
 
         return {"UserID": str(retried(attempt).id), "Deleted": True}
+
+    def _revoke_keys_of(
+        self, account: Account, user_id: UUID, chosen: Callable[[AccountKey], bool]
+    ) -> list[AccountKey]:
+        """Revoke the role keys ``user_id`` made that are ``chosen``, and take them off
+        ``account``'s list; the keys, to be saved with it."""
+        revoked = []
+        for key_id in list(account.key_ids):
+            key = self._app._get(key_id, AccountKey)
+            if key.issued_by_user == user_id and not key.is_revoked and chosen(key):
+                key.revoke()
+                account.remove_key(key.id)
+                revoked.append(key)
+        return revoked
 
     def get_all(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         account = self._app.account(account.id)
@@ -172,6 +201,7 @@ class UserCommands:
                 id=aggregate_id_for_key(ROLE_KEY_KIND, digest), account_id=fresh.id,
                 digest=digest, role=role, description=description.strip(),
                 issued_at=datetime.now(UTC), hint=secret[:10], issued_by=_actor(),
+                issued_by_user=_user_id(),
             )  # fmt: skip
             fresh.add_key(key.id)
             self._gateway.save(key, fresh)
@@ -215,6 +245,11 @@ class UserCommands:
 
 def _caller() -> Caller | None:
     return current_request().caller
+
+
+def _user_id() -> UUID | None:
+    caller = _caller()
+    return caller.user_id if caller is not None else None
 
 
 def _actor() -> str:

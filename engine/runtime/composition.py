@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from engine.feedback.suppressions import SuppressionCommands
     from engine.inbound.routes import RouteCommands, RouteTable
     from engine.inbound.server import InboundServer
+    from engine.reporting.audit import AuditCommands
     from engine.sending.smtp_submission import SubmissionServer
     from engine.templates.commands import TemplateCommands
     from engine.webhooks.calls import WebhookDelivery
@@ -232,6 +233,7 @@ class Engine:
     _routes: RouteCommands | None = field(init=False, default=None)
     _users: UserCommands | None = field(init=False, default=None)
     _agencies: AgencyCommands | None = field(init=False, default=None)
+    _audit: AuditCommands | None = field(init=False, default=None)
     _route_table: RouteTable | None = field(init=False, default=None)
     _webhook_store: WebhookStore | None = field(init=False, default=None)
     _schedule_store: ScheduleStore | None = field(init=False, default=None)
@@ -366,12 +368,21 @@ class Engine:
 
     @property
     def agencies(self) -> AgencyCommands:
-        """``Agency.*`` (client accounts, combined statistics) and ``Account.AuditLog``."""
+        """``Agency.*``: client accounts and their combined statistics."""
         if self._agencies is None:
             from engine.accounts.agencies import AgencyCommands
 
             self._agencies = AgencyCommands(self.app, self.gateway, lambda: self.reporting)
         return self._agencies
+
+    @property
+    def audit(self) -> AuditCommands:
+        """``Account.AuditLog``."""
+        if self._audit is None:
+            from engine.reporting.audit import AuditCommands
+
+            self._audit = AuditCommands(self.gateway, lambda: self.reporting)
+        return self._audit
 
     @property
     def route_table(self) -> RouteTable:

@@ -887,7 +887,7 @@ async def test_one_request_id_sent_twice_is_two_entries_of_the_audit_log(
         assert changed.json()["Success"], changed.text
 
     def updates() -> list[dict[str, Any]]:
-        entries = alpha.engine.agencies.audit_log(
+        entries = alpha.engine.audit.audit_log(
             alpha.engine.app.account(alpha.account_id), {"AuditCommand": "User.Update"}
         )["Entries"]
         return entries if len(entries) == 2 else []
@@ -918,3 +918,32 @@ def test_import_subscribers_from_the_command_line_checks_the_keys_role(
     )  # fmt: skip
     assert refused.returncode == 2
     assert refused.stderr.strip() == "error: The viewer role may not run Subscribers.Import."
+
+
+async def test_keys_a_user_made_go_with_the_user_and_with_the_roles_it_loses(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    alpha, _ = tenants
+    user = await add_user(alpha, "admin", "ada@alpha.example")
+    session = ok(await log_in(alpha.client, "ada@alpha.example", PASSWORD))["SessionID"]
+    ada = Actor(alpha.client, SessionID=session)
+    admin_key = ok(await ada.call("Account.AddAPIKey", Role="admin", Description="ops"))
+    developer_key = ok(await ada.call("Account.AddAPIKey", Role="developer", Description="ci"))
+    owners_key = ok(await alpha.call("Account.AddAPIKey", Role="admin", Description="mine"))
+    shown = {k["Description"]: k["IssuedBy"] for k in
+             ok(await alpha.call("Account.GetAPIKeys"))["APIKeys"]}  # fmt: skip
+    assert shown == {"ops": "ada@alpha.example", "ci": "ada@alpha.example", "mine": "account key"}
+
+    # A key may not do more than its maker: Ada's admin key stops working, her developer
+    # key stays.
+    ok(await alpha.call("User.Update", UserID=user["UserID"], Role="developer"))
+    failed(await Actor(alpha.client, APIKey=admin_key["APIKey"]).call("Lists.Get"),
+           401, "Invalid SessionID or APIKey.", 401)  # fmt: skip
+    ok(await Actor(alpha.client, APIKey=developer_key["APIKey"]).call("Lists.Get"))
+    # Gone with Ada: every key she made; the owner's stays.
+    ok(await alpha.call("User.Delete", UserID=user["UserID"]))
+    failed(await Actor(alpha.client, APIKey=developer_key["APIKey"]).call("Lists.Get"),
+           401, "Invalid SessionID or APIKey.", 401)  # fmt: skip
+    ok(await Actor(alpha.client, APIKey=owners_key["APIKey"]).call("Lists.Get"))
+    left = ok(await alpha.call("Account.GetAPIKeys"))["APIKeys"]
+    assert [k["Description"] for k in left] == ["mine"]
