@@ -90,7 +90,7 @@ TAGS_HEADER = "X-Sendstream-Tags"
 # Unicode line/paragraph separators and lone surrogates. CR and LF would start
 # a new header line (injection); the others are line breaks to some readers,
 # or cannot be encoded at all.
-_UNSAFE_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+UNSAFE_HEADER_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # RFC 5322 field name: printable US-ASCII except the colon.
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
@@ -622,7 +622,7 @@ def _check_header(name: str, value: str) -> None:
 
 
 def _clean_text(value: str, what: str) -> str:
-    if _UNSAFE_TEXT.search(value):
+    if UNSAFE_HEADER_TEXT.search(value):
         raise UnsafeHeaderError(f"{what} contains a control or line-break character: {value!r}")
     return value
 

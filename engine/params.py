@@ -11,13 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from adapters.mime import UNSAFE_HEADER_TEXT
 from domain import errors as E
 from domain.campaign_schedule import canonical_zone
 from domain.errors import Extensions, RequestRejected
 from projections.events import EVENT_TYPE_NAMES
 
-# Characters that would end a header line or a protocol line early.
-LINE_BREAKS = re.compile(r"[\r\n\x00]")
+# Characters no header may hold (adapters.mime refuses them when it renders): control
+# characters but TAB, Unicode line and paragraph separators, lone surrogates. What is
+# accepted is checked for them, so that nothing accepted fails to render later.
+UNSAFE_TEXT = UNSAFE_HEADER_TEXT
 
 # How deep a range may be paged (TooManyRecordsException): a deeper offset means a narrower range.
 MAX_PAGED_RECORDS = 20_000
@@ -132,7 +135,7 @@ _PLAIN_ADDRESS = re.compile(
 
 
 def is_valid_email(value: str) -> bool:
-    if LINE_BREAKS.search(value) or len(value) > 254:
+    if UNSAFE_TEXT.search(value) or len(value) > 254:
         return False
     plain = _PLAIN_ADDRESS.fullmatch(value)
     if plain is not None and len(value.partition("@")[0]) <= 64:

@@ -24,7 +24,7 @@ from adapters.templating import TemplateRefused, check, render, render_subject
 from domain.content import Address, EmailContent
 from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
 from domain.suppression import SuppressionList
-from engine.params import LINE_BREAKS, is_valid_email
+from engine.params import UNSAFE_TEXT, is_valid_email
 
 MAX_BATCH_RECIPIENTS = 1_000
 # Each recipient's submission keeps the whole content, attachments included.
@@ -164,7 +164,7 @@ def _entry(
             if shared.html
             else SendEmail.MISSING_PLAIN_CONTENT,
         )
-    address = Address(email=email, name=LINE_BREAKS.sub(" ", name).strip())
+    address = Address(email=email, name=UNSAFE_TEXT.sub(" ", name).strip())
     return BatchEntry(
         email, content=replace(shared, to=(address,), subject=subject, html=html, plain=text)
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from domain.content import Address, Attachment, EmailContent
 from domain.errors import ErrorText, Extensions, RequestRejected, SendEmail
-from engine.params import LINE_BREAKS, is_valid_email, parse_timestamp
+from engine.params import UNSAFE_TEXT, is_valid_email, parse_timestamp
 
 # RFC 5322 field names: printable ASCII except colon. Values may not break the line.
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
@@ -35,8 +35,9 @@ def _text(value: Any) -> str | None:
 
 
 def _one_line(value: str) -> str:
-    """Display names and subjects lose line breaks rather than gain header lines."""
-    return LINE_BREAKS.sub(" ", value)
+    """Display names and subjects lose line breaks and control characters (each becomes a
+    space) rather than gain header lines or fail to render."""
+    return UNSAFE_TEXT.sub(" ", value)
 
 
 def _address(
@@ -109,7 +110,7 @@ def _headers(value: Any, errors: list[ErrorText]) -> tuple[tuple[str, str], ...]
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
             errors.append(Extensions.INVALID_HEADERS.format(reason="a header name is not valid"))
             return ()
-        if not isinstance(header_value, str) or LINE_BREAKS.search(header_value):
+        if not isinstance(header_value, str) or UNSAFE_TEXT.search(header_value):
             errors.append(
                 Extensions.INVALID_HEADERS.format(reason=f"the value of {name} is not one line")
             )
@@ -148,7 +149,7 @@ def _attachments(value: Any, errors: list[ErrorText]) -> tuple[Attachment, ...]:
         if not isinstance(filename, str) or not filename.strip():
             errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="filename is missing"))
             return ()
-        if LINE_BREAKS.search(filename) or len(filename) > 255:
+        if UNSAFE_TEXT.search(filename) or len(filename) > 255:
             errors.append(Extensions.INVALID_ATTACHMENTS.format(reason="filename is missing"))
             return ()
         if not isinstance(content_type, str) or not re.fullmatch(
@@ -177,7 +178,7 @@ def _tags(value: Any, errors: list[ErrorText]) -> tuple[str, ...]:
         not isinstance(value, list)
         or len(value) > MAX_TAGS
         or not all(isinstance(t, str) and 0 < len(t.strip()) <= MAX_TAG_LENGTH for t in value)
-        or any(LINE_BREAKS.search(t) for t in value)
+        or any(UNSAFE_TEXT.search(t) for t in value)
     ):
         errors.append(Extensions.INVALID_TAGS)
         return ()

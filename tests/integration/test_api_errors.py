@@ -225,3 +225,33 @@ async def test_a_multipart_body_without_its_boundary_is_malformed_not_a_failure(
             "Success": False, "ErrorCode": 400,
             "ErrorMessage": "The request body could not be read as JSON or form fields",
         }  # fmt: skip
+
+
+async def test_what_is_accepted_renders_whatever_characters_it_came_with(
+    engine: Engine, api_client: Callable[[Engine], httpx.AsyncClient]
+) -> None:
+    # Found by schemathesis in fresh-clone CI: a subject with C1 control characters was
+    # accepted, then failed to render (GET /api/v1/email/{id} answered 500).
+    keys = engine.app.bootstrap("example.com")
+    client = api_client(engine)
+    hostile = '{"Subject": "A\\u0088B\\u0000C\\u008b\\u2028D\\udaf7\\udef5", ' \
+        '"ContentType": "plain", "PlainContent": "Hi", ' \
+        '"From": {"email": "news@example.com", "name": "N\\u0085ews"}, ' \
+        '"To": [{"email": "jane@example.org", "name": "Jane\\u001b"}]}'  # fmt: skip
+    sent = await post(client, keys["SenderAPIKey"], hostile.encode(),
+                      headers={"Content-Type": "application/json"})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    shown = await client.get(f"/api/v1/email/{sent.json()['MessageID']}",
+                             headers=bearer(keys["SenderAPIKey"]))  # fmt: skip
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["Subject"] == "A B C  D\U000cdef5"  # the escaped pair is one character
+    raw = shown.json()["Recipients"][0]["Raw"]
+    assert "Subject: =?utf-8?" in raw and "From: N ews <news@example.com>" in raw
+    # A header's value is the sender's own text: refused, not changed.
+    before = notifications(engine)
+    refused = await post(client, keys["SenderAPIKey"],
+                         email_body(From={"email": "news@example.com", "name": "N"},
+                                    Headers={"X-Note": "a\u0085b"}))  # fmt: skip
+    assert refused.status_code == 422
+    assert errors(refused)[0][1].endswith("the value of X-Note is not one line")
+    assert notifications(engine) == before
