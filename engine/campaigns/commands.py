@@ -38,7 +38,14 @@ from domain.lists import EMAIL_FIELD, ListRuleBroken, SubscriberList, normalise_
 from engine.application import Sendstream
 from engine.idempotency import answered
 from engine.ids import new_id
-from engine.params import count_param, is_valid_email, iso_time, text_param, uuid_param
+from engine.params import (
+    UNSAFE_TEXT,
+    count_param,
+    is_valid_email,
+    iso_time,
+    text_param,
+    uuid_param,
+)
 
 if TYPE_CHECKING:
     from domain.segments import Segment
@@ -455,8 +462,11 @@ class CampaignService:
             raise RequestRejected(E.Lists.MISSING_SUBJECT)
         if not values["from_name"].strip():
             raise RequestRejected(E.Lists.MISSING_FROM_NAME)
-        if any(c in values["subject"] + values["from_name"] for c in "\r\n"):
-            raise RequestRejected(E.Lists.INVALID_OPTION.format(name="Subject"))
+        # What a header may not hold (line breaks, control characters) would fail every
+        # recipient at send time: refused now.
+        for name, key in (("Subject", "subject"), ("FromName", "from_name")):
+            if UNSAFE_TEXT.search(values[key]):
+                raise RequestRejected(E.Lists.INVALID_OPTION.format(name=name))
         if not is_valid_email(values["from_email"]) or not self._sender_domain(
             account, values["from_email"]
         ):

@@ -406,4 +406,9 @@ async def test_campaign_emails_are_templates_checked_when_stored(
     refused = await account.call("Email.Update", EmailID=email["EmailID"],
                                  Subject="{{ range(3) }}")  # fmt: skip
     assert refused["ErrorCode"] == 19
+    # What no header may hold would fail every recipient at send time: refused now.
+    for field, value in (("Subject", "Spring\u0085sale"), ("FromName", "News\x1b[31m")):
+        unsafe = await account.call("Email.Create", **{**common, "Subject": "S", field: value},
+                                    MessagePlain="hi")  # fmt: skip
+        assert unsafe["ErrorMessage"] == f"Invalid Option specified: {field}", unsafe
     assert refused["ErrorMessage"].startswith("Invalid template: Subject, line 1: there is no")
