@@ -28,6 +28,9 @@ from engine.application import Sendstream
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# After a COMMIT whose answer was lost, how long to wait between asking whether it
+# landed (about 8 s in all: a database restart).
+_ASK_AGAIN_AFTER = (0.25, 0.5, 1.0, 2.0, 4.0)
 _FIRST_RETRY_SECONDS = 0.5
 _LAST_RETRY_SECONDS = 10.0
 
@@ -87,12 +90,22 @@ class BatchWriter:
             # do again what is done (a second submission, a message never sent).
             if not events or storage_fault(error) is None:
                 raise
-            try:
-                stored = await asyncio.to_thread(self._were_stored, events)
-            except Exception:
+            stored = await self._ask_whether_stored(events)
+            if stored is None:  # still unknown: refused, as the database is
                 raise error from None
             if not stored:
                 raise
+
+    async def _ask_whether_stored(self, events: list[DomainEventProtocol[UUID]]) -> bool | None:
+        """Whether ``events`` were stored, asked until the database answers (it may be
+        restarting: a few seconds), rather than answer "nothing was stored" without
+        knowing; None if it does not answer in time."""
+        for delay in _ASK_AGAIN_AFTER:
+            try:
+                return await asyncio.to_thread(self._were_stored, events)
+            except Exception:
+                await asyncio.sleep(delay)
+        return None
 
     def _were_stored(self, events: Sequence[DomainEventProtocol[UUID]]) -> bool:
         """Whether ``events`` (saved together, so all or none) are in the store: their
