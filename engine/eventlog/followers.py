@@ -18,7 +18,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Notification, Recording, Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    Recording,
+    Tracking,
+    TrackingRecorder,
+)
 from eventsourcing.utils import get_topic
 
 from adapters.event_store import rewind_tracking
@@ -234,7 +240,13 @@ class NotificationLogSource:
 
     def commit(self) -> None:
         if self._read_up_to > self._committed:
-            self._tracking.insert_tracking(Tracking(self._consumer, self._read_up_to))
+            try:
+                self._tracking.insert_tracking(Tracking(self._consumer, self._read_up_to))
+            except IntegrityError:
+                # The store's own retry of an insert whose answer was lost (the database
+                # restarting) meets the row the first attempt wrote: committed already.
+                if (self._tracking.max_tracking_id(self._consumer) or 0) < self._read_up_to:
+                    raise
             self._committed = self._read_up_to
 
     def rewind(self) -> None:

@@ -130,6 +130,25 @@ def test_a_reader_of_rare_events_moves_past_the_others_once(
     assert changed.event_type == "Account.TimeZoneSet"
 
 
+def test_a_commit_that_landed_before_its_answer_was_lost_is_a_commit(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Fresh-clone CI, a PostgreSQL restart: the store retried an insert of the relay's
+    # position whose first attempt had landed, and the retry's conflict was taken for a
+    # failure (a traceback, and the batch read again).
+    from eventsourcing.persistence import Tracking
+
+    engine = make_engine(roles=frozenset({Role.API}))
+    send_some(engine, 1)
+    source = NotificationLogSource(engine.app, engine.tracking, "landed", None)
+    assert source.poll(100, 0.2)
+    newest = engine.app.recorder.max_notification_id()
+    engine.tracking.insert_tracking(Tracking("landed", newest))  # the first attempt
+    source.commit()
+    assert source.committed_position == newest
+    assert NotificationLogSource(engine.app, engine.tracking, "landed", None).poll(100, 0) == []
+
+
 def test_the_campaign_runner_reads_past_other_events_once(
     make_engine: Callable[..., Engine],
 ) -> None:
