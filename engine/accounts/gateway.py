@@ -100,24 +100,19 @@ class Sessions:
         token = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
         return "ses_" + token, datetime.fromtimestamp(issued / 1000 + self._lifetime, UTC)
 
-    def holder_of(self, session_id: str, now: float | None = None) -> tuple[UUID, UUID] | None:
-        """The account and user of a valid session."""
+    def holder_of(self, session_id: str, now: float | None = None) -> tuple[UUID, UUID, int] | None:
+        """The account and user of a valid session, and the Unix millisecond it was issued."""
         body = self._body(session_id)
         if body is None:
             return None
         account_bytes, user_bytes, issued = self._LAYOUT.unpack(body)
         if issued / 1000 + self._lifetime < (now or time.time()):
             return None
-        return UUID(bytes=account_bytes), UUID(bytes=user_bytes)
+        return UUID(bytes=account_bytes), UUID(bytes=user_bytes), int(issued)
 
     def account_of(self, session_id: str, now: float | None = None) -> UUID | None:
         holder = self.holder_of(session_id, now)
         return holder[0] if holder else None
-
-    def issued_at(self, session_id: str) -> int:
-        """The Unix millisecond a valid session was issued at."""
-        body = self._body(session_id)
-        return int(self._LAYOUT.unpack(body)[2]) if body else 0
 
     def _body(self, session_id: str) -> bytes | None:
         if not session_id.startswith("ses_") or len(session_id) > 160:
@@ -250,7 +245,7 @@ class Gateway:
         if holder is None:
             return None
         account = self._load(holder[0], Account)
-        issued = self._sessions.issued_at(session_id)
+        issued = holder[2]
         if account is None:
             return None
         if holder[1] == account.id:  # the account's own login
